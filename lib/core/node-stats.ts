@@ -1,0 +1,76 @@
+/** Upper bounds (ms) of the latency buckets kept per node; O(1) to record, no per-query allocation. */
+export const LATENCY_BUCKETS_MS = [
+  0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, Infinity,
+] as const;
+
+export class LatencyHistogram {
+  readonly counts = new Array<number>(LATENCY_BUCKETS_MS.length).fill(0);
+  count = 0;
+  sumMs = 0;
+  maxMs = 0;
+
+  record(ms: number): void {
+    let i = 0;
+    while (ms > LATENCY_BUCKETS_MS[i]!) i++;
+    this.counts[i]!++;
+    this.count++;
+    this.sumMs += ms;
+    if (ms > this.maxMs) this.maxMs = ms;
+  }
+
+  /** Bucket-resolution percentile (upper bound of the bucket holding it), `0` when empty. */
+  percentile(p: number): number {
+    if (this.count === 0) return 0;
+    const rank = Math.ceil((p / 100) * this.count);
+    let seen = 0;
+    for (let i = 0; i < this.counts.length; i++) {
+      seen += this.counts[i]!;
+      if (seen >= rank) return i === this.counts.length - 1 ? this.maxMs : LATENCY_BUCKETS_MS[i]!;
+    }
+    return this.maxMs;
+  }
+}
+
+/** Monotonic counters of one node. */
+export class NodeCounters {
+  /** Clients handed out. */
+  acquired = 0;
+  /** Clients given back. */
+  released = 0;
+  /** Physical connections opened. */
+  created = 0;
+  /** Physical connections closed by the pool (any reason). */
+  removed = 0;
+  /** Callers that got a `PoolAcquireTimeoutError`. */
+  acquireTimeouts = 0;
+  /** Connection-class errors (connect failures, broken sockets, server shutdowns). */
+  connectionErrors = 0;
+  /** Errors on idle clients (the server killed them while pooled). */
+  idleErrors = 0;
+  /** Connections that failed validation on borrow and were replaced. */
+  validationFailures = 0;
+  /** Clients held longer than `leakDetectionThresholdMs`. */
+  leaks = 0;
+  /** Connections retired for lifetime, max uses, eviction or a failed rollback. */
+  evictions = 0;
+  /** Clients returned inside an open transaction and rolled back. */
+  rollbacksOnRelease = 0;
+  /** Queries run through the library. */
+  queries = 0;
+  /** Queries that failed (any error). */
+  queryErrors = 0;
+  /** Queries slower than `slowQueryMs`. */
+  slowQueries = 0;
+  /** Reads routed to this node. */
+  routedReads = 0;
+  /** Writes (and non-read-only work) routed to this node. */
+  routedWrites = 0;
+  /** Reads this node served because no replica was usable (primary only). */
+  fallbacks = 0;
+  /** Reads retried on this node after another one failed. */
+  retries = 0;
+  /** Times this replica was banned. */
+  bans = 0;
+  /** Times this node's breaker opened. */
+  breakerOpens = 0;
+}

@@ -1,0 +1,98 @@
+import type { Pool, PoolClient, QueryResult, QueryResultRow } from 'pg';
+import type { Observable } from 'rxjs';
+import type { PoolCluster, TransactionHandle } from './core/pool-cluster.js';
+import type { QueryInput } from './core/node-pool.js';
+import type { PoolEvent } from './pool.events.js';
+import type { TransactionOptions } from './pool.interfaces.js';
+import { markWrite, routingStorage } from './routing/routing-context.js';
+import { NoReplicaAvailableError } from './pool.exceptions.js';
+
+export type { TransactionHandle, QueryInput };
+
+/** Direct access to the primary, whatever the current scope says. */
+export interface PrimaryAccess {
+  query<R extends QueryResultRow = any>(text: QueryInput, values?: unknown[]): Promise<QueryResult<R>>;
+  withClient<T>(fn: (client: PoolClient) => Promise<T> | T): Promise<T>;
+  /** The raw `pg.Pool`: no routing, validation or metrics. */
+  readonly pool: Pool;
+}
+
+/** Direct access to the replicas (with bans, lag checks and fallback), whatever the current scope says. */
+export interface ReplicaAccess {
+  query<R extends QueryResultRow = any>(text: QueryInput, values?: unknown[]): Promise<QueryResult<R>>;
+  withClient<T>(fn: (client: PoolClient) => Promise<T> | T): Promise<T>;
+  /** The raw `pg.Pool` of each replica, in configuration order. */
+  readonly pools: readonly Pool[];
+}
+
+/**
+ * The database of one `PoolModule.forRoot()`: queries go where the current scope says (a pinned
+ * transaction, a replica inside `@ReadOnly()`, else the primary); every client it takes is given back.
+ */
+export class DatabaseService {
+  readonly primary: PrimaryAccess;
+  readonly replica: ReplicaAccess;
+
+  constructor(private readonly cluster: PoolCluster) {
+    this.primary = {
+      query: (text, values) => {
+        markWrite(routingStorage.getStore(), cluster.name);
+        cluster.primary.counters.routedWrites++;
+        return cluster.primary.query(text, values);
+      },
+      withClient: (fn) => cluster.withClient(fn, false),
+      pool: cluster.primary.pool,
+    };
+    this.replica = {
+      query: (text, values) => {
+        if (cluster.replicas.length === 0 && !cluster.options.routing.fallbackToPrimary) {
+          return Promise.reject(new NoReplicaAvailableError(cluster.name, 'none is configured'));
+        }
+        return cluster.read(undefined, text, values);
+      },
+      withClient: (fn) => cluster.withClient(fn, true),
+      pools: cluster.replicas.map((r) => r.node.pool),
+    };
+  }
+
+  /** Name of this database (`default` unless `name` was given). */
+  get name(): string {
+    return this.cluster.name;
+  }
+
+  /** Typed stream of pool events: connect, acquire, release, remove, error, slow-query, leak, bans, breaker, alerts. */
+  get events$(): Observable<PoolEvent> {
+    return this.cluster.events$;
+  }
+
+  /** Runs one statement on the node the current scope picks. */
+  query<R extends QueryResultRow = any>(text: QueryInput, values?: unknown[]): Promise<QueryResult<R>> {
+    return this.cluster.query<R>(text, values);
+  }
+
+  /**
+   * Lends a client to `fn` and gives it back when `fn` settles, even if it throws. The node is the
+   * scope's choice, or a replica with `{ readOnly: true }`. Inside a transaction, `fn` gets the
+   * transaction's client. Do not call `client.release()` yourself.
+   */
+  withClient<T>(fn: (client: PoolClient) => Promise<T> | T, options: { readOnly?: boolean } = {}): Promise<T> {
+    return this.cluster.withClient(fn, options.readOnly);
+  }
+
+  /**
+   * Runs `fn` in a transaction on one primary client. Statements made through this service
+   * anywhere below (across awaits) join it; COMMIT on success, ROLLBACK on a throw, the client is
+   * always released.
+   */
+  transaction<T>(fn: (tx: TransactionHandle) => Promise<T> | T, options?: TransactionOptions): Promise<T> {
+    return this.cluster.transaction(fn, options);
+  }
+
+  /**
+   * The primary WAL position that covers this scope's writes, as a string (`0/16B3748`). Send it
+   * back in the consistency header (or `@ReadOnly({ minLsn })`) so a later request reads them.
+   */
+  consistencyToken(): Promise<string | undefined> {
+    return this.cluster.consistencyToken();
+  }
+}

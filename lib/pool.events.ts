@@ -1,0 +1,33 @@
+import type { NodeRole } from './pool.interfaces.js';
+
+interface EventBase {
+  /** Database name (`default` unless named). */
+  database: string;
+  /** Node name, e.g. `primary`, `replica-1`. */
+  node: string;
+  role: NodeRole;
+  /** `Date.now()` when it happened. */
+  at: number;
+}
+
+export type PoolEvent =
+  | (EventBase & { type: 'connect'; durationMs: number })
+  | (EventBase & { type: 'acquire'; waitMs: number })
+  | (EventBase & { type: 'release'; heldMs: number })
+  | (EventBase & { type: 'remove'; reason: RemoveReason })
+  | (EventBase & { type: 'error'; kind: ErrorKind; message: string })
+  | (EventBase & { type: 'slow-query'; durationMs: number; text: string })
+  | (EventBase & { type: 'leak'; heldMs: number; stack: string })
+  | (EventBase & { type: 'replica-banned'; untilMs: number; reason: string })
+  | (EventBase & { type: 'replica-restored' })
+  | (EventBase & { type: 'breaker-open'; retryAt: number; failures: number })
+  | (EventBase & { type: 'breaker-closed' })
+  | (EventBase & { type: 'alert'; alert: AlertKind; message: string; value: number; threshold: number });
+
+export type PoolEventType = PoolEvent['type'];
+
+export type RemoveReason = 'error' | 'lifetime' | 'max-uses' | 'evicted' | 'validation' | 'rollback-failed' | 'idle' | 'shutdown';
+
+export type ErrorKind = 'connection' | 'acquire-timeout' | 'validation' | 'idle-client' | 'query' | 'read-only';
+
+export type AlertKind = 'pool-waiting' | 'pool-usage-high' | 'pool-usage-critical' | 'pool-exhausted';

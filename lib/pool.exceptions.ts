@@ -1,0 +1,113 @@
+import type { NodeRole } from './pool.interfaces.js';
+
+/** Base class of every error this library throws. */
+export class PoolError extends Error {
+  override name = 'PoolError';
+}
+
+/** A module option or `DB_*` environment variable is invalid. Thrown at startup. */
+export class PoolConfigurationError extends PoolError {
+  override name = 'PoolConfigurationError';
+  constructor(
+    readonly field: string,
+    readonly expected: string,
+    readonly given: string,
+    hint?: string,
+  ) {
+    super(`Invalid ${field}: expected ${expected}, got ${given}.${hint ? ` ${hint}` : ''}`);
+  }
+}
+
+export interface PoolStateSnapshot {
+  total: number;
+  idle: number;
+  inUse: number;
+  waiting: number;
+  max: number;
+}
+
+export function formatPoolState(s: PoolStateSnapshot): string {
+  return `total=${s.total} idle=${s.idle} in-use=${s.inUse} waiting=${s.waiting} max=${s.max}`;
+}
+
+/** No connection could be taken from a pool within `acquireTimeoutMs`. */
+export class PoolAcquireTimeoutError extends PoolError {
+  override name = 'PoolAcquireTimeoutError';
+  readonly code = 'POOL_ACQUIRE_TIMEOUT';
+  constructor(
+    readonly database: string,
+    readonly node: string,
+    readonly role: NodeRole,
+    readonly timeoutMs: number,
+    readonly state: PoolStateSnapshot,
+    cause?: unknown,
+  ) {
+    super(
+      `Cannot acquire a connection from pool "${database}/${node}" (${role}) because none became available within ${timeoutMs}ms ` +
+        `(${formatPoolState(state)}). Please make sure that clients are released, or raise max / acquireTimeoutMs.`,
+      cause === undefined ? undefined : { cause },
+    );
+  }
+}
+
+/** A node's circuit breaker is open: it fails fast until `retryAt`. */
+export class PoolUnavailableError extends PoolError {
+  override name = 'PoolUnavailableError';
+  readonly code = 'POOL_UNAVAILABLE';
+  constructor(
+    readonly database: string,
+    readonly node: string,
+    readonly address: string,
+    readonly retryAt: Date,
+    reason: string,
+  ) {
+    super(
+      `Cannot use "${database}/${node}" (${address}) because its circuit breaker is open after ${reason}. ` +
+        `It will be tried again at ${retryAt.toISOString()}.`,
+    );
+  }
+}
+
+/** No replica can serve a read and `routing.fallbackToPrimary` is `false`. */
+export class NoReplicaAvailableError extends PoolError {
+  override name = 'NoReplicaAvailableError';
+  readonly code = 'NO_REPLICA_AVAILABLE';
+  constructor(
+    readonly database: string,
+    detail: string,
+  ) {
+    super(
+      `Cannot route a read on database "${database}" because no replica is usable (${detail}). ` +
+        `Please make sure that a replica is up, or set routing.fallbackToPrimary to true.`,
+    );
+  }
+}
+
+/** The first connection to a node failed after every startup attempt. */
+export class PoolConnectionError extends PoolError {
+  override name = 'PoolConnectionError';
+  readonly code = 'POOL_CONNECTION_FAILED';
+  constructor(
+    readonly database: string,
+    readonly node: string,
+    readonly address: string,
+    readonly attempts: number,
+    lastError: string,
+  ) {
+    super(
+      `Cannot connect to "${database}/${node}" at ${address} after ${attempts} attempt(s): ${lastError}. ` +
+        `Please make sure that the server is running and the connection settings are right.`,
+    );
+  }
+}
+
+/** `@ReadOnly()` ran inside a transaction while `routing.readOnlyInTransaction` is `throw`. */
+export class ReadOnlyInTransactionError extends PoolError {
+  override name = 'ReadOnlyInTransactionError';
+  constructor(readonly database: string) {
+    super(
+      `Cannot run a @ReadOnly() scope on a replica of "${database}" because it is inside a transaction. ` +
+        `Please make sure that read-only work is called outside the transaction, or set routing.readOnlyInTransaction to "join".`,
+    );
+  }
+}
