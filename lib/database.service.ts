@@ -4,12 +4,10 @@ import type { PoolCluster, TransactionHandle } from './core/pool-cluster.js';
 import type { QueryInput } from './core/node-pool.js';
 import type { PoolEvent } from './pool.events.js';
 import type { TransactionOptions } from './pool.interfaces.js';
-import { markWrite, routingStorage } from './routing/routing-context.js';
-import { NoReplicaAvailableError } from './pool.exceptions.js';
 
 export type { TransactionHandle, QueryInput };
 
-/** Direct access to the primary, whatever the current scope says. */
+/** Direct access to the primary, whatever the current scope says (inside a transaction: the transaction's client). */
 export interface PrimaryAccess {
   query<R extends QueryResultRow = any>(text: QueryInput, values?: unknown[]): Promise<QueryResult<R>>;
   withClient<T>(fn: (client: PoolClient) => Promise<T> | T): Promise<T>;
@@ -17,7 +15,10 @@ export interface PrimaryAccess {
   readonly pool: Pool;
 }
 
-/** Direct access to the replicas (with bans, lag checks and fallback), whatever the current scope says. */
+/**
+ * Direct access to the replicas (bans, lag checks, retry and fallback apply), whatever the current
+ * scope says: no transaction, no read-your-writes.
+ */
 export interface ReplicaAccess {
   query<R extends QueryResultRow = any>(text: QueryInput, values?: unknown[]): Promise<QueryResult<R>>;
   withClient<T>(fn: (client: PoolClient) => Promise<T> | T): Promise<T>;
@@ -35,22 +36,13 @@ export class DatabaseService {
 
   constructor(private readonly cluster: PoolCluster) {
     this.primary = {
-      query: (text, values) => {
-        markWrite(routingStorage.getStore(), cluster.name);
-        cluster.primary.counters.routedWrites++;
-        return cluster.primary.query(text, values);
-      },
+      query: (text, values) => cluster.primaryQuery(text, values),
       withClient: (fn) => cluster.withClient(fn, false),
       pool: cluster.primary.pool,
     };
     this.replica = {
-      query: (text, values) => {
-        if (cluster.replicas.length === 0 && !cluster.options.routing.fallbackToPrimary) {
-          return Promise.reject(new NoReplicaAvailableError(cluster.name, 'none is configured'));
-        }
-        return cluster.read(undefined, text, values);
-      },
-      withClient: (fn) => cluster.withClient(fn, true),
+      query: (text, values) => cluster.replicaQuery(text, values),
+      withClient: (fn) => cluster.withReplicaClient(fn),
       pools: cluster.replicas.map((r) => r.node.pool),
     };
   }

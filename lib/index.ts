@@ -6,4 +6,7 @@ export { POOL_PRESETS, type PresetValues } from './config/presets.js';
 export * from './pool.interfaces.js';
 export * from './pool.exceptions.js';
 export type * from './pool.events.js';
+export type { PoolMetricsSnapshot, DatabaseSnapshot, NodeSnapshot, NodeCountersSnapshot, LatencySummary } from './metrics/metrics.snapshot.js';
 export { isConnectionError } from './core/errors.js';
+export { PoolHealthIndicator } from './health/pool.health.js';
+export type * from './health/health.interfaces.js';

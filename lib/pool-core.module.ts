@@ -5,6 +5,8 @@ import { registerCluster, unregisterCluster } from './core/cluster-registry.js';
 import { PoolCluster } from './core/pool-cluster.js';
 import { adviseSizing } from './core/sizing-advisor.js';
 import { DatabaseService } from './database.service.js';
+import { PoolHealthIndicator } from './health/pool.health.js';
+import { watchPoolAlerts } from './metrics/alerts.monitor.js';
 import { DEFAULT_DATABASE } from './pool.constants.js';
 import type { PoolModuleAsyncOptions, PoolModuleOptions, PoolOptionsFactory } from './pool.interfaces.js';
 import { getClusterToken, getDatabaseToken, getPoolOptionsToken, getPoolToken } from './pool.utils.js';
@@ -21,9 +23,12 @@ async function createCluster(raw: PoolModuleOptions, name: string): Promise<Pool
     throw err;
   }
   registerCluster(cluster);
-  if (cluster.options.sizingAdvisor) await adviseSizing(cluster);
-  await cluster.checkLag();
+  if (!cluster.options.lazy) {
+    if (cluster.options.sizingAdvisor) await adviseSizing(cluster);
+    await cluster.checkLag();
+  }
   cluster.startLagMonitor();
+  watchPoolAlerts(cluster);
   return cluster;
 }
 
@@ -40,11 +45,12 @@ function databaseProviders(name: string): Provider[] {
     { provide: getPoolToken(name, 'primary'), useFactory: (c: PoolCluster) => c.primary.pool, inject: [clusterToken] },
     { provide: getPoolToken(name, 'replicas'), useFactory: (c: PoolCluster) => c.replicas.map((r) => r.node.pool), inject: [clusterToken] },
     { provide: APP_INTERCEPTOR, useClass: RoutingInterceptor },
+    PoolHealthIndicator,
   ];
 }
 
 function exportedTokens(name: string) {
-  return [getDatabaseToken(name), getPoolToken(name, 'primary'), getPoolToken(name, 'replicas'), getClusterToken(name)];
+  return [getDatabaseToken(name), getPoolToken(name, 'primary'), getPoolToken(name, 'replicas'), getClusterToken(name), PoolHealthIndicator];
 }
 
 @Module({})

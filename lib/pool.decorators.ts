@@ -1,9 +1,11 @@
 import { Inject, SetMetadata } from '@nestjs/common';
+import { isObservable, Observable } from 'rxjs';
 import { findCluster } from './core/cluster-registry.js';
+import { checkTransactionOptions } from './core/pool-cluster.js';
 import { DEFAULT_DATABASE, READ_ONLY_METADATA, TRANSACTIONAL_METADATA } from './pool.constants.js';
 import type { ReadOnlyOptions, TransactionOptions } from './pool.interfaces.js';
 import { getDatabaseToken, getPoolToken, type PoolRole } from './pool.utils.js';
-import { parseLsn, runReadOnly } from './routing/routing-context.js';
+import { parseConsistencyToken, readOnlyScope, routingStorage, TOKEN_FORM } from './routing/routing-context.js';
 
 /** Injects the `DatabaseService` of a database (the default one when `name` is omitted). */
 export const InjectDatabase = (name?: string): ParameterDecorator & PropertyDecorator => Inject(getDatabaseToken(name));
@@ -44,18 +46,21 @@ function wrapMethod(
  * that WAL position.
  */
 export function ReadOnly(options: ReadOnlyOptions = {}): MethodDecorator {
-  let minLsn: bigint | undefined;
+  let minLsn: Map<string, bigint> | undefined;
   if (options.minLsn !== undefined) {
-    minLsn = parseLsn(options.minLsn);
+    minLsn = typeof options.minLsn === 'string' ? parseConsistencyToken(options.minLsn, DEFAULT_DATABASE) : undefined;
     if (minLsn === undefined) {
-      throw new TypeError(`Invalid @ReadOnly() option minLsn: expected a WAL position such as "0/16B3748", got ${JSON.stringify(options.minLsn)}.`);
+      throw new TypeError(`Invalid @ReadOnly() option \`minLsn\`: expected ${TOKEN_FORM}, got ${JSON.stringify(options.minLsn)} (${typeof options.minLsn}).`);
     }
   }
   const setMeta = SetMetadata(READ_ONLY_METADATA, { ...options });
   return (target, key, descriptor) => {
     wrapMethod('ReadOnly', target, key, descriptor, (original) =>
       function readOnly(this: unknown, ...args: unknown[]) {
-        return runReadOnly(() => original.apply(this, args), minLsn);
+        const scope = readOnlyScope(minLsn) ?? routingStorage.getStore()!;
+        const result: unknown = routingStorage.run(scope, () => original.apply(this, args));
+        if (!isObservable(result)) return result;
+        return new Observable((subscriber) => routingStorage.run(scope, () => result.subscribe(subscriber)));
       },
     );
     setMeta(target, key, descriptor);
@@ -70,11 +75,21 @@ export function ReadOnly(options: ReadOnlyOptions = {}): MethodDecorator {
  */
 export function Transactional(options: TransactionOptions & { database?: string } = {}): MethodDecorator {
   const { database = DEFAULT_DATABASE, ...txOptions } = options;
+  checkTransactionOptions(txOptions, '@Transactional() option');
   const setMeta = SetMetadata(TRANSACTIONAL_METADATA, { database, ...txOptions });
   return (target, key, descriptor) => {
     wrapMethod('Transactional', target, key, descriptor, (original) =>
       function transactional(this: unknown, ...args: unknown[]) {
-        return findCluster(database).transaction(() => original.apply(this, args), txOptions);
+        return findCluster(database).transaction(() => {
+          const result: unknown = original.apply(this, args);
+          if (isObservable(result)) {
+            throw new TypeError(
+              `Cannot run ${target.constructor?.name ?? 'object'}.${String(key)} in a @Transactional() transaction because it returned an Observable, ` +
+                'which would run after COMMIT. Please make sure that the method returns a Promise (for example with lastValueFrom()).',
+            );
+          }
+          return result;
+        }, txOptions);
       },
     );
     setMeta(target, key, descriptor);

@@ -22,7 +22,18 @@ export type PoolEvent =
   | (EventBase & { type: 'replica-restored' })
   | (EventBase & { type: 'breaker-open'; retryAt: number; failures: number })
   | (EventBase & { type: 'breaker-closed' })
-  | (EventBase & { type: 'alert'; alert: AlertKind; message: string; value: number; threshold: number });
+  | (EventBase & {
+      type: 'alert';
+      alert: AlertKind;
+      /** `critical` for pool-usage-critical and pool-exhausted, else `warning`. */
+      level: AlertLevel;
+      message: string;
+      /** The measured value: callers waiting, or in-use / max as a ratio. */
+      value: number;
+      threshold: number;
+      /** Pool counts when the alert fired. */
+      state: { total: number; idle: number; inUse: number; waiting: number; max: number };
+    });
 
 export type PoolEventType = PoolEvent['type'];
 
@@ -30,4 +41,12 @@ export type RemoveReason = 'error' | 'lifetime' | 'max-uses' | 'evicted' | 'vali
 
 export type ErrorKind = 'connection' | 'acquire-timeout' | 'validation' | 'idle-client' | 'query' | 'read-only';
 
+/**
+ * `pool-waiting`: more than `alerts.waitingThreshold` callers wait; `pool-usage-high` /
+ * `pool-usage-critical`: in-use / max above `alerts.usageWarn` / `alerts.usageCritical`;
+ * `pool-exhausted`: no idle connection while callers wait.
+ */
 export type AlertKind = 'pool-waiting' | 'pool-usage-high' | 'pool-usage-critical' | 'pool-exhausted';
+
+export type AlertLevel = 'warning' | 'critical';
+

@@ -111,3 +111,19 @@ export class ReadOnlyInTransactionError extends PoolError {
     );
   }
 }
+
+/** A named prepared statement (`QueryConfig.name`) was run while `pgbouncer` is `true`. */
+export class NamedStatementUnsupportedError extends PoolError {
+  override name = 'NamedStatementUnsupportedError';
+  readonly code = 'NAMED_STATEMENT_UNSUPPORTED';
+  constructor(
+    readonly database: string,
+    readonly statement: string,
+  ) {
+    super(
+      `Cannot run the named prepared statement "${statement}" on "${database}" because the pool is in PgBouncer mode (pgbouncer: true): ` +
+        'in transaction pooling the next statement may reach another server connection, where it was never prepared. ' +
+        'Please make sure that the query has no `name` (node-postgres then sends an unnamed statement), or set pgbouncer to false when connecting to PostgreSQL directly.',
+    );
+  }
+}

@@ -1,5 +1,6 @@
-import type { ModuleMetadata, Type, InjectionToken, OptionalFactoryDependency } from '@nestjs/common';
+import type { CanActivate, ModuleMetadata, Type, InjectionToken, OptionalFactoryDependency } from '@nestjs/common';
 import type { PoolClient, PoolConfig } from 'pg';
+import type { Registry, RegistryContentType } from 'prom-client';
 
 /** Where a pool sits in a database: the primary takes writes, replicas take reads. */
 export type NodeRole = 'primary' | 'replica';
@@ -19,7 +20,8 @@ export type ReadConsistency = 'read-your-writes' | 'eventual';
 /**
  * One PostgreSQL server: any `pg.PoolConfig` field (connectionString, host, port, user,
  * password, database, ssl, …) plus the extras below. Pool sizing fields given here win over
- * the database-wide values.
+ * the database-wide values, but not over `DB_*` environment variables. An unknown key that is a
+ * near miss of a known one (`hots`, `pasword`) fails validation; other keys go to `pg` as they are.
  */
 export interface NodeOptions extends PoolConfig {
   /** Name shown in health, metrics and errors. Default: `primary`, `replica-1`, `replica-2`, … */
@@ -34,7 +36,10 @@ export interface NodeOptions extends PoolConfig {
 
 /** Pool settings that apply to every node of a database unless the node overrides them. */
 export interface PoolDefaults {
-  /** Minimum open connections per pool. Default: preset (development 5, production 10, test 2). */
+  /**
+   * Minimum open connections per pool. Default: preset (development 5, production 10, test 2);
+   * a preset min above the `max` you set is lowered to that max.
+   */
   min?: number;
   /** Maximum connections per pool. Default: preset (development 20, production 50, test 5). */
   max?: number;
@@ -45,13 +50,20 @@ export interface PoolDefaults {
   acquireTimeoutMs?: number;
   /** An idle connection above `min` is closed after this long. Default: preset (300000 / 300000 / 60000). */
   idleTimeoutMs?: number;
-  /** Server-side `statement_timeout` for every connection; `0` disables. Default: preset (60000 / 60000 / 30000). */
+  /**
+   * Server-side `statement_timeout` for every connection (with `pgbouncer`: `SET LOCAL` in every
+   * transaction of this library; plain statements use the role's setting); `0` disables.
+   * Default: preset (60000 / 60000 / 30000).
+   */
   statementTimeoutMs?: number;
   /** A connection is closed after this many checkouts. Default: preset (50000 / 50000 / 10000). */
   maxUses?: number;
   /** A connection is retired after this long (±2.5% jitter per connection); `0` disables. Default: `1800000` (30 min). */
   maxLifetimeMs?: number;
-  /** A connection idle longer than this is checked (`SELECT 1`) before it is handed out. `0` checks always. Default: `500`. */
+  /**
+   * A connection idle longer than this is checked (an empty query, bounded by half of
+   * `acquireTimeoutMs`, at most 5 s) before it is handed out; a broken one is replaced unseen. `0` checks always. Default: `500`.
+   */
   validateIdleAfterMs?: number;
   /** Warn (with the acquiring stack) when a client is held longer than this; `0` disables, else minimum 2000. Default: `0`. */
   leakDetectionThresholdMs?: number;
@@ -67,7 +79,10 @@ export interface RoutingOptions {
   strategy?: RoutingStrategy | ReplicaSelector;
   /** When no replica is usable, send reads to the primary (`true`) or fail with `NoReplicaAvailableError`. Default: `true`. */
   fallbackToPrimary?: boolean;
-  /** How long a replica that failed with a connection-class error is skipped. Default: `30000`. */
+  /**
+   * A replica that failed with a connection-class error is skipped for this long, then probed
+   * (`SELECT 1`) every `replicaBanMs` until it answers. Default: `30000`.
+   */
   replicaBanMs?: number;
   /** A replica whose replay is behind by more than this is skipped; `0` disables the lag check. Default: `10000`. */
   maxReplicationLagMs?: number;
@@ -75,7 +90,11 @@ export interface RoutingOptions {
   maxReplicationLagBytes?: number;
   /** How often the lag monitor polls the primary and each replica. Default: `1000`. */
   lagCheckIntervalMs?: number;
-  /** Read-your-writes inside a scope, or plain eventual consistency. Default: `read-your-writes`. */
+  /**
+   * `read-your-writes`: after a statement on the primary (outside `@ReadOnly()`) or a committed
+   * transaction, later reads of the same request / scope only use replicas that replayed it, else
+   * the primary. `eventual`: reads ignore the scope's writes. Default: `read-your-writes`.
+   */
   consistency?: ReadConsistency;
   /** Request header that carries a consistency token from one request to the next. Default: `x-pg-consistency-token`. */
   consistencyHeader?: string;
@@ -100,17 +119,59 @@ export interface ReplicaCandidate {
 export interface BreakerOptions {
   /** Consecutive connection failures that open a node's breaker. Default: `5`. */
   failureThreshold?: number;
-  /** How long an open breaker fails fast before one trial request is let through. Default: `10000`. */
+  /**
+   * How long an open breaker fails fast (`PoolUnavailableError`) before one trial request is let
+   * through. A background reconnect (with backoff) closes it earlier as soon as the server answers. Default: `10000`.
+   */
   resetTimeoutMs?: number;
 }
 
 export interface MetricsOptions {
-  /** Register `GET /metrics` and `GET <jsonPath>`. Default: `true`. */
+  /** Register the metrics endpoints (Prometheus text, JSON, dashboard) and metrics. `false` registers nothing. Default: `true`. */
   enabled?: boolean;
-  /** Path of the Prometheus text endpoint. Default: `metrics`. */
-  prometheusPath?: string;
-  /** Path of the JSON endpoint. Default: `metrics/db-pool`. */
+  /**
+   * Path of the Prometheus text endpoint, or `false` for none (the metrics still go into
+   * `registry`, e.g. when @willsoto/nestjs-prometheus already serves `/metrics`). Default: `metrics`.
+   */
+  prometheusPath?: string | false;
+  /** Path of the JSON endpoint (every database and node). Default: `metrics/db-pool`. */
   jsonPath?: string;
+  /** Serve the live dashboard page: `true`, `false`, or unset = served except with the `production` preset. Default: unset. */
+  dashboard?: boolean;
+  /** Path of the dashboard page. Default: `<jsonPath>/dashboard`. */
+  dashboardPath?: string;
+  /**
+   * A prom-client `Registry` to register the `db_*` metrics into, so they show next to your own
+   * (pass prom-client's global `register` to share it with @willsoto/nestjs-prometheus).
+   * Default: a new `Registry` per application, exposed at `prometheusPath`.
+   */
+  registry?: Registry<RegistryContentType>;
+  /**
+   * Guards that protect every metrics endpoint, as `@UseGuards()` takes them: classes (created by
+   * Nest; their dependencies must be global providers) or instances. Default: none (open).
+   */
+  guards?: Array<Type<CanActivate> | CanActivate>;
+}
+
+/**
+ * Pool alerts (seed thresholds), checked per node every `intervalMs` on a timer that does not keep
+ * the process alive. Each fires an `alert` event (and a log line) at most once per `cooldownMs`.
+ */
+export interface AlertOptions {
+  /** Check alerts at all. Default: `true`. */
+  enabled?: boolean;
+  /** `pool-waiting` fires when more than this many callers wait for a connection. Default: `10`. */
+  waitingThreshold?: number;
+  /** `pool-usage-high` fires when in-use / max is above this ratio. Default: `0.8`. */
+  usageWarn?: number;
+  /** `pool-usage-critical` fires when in-use / max is above this ratio. Default: `0.9`. */
+  usageCritical?: number;
+  /** Minimum time between two alerts of the same kind for the same node. Default: `60000`. */
+  cooldownMs?: number;
+  /** How often the pools are checked (minimum 100). Default: `1000`. */
+  intervalMs?: number;
+  /** Log each alert through Nest's `Logger` (context `PoolModule:<database>`). Default: `true`. */
+  log?: boolean;
 }
 
 export interface ConnectContext {
@@ -135,7 +196,10 @@ export interface PoolModuleOptions extends PoolDefaults {
   timezone?: string;
   /** Runs once on every new connection before it is first handed out. A throw discards the connection. */
   onConnect?: (client: PoolClient, context: ConnectContext) => void | Promise<void>;
-  /** Skip warming the pools up to `min` at start. Default: `false`. */
+  /**
+   * Open nothing at start: no warm-up to `min`, no start-up sizing advisor or lag check; the first
+   * query connects (the lag monitor starts measuring once a pool has a connection). Default: `false`.
+   */
   lazy?: boolean;
   /** Attempts to open the first connection of each pool at start. Default: `5`. */
   retryAttempts?: number;
@@ -143,9 +207,12 @@ export interface PoolModuleOptions extends PoolDefaults {
   retryDelayMs?: number;
   /** App instances sharing the servers, for the sizing advisor. Default: `APP_INSTANCES`, else `1`. */
   instances?: number;
-  /** Run the sizing advisor (`SHOW max_connections` per server) at start. Default: `true`. */
+  /** Run the sizing advisor (`SHOW max_connections` per server) at start; skipped when `lazy`. Default: `true`. */
   sizingAdvisor?: boolean;
-  /** On shutdown, wait this long for checked-out clients before ending the pools. Default: `10000`. */
+  /**
+   * On shutdown, wait this long for checked-out clients to come back; then the connections still
+   * out are closed (their holders get a connection error) and the pools end. Default: `10000`.
+   */
   shutdownTimeoutMs?: number;
   /** Queries slower than this emit a `slow-query` event; `0` disables. Default: `1000`. */
   slowQueryMs?: number;
@@ -153,9 +220,20 @@ export interface PoolModuleOptions extends PoolDefaults {
   routing?: RoutingOptions;
   /** Per-node circuit breaker. */
   breaker?: BreakerOptions;
-  /** Built-in metrics endpoints. Only the first registered database's value is used. */
+  /**
+   * Built-in metrics endpoints. They are registered once per application and show every
+   * database; only the first `PoolModule` import's value is used. With `forRootAsync`, give it
+   * next to `useFactory` (routes cannot wait for async options); a `metrics` returned by the
+   * factory is validated but not used.
+   */
   metrics?: MetricsOptions;
-  /** The servers sit behind PgBouncer in transaction mode: avoid session state. Default: `false`. */
+  /** Pool alerts: thresholds, cooldown, logging. */
+  alerts?: AlertOptions;
+  /**
+   * The servers sit behind PgBouncer in transaction mode: no `options` startup parameter (PgBouncer
+   * drops it), `timezone` sent as the tracked `TimeZone` parameter, `statementTimeoutMs` applied with
+   * `SET LOCAL` inside transactions, named prepared statements refused (`NamedStatementUnsupportedError`). Default: `false`.
+   */
   pgbouncer?: boolean;
   /** Environment to read `DB_*` overrides and presets from. Default: `process.env`. */
   env?: Record<string, string | undefined>;
@@ -182,6 +260,8 @@ export interface PoolModuleAsyncOptions extends Pick<ModuleMetadata, 'imports'> 
   useClass?: Type<PoolOptionsFactory>;
   useFactory?: (...args: any[]) => PoolModuleOptions | Promise<PoolModuleOptions>;
   inject?: Array<InjectionToken | OptionalFactoryDependency>;
+  /** Built-in metrics endpoints (static: routes are registered before the factory runs). See `PoolModuleOptions.metrics`. */
+  metrics?: MetricsOptions;
 }
 
 export interface TransactionOptions {
@@ -193,6 +273,9 @@ export interface TransactionOptions {
 }
 
 export interface ReadOnlyOptions {
-  /** Only use replicas that replayed at least this LSN (a `consistencyToken()` from an earlier request). */
+  /**
+   * Only use replicas that replayed at least this WAL position: a `consistencyToken()` value
+   * (`0/16B3748` for the default database, `name:0/16B3748` for a named one).
+   */
   minLsn?: string;
 }

@@ -1,4 +1,5 @@
 import { Module, type DynamicModule } from '@nestjs/common';
+import { PoolMetricsModule } from './metrics/metrics.module.js';
 import { PoolCoreModule } from './pool-core.module.js';
 import type { PoolModuleAsyncOptions, PoolModuleRootOptions } from './pool.interfaces.js';
 
@@ -9,10 +10,12 @@ import type { PoolModuleAsyncOptions, PoolModuleRootOptions } from './pool.inter
 @Module({})
 export class PoolModule {
   static forRoot(options: PoolModuleRootOptions): DynamicModule {
-    return { module: PoolModule, imports: [PoolCoreModule.forRoot(options)] };
+    const core = PoolCoreModule.forRoot(options);
+    return { module: PoolModule, imports: [core, PoolMetricsModule.forRoot(options?.metrics)], exports: [core] };
   }
 
   static forRootAsync(options: PoolModuleAsyncOptions): DynamicModule {
-    return { module: PoolModule, imports: [PoolCoreModule.forRootAsync(options)] };
+    const core = PoolCoreModule.forRootAsync(options);
+    return { module: PoolModule, imports: [core, PoolMetricsModule.forRoot(options.metrics)], exports: [core] };
   }
 }

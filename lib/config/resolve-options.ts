@@ -19,7 +19,8 @@ import type {
 } from '../pool.interfaces.js';
 import type { PoolClient } from 'pg';
 import { POOL_PRESETS, PRESET_NAMES } from './presets.js';
-import { describeValue, redactSecrets } from './redact.js';
+import { describeValue, redactSecrets, redactUrl } from './redact.js';
+import { resolveAlertOptions, resolveMetricsOptions, type ResolvedAlertOptions, type ResolvedMetricsOptions } from '../metrics/metrics.options.js';
 
 export interface ResolvedNode {
   readonly database: string;
@@ -39,6 +40,10 @@ export interface ResolvedNode {
   readonly validateIdleAfterMs: number;
   readonly leakDetectionThresholdMs: number;
   readonly keepAliveMs: number;
+  /** Behind PgBouncer in transaction mode: no startup `options`, no named statements, `SET LOCAL` in transactions. */
+  readonly pgbouncer: boolean;
+  /** Session time zone; in PgBouncer mode sent as the tracked `TimeZone` startup parameter. */
+  readonly timezone: string;
   /** The config handed to `new pg.Pool()`. Non-enumerable so it never shows when logged. */
   readonly poolConfig: PoolConfig;
 }
@@ -71,7 +76,8 @@ export interface ResolvedOptions {
     readonly readOnlyInTransaction: ReadOnlyInTransaction;
   };
   readonly breaker: { readonly failureThreshold: number; readonly resetTimeoutMs: number };
-  readonly metrics: { readonly enabled: boolean; readonly prometheusPath: string; readonly jsonPath: string };
+  readonly metrics: ResolvedMetricsOptions;
+  readonly alerts: ResolvedAlertOptions;
   /** Secrets found in the configuration, used to scrub driver messages. */
   readonly secrets: readonly string[];
 }
@@ -81,21 +87,31 @@ const TOP_LEVEL_KEYS = new Set([
   'statementTimeoutMs', 'maxUses', 'maxLifetimeMs', 'validateIdleAfterMs', 'leakDetectionThresholdMs',
   'keepAliveMs', 'applicationName', 'timezone', 'onConnect', 'lazy', 'retryAttempts', 'retryDelayMs',
   'instances', 'sizingAdvisor', 'shutdownTimeoutMs', 'slowQueryMs', 'routing', 'breaker', 'metrics',
-  'pgbouncer', 'env',
+  'alerts', 'pgbouncer', 'env',
 ]);
 const ROUTING_KEYS = new Set([
   'strategy', 'fallbackToPrimary', 'replicaBanMs', 'maxReplicationLagMs', 'maxReplicationLagBytes',
   'lagCheckIntervalMs', 'consistency', 'consistencyHeader', 'readOnlyInTransaction',
 ]);
 const BREAKER_KEYS = new Set(['failureThreshold', 'resetTimeoutMs']);
-const METRICS_KEYS = new Set(['enabled', 'prometheusPath', 'jsonPath']);
 const STRATEGIES: readonly RoutingStrategy[] = ['round-robin', 'random', 'weighted', 'least-busy'];
 const NODE_POOL_KEYS = [
   'min', 'max', 'acquireTimeoutMs', 'idleTimeoutMs', 'statementTimeoutMs', 'maxUses', 'maxLifetimeMs',
   'validateIdleAfterMs', 'leakDetectionThresholdMs', 'keepAliveMs',
 ] as const;
+const NODE_KEYS = new Set<string>([
+  ...NODE_POOL_KEYS, 'name', 'weight',
+  // pg.ClientConfig / pg.PoolConfig (pg 8.x)
+  'user', 'database', 'password', 'port', 'host', 'connectionString', 'keepAlive', 'stream', 'statement_timeout',
+  'ssl', 'enableChannelBinding', 'sslnegotiation', 'query_timeout', 'lock_timeout', 'keepAliveInitialDelayMillis',
+  'idle_in_transaction_session_timeout', 'application_name', 'fallback_application_name', 'connectionTimeoutMillis',
+  'types', 'options', 'client_encoding', 'pipeline', 'binary', 'parseInt8', 'parseInputDatesAsUTC',
+  'idleTimeoutMillis', 'log', 'Promise', 'allowExitOnIdle', 'maxLifetimeSeconds', 'Client', 'onConnect', 'verify',
+]);
 
 type Env = Record<string, string | undefined>;
+
+const URL_ENCODING_HINT = 'Special characters in the user name or password must be percent-encoded (@ as %40, # as %23, / as %2F, : as %3A, space as %20).';
 
 function fail(field: string, expected: string, value: unknown, hint?: string, secret = false): never {
   throw new PoolConfigurationError(field, expected, describeValue(value, secret), hint);
@@ -109,13 +125,47 @@ function envField(name: string): string {
   return `environment variable \`${name}\``;
 }
 
-function closest(key: string, known: Iterable<string>): string | undefined {
+/** Optimal string alignment distance (a swap of two neighbours counts 1), case-insensitive. */
+function editDistance(a: string, b: string): number {
+  const x = a.toLowerCase();
+  const y = b.toLowerCase();
+  const d: number[][] = Array.from({ length: x.length + 1 }, (_, i) => [i, ...Array<number>(y.length).fill(0)]);
+  for (let j = 1; j <= y.length; j++) d[0]![j] = j;
+  for (let i = 1; i <= x.length; i++) {
+    for (let j = 1; j <= y.length; j++) {
+      const cost = x[i - 1] === y[j - 1] ? 0 : 1;
+      let best = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && x[i - 1] === y[j - 2] && x[i - 2] === y[j - 1]) best = Math.min(best, d[i - 2]![j - 2]! + 1);
+      d[i]![j] = best;
+    }
+  }
+  return d[x.length]![y.length]!;
+}
+
+/** The known key a typo most likely meant: a close spelling, or (with `prefixes`) a longer/shorter form. */
+function closest(key: string, known: Iterable<string>, prefixes = true): string | undefined {
   const lower = key.toLowerCase();
+  let best: string | undefined;
+  let bestDistance = key.length <= 4 ? 1 : 2;
+  for (const k of known) {
+    const distance = editDistance(key, k);
+    if (distance <= bestDistance && (best === undefined || distance < bestDistance)) {
+      best = k;
+      bestDistance = distance;
+    }
+  }
+  if (best !== undefined || !prefixes) return best;
   for (const k of known) {
     const kl = k.toLowerCase();
-    if (kl === lower || kl.startsWith(lower) || lower.startsWith(kl) || kl === `${lower}s` || `${kl}s` === lower) return k;
+    if (lower.length >= 3 && (kl.startsWith(lower) || lower.startsWith(kl))) return k;
   }
   return undefined;
+}
+
+const SECRET_LOOKING_KEY = /pas+w|pwd|secret|token|credential|auth/i;
+
+function looksSecret(key: string, guess: string | undefined): boolean {
+  return SECRET_LOOKING_KEY.test(key) || guess === 'password';
 }
 
 function checkKeys(value: Record<string, unknown>, known: Set<string>, prefix: string): void {
@@ -127,6 +177,27 @@ function checkKeys(value: Record<string, unknown>, known: Set<string>, prefix: s
         `one of the known options (${[...known].join(', ')})`,
         value[key],
         guess ? `Did you mean \`${prefix}${guess}\`?` : undefined,
+        looksSecret(key, guess),
+      );
+    }
+  }
+}
+
+/**
+ * A node accepts every `pg.PoolConfig` field, including ones newer `pg` versions add, so an
+ * unknown key only fails when it is a near miss of a known one (`hots`, `connectionstring`).
+ */
+function checkNodeKeys(node: Record<string, unknown>, path: string): void {
+  for (const key of Object.keys(node)) {
+    if (NODE_KEYS.has(key)) continue;
+    const guess = closest(key, NODE_KEYS, false);
+    if (guess !== undefined) {
+      fail(
+        optionField(`${path}.${key}`),
+        'a pg.PoolConfig field or one of name, weight, min, max, acquireTimeoutMs, idleTimeoutMs, statementTimeoutMs, maxUses, maxLifetimeMs, validateIdleAfterMs, leakDetectionThresholdMs, keepAliveMs',
+        node[key],
+        `Did you mean \`${path}.${guess}\`?`,
+        looksSecret(key, guess),
       );
     }
   }
@@ -183,7 +254,10 @@ function checkUrl(field: string, url: unknown): string {
   try {
     parsed = new URL(url);
   } catch {
-    return fail(field, 'a postgres://user:password@host:port/database connection URL', url);
+    return fail(field, 'a postgres://user:password@host:port/database connection URL', url, URL_ENCODING_HINT);
+  }
+  if (parsed.hash !== '' || parsed.pathname.includes('@')) {
+    fail(field, 'a postgres://user:password@host:port/database connection URL with one @ before the host', url, URL_ENCODING_HINT);
   }
   if (parsed.protocol !== 'postgres:' && parsed.protocol !== 'postgresql:') {
     fail(field, 'a URL starting with postgres:// or postgresql://', url);
@@ -236,7 +310,7 @@ function resolveNode(
   index: number,
   path: string,
   database: string,
-  defaults: Record<(typeof NODE_POOL_KEYS)[number], number>,
+  defaults: PoolValues,
   common: { applicationName: string; timezone: string; pgbouncer: boolean },
   env: Env,
 ): ResolvedNode {
@@ -262,34 +336,32 @@ function resolveNode(
     fail(optionField(`${path}.weight`), 'a number greater than 0', weight);
   }
 
-  const values = { ...defaults };
-  for (const key of NODE_POOL_KEYS) {
-    const v = (node as Record<string, unknown>)[key];
-    if (v !== undefined) values[key] = v as number;
-  }
-  validatePoolValues(values, path);
+  checkNodeKeys(node as Record<string, unknown>, path);
+  if (common.pgbouncer) checkPgBouncerNode(node as Record<string, unknown>, path);
+  const values = overridePoolValues(defaults, node as Record<string, unknown>, path);
 
   const {
     name: _name, weight: _weight, acquireTimeoutMs: _a, idleTimeoutMs: _i, statementTimeoutMs: _s,
     maxLifetimeMs: _l, validateIdleAfterMs: _v, leakDetectionThresholdMs: _k, keepAliveMs: _ka,
     ...pgFields
   } = node as NodeOptions & Record<string, unknown>;
+  const pool = plainPoolValues(values);
   const settings: Record<string, string | number> = {};
   if (!common.pgbouncer) {
-    settings.statement_timeout = values.statementTimeoutMs;
+    settings.statement_timeout = pool.statementTimeoutMs;
     settings.TimeZone = common.timezone;
     if (role === 'replica') settings.default_transaction_read_only = 'on';
   }
   const poolConfig: PoolConfig = {
     ...pgFields,
     application_name: (pgFields.application_name as string | undefined) ?? common.applicationName,
-    min: values.min,
-    max: values.max,
-    idleTimeoutMillis: values.idleTimeoutMs,
-    connectionTimeoutMillis: values.acquireTimeoutMs,
-    maxUses: values.maxUses,
-    keepAlive: values.keepAliveMs > 0 ? true : pgFields.keepAlive,
-    keepAliveInitialDelayMillis: values.keepAliveMs > 0 ? values.keepAliveMs : pgFields.keepAliveInitialDelayMillis,
+    min: pool.min,
+    max: pool.max,
+    idleTimeoutMillis: pool.idleTimeoutMs,
+    connectionTimeoutMillis: pool.acquireTimeoutMs,
+    maxUses: pool.maxUses,
+    keepAlive: pool.keepAliveMs > 0 ? true : pgFields.keepAlive,
+    keepAliveInitialDelayMillis: pool.keepAliveMs > 0 ? pool.keepAliveMs : pgFields.keepAliveInitialDelayMillis,
     options: startupOptions(pgFields.options as string | undefined, settings),
   };
   for (const key of Object.keys(poolConfig) as Array<keyof PoolConfig>) {
@@ -303,30 +375,137 @@ function resolveNode(
     index,
     weight,
     address: nodeAddress(node, env),
-    ...values,
+    pgbouncer: common.pgbouncer,
+    timezone: common.timezone,
+    ...plainPoolValues(values),
   } as ResolvedNode;
   hide(resolved, 'poolConfig', poolConfig);
   return resolved;
 }
 
-function validatePoolValues(values: Record<(typeof NODE_POOL_KEYS)[number], number>, path: string): void {
-  const at = (k: string) => optionField(path ? `${path}.${k}` : k);
-  checkInt(at('max'), values.max, 1);
-  checkInt(at('min'), values.min, 0);
-  if (values.min > values.max) {
-    fail(at('min'), `a number not greater than max (${values.max})`, values.min);
+/** Startup parameters PgBouncer drops (`options`, `statement_timeout`, …) or refuses (`lock_timeout`, …). */
+const PGBOUNCER_UNSUPPORTED_STARTUP = ['options', 'statement_timeout', 'lock_timeout', 'idle_in_transaction_session_timeout'] as const;
+
+function checkPgBouncerNode(node: Record<string, unknown>, path: string): void {
+  for (const key of PGBOUNCER_UNSUPPORTED_STARTUP) {
+    if (node[key] === undefined) continue;
+    fail(
+      optionField(`${path}.${key}`),
+      'no value while pgbouncer is true (PgBouncer drops or refuses this startup parameter)',
+      node[key],
+      key === 'statement_timeout'
+        ? 'Use statementTimeoutMs (applied with SET LOCAL in transactions) and ALTER ROLE … SET statement_timeout for plain queries.'
+        : 'Set it per role (ALTER ROLE … SET) or per database on the server instead.',
+    );
   }
-  checkInt(at('acquireTimeoutMs'), values.acquireTimeoutMs, 1);
-  checkInt(at('idleTimeoutMs'), values.idleTimeoutMs, 0);
-  checkInt(at('statementTimeoutMs'), values.statementTimeoutMs, 0);
-  checkInt(at('maxUses'), values.maxUses, 1);
-  checkInt(at('maxLifetimeMs'), values.maxLifetimeMs, 0);
-  checkInt(at('validateIdleAfterMs'), values.validateIdleAfterMs, 0);
-  checkInt(at('leakDetectionThresholdMs'), values.leakDetectionThresholdMs, 0);
-  if (values.leakDetectionThresholdMs > 0 && values.leakDetectionThresholdMs < MIN_LEAK_DETECTION_THRESHOLD_MS) {
-    fail(at('leakDetectionThresholdMs'), `0 (off) or at least ${MIN_LEAK_DETECTION_THRESHOLD_MS}`, values.leakDetectionThresholdMs);
+}
+
+type PoolKey = (typeof NODE_POOL_KEYS)[number];
+
+/** One pool setting and where it came from, so an error names the field the user wrote. */
+interface PoolValue {
+  value: number;
+  /** The field that set it (`option \`max\``, `environment variable \`DB_POOL_MAX_SIZE\``), or a preset. */
+  field: string;
+  /** The value as the user wrote it (an environment variable's raw text). */
+  given: unknown;
+  /** Set by an environment variable: wins over node-level options too. */
+  fromEnv: boolean;
+  /** Came from the preset or a built-in default, not from the user. */
+  implicit: boolean;
+}
+
+type PoolValues = Record<PoolKey, PoolValue>;
+
+const POOL_ENV_SUFFIX: Partial<Record<PoolKey, string>> = {
+  min: 'POOL_MIN_SIZE',
+  max: 'POOL_MAX_SIZE',
+  acquireTimeoutMs: 'POOL_ACQUIRE_TIMEOUT_MS',
+  idleTimeoutMs: 'POOL_IDLE_TIMEOUT_MS',
+  statementTimeoutMs: 'STATEMENT_TIMEOUT_MS',
+};
+
+const POOL_MINIMUM: Record<PoolKey, number> = {
+  min: 0,
+  max: 1,
+  acquireTimeoutMs: 1,
+  idleTimeoutMs: 0,
+  statementTimeoutMs: 0,
+  maxUses: 1,
+  maxLifetimeMs: 0,
+  validateIdleAfterMs: 0,
+  leakDetectionThresholdMs: 0,
+  keepAliveMs: 0,
+};
+
+function checkPoolValue(key: PoolKey, v: PoolValue): void {
+  if (v.implicit) return;
+  const min = POOL_MINIMUM[key];
+  const valid = typeof v.value === 'number' && Number.isInteger(v.value) && v.value >= min && v.value <= Number.MAX_SAFE_INTEGER;
+  if (!valid) fail(v.field, `an integer from ${min} and up`, v.given);
+  if (key === 'leakDetectionThresholdMs' && v.value > 0 && v.value < MIN_LEAK_DETECTION_THRESHOLD_MS) {
+    fail(v.field, `0 (off) or an integer from ${MIN_LEAK_DETECTION_THRESHOLD_MS} and up`, v.given);
   }
-  checkInt(at('keepAliveMs'), values.keepAliveMs, 0);
+}
+
+/** `min` must not exceed `max`; a preset's `min` quietly follows a smaller `max` the user chose. */
+function reconcileMinMax(values: PoolValues): void {
+  const { min, max } = values;
+  if (min.value <= max.value) return;
+  if (min.implicit) {
+    values.min = { ...min, value: max.value };
+    return;
+  }
+  const origin = max.implicit ? max.field : `set by ${max.field}`;
+  fail(min.field, `an integer from 0 to the pool's max, ${max.value} (${origin})`, min.given);
+}
+
+/** Database-wide values: preset < explicit option < `DB_*` environment variable. */
+function basePoolValues(input: PoolModuleOptions, preset: PoolPreset, env: Env, prefix: string): PoolValues {
+  const builtIn: Record<PoolKey, number> = {
+    ...POOL_PRESETS[preset],
+    maxLifetimeMs: 1_800_000,
+    validateIdleAfterMs: 500,
+    leakDetectionThresholdMs: 0,
+    keepAliveMs: 0,
+  };
+  const values = {} as PoolValues;
+  for (const key of NODE_POOL_KEYS) {
+    const suffix = POOL_ENV_SUFFIX[key];
+    const envName = suffix === undefined ? undefined : `${prefix}${suffix}`;
+    const fromEnv = envName === undefined ? undefined : envInt(env, envName, POOL_MINIMUM[key]);
+    const explicit = (input as Record<string, unknown>)[key];
+    if (fromEnv !== undefined) {
+      values[key] = { value: fromEnv, field: envField(envName!), given: env[envName!], fromEnv: true, implicit: false };
+    } else if (explicit !== undefined) {
+      values[key] = { value: explicit as number, field: optionField(key), given: explicit, fromEnv: false, implicit: false };
+    } else {
+      const source = key in POOL_PRESETS[preset] ? `the ${preset} preset` : 'the default';
+      values[key] = { value: builtIn[key], field: source, given: builtIn[key], fromEnv: false, implicit: true };
+    }
+    checkPoolValue(key, values[key]);
+  }
+  return values;
+}
+
+/** A node's own values win over the database-wide ones, except over `DB_*` environment variables. */
+function overridePoolValues(base: PoolValues, node: Record<string, unknown>, path: string): PoolValues {
+  const values = { ...base };
+  for (const key of NODE_POOL_KEYS) {
+    const explicit = node[key];
+    if (explicit === undefined) continue;
+    const own: PoolValue = { value: explicit as number, field: optionField(`${path}.${key}`), given: explicit, fromEnv: false, implicit: false };
+    checkPoolValue(key, own);
+    if (!base[key].fromEnv) values[key] = own;
+  }
+  reconcileMinMax(values);
+  return values;
+}
+
+function plainPoolValues(values: PoolValues): Record<PoolKey, number> {
+  const out = {} as Record<PoolKey, number>;
+  for (const key of NODE_POOL_KEYS) out[key] = values[key].value;
+  return out;
 }
 
 function resolvePreset(options: PoolModuleOptions, env: Env): PoolPreset {
@@ -341,7 +520,10 @@ function envReplicaList(env: Env, name: string): NodeOptions[] | undefined {
   if (raw === undefined || raw.trim() === '') return undefined;
   return raw.split(',').map((url, i) => {
     const trimmed = url.trim();
-    if (trimmed === '') fail(envField(name), 'a comma-separated list of connection URLs with no empty entry', raw, `Entry ${i + 1} is empty.`);
+    if (trimmed === '') {
+      const shown = `${JSON.stringify(raw.split(',').map((entry) => redactUrl(entry)).join(','))} (string)`;
+      throw new PoolConfigurationError(envField(name), 'a comma-separated list of connection URLs with no empty entry', shown, `Entry ${i + 1} is empty.`);
+    }
     checkUrl(`${envField(name)} entry ${i + 1}`, trimmed);
     return { connectionString: trimmed };
   });
@@ -361,30 +543,13 @@ export function resolveOptions(input: PoolModuleOptions & { name?: string; isGlo
   const env: Env = input.env ?? process.env;
   const prefix = envPrefix(database);
   const preset = resolvePreset(input, env);
-  const presetValues = POOL_PRESETS[preset];
 
   const pgbouncer = input.pgbouncer === undefined ? false : checkBool(optionField('pgbouncer'), input.pgbouncer);
   const applicationName = input.applicationName === undefined ? DEFAULT_APPLICATION_NAME : checkString(optionField('applicationName'), input.applicationName);
   if (Buffer.byteLength(applicationName) > 63) fail(optionField('applicationName'), 'at most 63 bytes', applicationName);
   const timezone = input.timezone === undefined ? 'UTC' : checkString(optionField('timezone'), input.timezone);
 
-  const defaults = {
-    min: pick(envInt(env, `${prefix}POOL_MIN_SIZE`, 0), pick(input.min, presetValues.min)),
-    max: pick(envInt(env, `${prefix}POOL_MAX_SIZE`, 1), pick(input.max, presetValues.max)),
-    acquireTimeoutMs: pick(envInt(env, `${prefix}POOL_ACQUIRE_TIMEOUT_MS`, 1), pick(input.acquireTimeoutMs, presetValues.acquireTimeoutMs)),
-    idleTimeoutMs: pick(envInt(env, `${prefix}POOL_IDLE_TIMEOUT_MS`, 0), pick(input.idleTimeoutMs, presetValues.idleTimeoutMs)),
-    statementTimeoutMs: pick(envInt(env, `${prefix}STATEMENT_TIMEOUT_MS`, 0), pick(input.statementTimeoutMs, presetValues.statementTimeoutMs)),
-    maxUses: pick(input.maxUses, presetValues.maxUses),
-    maxLifetimeMs: pick(input.maxLifetimeMs, 1_800_000),
-    validateIdleAfterMs: pick(input.validateIdleAfterMs, 500),
-    leakDetectionThresholdMs: pick(input.leakDetectionThresholdMs, 0),
-    keepAliveMs: pick(input.keepAliveMs, 0),
-  };
-  // A min taken from the preset must not exceed a smaller explicit max.
-  if (input.min === undefined && env[`${prefix}POOL_MIN_SIZE`] === undefined && defaults.min > defaults.max) {
-    defaults.min = defaults.max;
-  }
-  validatePoolValues(defaults, '');
+  const defaults = basePoolValues(input, preset, env, prefix);
 
   const envEnv = (k: string) => env[`${prefix}${k}`];
   let primaryRaw: unknown = input.primary;
@@ -419,7 +584,7 @@ export function resolveOptions(input: PoolModuleOptions & { name?: string; isGlo
   }
 
   const routingIn = input.routing ?? {};
-  if (typeof routingIn !== 'object' || routingIn === null) fail(optionField('routing'), 'an object', routingIn);
+  if (typeof routingIn !== 'object' || routingIn === null || Array.isArray(routingIn)) fail(optionField('routing'), 'an object', routingIn);
   checkKeys(routingIn as Record<string, unknown>, ROUTING_KEYS, 'routing.');
   const strategy = routingIn.strategy ?? 'round-robin';
   if (typeof strategy !== 'function') checkEnum(optionField('routing.strategy'), strategy, STRATEGIES);
@@ -436,18 +601,14 @@ export function resolveOptions(input: PoolModuleOptions & { name?: string; isGlo
   };
 
   const breakerIn = input.breaker ?? {};
+  if (typeof breakerIn !== 'object' || breakerIn === null || Array.isArray(breakerIn)) fail(optionField('breaker'), 'an object', breakerIn);
   checkKeys(breakerIn as Record<string, unknown>, BREAKER_KEYS, 'breaker.');
   const breaker = {
     failureThreshold: checkInt(optionField('breaker.failureThreshold'), pick(breakerIn.failureThreshold, 5), 1),
     resetTimeoutMs: checkInt(optionField('breaker.resetTimeoutMs'), pick(breakerIn.resetTimeoutMs, 10_000), 1),
   };
-  const metricsIn = input.metrics ?? {};
-  checkKeys(metricsIn as Record<string, unknown>, METRICS_KEYS, 'metrics.');
-  const metrics = {
-    enabled: metricsIn.enabled === undefined ? true : checkBool(optionField('metrics.enabled'), metricsIn.enabled),
-    prometheusPath: checkString(optionField('metrics.prometheusPath'), pick(metricsIn.prometheusPath, 'metrics')).replace(/^\/+/, ''),
-    jsonPath: checkString(optionField('metrics.jsonPath'), pick(metricsIn.jsonPath, 'metrics/db-pool')).replace(/^\/+/, ''),
-  };
+  const metrics = resolveMetricsOptions(input.metrics);
+  const alerts = resolveAlertOptions(input.alerts);
 
   if (input.onConnect !== undefined && typeof input.onConnect !== 'function') {
     fail(optionField('onConnect'), 'a function (client, { database, pool, role }) => void | Promise<void>', input.onConnect);
@@ -476,6 +637,7 @@ export function resolveOptions(input: PoolModuleOptions & { name?: string; isGlo
     routing,
     breaker,
     metrics,
+    alerts,
     secrets: [],
   };
   hide(resolved, 'secrets', secrets);

@@ -51,6 +51,14 @@ export function isServerRestartError(err: unknown): boolean {
   return code === '57P01' || code === '57P02' || code === '57P03' || (code !== undefined && code.startsWith('08'));
 }
 
+/**
+ * 57P01: the server terminated the session (`pg_terminate_backend`, a fast shutdown). The
+ * statement it interrupted was rolled back, or never started when the session was idle.
+ */
+export function isSessionTerminated(err: unknown): boolean {
+  return sqlState(err) === '57P01';
+}
+
 /** 25006: a write reached a read-only session (a replica, or a demoted primary). */
 export function isReadOnlyViolation(err: unknown): boolean {
   return sqlState(err) === '25006';

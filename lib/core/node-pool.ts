@@ -1,15 +1,33 @@
 import pg from 'pg';
 import type { PoolClient, QueryConfig, QueryResult, QueryResultRow } from 'pg';
 import type { ResolvedNode } from '../config/resolve-options.js';
-import { PoolAcquireTimeoutError, PoolConnectionError, PoolUnavailableError, type PoolStateSnapshot } from '../pool.exceptions.js';
+import {
+  NamedStatementUnsupportedError,
+  PoolAcquireTimeoutError,
+  PoolConnectionError,
+  PoolUnavailableError,
+  type PoolStateSnapshot,
+} from '../pool.exceptions.js';
 import type { PoolEvent, RemoveReason } from '../pool.events.js';
-import { isConnectionError, isServerRestartError } from './errors.js';
+import { isConnectionError, isReadOnlyViolation, isServerRestartError, isSessionTerminated } from './errors.js';
 import { LatencyHistogram, NodeCounters } from './node-stats.js';
 
 const META = Symbol('nestjs-pg-pools.client');
 const BORN = Symbol('nestjs-pg-pools.born');
 const LIFETIME_JITTER = 0.025;
 const ACQUIRE_QUEUE_TIMEOUT = 'timeout exceeded when trying to connect';
+/** Upper bound of a validation round trip (HikariCP's validationTimeout); at most half of acquireTimeoutMs. */
+const VALIDATION_TIMEOUT_MS = 5000;
+/** Background refill: first retry delay, doubling up to the cap, each with jitter (50–100%). */
+const REFILL_FIRST_DELAY_MS = 50;
+const REFILL_MAX_DELAY_MS = 500;
+/**
+ * A single statement (or BEGIN) that fails with 57P01 this soon after it was sent is run once more
+ * on a new connection: the server terminated the session before running it, or while running it
+ * (rolled back, never committed). Longer-running statements are not retried, so a query an
+ * operator killed on purpose is not started again.
+ */
+const STALE_RETRY_WINDOW_MS = 1000;
 
 interface ClientMeta {
   expiresAt: number;
@@ -18,13 +36,29 @@ interface ClientMeta {
   acquiredAt: number;
   ready: boolean;
   broken: boolean;
+  /** The error that broke the connection (a server FATAL such as 57P01, or a socket error). */
+  brokenBy: unknown;
   leaked: boolean;
-  stack: string | undefined;
+  origin: Error | undefined;
   leakTimer: NodeJS.Timeout | undefined;
+  lifetimeTimer: NodeJS.Timeout | undefined;
   removeReason: RemoveReason | undefined;
 }
 
-type MetaClient = PoolClient & { [META]: ClientMeta; [BORN]?: number; getTransactionStatus?: () => string | null };
+type MetaClient = PoolClient & {
+  [META]: ClientMeta;
+  [BORN]?: number;
+  getTransactionStatus?: () => string | null;
+  _poolUseCount?: number;
+  connection?: { stream?: { destroy(): void } };
+};
+
+interface PgPoolInternals {
+  _idle?: Array<{ client: MetaClient }>;
+  _clients?: MetaClient[];
+  _remove?: (client: MetaClient) => void;
+  newClient?: (pending: { callback: (err: Error | undefined, client?: MetaClient) => void }) => void;
+}
 
 export type QueryInput = string | QueryConfig;
 
@@ -48,15 +82,35 @@ export interface NodeStatus extends PoolStateSnapshot {
   breakerRetryAt: number | undefined;
 }
 
+/** Gives an error the stack of the code awaiting it (call from a promise reaction, like pg does). */
+function withCallerStack(err: unknown): never {
+  if (err instanceof Error) Error.captureStackTrace(err);
+  throw err;
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
+function statementText(text: QueryInput): string {
+  return typeof text === 'string' ? text : text.text;
+}
+
+/** One statement (no `;` before the end), so running it again cannot repeat a committed part. */
+function isSingleStatement(text: QueryInput): boolean {
+  return !statementText(text).trimEnd().replace(/;+$/, '').includes(';');
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
 
 /**
  * One server's pool: a `pg.Pool` plus what pg-pool leaves out — finite acquire timeout with a
  * useful error, validation on borrow, lifetimes with jitter, release hygiene, leak detection,
- * soft eviction after a server restart and a circuit breaker. Every method is safe to call on
- * a hot path: no per-query allocation beyond the promise chain, counters are plain fields.
+ * soft eviction after a server restart, a background refill to `min`, a circuit breaker and
+ * PgBouncer transaction-mode rules. Every method is safe to call on a hot path: no per-query
+ * allocation beyond the promise chain, counters are plain fields.
  */
 export class NodePool {
   readonly pool: pg.Pool;
@@ -71,6 +125,10 @@ export class NodePool {
   #openUntil = 0;
   #trialInFlight = false;
   #lastFailure = '';
+  #refillTimer: NodeJS.Timeout | undefined;
+  #refilling = false;
+  #refillDelay = REFILL_FIRST_DELAY_MS;
+  readonly #transactionSettings: string;
 
   constructor(
     readonly config: ResolvedNode,
@@ -78,12 +136,21 @@ export class NodePool {
   ) {
     const poolConfig = config.poolConfig;
     const Base = (poolConfig.Client as typeof pg.Client | undefined) ?? pg.Client;
+    const timezone = config.pgbouncer ? config.timezone : undefined;
     const BornClient = class extends Base {
       constructor(...args: ConstructorParameters<typeof pg.Client>) {
         super(...args);
         (this as unknown as MetaClient)[BORN] = performance.now();
       }
+
+      getStartupConf(): Record<string, string> {
+        const conf = (Base.prototype as unknown as { getStartupConf(this: unknown): Record<string, string> }).getStartupConf.call(this);
+        if (timezone !== undefined) conf.TimeZone = timezone;
+        return conf;
+      }
     };
+    this.#transactionSettings =
+      config.pgbouncer && config.statementTimeoutMs > 0 ? `; SET LOCAL statement_timeout = ${config.statementTimeoutMs}` : '';
     this.pool = new pg.Pool({ ...poolConfig, Client: BornClient });
     this.pool.on('connect', (client) => this.#onConnect(client as MetaClient));
     this.pool.on('error', (err, client) => this.#onIdleError(err, client as MetaClient));
@@ -130,47 +197,125 @@ export class NodePool {
     return this.#openUntil === 0 || (Date.now() >= this.#openUntil && !this.#trialInFlight);
   }
 
+  /**
+   * Takes a client and opens a transaction on it with `begin` (plus, behind PgBouncer, a
+   * `SET LOCAL statement_timeout`: session settings do not survive transaction pooling). When the
+   * server had terminated the pooled session, it starts over once on a new connection.
+   */
+  begin(begin: string): Promise<PoolClient> {
+    const sql = begin + this.#transactionSettings;
+    return this.acquire().then((client) => this.#begin(client as MetaClient, sql, true));
+  }
+
   acquire(): Promise<PoolClient> {
+    const t0 = performance.now();
+    let acquired: Promise<PoolClient>;
     if (this.#openUntil !== 0) {
       const refused = this.#breakerGate();
       if (refused) return Promise.reject(refused);
+      acquired = this.#connect(t0).catch((err: unknown) => {
+        this.#trialInFlight = false;
+        throw err;
+      });
+    } else {
+      acquired = this.#connect(t0);
     }
-    const t0 = performance.now();
-    return this.pool.connect().then(
-      (client) => this.#checkout(client as MetaClient, t0, 0),
-      (err: unknown) => this.#acquireFailed(err, t0),
-    );
+    if (this.config.leakDetectionThresholdMs === 0) return acquired;
+    // Taken here, while the caller's frames are still on the stack; formatted only if it leaks.
+    const origin = new Error('Client acquired here');
+    return acquired.then((client) => {
+      this.#armLeak((client as MetaClient)[META], origin);
+      return client;
+    });
   }
 
-  /** Runs one statement on a client of this pool and always gives the client back. */
+  /**
+   * Runs one statement on a client of this pool and always gives the client back. When the server
+   * had terminated the pooled session (57P01) just before, the statement runs once more on a new one.
+   */
   query<R extends QueryResultRow = any>(text: QueryInput, values?: unknown[]): Promise<QueryResult<R>> {
-    return this.acquire().then((client) => this.run<R>(client, text, values, true));
+    if (typeof text === 'string' && this.#openUntil === 0) return this.#queryText<R>(text, values);
+    if (this.config.pgbouncer && typeof text === 'object' && text.name) return Promise.reject(this.#namedStatement(text));
+    return this.acquire().then((client) => this.#execute<R>(client as MetaClient, text, values, true, true));
+  }
+
+  /**
+   * `query` of a SQL string with the breaker closed: the steps of `acquire` + `#execute` on pg's
+   * callbacks under one promise instead of a chain of seven (the hot path). A checkout that needs
+   * I/O first (first use, validation, a replaced connection) continues on the promise path.
+   * Errors are re-anchored at the awaiting caller, as pg's own promises do.
+   */
+  #queryText<R extends QueryResultRow>(text: string, values: unknown[] | undefined): Promise<QueryResult<R>> {
+    const t0 = performance.now();
+    // As in acquire(): taken while the caller's frames are on the stack; formatted only if it leaks.
+    const origin = this.config.leakDetectionThresholdMs === 0 ? undefined : new Error('Client acquired here');
+    return new Promise<QueryResult<R>>((resolve, reject) => {
+      this.pool.connect((connectError, pooled) => {
+        const client = pooled as MetaClient;
+        let checked: PoolClient | Promise<PoolClient>;
+        try {
+          checked = connectError ? this.#acquireFailed(connectError, t0) : this.#checkout(client, t0, 0);
+        } catch (failure) {
+          reject(failure);
+          return;
+        }
+        if (checked !== client) {
+          (checked as Promise<PoolClient>)
+            .then((c) => {
+              if (origin !== undefined) this.#armLeak((c as MetaClient)[META], origin);
+              return this.#execute<R>(c as MetaClient, text, values, true, true);
+            })
+            .then(resolve, reject);
+          return;
+        }
+        try {
+          if (origin !== undefined) this.#armLeak(client[META], origin);
+          const started = performance.now();
+          this.counters.queries++;
+          client.query<R>(text, values as any[], (queryError: Error | undefined, res: QueryResult<R>) => {
+            try {
+              const ms = this.#queryDone(started, text);
+              if (!queryError) {
+                this.release(client);
+                resolve(res);
+                return;
+              }
+              this.counters.queryErrors++;
+              this.release(client, queryError);
+              // The stale-session rule of #execute.
+              if (ms < STALE_RETRY_WINDOW_MS && isSessionTerminated(queryError) && isSingleStatement(text)) {
+                this.counters.staleRetries++;
+                this.acquire()
+                  .then((fresh) => this.#execute<R>(fresh as MetaClient, text, values, true, false))
+                  .then(resolve, reject);
+                return;
+              }
+              reject(queryError);
+            } catch (failure) {
+              reject(failure);
+            }
+          });
+        } catch (failure) {
+          reject(failure);
+        }
+      });
+    }).catch(withCallerStack);
   }
 
   /** Runs a statement on a client already taken from this pool; releases it when `release` is set. */
   run<R extends QueryResultRow = any>(client: PoolClient, text: QueryInput, values: unknown[] | undefined, release: boolean): Promise<QueryResult<R>> {
-    const t0 = performance.now();
-    this.counters.queries++;
-    return client.query<R>(text as string, values).then(
-      (res) => {
-        this.#queryDone(t0, text);
-        if (release) this.release(client);
-        return res;
-      },
-      (err: unknown) => {
-        this.#queryDone(t0, text);
-        this.counters.queryErrors++;
-        if (release) this.release(client, err);
-        else if (isConnectionError(err)) (client as MetaClient)[META].broken = true;
-        throw err;
-      },
-    );
+    if (this.config.pgbouncer && typeof text === 'object' && text.name) {
+      const err = this.#namedStatement(text);
+      if (release) this.release(client);
+      return Promise.reject(err);
+    }
+    return this.#execute<R>(client as MetaClient, text, values, release, false);
   }
 
   /**
    * Gives a client back. A connection-class error destroys it (and, for a server shutdown,
-   * soft-evicts the rest of the pool); an open transaction is rolled back first; a retired or
-   * broken client is closed instead of pooled.
+   * soft-evicts the rest of the pool); 25006 on the primary checks for a demoted server; an open
+   * or aborted transaction is rolled back first; a retired or broken client is closed instead of pooled.
    */
   release(client: PoolClient, err?: unknown): void {
     const c = client as MetaClient;
@@ -195,28 +340,25 @@ export class NodePool {
       c.release(true);
       return;
     }
+    if (err !== undefined && this.role === 'primary' && isReadOnlyViolation(err)) {
+      this.#checkDemoted(c, meta);
+      return;
+    }
     const tx = c.getTransactionStatus ? c.getTransactionStatus() : null;
     if (tx === 'T' || tx === 'E') {
       this.#rollbackAndRelease(c, meta);
       return;
     }
-    if (meta.generation !== this.#generation || (meta.expiresAt !== 0 && now >= meta.expiresAt)) {
-      this.counters.evictions++;
-      meta.removeReason = meta.generation !== this.#generation ? 'evicted' : 'lifetime';
-      c.release(true);
-      return;
-    }
-    meta.lastReleasedAt = now;
-    c.release();
+    this.#giveBack(c, meta, now);
   }
 
   /**
    * Marks every current connection stale: idle ones are closed now, checked-out ones when they
-   * come back. Used after a server restart or a failover.
+   * come back; the pool then refills to `min` in the background. Used after a server restart or a failover.
    */
   evictAll(): void {
     this.#generation++;
-    const internal = this.pool as unknown as { _idle?: Array<{ client: MetaClient }>; _remove?: (c: MetaClient) => void };
+    const internal = this.pool as unknown as PgPoolInternals;
     if (Array.isArray(internal._idle) && typeof internal._remove === 'function') {
       for (const item of internal._idle.slice()) {
         item.client[META].removeReason = 'evicted';
@@ -224,6 +366,7 @@ export class NodePool {
         internal._remove.call(this.pool, item.client);
       }
     }
+    this.#scheduleRefill(REFILL_FIRST_DELAY_MS);
   }
 
   /** Opens the first connection (with backoff + jitter), then up to `min`. Throws `PoolConnectionError`. */
@@ -233,16 +376,13 @@ export class NodePool {
     let lastError = '';
     for (let attempt = 1; attempt <= attempts; attempt++) {
       try {
+        // #checkout releases a client it rejects, and may hand out another one.
         const client = await this.pool.connect();
-        try {
-          await this.#checkout(client as MetaClient, performance.now(), 0);
-        } finally {
-          this.release(client);
-        }
+        this.release(await this.#checkout(client as MetaClient, performance.now(), 0));
         lastError = '';
         break;
       } catch (err) {
-        lastError = this.host.scrub(err instanceof Error ? err.message : String(err));
+        lastError = this.host.scrub(errorMessage(err)).replace(/\.$/, '');
         if (attempt < attempts) {
           this.host.warn(
             `Connecting to "${this.config.database}/${this.name}" at ${this.config.address} failed (attempt ${attempt}/${attempts}): ${lastError}. Retrying in ${delay}ms.`,
@@ -253,11 +393,12 @@ export class NodePool {
       }
     }
     if (lastError) {
+      this.#scheduleRefill(REFILL_MAX_DELAY_MS);
       throw new PoolConnectionError(this.config.database, this.name, this.config.address, attempts, lastError);
     }
-    const missing = this.config.min - this.pool.totalCount;
-    if (missing > 0) {
-      const clients = await Promise.allSettled(Array.from({ length: missing }, () => this.acquire()));
+    // Holding `min` clients at once opens `min` connections: an idle one is reused by the first acquire.
+    if (this.config.min > this.pool.totalCount) {
+      const clients = await Promise.allSettled(Array.from({ length: this.config.min }, () => this.acquire()));
       for (const r of clients) if (r.status === 'fulfilled') this.release(r.value);
     }
   }
@@ -272,11 +413,27 @@ export class NodePool {
   /** Ends the pool; later calls return the same promise. */
   end(): Promise<void> {
     if (!this.#endPromise) {
-      this.#endPromise = this.pool.end().catch((err: unknown) => {
+      clearTimeout(this.#refillTimer);
+      this.#refillTimer = undefined;
+      const ended = this.pool.end().catch((err: unknown) => {
         this.host.warn(`Ending pool "${this.config.database}/${this.name}" failed: ${this.host.scrub(String(err))}`);
       });
+      // pg-pool's end() waits for every checked-out client; one that is never released would
+      // hang shutdown, so whatever is still out (after drain) is disconnected now.
+      const held = (this.pool as unknown as PgPoolInternals)._clients?.slice() ?? [];
+      this.#endPromise =
+        held.length === 0 ? ended : Promise.race([ended, Promise.allSettled(held.map((c) => this.#disconnect(c))).then(() => undefined)]);
     }
     return this.#endPromise;
+  }
+
+  #disconnect(client: MetaClient): Promise<void> {
+    const meta = client[META] as ClientMeta | undefined;
+    if (meta !== undefined) {
+      meta.broken = true;
+      meta.removeReason = 'shutdown';
+    }
+    return client.end();
   }
 
   #emit(partial: Record<string, unknown> & { type: PoolEvent['type'] }): void {
@@ -289,23 +446,94 @@ export class NodePool {
     } as PoolEvent);
   }
 
+  #namedStatement(text: QueryConfig): NamedStatementUnsupportedError {
+    return new NamedStatementUnsupportedError(this.config.database, String(text.name));
+  }
+
+  #connect(t0: number): Promise<PoolClient> {
+    return this.pool.connect().then(
+      (client) => this.#checkout(client as MetaClient, t0, 0),
+      (err: unknown) => this.#acquireFailed(err, t0),
+    );
+  }
+
+  #execute<R extends QueryResultRow>(client: MetaClient, text: QueryInput, values: unknown[] | undefined, release: boolean, retry: boolean): Promise<QueryResult<R>> {
+    const t0 = performance.now();
+    const meta = client[META];
+    this.counters.queries++;
+    if (!release && meta.broken && meta.brokenBy !== undefined) {
+      // The server ended this connection between two statements of a transaction: report why
+      // (e.g. 57P01) rather than the driver's "not queryable".
+      this.counters.queryErrors++;
+      return Promise.reject(meta.brokenBy);
+    }
+    return client.query<R>(text as string, values).then(
+      (res) => {
+        this.#queryDone(t0, text);
+        if (release) this.release(client);
+        return res;
+      },
+      (err: unknown) => {
+        const ms = this.#queryDone(t0, text);
+        this.counters.queryErrors++;
+        if (release) this.release(client, err);
+        else if (isConnectionError(err)) client[META].broken = true;
+        if (retry && ms < STALE_RETRY_WINDOW_MS && isSessionTerminated(err) && isSingleStatement(text)) {
+          this.counters.staleRetries++;
+          return this.acquire().then((fresh) => this.#execute<R>(fresh as MetaClient, text, values, true, false));
+        }
+        throw err;
+      },
+    );
+  }
+
+  #begin(client: MetaClient, sql: string, retry: boolean): Promise<PoolClient> {
+    const t0 = performance.now();
+    this.counters.queries++;
+    return client.query(sql).then(
+      () => {
+        this.#queryDone(t0, sql);
+        return client;
+      },
+      (err: unknown) => {
+        const ms = this.#queryDone(t0, sql);
+        this.counters.queryErrors++;
+        this.release(client, err);
+        if (retry && ms < STALE_RETRY_WINDOW_MS && isSessionTerminated(err)) {
+          this.counters.staleRetries++;
+          return this.acquire().then((fresh) => this.#begin(fresh as MetaClient, sql, false));
+        }
+        throw err;
+      },
+    );
+  }
+
   #onConnect(client: MetaClient): void {
     const now = Date.now();
     const lifetime = this.config.maxLifetimeMs;
-    client[META] = {
-      expiresAt: lifetime > 0 ? now + lifetime * (1 - LIFETIME_JITTER + Math.random() * 2 * LIFETIME_JITTER) : 0,
+    const lifetimeMs = lifetime > 0 ? lifetime * (1 - LIFETIME_JITTER + Math.random() * 2 * LIFETIME_JITTER) : 0;
+    const meta: ClientMeta = {
+      expiresAt: lifetimeMs > 0 ? now + lifetimeMs : 0,
       generation: this.#generation,
       lastReleasedAt: 0,
       acquiredAt: 0,
       ready: false,
       broken: false,
+      brokenBy: undefined,
       leaked: false,
-      stack: undefined,
+      origin: undefined,
       leakTimer: undefined,
+      lifetimeTimer: undefined,
       removeReason: undefined,
     };
-    client.on('error', () => {
-      client[META].broken = true;
+    client[META] = meta;
+    if (lifetimeMs > 0) {
+      meta.lifetimeTimer = setTimeout(() => this.#retireIfIdle(client, 'lifetime'), lifetimeMs);
+      meta.lifetimeTimer.unref();
+    }
+    client.on('error', (err: unknown) => {
+      meta.broken = true;
+      meta.brokenBy ??= err;
     });
     this.counters.created++;
     const born = client[BORN];
@@ -325,10 +553,25 @@ export class NodePool {
 
   #onRemove(client: MetaClient): void {
     this.counters.removed++;
+    const meta = client[META] as ClientMeta | undefined;
+    if (meta !== undefined) {
+      clearTimeout(meta.lifetimeTimer);
+      if (meta.leakTimer !== undefined) clearTimeout(meta.leakTimer);
+    }
     if (this.host.emitting) {
-      const reason = client[META]?.removeReason ?? (this.ended ? 'shutdown' : 'idle');
+      const reason = meta?.removeReason ?? (meta?.broken ? 'error' : this.ended ? 'shutdown' : 'idle');
       this.#emit({ type: 'remove', reason });
     }
+    if (!this.ended && this.pool.totalCount < this.config.min) this.#scheduleRefill(0);
+  }
+
+  /** Closes a pooled client that reached its lifetime while idle (checked-out ones retire on release). */
+  #retireIfIdle(client: MetaClient, reason: RemoveReason): void {
+    const internal = this.pool as unknown as PgPoolInternals;
+    if (this.ended || !internal._idle?.some((item) => item.client === client) || typeof internal._remove !== 'function') return;
+    client[META].removeReason = reason;
+    this.counters.evictions++;
+    internal._remove.call(this.pool, client);
   }
 
   #checkout(client: MetaClient, t0: number, attempt: number): PoolClient | Promise<PoolClient> {
@@ -353,13 +596,14 @@ export class NodePool {
         },
       );
     }
-    if (meta.lastReleasedAt !== 0 && now - meta.lastReleasedAt > this.config.validateIdleAfterMs) {
-      return client.query('').then(
+    const validateAfter = this.config.validateIdleAfterMs;
+    if (meta.lastReleasedAt !== 0 && (validateAfter === 0 || now - meta.lastReleasedAt > validateAfter)) {
+      return this.#validate(client, meta).then(
         () => this.#handOut(client, meta, t0, now),
         (err: unknown) => {
           this.counters.validationFailures++;
           meta.removeReason = 'validation';
-          if (this.host.emitting) this.#emit({ type: 'error', kind: 'validation', message: this.host.scrub(String((err as Error)?.message ?? err)) });
+          if (this.host.emitting) this.#emit({ type: 'error', kind: 'validation', message: this.host.scrub(errorMessage(err)) });
           client.release(true);
           return this.#retryCheckout(t0, attempt);
         },
@@ -368,9 +612,22 @@ export class NodePool {
     return this.#handOut(client, meta, t0, now);
   }
 
+  /** An empty query, bounded so a replacement still fits in acquireTimeoutMs: a connection that does not answer is destroyed. */
+  #validate(client: MetaClient, meta: ClientMeta): Promise<unknown> {
+    const timer = setTimeout(() => {
+      meta.broken = true;
+      client.connection?.stream?.destroy();
+    }, Math.min(VALIDATION_TIMEOUT_MS, Math.ceil(this.config.acquireTimeoutMs / 2)));
+    timer.unref();
+    return client.query('').finally(() => clearTimeout(timer));
+  }
+
   #retryCheckout(t0: number, attempt: number): Promise<PoolClient> {
     if (attempt >= this.config.max + 1) {
       return Promise.reject(new PoolConnectionError(this.config.database, this.name, this.config.address, attempt, 'every pooled connection was stale'));
+    }
+    if (performance.now() - t0 >= this.config.acquireTimeoutMs) {
+      return Promise.reject(this.#timeoutError(t0, undefined));
     }
     return this.pool.connect().then(
       (client) => this.#checkout(client as MetaClient, t0, attempt + 1),
@@ -384,60 +641,78 @@ export class NodePool {
     const waited = performance.now() - t0;
     this.acquireTime.record(waited);
     if (this.#openUntil !== 0 || this.#failures !== 0) this.#breakerSuccess();
-    if (this.config.leakDetectionThresholdMs > 0) this.#armLeak(meta);
     if (this.host.emitting) this.#emit({ type: 'acquire', waitMs: waited });
     return client;
+  }
+
+  #timeoutError(t0: number, cause: unknown): PoolAcquireTimeoutError {
+    this.counters.acquireTimeouts++;
+    const timeoutError = new PoolAcquireTimeoutError(
+      this.config.database,
+      this.name,
+      this.role,
+      Math.round(performance.now() - t0),
+      this.state(),
+      cause,
+    );
+    if (this.host.emitting) this.#emit({ type: 'error', kind: 'acquire-timeout', message: timeoutError.message });
+    return timeoutError;
   }
 
   #acquireFailed(err: unknown, t0: number): never {
     const message = (err as Error)?.message ?? '';
     if (message === ACQUIRE_QUEUE_TIMEOUT || message.includes('connection timeout')) {
-      this.counters.acquireTimeouts++;
-      const timeoutError = new PoolAcquireTimeoutError(
-        this.config.database,
-        this.name,
-        this.role,
-        Math.round(performance.now() - t0),
-        this.state(),
-        err,
-      );
+      const timeoutError = this.#timeoutError(t0, err);
       if (message !== ACQUIRE_QUEUE_TIMEOUT) {
         (timeoutError as { connectionError?: boolean }).connectionError = true;
-        this.#breakerFailure(message);
+        this.#breakerFailure(this.host.scrub(message));
       }
-      if (this.host.emitting) this.#emit({ type: 'error', kind: 'acquire-timeout', message: timeoutError.message });
       throw timeoutError;
     }
     if (isConnectionError(err)) {
       this.counters.connectionErrors++;
       this.#breakerFailure(this.host.scrub(message));
       if (this.host.emitting) this.#emit({ type: 'error', kind: 'connection', message: this.host.scrub(message) });
+      this.#scheduleRefill(REFILL_FIRST_DELAY_MS);
     }
-    else if (this.#trialInFlight) this.#trialInFlight = false;
     if (err instanceof Error) err.message = this.host.scrub(err.message);
     throw err;
   }
 
-  #queryDone(t0: number, text: QueryInput): void {
+  #queryDone(t0: number, text: QueryInput): number {
     const ms = performance.now() - t0;
     this.queryTime.record(ms);
     const slow = this.host.slowQueryMs;
     if (slow > 0 && ms >= slow) {
       this.counters.slowQueries++;
       if (this.host.emitting) {
-        const sql = typeof text === 'string' ? text : text.text;
+        const sql = statementText(text);
         this.#emit({ type: 'slow-query', durationMs: ms, text: sql.length > 500 ? `${sql.slice(0, 500)}…` : sql });
       }
     }
+    return ms;
+  }
+
+  /** Pools the client again unless it is stale (evicted generation), past its lifetime or at `maxUses`. */
+  #giveBack(c: MetaClient, meta: ClientMeta, now: number): void {
+    if (meta.generation !== this.#generation || (meta.expiresAt !== 0 && now >= meta.expiresAt)) {
+      this.counters.evictions++;
+      meta.removeReason = meta.generation !== this.#generation ? 'evicted' : 'lifetime';
+      c.release(true);
+      return;
+    }
+    if ((c._poolUseCount ?? 0) + 1 >= this.config.maxUses) {
+      this.counters.evictions++;
+      meta.removeReason = 'max-uses';
+    }
+    meta.lastReleasedAt = now;
+    c.release();
   }
 
   #rollbackAndRelease(client: MetaClient, meta: ClientMeta): void {
     this.counters.rollbacksOnRelease++;
     client.query('ROLLBACK').then(
-      () => {
-        meta.lastReleasedAt = Date.now();
-        client.release();
-      },
+      () => this.#giveBack(client, meta, Date.now()),
       () => {
         meta.removeReason = 'rollback-failed';
         this.counters.evictions++;
@@ -446,14 +721,48 @@ export class NodePool {
     );
   }
 
-  #armLeak(meta: ClientMeta): void {
-    meta.stack = new Error('Client acquired here').stack;
+  /**
+   * 25006 from the primary: a read-only transaction the caller asked for, or a demoted server.
+   * Asks the server on the same connection; if it is in recovery, every connection is evicted so
+   * new ones (re-resolving the host) reach the current primary.
+   */
+  #checkDemoted(client: MetaClient, meta: ClientMeta): void {
+    const tx = client.getTransactionStatus ? client.getTransactionStatus() : null;
+    const rollback = tx === 'T' || tx === 'E' ? client.query('ROLLBACK') : Promise.resolve();
+    rollback
+      .then(() => client.query<{ recovering: boolean }>('SELECT pg_is_in_recovery() AS recovering'))
+      .then(
+        (res) => {
+          if (res.rows[0]?.recovering !== true) {
+            this.#giveBack(client, meta, Date.now());
+            return;
+          }
+          this.counters.demotions++;
+          this.counters.evictions++;
+          meta.removeReason = 'evicted';
+          client.release(true);
+          const message =
+            `The primary "${this.config.database}/${this.name}" (${this.config.address}) is in recovery (read-only): it was demoted. ` +
+            'Every connection of its pool is closed so new ones reach the current primary.';
+          this.host.warn(message);
+          if (this.host.emitting) this.#emit({ type: 'error', kind: 'read-only', message });
+          this.evictAll();
+        },
+        () => {
+          meta.removeReason = 'error';
+          client.release(true);
+        },
+      );
+  }
+
+  #armLeak(meta: ClientMeta, origin: Error): void {
+    meta.origin = origin;
     meta.leaked = false;
     const threshold = this.config.leakDetectionThresholdMs;
     meta.leakTimer = setTimeout(() => {
       meta.leaked = true;
       this.counters.leaks++;
-      const stack = meta.stack ?? '';
+      const stack = meta.origin?.stack ?? '';
       this.host.warn(
         `Possible connection leak on "${this.config.database}/${this.name}": a client has been held for more than ${threshold}ms. Acquired at:\n${stack}`,
       );
@@ -469,8 +778,83 @@ export class NodePool {
       meta.leaked = false;
       this.host.warn(`Previously reported leaked client of "${this.config.database}/${this.name}" was returned after ${now - meta.acquiredAt}ms.`);
     }
-    meta.stack = undefined;
+    meta.origin = undefined;
   }
+
+  // Background refill ------------------------------------------------------------------------
+
+  #needsRefill(): boolean {
+    return !this.ended && (this.pool.totalCount < this.config.min || this.#openUntil !== 0);
+  }
+
+  #scheduleRefill(delayMs: number): void {
+    if (this.#refillTimer !== undefined || this.#refilling || !this.#needsRefill()) return;
+    this.#refillTimer = setTimeout(() => {
+      this.#refillTimer = undefined;
+      void this.#refill();
+    }, delayMs);
+    this.#refillTimer.unref();
+  }
+
+  /**
+   * Opens connections until the pool holds `min` again (one when only probing an open breaker).
+   * A success closes the breaker; a failure retries with exponential backoff and jitter.
+   */
+  async #refill(): Promise<void> {
+    if (!this.#needsRefill()) return;
+    this.#refilling = true;
+    let failed = false;
+    try {
+      const missing = Math.max(1, this.config.min - this.pool.totalCount);
+      const results = await Promise.allSettled(Array.from({ length: missing }, () => this.#refillOne()));
+      failed = results.some((r) => r.status === 'rejected');
+    } finally {
+      this.#refilling = false;
+    }
+    if (failed) {
+      const delay = this.#refillDelay;
+      this.#refillDelay = Math.min(delay * 2, REFILL_MAX_DELAY_MS);
+      this.#scheduleRefill(delay * (0.5 + Math.random() * 0.5));
+    } else {
+      this.#refillDelay = REFILL_FIRST_DELAY_MS;
+      this.#scheduleRefill(REFILL_FIRST_DELAY_MS);
+    }
+  }
+
+  /** A new physical connection, even while idle ones are pooled (pg-pool's `connect()` would hand those out). */
+  #openNew(): Promise<MetaClient> {
+    const internal = this.pool as unknown as PgPoolInternals;
+    if (typeof internal.newClient !== 'function' || this.pool.totalCount >= this.config.max) {
+      return this.pool.connect() as Promise<MetaClient>;
+    }
+    return new Promise((resolve, reject) => {
+      internal.newClient!.call(this.pool, { callback: (err, client) => (err ? reject(err) : resolve(client!)) });
+    });
+  }
+
+  /** One background connection: opened (or, when the pool is full, a pooled one validated) and given straight back. */
+  async #refillOne(): Promise<void> {
+    if (this.ended) return;
+    const client = await this.#openNew();
+    const meta = client[META];
+    try {
+      if (!meta.ready) {
+        await this.host.initClient(client, this);
+        meta.ready = true;
+        this.counters.refills++;
+      } else {
+        await this.#validate(client, meta);
+      }
+    } catch (err) {
+      meta.removeReason = 'error';
+      client.release(true);
+      throw err;
+    }
+    if (this.#openUntil !== 0 || this.#failures !== 0) this.#breakerSuccess();
+    this.#giveBack(client, meta, Date.now());
+  }
+
+  // Circuit breaker ---------------------------------------------------------------------------
 
   #breakerGate(): PoolUnavailableError | undefined {
     const now = Date.now();
@@ -503,8 +887,15 @@ export class NodePool {
       const reopened = this.#openUntil !== 0;
       this.#trialInFlight = false;
       this.#openUntil = Date.now() + resetTimeoutMs;
-      if (!reopened) this.counters.breakerOpens++;
+      if (!reopened) {
+        this.counters.breakerOpens++;
+        this.host.warn(
+          `Circuit breaker of "${this.config.database}/${this.name}" (${this.config.address}) opened after ${this.#failures} consecutive connection failures ` +
+            `(last: ${message}). Calls fail fast with PoolUnavailableError until ${new Date(this.#openUntil).toISOString()} or until a background reconnect succeeds.`,
+        );
+      }
       if (this.host.emitting) this.#emit({ type: 'breaker-open', retryAt: this.#openUntil, failures: this.#failures });
+      this.#scheduleRefill(REFILL_FIRST_DELAY_MS);
     }
   }
 }

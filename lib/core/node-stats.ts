@@ -51,7 +51,7 @@ export class NodeCounters {
   validationFailures = 0;
   /** Clients held longer than `leakDetectionThresholdMs`. */
   leaks = 0;
-  /** Connections retired for lifetime, max uses, eviction or a failed rollback. */
+  /** Connections retired for lifetime, max uses, eviction, a demoted primary or a failed rollback. */
   evictions = 0;
   /** Clients returned inside an open transaction and rolled back. */
   rollbacksOnRelease = 0;
@@ -73,4 +73,10 @@ export class NodeCounters {
   bans = 0;
   /** Times this node's breaker opened. */
   breakerOpens = 0;
+  /** Connections opened in the background to bring the pool back to `min` (or to probe an open breaker). */
+  refills = 0;
+  /** Single statements run again on a new connection because the server had terminated the pooled one (57P01). */
+  staleRetries = 0;
+  /** Times the primary answered 25006 while in recovery (demoted) and every connection was evicted. */
+  demotions = 0;
 }

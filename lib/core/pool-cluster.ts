@@ -3,10 +3,12 @@ import type { PoolClient, QueryResult, QueryResultRow } from 'pg';
 import { Subject, type Observable } from 'rxjs';
 import type { ResolvedOptions } from '../config/resolve-options.js';
 import { scrubSecrets } from '../config/redact.js';
-import { NoReplicaAvailableError, ReadOnlyInTransactionError } from '../pool.exceptions.js';
+import { NoReplicaAvailableError, PoolError, ReadOnlyInTransactionError } from '../pool.exceptions.js';
 import type { PoolEvent } from '../pool.events.js';
 import type { ReplicaCandidate, TransactionOptions } from '../pool.interfaces.js';
+import { DEFAULT_DATABASE } from '../pool.constants.js';
 import {
+  formatConsistencyToken,
   formatLsn,
   markWrite,
   parseLsn,
@@ -14,29 +16,43 @@ import {
   runInTransaction,
   type PinnedTransaction,
   type RoutingScope,
+  type RoutingSession,
 } from '../routing/routing-context.js';
 import { isConnectionError, isReadOnlyViolation } from './errors.js';
 import { NodePool, type NodeHost, type QueryInput } from './node-pool.js';
 
 /** What routing knows about one replica. */
 export class ReplicaState {
+  /** `0` when in rotation; else when the next probe runs (the ban lasts until a probe succeeds). */
   bannedUntil = 0;
   banReason = '';
+  /** Replication lag in ms: `0` when the replica replayed the primary's last known position. */
   lagMs: number | undefined = undefined;
+  /** WAL bytes the replica's replay is behind the primary's last known position. */
   lagBytes: number | undefined = undefined;
   replayLsn: bigint | undefined = undefined;
   lastCheckedAt = 0;
   /** Smooth weighted round-robin accumulator. */
   current = 0;
   probe: NodeJS.Timeout | undefined;
+  /** An in-flight read-your-writes check of the replay position. */
+  refreshing: Promise<void> | undefined;
   constructor(readonly node: NodePool) {}
 }
-
-export type RouteReason = 'read' | 'write' | 'fallback' | 'retry' | 'transaction' | 'consistency';
 
 const LAG_SQL =
   'SELECT pg_last_wal_replay_lsn()::text AS replay, ' +
   'EXTRACT(EPOCH FROM (clock_timestamp() - pg_last_xact_replay_timestamp())) * 1000 AS since_ms';
+const REPLAY_SQL = 'SELECT pg_last_wal_replay_lsn()::text AS replay';
+/**
+ * Read-your-writes: the insert position, which covers every record made so far, commits included
+ * (the write position does not while `synchronous_commit` is off).
+ */
+const PRIMARY_LSN_SQL = 'SELECT pg_current_wal_insert_lsn()::text AS lsn';
+/** Lag monitor: the flushed position, the most a replica can have received. */
+const PRIMARY_FLUSH_LSN_SQL = 'SELECT pg_current_wal_flush_lsn()::text AS lsn';
+const WAL_HISTORY_MAX = 600;
+const REFRESH_TIMEOUT_MS = 1000;
 
 const TX_BEGIN: Record<NonNullable<TransactionOptions['isolationLevel']>, string> = {
   'read uncommitted': ' ISOLATION LEVEL READ UNCOMMITTED',
@@ -44,6 +60,27 @@ const TX_BEGIN: Record<NonNullable<TransactionOptions['isolationLevel']>, string
   'repeatable read': ' ISOLATION LEVEL REPEATABLE READ',
   serializable: ' ISOLATION LEVEL SERIALIZABLE',
 };
+const PROPAGATIONS: ReadonlyArray<NonNullable<TransactionOptions['propagation']>> = ['join', 'requiresNew'];
+
+/** Throws one `TypeError` naming the first invalid transaction option. */
+export function checkTransactionOptions(options: TransactionOptions, label = 'transaction option'): void {
+  const given = (value: unknown) => `${JSON.stringify(value)} (${value === null ? 'null' : typeof value})`;
+  if (options === null || typeof options !== 'object') {
+    throw new TypeError(`Invalid ${label}s: expected an object, got ${given(options)}.`);
+  }
+  const { isolationLevel, propagation } = options;
+  if (isolationLevel !== undefined && !Object.hasOwn(TX_BEGIN, isolationLevel)) {
+    throw new TypeError(`Invalid ${label} \`isolationLevel\`: expected one of ${Object.keys(TX_BEGIN).map((l) => `"${l}"`).join(', ')}, got ${given(isolationLevel)}.`);
+  }
+  if (propagation !== undefined && !PROPAGATIONS.includes(propagation)) {
+    throw new TypeError(`Invalid ${label} \`propagation\`: expected "join" or "requiresNew", got ${given(propagation)}.`);
+  }
+  for (const flag of ['readOnly', 'deferrable'] as const) {
+    if (options[flag] !== undefined && typeof options[flag] !== 'boolean') {
+      throw new TypeError(`Invalid ${label} \`${flag}\`: expected true or false, got ${given(options[flag])}.`);
+    }
+  }
+}
 
 export interface QueryRunner {
   query<R extends QueryResultRow = any>(text: QueryInput, values?: unknown[]): Promise<QueryResult<R>>;
@@ -53,6 +90,63 @@ export interface QueryRunner {
 export interface TransactionHandle extends QueryRunner {
   /** The pinned primary client. Do not release it: the transaction does. */
   readonly client: PoolClient;
+}
+
+interface WalMark {
+  readonly lsn: bigint;
+  /** When the primary was first and last seen at exactly this position. */
+  readonly firstSeen: number;
+  lastSeen: number;
+}
+
+/**
+ * The primary's flushed WAL position over time, as sampled by the lag monitor.
+ * It dates a replica's replay position: the WAL after it was written after the last time the
+ * primary was seen at or before it, and before the first time it was seen past it.
+ */
+export class WalHistory {
+  readonly #marks: WalMark[] = [];
+  constructor(private readonly keepMs: number) {}
+
+  get latest(): bigint | undefined {
+    return this.#marks[this.#marks.length - 1]?.lsn;
+  }
+
+  record(lsn: bigint, at: number): void {
+    const marks = this.#marks;
+    const last = marks[marks.length - 1];
+    if (last !== undefined && lsn === last.lsn) {
+      if (at > last.lastSeen) last.lastSeen = at;
+      return;
+    }
+    if (last !== undefined && lsn < last.lsn) {
+      // An older position than already seen: a stale answer, or a new primary after a failover.
+      if (at - last.lastSeen < 1000) return;
+      marks.length = 0;
+    }
+    marks.push({ lsn, firstSeen: at, lastSeen: at });
+    while (marks.length > 2 && (marks.length > WAL_HISTORY_MAX || marks[1]!.lastSeen < at - this.keepMs)) marks.shift();
+  }
+
+  /**
+   * Estimated age in ms of the oldest WAL the replica at `replay` has not replayed, at `now`
+   * (`0` when caught up). The WAL past `replay` was written after the last time the primary was
+   * seen at or before `replay`, and after the last transaction the replica replayed (`sinceMs`
+   * ago): the smaller of the two is the estimate. When the history does not reach back that far,
+   * the time since the primary was first seen past `replay` (a lower bound) is used: right after
+   * start-up, an idle database's old replay timestamp must not make a healthy replica look hours behind.
+   */
+  lagMs(replay: bigint, sinceMs: number | undefined, now: number): number {
+    const marks = this.#marks;
+    if (marks.length === 0 || replay >= marks[marks.length - 1]!.lsn) return 0;
+    let i = marks.length - 1;
+    while (i > 0 && marks[i - 1]!.lsn > replay) i--;
+    const lower = Math.max(0, now - marks[i]!.firstSeen);
+    if (i === 0) return lower;
+    let upper = Math.max(0, now - marks[i - 1]!.lastSeen);
+    if (sinceMs !== undefined && sinceMs >= 0 && sinceMs < upper) upper = sinceMs;
+    return Math.max(lower, upper);
+  }
 }
 
 /**
@@ -66,16 +160,18 @@ export class PoolCluster implements NodeHost {
   readonly logger: Logger;
   readonly #events = new Subject<PoolEvent>();
   readonly events$: Observable<PoolEvent> = this.#events.asObservable();
+  readonly #wal: WalHistory;
   #rr = 0;
   #lagTimer: NodeJS.Timeout | undefined;
   #lagRunning = false;
-  #primaryLsn: bigint | undefined;
   #closed = false;
 
   constructor(readonly options: ResolvedOptions) {
     this.logger = new Logger(`PoolModule:${options.database}`);
     this.primary = new NodePool(options.primary, this);
     this.replicas = options.replicas.map((r) => new ReplicaState(new NodePool(r, this)));
+    const routing = options.routing;
+    this.#wal = new WalHistory(Math.max(60_000, routing.maxReplicationLagMs * 3, routing.lagCheckIntervalMs * 10));
   }
 
   get name(): string {
@@ -130,11 +226,35 @@ export class PoolCluster implements NodeHost {
     return this.write<R>(scope, text, values);
   }
 
+  /** `db.primary.query`: the scope's pinned transaction when there is one, else a primary client. */
+  primaryQuery<R extends QueryResultRow = any>(text: QueryInput, values?: unknown[]): Promise<QueryResult<R>> {
+    const scope = routingStorage.getStore();
+    const tx = scope?.tx?.get(this.name);
+    if (tx !== undefined) return this.primary.run<R>(tx.client, text, values, false);
+    return this.write<R>(scope, text, values);
+  }
+
+  /** `db.replica.query`: a usable replica (bans, lag, retry and fallback apply), ignoring the scope. */
+  replicaQuery<R extends QueryResultRow = any>(text: QueryInput, values?: unknown[]): Promise<QueryResult<R>> {
+    return this.#readAt<R>(undefined, text, values);
+  }
+
   /** Runs a statement on the primary and remembers the write for read-your-writes. */
   write<R extends QueryResultRow = any>(scope: RoutingScope | undefined, text: QueryInput, values?: unknown[]): Promise<QueryResult<R>> {
     this.primary.counters.routedWrites++;
-    if (scope !== undefined && this.options.routing.consistency === 'read-your-writes') markWrite(scope, this.name);
-    return this.primary.query<R>(text, values);
+    if (scope === undefined || this.options.routing.consistency !== 'read-your-writes') return this.primary.query<R>(text, values);
+    markWrite(scope, this.name);
+    // Marked again when it settles: a read that fetched the write position meanwhile fetches it anew.
+    return this.primary.query<R>(text, values).then(
+      (res) => {
+        markWrite(scope, this.name);
+        return res;
+      },
+      (err: unknown) => {
+        markWrite(scope, this.name);
+        throw err;
+      },
+    );
   }
 
   /** Runs a read on a usable replica (retrying once elsewhere on a connection error), else the primary. */
@@ -148,84 +268,179 @@ export class PoolCluster implements NodeHost {
 
   #readAt<R extends QueryResultRow>(required: bigint | undefined, text: QueryInput, values: unknown[] | undefined): Promise<QueryResult<R>> {
     const first = this.pickReplica(required, undefined);
-    if (first === undefined) return this.#fallback<R>(required, text, values);
-    first.node.counters.routedReads++;
-    return first.node.query<R>(text, values).catch((err: unknown) => {
-      if (!isConnectionError(err)) throw this.#explain(err, first.node);
-      this.ban(first, err);
-      const second = this.pickReplica(required, first);
-      if (second === undefined) {
-        if (!this.options.routing.fallbackToPrimary) throw err;
-        this.primary.counters.retries++;
-        return this.#fallback<R>(required, text, values);
+    if (first === undefined) {
+      if (required !== undefined && this.#refreshable(required)) {
+        return this.#refreshReplay(required).then(() => this.#readOn<R>(this.pickReplica(required, undefined), required, text, values));
       }
-      second.node.counters.retries++;
-      second.node.counters.routedReads++;
-      return second.node.query<R>(text, values).catch((err2: unknown) => {
-        if (isConnectionError(err2)) this.ban(second, err2);
-        throw this.#explain(err2, second.node);
-      });
-    });
+      return this.#onPrimary<R>(required, text, values, undefined);
+    }
+    return this.#readOn<R>(first, required, text, values);
   }
 
-  #fallback<R extends QueryResultRow>(required: bigint | undefined, text: QueryInput, values: unknown[] | undefined): Promise<QueryResult<R>> {
-    if (!this.options.routing.fallbackToPrimary && (required === undefined || this.replicas.length === 0)) {
-      return Promise.reject(new NoReplicaAvailableError(this.name, this.#unusableDetail()));
+  #readOn<R extends QueryResultRow>(replica: ReplicaState | undefined, required: bigint | undefined, text: QueryInput, values: unknown[] | undefined): Promise<QueryResult<R>> {
+    if (replica === undefined) return this.#onPrimary<R>(required, text, values, undefined);
+    replica.node.counters.routedReads++;
+    return replica.node.query<R>(text, values).catch((err: unknown) => this.#retryRead<R>(err, replica, required, text, values));
+  }
+
+  /** True when a replica is in rotation and only its last known replay position keeps it from serving `required`. */
+  #refreshable(required: bigint): boolean {
+    const now = Date.now();
+    return this.replicas.some((r) => (r.replayLsn === undefined || r.replayLsn < required) && this.usable(r, undefined, now));
+  }
+
+  /**
+   * The cheap check of read-your-writes: asks the replicas that look behind `required` for their
+   * replay position now (one `SELECT` each, shared by concurrent reads) instead of sending the
+   * read to the primary on the lag monitor's older figure.
+   */
+  #refreshReplay(required: bigint): Promise<void> {
+    const now = Date.now();
+    const checks: Promise<void>[] = [];
+    for (const r of this.replicas) {
+      if ((r.replayLsn !== undefined && r.replayLsn >= required) || !this.usable(r, undefined, now)) continue;
+      r.refreshing ??= this.#bounded(r.node.pool.query<{ replay: string | null }>(REPLAY_SQL), REFRESH_TIMEOUT_MS)
+        .then(
+          (res) => {
+            const replay = parseLsn(res.rows[0]?.replay);
+            if (replay !== undefined && (r.replayLsn === undefined || replay > r.replayLsn)) r.replayLsn = replay;
+          },
+          () => undefined,
+        )
+        .finally(() => {
+          r.refreshing = undefined;
+        });
+      checks.push(r.refreshing);
     }
-    if (this.replicas.length !== 0) this.primary.counters.fallbacks++;
-    this.primary.counters.routedReads++;
+    return Promise.all(checks).then(() => undefined);
+  }
+
+  /** After a connection-class failure on `failed`: one more replica, then the primary. */
+  async #retryRead<R extends QueryResultRow>(
+    err: unknown,
+    failed: ReplicaState,
+    required: bigint | undefined,
+    text: QueryInput,
+    values: unknown[] | undefined,
+  ): Promise<QueryResult<R>> {
+    if (!isConnectionError(err)) throw this.#explain(err, failed.node);
+    this.ban(failed, err);
+    const next = this.pickReplica(required, failed);
+    if (next === undefined) return this.#onPrimary<R>(required, text, values, err);
+    next.node.counters.retries++;
+    next.node.counters.routedReads++;
+    try {
+      return await next.node.query<R>(text, values);
+    } catch (err2) {
+      if (!isConnectionError(err2)) throw this.#explain(err2, next.node);
+      this.ban(next, err2);
+      return this.#onPrimary<R>(required, text, values, err2);
+    }
+  }
+
+  /** A read no replica can serve: on the primary when allowed, else `NoReplicaAvailableError`. */
+  #onPrimary<R extends QueryResultRow>(required: bigint | undefined, text: QueryInput, values: unknown[] | undefined, failure: unknown): Promise<QueryResult<R>> {
+    const counters = this.primary.counters;
+    if (this.replicas.length !== 0) {
+      if (!this.#mayUsePrimary(required)) return Promise.reject(this.#noReplica(required, failure));
+      counters.fallbacks++;
+      if (failure !== undefined) counters.retries++;
+    } else if (!this.options.routing.fallbackToPrimary) {
+      return Promise.reject(new NoReplicaAvailableError(this.name, this.#unusableDetail(required)));
+    }
+    counters.routedReads++;
     return this.primary.query<R>(text, values);
+  }
+
+  #noReplica(required: bigint | undefined, failure: unknown): NoReplicaAvailableError {
+    const err = new NoReplicaAvailableError(this.name, this.#unusableDetail(required));
+    if (failure !== undefined) Object.defineProperty(err, 'cause', { value: failure, configurable: true, writable: true });
+    return err;
+  }
+
+  /**
+   * `fallbackToPrimary`, or a read-your-writes read that a live replica cannot serve yet only
+   * because it has not replayed the write: consistency then beats `fallbackToPrimary: false`.
+   */
+  #mayUsePrimary(required: bigint | undefined): boolean {
+    if (this.options.routing.fallbackToPrimary) return true;
+    if (required === undefined) return false;
+    const now = Date.now();
+    return this.replicas.some((r) => this.usable(r, undefined, now));
   }
 
   #explain(err: unknown, node: NodePool): unknown {
     if (isReadOnlyViolation(err) && err instanceof Error && !err.message.includes('read replica')) {
-      err.message += ` (sent to read replica "${this.name}/${node.name}": a write inside a @ReadOnly() scope or on db.replica)`;
+      err.message +=
+        ` — Cannot write on read replica "${this.name}/${node.name}" because the statement ran in a @ReadOnly() scope, ` +
+        'withClient({ readOnly: true }) or db.replica, and replicas only accept reads; nothing was written. ' +
+        'Please make sure that methods which write are not decorated with @ReadOnly(), or send the statement through db.primary.';
     }
     return err;
   }
 
+  /** The error (or `undefined`) for read-only work inside `tx`, per `routing.readOnlyInTransaction`. */
+  #readOnlyInTransaction(tx: PinnedTransaction): ReadOnlyInTransactionError | undefined {
+    if (tx.readOnly) return undefined;
+    const mode = this.options.routing.readOnlyInTransaction;
+    if (mode === 'throw') return new ReadOnlyInTransactionError(this.name);
+    if (mode === 'warn' && !tx.warned) {
+      tx.warned = true;
+      this.logger.warn(
+        `A @ReadOnly() scope ran inside a transaction on "${this.name}"; it uses the transaction's primary client, not a replica. ` +
+          'Set routing.readOnlyInTransaction to "join" to silence this, or "throw" to forbid it.',
+      );
+    }
+    return undefined;
+  }
+
   #inTransaction<R extends QueryResultRow>(tx: PinnedTransaction, scope: RoutingScope, text: QueryInput, values?: unknown[]): Promise<QueryResult<R>> {
-    if (scope.readOnly && !tx.readOnly) {
-      const mode = this.options.routing.readOnlyInTransaction;
-      if (mode === 'throw') return Promise.reject(new ReadOnlyInTransactionError(this.name));
-      if (mode === 'warn' && !tx.warned) {
-        tx.warned = true;
-        this.logger.warn(`A @ReadOnly() scope ran inside a transaction on "${this.name}"; it uses the transaction's primary client.`);
-      }
+    if (scope.readOnly) {
+      const refused = this.#readOnlyInTransaction(tx);
+      if (refused !== undefined) return Promise.reject(refused);
     }
     return this.primary.run<R>(tx.client, text, values, false);
   }
 
-  /** The WAL position reads of this scope must see, resolving a pending write lazily. */
+  /** The WAL position reads of this scope must see (`undefined`: any), resolving a pending write lazily. */
   #requiredLsn(scope: RoutingScope | undefined): bigint | undefined | Promise<bigint | undefined> {
     if (scope === undefined || this.replicas.length === 0) return undefined;
-    const session = scope.session;
-    const carried = session.minLsn;
-    if (session.dirty !== undefined && session.dirty.has(this.name)) {
+    return this.#sessionLsn(scope.session);
+  }
+
+  /** The highest of: the carried token for this database, and the primary position after the session's writes. */
+  #sessionLsn(session: RoutingSession): bigint | undefined | Promise<bigint | undefined> {
+    const carried = session.minLsn?.get(this.name);
+    const version = session.writes?.get(this.name);
+    const seen = session.seen?.get(this.name);
+    if (version !== undefined && (seen === undefined || seen.version < version)) {
       return this.#currentPrimaryLsn().then((lsn) => {
-        session.dirty!.delete(this.name);
-        (session.writeLsn ??= new Map()).set(this.name, lsn);
-        return carried !== undefined && carried > lsn ? carried : lsn;
+        const latest = session.seen?.get(this.name);
+        const written = latest !== undefined && latest.lsn > lsn ? latest.lsn : lsn;
+        (session.seen ??= new Map()).set(this.name, { version: latest !== undefined && latest.version > version ? latest.version : version, lsn: written });
+        return carried !== undefined && carried > written ? carried : written;
       });
     }
-    const written = session.writeLsn?.get(this.name);
-    if (written === undefined) return carried;
-    return carried !== undefined && carried > written ? carried : written;
+    if (seen === undefined) return carried;
+    return carried !== undefined && carried > seen.lsn ? carried : seen.lsn;
   }
 
   async #currentPrimaryLsn(): Promise<bigint> {
-    const res = await this.primary.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
-    const lsn = parseLsn(res.rows[0]?.lsn) ?? 0n;
-    if (this.#primaryLsn === undefined || lsn > this.#primaryLsn) this.#primaryLsn = lsn;
-    return lsn;
+    const res = await this.primary.query<{ lsn: string }>(PRIMARY_LSN_SQL);
+    return recordEnd(parseLsn(res.rows[0]?.lsn) ?? 0n);
   }
 
-  /** The token a client carries to a later request so its reads see this scope's writes. */
+  /**
+   * The token a client carries to a later request so its reads see this scope's writes: the
+   * primary WAL position after them (see `parseConsistencyToken` for the form). `undefined` when
+   * the scope wrote nothing and carried no token. Outside any scope, or with
+   * `consistency: 'eventual'` (writes are not tracked), it is the primary's current position.
+   */
   async consistencyToken(): Promise<string | undefined> {
     const scope = routingStorage.getStore();
-    if (scope === undefined) return formatLsn(await this.#currentPrimaryLsn());
-    const lsn = await this.#requiredLsn(scope);
-    return lsn === undefined ? undefined : formatLsn(lsn);
+    const lsn =
+      scope === undefined || this.options.routing.consistency !== 'read-your-writes' ? await this.#currentPrimaryLsn() : await this.#sessionLsn(scope.session);
+    return lsn === undefined ? undefined : formatConsistencyToken(this.name, lsn, DEFAULT_DATABASE);
   }
 
   /** True when this replica may serve a read that must see `required`. */
@@ -292,22 +507,47 @@ export class PoolCluster implements NodeHost {
       this.#rr = (this.#rr + 1) % n;
       return best;
     }
-    const candidates: Array<ReplicaCandidate & { state: ReplicaState }> = [];
-    for (const r of replicas) {
-      if (r === exclude || !this.usable(r, required, now)) continue;
-      const s = r.node.state();
-      candidates.push({ state: r, name: r.node.name, weight: r.node.config.weight, inUse: s.inUse, waiting: s.waiting, idle: s.idle, total: s.total, lagMs: r.lagMs });
-    }
-    if (candidates.length === 0) return undefined;
-    const chosen = strategy(candidates) as (ReplicaCandidate & { state?: ReplicaState }) | undefined;
-    return chosen?.state;
+    return this.#pickWith(strategy, required, exclude, now);
   }
 
-  #unusableDetail(): string {
+  #pickWith(selector: (candidates: readonly ReplicaCandidate[]) => ReplicaCandidate | undefined, required: bigint | undefined, exclude: ReplicaState | undefined, now: number): ReplicaState | undefined {
+    const states: ReplicaState[] = [];
+    const candidates: ReplicaCandidate[] = [];
+    for (const r of this.replicas) {
+      if (r === exclude || !this.usable(r, required, now)) continue;
+      const s = r.node.state();
+      states.push(r);
+      candidates.push({ name: r.node.name, weight: r.node.config.weight, inUse: s.inUse, waiting: s.waiting, idle: s.idle, total: s.total, lagMs: r.lagMs });
+    }
+    if (candidates.length === 0) return undefined;
+    const chosen = selector(candidates);
+    if (chosen === undefined || chosen === null) return undefined;
+    let i = candidates.indexOf(chosen);
+    if (i === -1) i = candidates.findIndex((c) => c.name === (chosen as { name?: unknown }).name);
+    if (i === -1) {
+      throw new PoolError(
+        `Cannot route a read on database "${this.name}" because the routing.strategy function returned ${describe(chosen)}, which is not one of the candidates it was given ` +
+          `(${candidates.map((c) => c.name).join(', ')}). Please make sure that it returns one of its candidates, or undefined to use the primary.`,
+      );
+    }
+    return states[i];
+  }
+
+  #unusableDetail(required?: bigint): string {
     if (this.replicas.length === 0) return 'none is configured';
+    const routing = this.options.routing;
     return this.replicas
       .map((r) => {
-        const why = r.bannedUntil !== 0 ? `banned: ${r.banReason}` : !r.node.available ? 'breaker open' : r.lagMs !== undefined ? `lag ${Math.round(r.lagMs)}ms` : 'behind the required WAL position';
+        let why = typeof routing.strategy === 'function' ? 'in rotation, but the routing.strategy function picked none' : 'in rotation';
+        if (r.bannedUntil !== 0) why = `banned after a connection failure: ${r.banReason}`;
+        else if (!r.node.available) why = 'circuit breaker open';
+        else if (routing.maxReplicationLagMs > 0 && r.lagMs !== undefined && r.lagMs > routing.maxReplicationLagMs) {
+          why = `lagging ${Math.round(r.lagMs)}ms behind the primary (maxReplicationLagMs ${routing.maxReplicationLagMs})`;
+        } else if (routing.maxReplicationLagBytes > 0 && r.lagBytes !== undefined && r.lagBytes > routing.maxReplicationLagBytes) {
+          why = `lagging ${r.lagBytes} bytes behind the primary (maxReplicationLagBytes ${routing.maxReplicationLagBytes})`;
+        } else if (required !== undefined && (r.replayLsn === undefined || r.replayLsn < required)) {
+          why = `has not replayed ${formatLsn(required)} yet`;
+        }
         return `${r.node.name} ${why}`;
       })
       .join('; ');
@@ -340,12 +580,16 @@ export class PoolCluster implements NodeHost {
     if (this.#closed) return;
     try {
       await r.node.pool.query('SELECT 1');
+      await this.#samplePrimary();
       await this.#measureReplica(r);
+      if (this.#closed) return;
       r.bannedUntil = 0;
       r.banReason = '';
+      r.current = 0;
       this.logger.log(`Replica "${this.name}/${r.node.name}" (${r.node.config.address}) is healthy again and back in rotation.`);
       if (this.emitting) this.emit({ type: 'replica-restored', database: this.name, node: r.node.name, role: 'replica', at: Date.now() });
     } catch (err) {
+      if (this.#closed) return;
       r.bannedUntil = Date.now() + this.options.routing.replicaBanMs;
       r.banReason = this.scrub((err as Error)?.message ?? String(err));
       this.#scheduleProbe(r);
@@ -361,39 +605,64 @@ export class PoolCluster implements NodeHost {
 
   /** Measures every replica's replay position and lag against the primary. */
   async checkLag(): Promise<void> {
-    if (this.#lagRunning || this.#closed) return;
+    if (this.#lagRunning || this.#closed || this.replicas.length === 0) return;
+    if (this.options.lazy && this.nodes.every((n) => n.pool.totalCount === 0)) return;
     this.#lagRunning = true;
     try {
-      try {
-        const res = await this.primary.pool.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
-        const lsn = parseLsn(res.rows[0]?.lsn);
-        if (lsn !== undefined) this.#primaryLsn = lsn;
-      } catch {
-        // The primary being down is reported by health checks; replicas are still measured.
-      }
-      await Promise.all(this.replicas.filter((r) => r.bannedUntil === 0).map((r) => this.#measureReplica(r).catch((err) => {
-        if (isConnectionError(err)) this.ban(r, err);
-      })));
+      await this.#samplePrimary();
+      await Promise.all(
+        this.replicas
+          .filter((r) => r.bannedUntil === 0)
+          .map((r) =>
+            this.#measureReplica(r).catch((err: unknown) => {
+              if (isConnectionError(err)) this.ban(r, err);
+            }),
+          ),
+      );
     } finally {
       this.#lagRunning = false;
     }
   }
 
+  /** Records the primary's WAL position; a primary that cannot answer leaves the history as it is. */
+  async #samplePrimary(): Promise<void> {
+    try {
+      const res = await this.#bounded(this.primary.pool.query<{ lsn: string }>(PRIMARY_FLUSH_LSN_SQL));
+      const lsn = parseLsn(res.rows[0]?.lsn);
+      if (lsn !== undefined) this.#wal.record(recordEnd(lsn), Date.now());
+    } catch {
+      // The primary being down is reported by health checks; replicas are still measured.
+    }
+  }
+
   async #measureReplica(r: ReplicaState): Promise<void> {
-    const res = await r.node.pool.query<{ replay: string | null; since_ms: string | null }>(LAG_SQL);
+    const res = await this.#bounded(r.node.pool.query<{ replay: string | null; since_ms: string | number | null }>(LAG_SQL));
     const row = res.rows[0];
     const replay = parseLsn(row?.replay);
-    r.replayLsn = replay;
-    r.lastCheckedAt = Date.now();
-    const primaryLsn = this.#primaryLsn;
+    const now = Date.now();
+    r.lastCheckedAt = now;
     if (replay === undefined) {
+      r.replayLsn = undefined;
       r.lagMs = undefined;
       r.lagBytes = undefined;
       return;
     }
-    const behind = primaryLsn !== undefined && primaryLsn > replay ? Number(primaryLsn - replay) : 0;
-    r.lagBytes = behind;
-    r.lagMs = behind === 0 ? 0 : Math.max(0, Number(row?.since_ms ?? 0));
+    if (r.replayLsn === undefined || replay > r.replayLsn || r.replayLsn - replay > 1n << 32n) r.replayLsn = replay;
+    const primaryLsn = this.#wal.latest;
+    const behind = primaryLsn !== undefined && primaryLsn > replay ? primaryLsn - replay : 0n;
+    r.lagBytes = Number(behind);
+    const since = row?.since_ms === null || row?.since_ms === undefined ? undefined : Number(row.since_ms);
+    r.lagMs = behind === 0n ? 0 : this.#wal.lagMs(replay, since, now);
+  }
+
+  /** A lag query that hangs (a half-open socket) must not stall the monitor, or a read, for long. */
+  #bounded<T>(promise: Promise<T>, ms = Math.max(5_000, this.options.routing.lagCheckIntervalMs * 2)): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`lag check timed out after ${ms}ms`)), ms);
+      timer.unref();
+    });
+    return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
   }
 
   // Client-level helpers ---------------------------------------------------------------------
@@ -401,20 +670,18 @@ export class PoolCluster implements NodeHost {
   async withClient<T>(fn: (client: PoolClient) => Promise<T> | T, readOnly?: boolean): Promise<T> {
     const scope = routingStorage.getStore();
     const tx = scope?.tx?.get(this.name);
-    if (tx !== undefined) return fn(tx.client);
-    const wantsReplica = readOnly ?? scope?.readOnly ?? false;
-    let node = this.primary;
-    if (wantsReplica) {
-      const required = await this.#requiredLsn(scope);
-      const r = this.pickReplica(required, undefined);
-      if (r !== undefined) node = r.node;
-      else if (!this.options.routing.fallbackToPrimary) throw new NoReplicaAvailableError(this.name, this.#unusableDetail());
-      else this.primary.counters.fallbacks++;
-      node.counters.routedReads++;
-    } else {
-      node.counters.routedWrites++;
-      if (scope !== undefined && this.options.routing.consistency === 'read-your-writes') markWrite(scope, this.name);
+    if (tx !== undefined) {
+      if (readOnly ?? scope!.readOnly) {
+        const refused = this.#readOnlyInTransaction(tx);
+        if (refused !== undefined) throw refused;
+      }
+      return fn(tx.client);
     }
+    if (readOnly ?? scope?.readOnly ?? false) return this.#withReadClient(fn, await this.#requiredLsn(scope));
+    const node = this.primary;
+    node.counters.routedWrites++;
+    const tracked = scope !== undefined && this.options.routing.consistency === 'read-your-writes';
+    if (tracked) markWrite(scope, this.name);
     const client = await node.acquire();
     let failure: unknown;
     try {
@@ -424,11 +691,66 @@ export class PoolCluster implements NodeHost {
       throw err;
     } finally {
       node.release(client, failure);
+      if (tracked) markWrite(scope, this.name);
+    }
+  }
+
+  /** `db.replica.withClient`: a replica client whatever the scope says (no transaction, no read-your-writes). */
+  withReplicaClient<T>(fn: (client: PoolClient) => Promise<T> | T): Promise<T> {
+    return this.#withReadClient(fn, undefined);
+  }
+
+  async #withReadClient<T>(fn: (client: PoolClient) => Promise<T> | T, required: bigint | undefined): Promise<T> {
+    let node: NodePool | undefined;
+    let client: PoolClient | undefined;
+    let failed: ReplicaState | undefined;
+    let failure: unknown;
+    for (let attempt = 0; attempt < 2 && client === undefined; attempt++) {
+      let r = this.pickReplica(required, failed);
+      if (r === undefined && attempt === 0 && required !== undefined && this.#refreshable(required)) {
+        await this.#refreshReplay(required);
+        r = this.pickReplica(required, undefined);
+      }
+      if (r === undefined) break;
+      r.node.counters.routedReads++;
+      if (attempt > 0) r.node.counters.retries++;
+      try {
+        client = await r.node.acquire();
+        node = r.node;
+      } catch (err) {
+        if (!isConnectionError(err)) throw err;
+        this.ban(r, err);
+        failed = r;
+        failure = err;
+      }
+    }
+    if (client === undefined || node === undefined) {
+      const counters = this.primary.counters;
+      if (this.replicas.length !== 0) {
+        if (!this.#mayUsePrimary(required)) throw this.#noReplica(required, failure);
+        counters.fallbacks++;
+        if (failure !== undefined) counters.retries++;
+      } else if (!this.options.routing.fallbackToPrimary) {
+        throw new NoReplicaAvailableError(this.name, this.#unusableDetail(required));
+      }
+      counters.routedReads++;
+      node = this.primary;
+      client = await node.acquire();
+    }
+    let error: unknown;
+    try {
+      return await fn(client);
+    } catch (err) {
+      error = err;
+      throw node.role === 'replica' ? this.#explain(err, node) : err;
+    } finally {
+      node.release(client, error);
     }
   }
 
   /** Runs `fn` in a transaction on one pinned primary client; nested calls join it. */
   async transaction<T>(fn: (tx: TransactionHandle) => Promise<T> | T, options: TransactionOptions = {}): Promise<T> {
+    checkTransactionOptions(options);
     const scope = routingStorage.getStore();
     const existing = scope?.tx?.get(this.name);
     if (existing !== undefined && options.propagation !== 'requiresNew') {
@@ -436,23 +758,15 @@ export class PoolCluster implements NodeHost {
     }
     const node = this.primary;
     node.counters.routedWrites++;
-    const client = await node.acquire();
-    const handle = this.#handle(client);
     let begin = 'BEGIN';
-    if (options.isolationLevel !== undefined) {
-      const level = TX_BEGIN[options.isolationLevel];
-      if (level === undefined) {
-        node.release(client);
-        throw new TypeError(`Invalid transaction option isolationLevel: expected one of ${Object.keys(TX_BEGIN).join(', ')}, got ${JSON.stringify(options.isolationLevel)}.`);
-      }
-      begin += level;
-    }
+    if (options.isolationLevel !== undefined) begin += TX_BEGIN[options.isolationLevel];
     if (options.readOnly) begin += ' READ ONLY';
     if (options.deferrable) begin += ' DEFERRABLE';
+    const client = await node.begin(begin);
+    const handle = this.#handle(client);
     const pinned: PinnedTransaction = { database: this.name, client, readOnly: options.readOnly === true, warned: false };
     let failure: unknown;
     try {
-      await node.run(client, begin, undefined, false);
       const result = await runInTransaction(pinned, () => fn(handle));
       await node.run(client, 'COMMIT', undefined, false);
       if (!pinned.readOnly && this.options.routing.consistency === 'read-your-writes') markWrite(scope, this.name);
@@ -514,4 +828,23 @@ export class PoolCluster implements NodeHost {
   get closed(): boolean {
     return this.#closed;
   }
+}
+
+const WAL_PAGE = 8192n;
+const WAL_PAGE_HEADER = 24n;
+
+/**
+ * A primary position just past a WAL page header (where the next record would start) is the
+ * same point as the page boundary a replica reports once it replayed the record ending there.
+ */
+export function recordEnd(lsn: bigint): bigint {
+  return lsn % WAL_PAGE === WAL_PAGE_HEADER ? lsn - WAL_PAGE_HEADER : lsn;
+}
+
+function describe(value: unknown): string {
+  if (value !== null && typeof value === 'object') {
+    const name = (value as { name?: unknown }).name;
+    return typeof name === 'string' ? `an object named ${JSON.stringify(name)}` : 'an object';
+  }
+  return `${JSON.stringify(value)} (${typeof value})`;
 }

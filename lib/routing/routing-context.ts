@@ -11,12 +11,12 @@ export interface PinnedTransaction {
 
 /** State shared by every scope of one request or job: what it wrote, what it must see. */
 export interface RoutingSession {
-  /** Databases written to since their write position was last read. */
-  dirty: Set<string> | undefined;
-  /** Per database: WAL position (as a number) a replica must have replayed to serve this session. */
-  writeLsn: Map<string, bigint> | undefined;
-  /** Minimum WAL position carried in from a consistency token (applies to every database). */
-  minLsn: bigint | undefined;
+  /** Per database: how many writes started or settled in this session (any change means "fetch the WAL position again"). */
+  writes: Map<string, number> | undefined;
+  /** Per database: the primary WAL position fetched once `writes` had reached `version`. */
+  seen: Map<string, { version: number; lsn: bigint }> | undefined;
+  /** Per database: minimum WAL position carried in from a consistency token or `@ReadOnly({ minLsn })`. */
+  minLsn: Map<string, bigint> | undefined;
   /** Tag of the request that opened the session (so stacked interceptors open one session). */
   owner: unknown;
 }
@@ -29,31 +29,52 @@ export interface RoutingScope {
 
 export const routingStorage = new AsyncLocalStorage<RoutingScope>();
 
-export function newSession(owner?: unknown, minLsn?: bigint): RoutingSession {
-  return { dirty: undefined, writeLsn: undefined, minLsn, owner };
+export function newSession(owner?: unknown, minLsn?: ReadonlyMap<string, bigint>): RoutingSession {
+  return { writes: undefined, seen: undefined, minLsn: minLsn === undefined ? undefined : new Map(minLsn), owner };
+}
+
+/** Raises the session's carried minimum WAL positions to `minLsn` (never lowers them). */
+export function raiseMinLsn(session: RoutingSession, minLsn: ReadonlyMap<string, bigint>): void {
+  for (const [database, lsn] of minLsn) {
+    const current = session.minLsn?.get(database);
+    if (current === undefined || lsn > current) (session.minLsn ??= new Map()).set(database, lsn);
+  }
+}
+
+/**
+ * The scope a `@ReadOnly()` call runs in: read-only, same session (raising its carried
+ * `minLsn`), same pinned transactions. `undefined` when the current scope already is that.
+ */
+export function readOnlyScope(minLsn?: ReadonlyMap<string, bigint>): RoutingScope | undefined {
+  const parent = routingStorage.getStore();
+  const session = parent?.session ?? newSession();
+  if (minLsn !== undefined) raiseMinLsn(session, minLsn);
+  if (parent?.readOnly === true) return undefined;
+  return { readOnly: true, session, tx: parent?.tx };
 }
 
 /** Runs `fn` in a read-only scope that keeps the current session and transaction. */
-export function runReadOnly<T>(fn: () => T, minLsn?: bigint): T {
-  const parent = routingStorage.getStore();
-  const session = parent?.session ?? newSession();
-  if (minLsn !== undefined && (session.minLsn === undefined || minLsn > session.minLsn)) session.minLsn = minLsn;
-  if (parent?.readOnly === true && minLsn === undefined) return fn();
-  return routingStorage.run({ readOnly: true, session, tx: parent?.tx }, fn);
+export function runReadOnly<T>(fn: () => T, minLsn?: ReadonlyMap<string, bigint>): T {
+  const scope = readOnlyScope(minLsn);
+  return scope === undefined ? fn() : routingStorage.run(scope, fn);
 }
 
-/** Runs `fn` in a scope where `tx` is pinned for its database. */
+/**
+ * Runs `fn` in a scope where `tx` is pinned for its database. The scope is not read-only: a
+ * transaction opened under `@ReadOnly()` writes on the primary; only a `@ReadOnly()` called
+ * inside the transaction counts as read-only work in it.
+ */
 export function runInTransaction<T>(tx: PinnedTransaction, fn: () => T): T {
   const parent = routingStorage.getStore();
   const map = new Map(parent?.tx ?? []);
   map.set(tx.database, tx);
-  return routingStorage.run({ readOnly: parent?.readOnly ?? false, session: parent?.session ?? newSession(), tx: map }, fn);
+  return routingStorage.run({ readOnly: false, session: parent?.session ?? newSession(), tx: map }, fn);
 }
 
 export function markWrite(scope: RoutingScope | undefined, database: string): void {
   if (scope === undefined) return;
-  const session = scope.session;
-  (session.dirty ??= new Set()).add(database);
+  const writes = (scope.session.writes ??= new Map());
+  writes.set(database, (writes.get(database) ?? 0) + 1);
 }
 
 const LSN = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/;
@@ -68,4 +89,30 @@ export function parseLsn(text: string | null | undefined): bigint | undefined {
 
 export function formatLsn(lsn: bigint): string {
   return `${(lsn >> 32n).toString(16).toUpperCase()}/${(lsn & 0xffffffffn).toString(16).toUpperCase()}`;
+}
+
+/** The expected form of a consistency token, for error messages. */
+export const TOKEN_FORM = 'a WAL position such as "0/16B3748" (default database) or "<database>:0/16B3748", several joined by ","';
+
+/**
+ * A consistency token: a WAL position for the default database (`0/16B3748`) or for a named one
+ * (`analytics:0/16B3748`), several joined by `,`. `undefined` when any part is malformed.
+ */
+export function parseConsistencyToken(text: string, defaultDatabase: string): Map<string, bigint> | undefined {
+  const result = new Map<string, bigint>();
+  for (const part of text.split(',')) {
+    const entry = part.trim();
+    const colon = entry.lastIndexOf(':');
+    const database = colon === -1 ? defaultDatabase : entry.slice(0, colon).trim();
+    const lsn = parseLsn(colon === -1 ? entry : entry.slice(colon + 1));
+    if (lsn === undefined || database === '') return undefined;
+    const current = result.get(database);
+    if (current === undefined || lsn > current) result.set(database, lsn);
+  }
+  return result.size === 0 ? undefined : result;
+}
+
+/** The token `parseConsistencyToken` reads back: the bare position for the default database. */
+export function formatConsistencyToken(database: string, lsn: bigint, defaultDatabase: string): string {
+  return database === defaultDatabase ? formatLsn(lsn) : `${database}:${formatLsn(lsn)}`;
 }

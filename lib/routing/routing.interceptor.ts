@@ -1,14 +1,41 @@
 import { BadRequestException, Injectable, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import { Observable } from 'rxjs';
-import { DEFAULT_CONSISTENCY_HEADER, READ_ONLY_METADATA } from '../pool.constants.js';
-import { newSession, parseLsn, routingStorage, type RoutingScope } from './routing-context.js';
 import { allClusters } from '../core/cluster-registry.js';
+import { DEFAULT_CONSISTENCY_HEADER, DEFAULT_DATABASE, READ_ONLY_METADATA } from '../pool.constants.js';
+import { newSession, parseConsistencyToken, routingStorage, TOKEN_FORM, type RoutingScope } from './routing-context.js';
+
+const MAX_TOKEN_LENGTH = 1024;
 
 function headerOf(request: unknown, name: string): string | undefined {
   const headers = (request as { headers?: Record<string, string | string[] | undefined> } | undefined)?.headers;
   const value = headers?.[name];
-  return Array.isArray(value) ? value[0] : value;
+  return Array.isArray(value) ? value.join(',') : value;
+}
+
+/** The consistency token a request carries, per database; 400 when it is malformed. */
+export function carriedToken(request: unknown): Map<string, bigint> | undefined {
+  const clusters = allClusters();
+  const names = clusters.length === 0 ? [DEFAULT_CONSISTENCY_HEADER] : [...new Set(clusters.map((c) => c.options.routing.consistencyHeader))];
+  let carried: Map<string, bigint> | undefined;
+  for (const name of names) {
+    const token = headerOf(request, name);
+    if (token === undefined || token.trim() === '') continue;
+    const parsed = token.length <= MAX_TOKEN_LENGTH ? parseConsistencyToken(token, DEFAULT_DATABASE) : undefined;
+    if (parsed === undefined) {
+      const shown = token.length > 64 ? `${token.slice(0, 64)}…` : token;
+      throw new BadRequestException(
+        `Cannot read the ${name} header because it is not a consistency token: expected ${TOKEN_FORM}, got ${JSON.stringify(shown)}. ` +
+          'Please make sure that the client sends back the value db.consistencyToken() returned, unchanged.',
+      );
+    }
+    carried ??= new Map();
+    for (const [database, lsn] of parsed) {
+      const current = carried.get(database);
+      if (current === undefined || lsn > current) carried.set(database, lsn);
+    }
+  }
+  return carried;
 }
 
 /**
@@ -21,22 +48,12 @@ export class RoutingInterceptor implements NestInterceptor {
   constructor(private readonly reflector: Reflector) {}
 
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
-    const request = context.getType() === 'http' ? context.switchToHttp().getRequest<unknown>() : context.getArgByIndex(0);
+    const http = context.getType() === 'http';
+    const request = http ? context.switchToHttp().getRequest<unknown>() : context.getArgByIndex(0);
     const current = routingStorage.getStore();
-    if (current !== undefined && current.session.owner === request && request !== undefined) return next.handle();
+    if (current !== undefined && request !== undefined && current.session.owner === request) return next.handle();
     const readOnly = this.reflector.get<object | undefined>(READ_ONLY_METADATA, context.getHandler()) !== undefined;
-    let minLsn: bigint | undefined;
-    if (context.getType() === 'http') {
-      const header = allClusters()[0]?.options.routing.consistencyHeader ?? DEFAULT_CONSISTENCY_HEADER;
-      const token = headerOf(request, header);
-      if (token !== undefined && token !== '') {
-        minLsn = parseLsn(token);
-        if (minLsn === undefined) {
-          throw new BadRequestException(`Invalid ${header} header: expected a WAL position such as "0/16B3748", got ${JSON.stringify(token.slice(0, 64))}.`);
-        }
-      }
-    }
-    const scope: RoutingScope = { readOnly, session: newSession(request, minLsn), tx: undefined };
+    const scope: RoutingScope = { readOnly, session: newSession(request, http ? carriedToken(request) : undefined), tx: undefined };
     return new Observable((subscriber) => routingStorage.run(scope, () => next.handle().subscribe(subscriber)));
   }
 }

@@ -63,7 +63,7 @@ function withOffset(values: Record<string, string>): Record<string, string> {
   if (!/^[0-9]$/.test(raw)) throw new Error(`PGPOOLS_CLUSTER_OFFSET must be a digit 0-9, got ${JSON.stringify(raw)}`);
   const offset = Number(raw);
   if (offset === 0) return values;
-  const shifted = { ...values, CLUSTER_DIR: `${values.CLUSTER_DIR}-${offset}` };
+  const shifted: Record<string, string> = { ...values, CLUSTER_DIR: `${values.CLUSTER_DIR}-${offset}` };
   for (const key of ['PG_PRIMARY_PORT', 'PG_REPLICA1_PORT', 'PG_REPLICA2_PORT', 'PGBOUNCER_PORT']) {
     shifted[key] = String(Number(values[key]) + offset * 10);
   }

@@ -1,0 +1,169 @@
+import 'reflect-metadata';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import pg from 'pg';
+import { benchCluster, FULL_TIMING, repoRoot, serverConfig, SMOKE_TIMING } from './bench.config.js';
+import { pause, withDeadline } from './bench.harness.js';
+import { benchLogger } from './bench.logger.js';
+import { renderMarkdown, renderTable, type BenchRun, type MachineFacts } from './bench.report.js';
+import type { ScenarioResult } from './bench.results.js';
+import type { Scenario } from './bench.scenario.js';
+import { acquireReleaseScenario } from './scenarios/acquire-release.scenario.js';
+import { connectPerRequestScenario } from './scenarios/connect-per-request.scenario.js';
+import { contentionScenario } from './scenarios/contention.scenario.js';
+import { httpScenario } from './scenarios/http.scenario.js';
+import { memoryScenario } from './scenarios/memory.scenario.js';
+import { queryPathScenario } from './scenarios/query-path.scenario.js';
+import { routedReadsScenario } from './scenarios/routed-reads.scenario.js';
+
+const SCENARIOS: readonly Scenario[] = [
+  queryPathScenario,
+  acquireReleaseScenario,
+  routedReadsScenario,
+  connectPerRequestScenario,
+  httpScenario,
+  contentionScenario,
+  memoryScenario,
+];
+
+const FULL_COMMAND = 'npm run bench';
+const SMOKE_COMMAND = 'npm run bench:smoke';
+
+function parseArgs(argv: string[]) {
+  let smoke = false;
+  let only: Set<string> | undefined;
+  let write = true;
+  for (const arg of argv) {
+    if (arg === '--smoke') smoke = true;
+    else if (arg === '--no-write') write = false;
+    else if (arg.startsWith('--only=')) only = new Set(arg.slice('--only='.length).split(','));
+    else {
+      throw new Error(`Unknown argument ${JSON.stringify(arg)}: expected --smoke, --no-write or --only=<ids, e.g. 1,3>.`);
+    }
+  }
+  return { smoke, only, write };
+}
+
+function packageVersion(name: string): string {
+  try {
+    return (JSON.parse(readFileSync(path.join(repoRoot, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+function gitCommit(): string {
+  try {
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repoRoot, encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain'], { cwd: repoRoot, encoding: 'utf8' }).trim() !== '';
+    return dirty ? `${head} + uncommitted changes` : head;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** Waits (bounded) until every server answers; other test runs may be restarting nodes. */
+async function waitForServers(timeoutMs: number): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  const ports = [benchCluster.ports.primary, benchCluster.ports.replica1, benchCluster.ports.replica2];
+  let version = '';
+  let lastError = '';
+  while (Date.now() < deadline) {
+    try {
+      for (const port of ports) {
+        const client = new pg.Client({ ...serverConfig(port), connectionTimeoutMillis: 3000, application_name: 'bench-check' });
+        await client.connect();
+        try {
+          const res = await client.query<{ v: string; r: boolean }>('SELECT version() AS v, pg_is_in_recovery() AS r');
+          if ((port === benchCluster.ports.primary) === res.rows[0]!.r) throw new Error(`server on port ${port} has the wrong role`);
+          if (port === benchCluster.ports.primary) version = res.rows[0]!.v.split(' on ')[0]!;
+        } finally {
+          await client.end();
+        }
+      }
+      return version;
+    } catch (err) {
+      lastError = err instanceof Error ? err.message : String(err);
+      await pause(1000);
+    }
+  }
+  throw new Error(`Cannot run the benchmarks because the cluster is not fully up (${lastError}). Please make sure that \`bash scripts/cluster.sh start\` succeeds.`);
+}
+
+async function main(): Promise<number> {
+  const args = parseArgs(process.argv.slice(2));
+  const timing = args.smoke ? SMOKE_TIMING : FULL_TIMING;
+  const started = performance.now();
+  const postgres = await waitForServers(60_000);
+  const machine: MachineFacts = {
+    cpuModel: os.cpus()[0]?.model ?? 'unknown',
+    cores: os.cpus().length,
+    memoryGb: os.totalmem() / 1024 ** 3,
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    node: process.version,
+    pgDriver: packageVersion('pg'),
+    nest: packageVersion('@nestjs/core'),
+    postgres,
+    loadAverageAtStart: os.loadavg(),
+    gitCommit: gitCommit(),
+    date: new Date().toISOString(),
+  };
+  console.log(`${args.smoke ? 'Smoke run' : 'Benchmarks'}: ${machine.cpuModel}, ${machine.cores} cores, Node ${machine.node}, ${postgres}`);
+  const results: ScenarioResult[] = [];
+  const scenarioDeadlineMs = args.smoke ? 90_000 : 240_000;
+  for (const scenario of SCENARIOS) {
+    if (args.only && !args.only.has(scenario.id)) continue;
+    console.log(`[${scenario.id}] ${scenario.title}`);
+    const t0 = performance.now();
+    try {
+      await waitForServers(60_000);
+      const outcome = await withDeadline(
+        scenario.run({ timing, smoke: args.smoke, log: (message) => console.log(message) }),
+        scenarioDeadlineMs,
+        `scenario ${scenario.id}`,
+      );
+      results.push({ id: scenario.id, title: scenario.title, ...outcome, libraryLog: benchLogger.drain(), durationMs: performance.now() - t0 });
+    } catch (err) {
+      const message = err instanceof Error ? (err.stack ?? err.message) : String(err);
+      console.error(`[${scenario.id}] failed: ${message}`);
+      results.push({ id: scenario.id, title: scenario.title, method: '', figures: [], error: message, libraryLog: benchLogger.drain(), durationMs: performance.now() - t0 });
+    }
+    const logged = results.at(-1)!.libraryLog!;
+    if (logged.length > 0) console.log(`  library log (warn/error, deduplicated):\n${logged.map((l) => `    ${l}`).join('\n')}`);
+  }
+  machine.loadAverageAtEnd = os.loadavg();
+  const run: BenchRun = {
+    mode: args.smoke ? 'smoke' : 'full',
+    command: args.smoke ? SMOKE_COMMAND : FULL_COMMAND,
+    machine,
+    durationMs: performance.now() - started,
+    scenarios: results,
+  };
+  console.log('');
+  console.log(renderTable(results));
+  console.log(`\nTotal ${(run.durationMs / 1000).toFixed(1)} s.`);
+  if (args.write) {
+    if (args.smoke || args.only) {
+      const file = path.join(repoRoot, 'bench/.tmp', args.smoke ? 'results.smoke.json' : 'results.partial.json');
+      mkdirSync(path.dirname(file), { recursive: true });
+      writeFileSync(file, `${JSON.stringify(run, null, 2)}\n`);
+      console.log(`Wrote ${path.relative(repoRoot, file)} (${args.smoke ? 'smoke' : 'partial'} runs never touch BENCHMARKS.md).`);
+    } else {
+      writeFileSync(path.join(repoRoot, 'bench/results.json'), `${JSON.stringify(run, null, 2)}\n`);
+      writeFileSync(path.join(repoRoot, 'BENCHMARKS.md'), renderMarkdown(run));
+      console.log('Wrote bench/results.json and BENCHMARKS.md.');
+    }
+  }
+  return results.some((r) => r.error !== undefined) ? 1 : 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error(err instanceof Error ? (err.stack ?? err.message) : err);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,55 @@
+import 'reflect-metadata';
+import pg from 'pg';
+import { benchCluster, rawPoolConfig } from './bench.config.js';
+import { closedLoop } from './bench.harness.js';
+import { FakeClient } from './bench.fake-client.js';
+import { createOursApp } from './bench.module.js';
+import type { NodeOptions } from '../lib/index.js';
+
+// Runs one side of one workload for a while, for `node --cpu-prof`:
+//   node --cpu-prof --cpu-prof-dir=bench/.tmp/prof bench/.tmp/bench/bench.profile.js <query|acquire|read|leak> <ours|raw> [seconds] [concurrency] [--fake]
+// --fake swaps pg.Client for an in-memory stand-in (no server), to see the pools' own cost.
+
+const fake = process.argv.includes('--fake');
+const [workload = 'query', side = 'ours', seconds = '5', concurrency = '64'] = process.argv.slice(2).filter((a) => a !== '--fake');
+const durationMs = Number(seconds) * 1000;
+const callers = Number(concurrency);
+
+const ours =
+  side === 'ours'
+    ? await createOursApp({
+        applicationName: 'bench-profile',
+        leakDetectionThresholdMs: workload === 'leak' ? 2000 : undefined,
+        ...(fake ? { replicas: false, Client: FakeClient as unknown as NodeOptions['Client'] } : {}),
+      })
+    : undefined;
+const raw =
+  side === 'raw'
+    ? new pg.Pool({
+        ...rawPoolConfig(workload === 'read' ? benchCluster.ports.replica1 : benchCluster.ports.primary, 'bench-profile-raw'),
+        ...(fake ? { Client: FakeClient as unknown as typeof pg.Client } : {}),
+      })
+    : undefined;
+const noop = () => undefined;
+const ops: Record<string, () => Promise<unknown>> = ours
+  ? {
+      query: () => ours.db.query('SELECT 1'),
+      leak: () => ours.db.query('SELECT 1'),
+      acquire: () => ours.db.withClient(noop),
+      read: () => ours.reads.selectOne(),
+    }
+  : {
+      query: () => raw!.query('SELECT 1'),
+      leak: () => raw!.query('SELECT 1'),
+      acquire: async () => (await raw!.connect()).release(),
+      read: () => raw!.query('SELECT 1'),
+    };
+const op = ops[workload];
+if (op === undefined) throw new Error(`Expected a workload (query, acquire, read or leak), got ${JSON.stringify(workload)}.`);
+await closedLoop(op, callers, 1000);
+const cpu = process.cpuUsage();
+const result = await closedLoop(op, callers, durationMs);
+const used = process.cpuUsage(cpu);
+console.log(`${workload} ${side} c=${callers}: ${result.rate.toFixed(0)} ops/s, ${((used.user + used.system) / result.ops).toFixed(2)} µs CPU per op (user ${(used.user / result.ops).toFixed(2)})`);
+await ours?.app.close();
+await raw?.end();

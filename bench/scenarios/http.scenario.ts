@@ -1,0 +1,165 @@
+import { execFileSync } from 'node:child_process';
+import autocannon from 'autocannon';
+import pg from 'pg';
+import { BenchChild, loaderPath } from '../bench.child.js';
+import { benchCluster, clusterScript, HTTP_DATABASE, serverConfig, serverUrl, USERS_ROWS } from '../bench.config.js';
+import { interleave, median, pairedRatio, pause, withDeadline } from '../bench.harness.js';
+import { atLeast, figure } from '../bench.results.js';
+import type { Scenario } from '../bench.scenario.js';
+
+const CONNECTIONS = 64;
+const EMAIL_DOMAIN = 'bench.invalid';
+
+interface HttpRun {
+  rate: number;
+  p50: number;
+  p99: number;
+  non2xx: number;
+  errors: number;
+}
+
+/** Creates the scenario's database (as the cluster superuser) unless it exists. */
+function ensureDatabase(): void {
+  const psql = (sql: string) =>
+    execFileSync('bash', [clusterScript, 'psql', 'primary', '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-c', sql], { encoding: 'utf8', timeout: 30_000 }).trim();
+  if (psql(`SELECT 1 FROM pg_database WHERE datname = '${HTTP_DATABASE}'`) !== '1') {
+    psql(`CREATE DATABASE ${HTTP_DATABASE} OWNER ${benchCluster.user}`);
+  }
+}
+
+async function withClient<T>(port: number, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ ...serverConfig(port), database: HTTP_DATABASE, application_name: 'bench-http-seed', connectionTimeoutMillis: 5000 });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Adds the bench users (idempotent) and returns their ids once both replicas have them. */
+async function seedUsers(): Promise<number[]> {
+  const ids = await withClient(benchCluster.ports.primary, async (client) => {
+    await client.query(
+      `INSERT INTO users (name, email) SELECT 'bench user ' || i, 'bench-user-' || i || '@${EMAIL_DOMAIN}' FROM generate_series(1, $1::int) AS i ON CONFLICT (email) DO NOTHING`,
+      [USERS_ROWS],
+    );
+    const { rows } = await client.query<{ id: number }>(`SELECT id FROM users WHERE email LIKE $1 ORDER BY id LIMIT $2`, [`bench-user-%@${EMAIL_DOMAIN}`, USERS_ROWS]);
+    return rows.map((r) => r.id);
+  });
+  const deadline = Date.now() + 30_000;
+  for (const port of [benchCluster.ports.replica1, benchCluster.ports.replica2]) {
+    for (;;) {
+      const seen = await withClient(port, async (client) => {
+        const { rows } = await client.query<{ n: number }>('SELECT count(*)::int AS n FROM users WHERE id = ANY($1::int[])', [ids]);
+        return rows[0]!.n;
+      }).catch(() => -1);
+      if (seen === ids.length) break;
+      if (Date.now() > deadline) throw new Error(`Cannot run the HTTP scenario because the replica on port ${port} has not replayed the bench users within 30 s. Please make sure that both replicas stream.`);
+      await pause(200);
+    }
+  }
+  return ids;
+}
+
+async function load(port: number, seconds: number, ids: readonly number[]): Promise<HttpRun> {
+  let next = 0;
+  const result = await withDeadline(
+    autocannon({
+      url: `http://127.0.0.1:${port}`,
+      connections: CONNECTIONS,
+      duration: seconds,
+      timeout: 10,
+      requests: [
+        {
+          method: 'GET',
+          setupRequest: (request) => {
+            next = (next + 1) % ids.length;
+            return { ...request, path: `/users/${ids[next]}` };
+          },
+        },
+      ],
+    }),
+    seconds * 1000 + 30_000,
+    'an autocannon run',
+  );
+  const completed = result['2xx'] + result.non2xx;
+  return { rate: completed / result.duration, p50: result.latency.p50, p99: result.latency.p99, non2xx: result.non2xx, errors: result.errors };
+}
+
+export const httpScenario: Scenario = {
+  id: '5',
+  title: 'HTTP: the sample app GET /users/:id vs the same route on a hand-written pg.Pool provider',
+  async run({ timing, log }) {
+    ensureDatabase();
+    const started: BenchChild[] = [];
+    try {
+      const { ports } = benchCluster;
+      const oursEnv = {
+        DB_PRIMARY_URL: serverUrl(ports.primary, HTTP_DATABASE),
+        DB_REPLICA_URLS: [serverUrl(ports.replica1, HTTP_DATABASE), serverUrl(ports.replica2, HTTP_DATABASE)].join(','),
+        DB_APPLICATION_NAME: 'bench-ours-http',
+        DB_POOL_MAX_SIZE: '10',
+      };
+      const execArgv = ['--import', loaderPath];
+      const ours = await BenchChild.start('http server (sample app)', 'http-server.worker.js', ['ours'], 60_000, { execArgv, env: oursEnv });
+      started.push(ours.child);
+      const ids = await seedUsers();
+      const raw = await BenchChild.start('http server (raw)', 'http-server.worker.js', ['raw'], 60_000, { execArgv });
+      started.push(raw.child);
+      const oursPort = Number(ours.ready.port);
+      const rawPort = Number(raw.ready.port);
+      const runs = await interleave(
+        timing.httpReps,
+        () => load(oursPort, timing.httpSeconds, ids),
+        () => load(rawPort, timing.httpSeconds, ids),
+      );
+      const bad = [...runs.ours, ...runs.raw].reduce((n, r) => n + r.non2xx + r.errors, 0);
+      if (bad > 0) {
+        throw new Error(`Cannot trust the HTTP figures because ${bad} responses were not 2xx or failed. Please make sure that the cluster is up and both replicas stream.`);
+      }
+      const oursRates = runs.ours.map((r) => r.rate);
+      const rawRates = runs.raw.map((r) => r.rate);
+      const ratio = pairedRatio(oursRates, rawRates);
+      const oursP99 = median(runs.ours.map((r) => r.p99));
+      const rawP99 = median(runs.raw.map((r) => r.p99));
+      log(`  ours ${median(oursRates).toFixed(0)} req/s p99 ${oursP99}ms; raw ${median(rawRates).toFixed(0)} req/s p99 ${rawP99}ms; ratio ${ratio.toFixed(3)}`);
+      return {
+        method:
+          `Two Express apps in child processes. Ours: the sample app (sample-app/src AppModule: PoolModule.forRootAsync with library defaults, ` +
+          `DB_POOL_MAX_SIZE=10, primary + 2 replicas, global routing interceptor, metrics endpoints) whose GET /users/:id is @ReadOnly() and so ` +
+          'round-robins over both replicas. Raw: the same route (the sample id parsing, statement, 404 and body) on a hand-written ' +
+          'pg.Pool({ max: 10 }) provider on replica1, given the library session settings (statement_timeout, TimeZone, read-only). ' +
+          `Both read ${USERS_ROWS} users in database ${HTTP_DATABASE}. autocannon (${CONNECTIONS} connections, loopback, cycling through the ids) ` +
+          `runs ${timing.httpSeconds}s against each in turn; medians over repetitions.`,
+        figures: [
+          figure({
+            id: '5.req-per-s',
+            label: `GET /users/:id, ${CONNECTIONS} connections: throughput`,
+            ours: median(oursRates),
+            raw: median(rawRates),
+            reference: 'hand-written pg.Pool provider',
+            unit: 'req/s',
+            value: ratio,
+            valueUnit: '×',
+            target: atLeast(0.95),
+            samples: oursRates.map((o, i) => o / rawRates[i]!),
+          }),
+          figure({
+            id: '5.p99',
+            label: `GET /users/:id, ${CONNECTIONS} connections: p99 latency`,
+            ours: oursP99,
+            raw: rawP99,
+            reference: 'hand-written pg.Pool provider',
+            unit: 'ms',
+            value: oursP99 / rawP99,
+            valueUnit: '×',
+          }),
+        ],
+        details: { ours: runs.ours, raw: runs.raw },
+      };
+    } finally {
+      await Promise.all(started.map((c) => c.stop()));
+    }
+  },
+};

@@ -1,0 +1,19 @@
+import { Logger, Module, type BeforeApplicationShutdown } from '@nestjs/common';
+import { PoolModule } from 'nestjs-pg-pools';
+import { databaseOptions } from './database.config.js';
+import { HealthModule } from './health/health.module.js';
+import { UsersModule } from './users/users.module.js';
+
+@Module({
+  imports: [
+    // Also registers GET /metrics, /metrics/db-pool and /metrics/db-pool/dashboard.
+    PoolModule.forRootAsync({ useFactory: () => databaseOptions() }),
+    UsersModule,
+    HealthModule,
+  ],
+})
+export class AppModule implements BeforeApplicationShutdown {
+  beforeApplicationShutdown(signal?: string): void {
+    if (signal !== undefined) new Logger('SampleApp').log(`${signal} received: closing the HTTP server, draining and closing the pools.`);
+  }
+}

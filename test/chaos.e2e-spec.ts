@@ -1,0 +1,96 @@
+import { clusterCtl, sessionCounts } from './chaos/chaos.support.js';
+import { CHAOS_POOL, renderNotes, renderTable, runChaos, SHORT_TIMING, type ChaosRun, type ScenarioResult } from './chaos/chaos.driver.js';
+
+// The short form of `npm run chaos` (test/chaos/chaos.driver.ts) against the real cluster, under a
+// steady mixed load: (a) kill -9 a replica and restart it, (b) restart the primary, (c) terminate
+// every pooled connection, (d) hold clients past the leak threshold, (e) exhaust the pool. It
+// kills and restarts nodes of the shared cluster and always starts them again (and waits until
+// both replicas stream) before it finishes.
+
+const APP = 'e2e-chaos';
+
+describe('chaos (short form, real cluster)', () => {
+  let run: ChaosRun;
+  const result = (scenario: ScenarioResult['scenario']): ScenarioResult => {
+    const r = run.results.find((x) => x.scenario === scenario);
+    if (!r) throw new Error(`scenario ${scenario} did not run`);
+    return r;
+  };
+
+  beforeAll(async () => {
+    try {
+      run = await runChaos({ applicationName: APP, timing: SHORT_TIMING });
+    } finally {
+      await clusterCtl('start');
+    }
+    process.stdout.write(`\n${renderTable(run)}\n\n${renderNotes(run)}\n`);
+  }, 240_000);
+
+  afterAll(async () => {
+    expect(await sessionCounts(APP)).toEqual({ primary: 0, replica1: 0, replica2: 0 });
+  });
+
+  it('never crashes, and every pool is back to its baseline with no leaked client after every scenario', () => {
+    expect(run.results.map((r) => r.scenario)).toEqual(['replica-kill', 'primary-restart', 'terminate-all', 'leak', 'exhaust']);
+    for (const r of run.results) {
+      expect({ scenario: r.scenario, crashes: r.crashes, baseline: r.baselineReached, leaked: r.leakedAfter, detail: r.facts.baselineDetail }).toEqual({
+        scenario: r.scenario,
+        crashes: 0,
+        baseline: true,
+        leaked: 0,
+        detail: '',
+      });
+      expect(r.reads).toBeGreaterThan(10);
+      expect(r.writes).toBeGreaterThan(10);
+    }
+  });
+
+  it('(a) kill -9 of a replica and its restart: 0 failed reads, and the replica serves reads again', () => {
+    const r = result('replica-kill');
+    expect(r.failedReads).toBe(0);
+    expect(r.failedWrites).toBe(0);
+    expect(r.recoveryMs).toBeDefined();
+  });
+
+  it('(b) primary restart: writes fail only while it is down and succeed again within 5 s of it accepting connections', () => {
+    const r = result('primary-restart');
+    const { stopAt, upAt, firstWriteOk, lastFailedWriteStart, writesOkAfterRecovery } = r.facts as Record<string, number>;
+    expect(r.failedReads).toBe(0);
+    expect(r.failedWrites).toBeGreaterThan(0);
+    expect(firstWriteOk).toBeDefined();
+    expect(r.recoveryMs).toBeLessThanOrEqual(5000);
+    for (const op of r.ops.filter((o) => o.kind === 'write' && !o.ok)) {
+      expect(op.start).toBeGreaterThanOrEqual(stopAt - 100);
+      expect(op.start).toBeLessThanOrEqual(upAt + 5000);
+    }
+    expect(lastFailedWriteStart).toBeLessThanOrEqual(firstWriteOk);
+    expect(writesOkAfterRecovery).toBeGreaterThan(10);
+  });
+
+  it('(c) pg_terminate_backend of every pooled connection: 0 user-visible errors, pools refilled to min', () => {
+    const r = result('terminate-all');
+    expect(r.failedReads).toBe(0);
+    expect(r.failedWrites).toBe(0);
+    expect((r.facts.terminated as number[]).reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(3);
+    expect(r.recoveryMs).toBeDefined();
+    expect(r.recoveryMs).toBeLessThanOrEqual(5000);
+  });
+
+  it('(d) clients held past the leak threshold: one leak event, warning (with the acquiring stack) and return log each', () => {
+    const r = result('leak');
+    expect(r.facts).toMatchObject({ held: 2, leaksWhileHeld: 2, leakEvents: 2, leakWarnings: 2, leakWarningHasStack: true, returnedLogs: 2 });
+    expect(r.failedReads).toBe(0);
+    expect(r.failedWrites).toBe(0);
+  });
+
+  it('(e) exhausted pool: every waiting caller gets PoolAcquireTimeoutError in bounded time, nothing hangs', () => {
+    const r = result('exhaust');
+    expect(r.facts.callers).toBe(8);
+    expect(r.facts.timeouts).toBe(8);
+    expect(r.facts.slowestCallerMs).toBeLessThanOrEqual(CHAOS_POOL.acquireTimeoutMs + 1500);
+    const codes = r.facts.loadWriteFailureCodes as string[];
+    for (const code of codes) expect(code).toBe('PoolAcquireTimeoutError');
+    expect(r.failedReads).toBe(0);
+    expect(r.recoveryMs).toBeDefined();
+  });
+});

@@ -1,0 +1,62 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { clusterConfig } from './chaos.support.js';
+import { FULL_SCENARIOS, FULL_TIMING, renderNotes, renderTable, runChaos, type ChaosRun } from './chaos.driver.js';
+
+// `npm run chaos`: the full chaos suite against the real cluster (PGPOOLS_CLUSTER_OFFSET picks a
+// copy). Prints the table and writes it to docs/CHAOS.md with the command that produced it
+// (CHAOS_WRITE=0 only prints). Bounded: the whole run has a 5-minute deadline.
+
+const COMMAND = process.env.PGPOOLS_CLUSTER_OFFSET && process.env.PGPOOLS_CLUSTER_OFFSET !== '0' ? `PGPOOLS_CLUSTER_OFFSET=${process.env.PGPOOLS_CLUSTER_OFFSET} npm run chaos` : 'npm run chaos';
+
+function renderDocument(run: ChaosRun): string {
+  const t = run.timing;
+  return `# Chaos suite
+
+Produced by \`${COMMAND}\` on ${run.startedAt.toISOString()} (${os.cpus().length} CPUs, Node ${process.version}, PostgreSQL 15 cluster of
+\`scripts/cluster.sh\`: primary + 2 streaming replicas on loopback${clusterConfig.ports.primary !== 55432 ? `, ports ${clusterConfig.ports.primary}–${clusterConfig.ports.replica2}` : ''}). The whole run took ${Math.round(run.durationMs / 1000)} s.
+
+One Nest application (\`PoolModule.forRoot\`, preset \`test\`, min 2 / max 6 per node, acquireTimeoutMs 1000, idleTimeoutMs 1000,
+leakDetectionThresholdMs 2000, routing.replicaBanMs 1000, everything else default) under a steady mixed load: ${t.readers} readers
+(\`db.replica.query\`) and ${t.writers} writers (\`db.query\` INSERT; every 4th write a \`db.transaction\`), each pausing ${t.paceMs} ms
+between requests. Each scenario: ${t.warmMs / 1000} s of load, the disruption, ${t.afterMs / 1000} s more load after recovery; then the load stops
+and the pools must return to their baseline (every node at min, nothing in use or waiting, breakers closed, replicas in
+rotation, as many server sessions in \`pg_stat_activity\` as pooled connections).
+
+${renderTable(run)}
+
+- *requests*: requests the load made during the scenario; *failed reads/writes*: requests that rejected.
+- *max latency*: slowest request of the scenario (including failed ones).
+- *recovery*: see the notes; the goal for (b) is ≤ 1 s after the primary accepts connections again.
+- *leaked clients after*: clients still checked out plus server sessions the pools do not account for, once the baseline wait ends.
+- *crashes*: uncaught exceptions during the scenario (each would end a plain Node process).
+
+${renderNotes(run)}
+
+Reproduce: \`${COMMAND}\` (it starts the cluster first; \`PGPOOLS_CLUSTER_OFFSET=N\` runs it on an independent copy of the
+cluster with every port shifted by N×10). The suite kills and restarts nodes and starts every node again before it returns.
+A short form of scenarios (a)–(e) with the assertions of issue 4 runs in \`npm test\` (\`test/chaos.e2e-spec.ts\`).
+*(db.transaction)* in the notes marks failures of the load's transactions.
+`;
+}
+
+it('chaos suite (full)', async () => {
+  const run = await runChaos({
+    applicationName: 'chaos-suite',
+    timing: FULL_TIMING,
+    scenarios: FULL_SCENARIOS,
+    log: (line) => process.stdout.write(`${line}\n`),
+  });
+  process.stdout.write(`\n${renderTable(run)}\n\n${renderNotes(run)}\n\n`);
+  if (process.env.CHAOS_WRITE !== '0') {
+    const file = path.join(clusterConfig.repoRoot, 'docs', 'CHAOS.md');
+    mkdirSync(path.dirname(file), { recursive: true });
+    writeFileSync(file, renderDocument(run));
+    process.stdout.write(`Wrote ${path.relative(clusterConfig.repoRoot, file)}\n`);
+  }
+  for (const r of run.results) {
+    expect(r.crashes).toBe(0);
+    expect(r.baselineReached).toBe(true);
+  }
+}, 300_000);

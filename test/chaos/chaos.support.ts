@@ -1,0 +1,193 @@
+import { ConsoleLogger, type INestApplication } from '@nestjs/common';
+import { Test } from '@nestjs/testing';
+import { DatabaseService, PoolModule, type NodeOptions, type PoolEvent, type PoolModuleRootOptions } from 'nestjs-pg-pools';
+import type { Subscription } from 'rxjs';
+import type { PoolCluster } from '../../lib/core/pool-cluster.js';
+import { getClusterToken } from '../../lib/pool.utils.js';
+import { adminQuery, clusterConfig, clusterCtl, type ClusterNodeName, type PgNodeName } from '../support/cluster.js';
+
+// Shared by the hygiene, PgBouncer and chaos e2e tests and by the chaos driver: connection
+// options of the real nodes (from test/support/cluster.ts, so PGPOOLS_CLUSTER_OFFSET applies),
+// server-side session counts by application_name, and bounded waits.
+
+export { adminQuery, clusterConfig, clusterCtl, type ClusterNodeName, type PgNodeName };
+
+/** Connection fields of one node for the app user (host/port form, no URL). */
+export function nodeOptions(node: ClusterNodeName, extra: Partial<NodeOptions> = {}): NodeOptions {
+  const c = clusterConfig[node];
+  return { host: c.host, port: c.port, user: c.user, password: c.password, database: c.database, ...extra };
+}
+
+export const replicaOptions = (extra: Partial<NodeOptions> = {}): NodeOptions[] => [
+  nodeOptions('replica1', extra),
+  nodeOptions('replica2', extra),
+];
+
+export interface SessionRow {
+  pid: number;
+  state: string | null;
+  backend_start: Date;
+  xact_start: Date | null;
+  backend_xid: string | null;
+}
+
+/** Server-side sessions of `applicationName` on one PostgreSQL node (empty list while it is down). */
+export async function sessions(node: PgNodeName, applicationName: string): Promise<SessionRow[]> {
+  return adminQuery<SessionRow>(
+    node,
+    'SELECT pid, state, backend_start, xact_start, backend_xid::text AS backend_xid FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()',
+    [applicationName],
+    { applicationName: 'chaos-admin' },
+  );
+}
+
+/** Sessions of `applicationName` per PostgreSQL node. */
+export async function sessionCounts(applicationName: string): Promise<Record<PgNodeName, number>> {
+  const [primary, replica1, replica2] = await Promise.all(
+    (['primary', 'replica1', 'replica2'] as const).map((n) => sessions(n, applicationName).then((rows) => rows.length)),
+  );
+  return { primary: primary!, replica1: replica1!, replica2: replica2! };
+}
+
+/**
+ * Terminates every backend of `applicationName` on `node`; returns how many. With `onlyIdle`, only
+ * sessions idle outside a transaction (pooled connections), each re-checked in its own statement:
+ * pg_stat_activity is a snapshot per statement, and a pid found idle may have begun a transaction
+ * since (terminating that one would fail a transaction in flight, which is not what this asks for).
+ */
+export async function terminateSessions(node: PgNodeName, applicationName: string, onlyIdle = false): Promise<number> {
+  const admin = { applicationName: 'chaos-admin' };
+  if (!onlyIdle) {
+    const rows = await adminQuery<{ n: string }>(
+      node,
+      'SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) AS n FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()',
+      [applicationName],
+      admin,
+    );
+    return Number(rows[0]?.n ?? 0);
+  }
+  const idle = await adminQuery<{ pid: number }>(node, "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND state = 'idle'", [applicationName], admin);
+  let terminated = 0;
+  for (const { pid } of idle) {
+    const rows = await adminQuery<{ done: boolean }>(
+      node,
+      "SELECT pg_terminate_backend(pid) AS done FROM pg_stat_activity WHERE pid = $1 AND state = 'idle'",
+      [pid],
+      admin,
+    );
+    if (rows[0]?.done === true) terminated++;
+  }
+  return terminated;
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
+/** Polls `fn` until it returns a truthy value or `timeoutMs` passes (then throws naming `what`). */
+export async function waitFor<T>(what: string, fn: () => T | Promise<T>, timeoutMs = 10_000, everyMs = 50): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await fn();
+      if (value) return value as NonNullable<T>;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`Timed out after ${timeoutMs}ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await sleep(everyMs);
+  }
+}
+
+/** Rejects with a message naming `what` when `promise` has not settled after `ms`. */
+export function within<T>(what: string, ms: number, promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms}ms`)), ms);
+    timer.unref();
+  });
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
+}
+
+/** Brings every node back (idempotent) and waits until both replicas stream again. */
+export async function restoreCluster(): Promise<void> {
+  await clusterCtl('start');
+}
+
+/** Keeps every log line (for "what the user sees" and "no password in logs" checks) instead of printing it. */
+export class CapturingLogger extends ConsoleLogger {
+  readonly lines: Array<{ level: string; context: string; message: string }> = [];
+  constructor(private readonly echo = false) {
+    super();
+  }
+  #push(level: string, message: unknown, context: unknown): void {
+    this.lines.push({ level, context: String(context), message: String(message) });
+    if (this.echo) process.stdout.write(`[${level}] ${String(message).split('\n')[0]}\n`);
+  }
+  override log(message: unknown, context?: string): void {
+    this.#push('log', message, context);
+  }
+  override warn(message: unknown, context?: string): void {
+    this.#push('warn', message, context);
+  }
+  override error(message: unknown, stackOrContext?: string, context?: string): void {
+    this.#push('error', message, context ?? stackOrContext);
+  }
+  override debug(): void {}
+  override verbose(): void {}
+  warnings(fragment: string): string[] {
+    return this.lines.filter((l) => l.level === 'warn' && l.message.includes(fragment)).map((l) => l.message);
+  }
+}
+
+export interface TestApp {
+  app: INestApplication;
+  db: DatabaseService;
+  /** The database's internals (node pools, counters, routing state) for white-box checks. */
+  cluster: PoolCluster;
+  logger: CapturingLogger;
+  events: PoolEvent[];
+  close(): Promise<void>;
+}
+
+/** A Nest application with one `PoolModule.forRoot(options)`, its event stream recorded. */
+export async function startApp(options: PoolModuleRootOptions, echoLogs = false): Promise<TestApp> {
+  const moduleRef = await Test.createTestingModule({
+    imports: [PoolModule.forRoot({ sizingAdvisor: false, metrics: { enabled: false }, alerts: { enabled: false }, ...options })],
+  }).compile();
+  const logger = new CapturingLogger(echoLogs);
+  const app = moduleRef.createNestApplication({ logger });
+  await app.init();
+  const db = app.get(DatabaseService);
+  const cluster = app.get<PoolCluster>(getClusterToken(options.name));
+  const events: PoolEvent[] = [];
+  const subscription: Subscription = db.events$.subscribe((e) => events.push(e));
+  let closed: Promise<void> | undefined;
+  return {
+    app,
+    db,
+    cluster,
+    logger,
+    events,
+    close: () => {
+      closed ??= app.close().finally(() => subscription.unsubscribe());
+      return closed;
+    },
+  };
+}
+
+/** The error `PoolModule.forRoot(options)` fails with while the application starts (or `undefined`). */
+export async function startupError(options: PoolModuleRootOptions): Promise<unknown> {
+  let app: INestApplication | undefined;
+  try {
+    const moduleRef = await Test.createTestingModule({ imports: [PoolModule.forRoot({ sizingAdvisor: false, ...options })] }).compile();
+    app = moduleRef.createNestApplication({ logger: false });
+    await app.init();
+    return undefined;
+  } catch (err) {
+    return err;
+  } finally {
+    await app?.close();
+  }
+}

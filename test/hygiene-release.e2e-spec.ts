@@ -1,0 +1,96 @@
+import { adminQuery, nodeOptions, sessionCounts, sessions, startApp, waitFor, type TestApp } from './chaos/chaos.support.js';
+
+// Release hygiene with a one-connection pool, so "the same connection" is checkable by backend
+// pid: a client given back inside an open or aborted transaction is rolled back before anyone
+// else gets it; ordinary SQL errors keep the connection; connection-class errors replace it.
+
+const APP = 'e2e-hygiene-release';
+const TABLE = 'hygiene_release_items';
+
+interface SessionFacts {
+  pid: number;
+  xid: string | null;
+  fresh: boolean;
+}
+
+describe('release hygiene (real primary)', () => {
+  let t: TestApp;
+
+  const facts = async (): Promise<SessionFacts> =>
+    (await t.db.query<SessionFacts>('SELECT pg_backend_pid() AS pid, pg_current_xact_id_if_assigned()::text AS xid, now() = statement_timestamp() AS fresh')).rows[0]!;
+
+  const count = async (tag: string): Promise<number> =>
+    Number((await adminQuery<{ n: string }>('primary', `SELECT count(*) AS n FROM ${TABLE} WHERE tag = $1`, [tag]))[0]!.n);
+
+  beforeAll(async () => {
+    await adminQuery('primary', `CREATE TABLE IF NOT EXISTS ${TABLE} (id serial PRIMARY KEY, tag text UNIQUE)`, [], { as: 'app' });
+    await adminQuery('primary', `DELETE FROM ${TABLE}`, [], { as: 'app' });
+    t = await startApp({ preset: 'test', applicationName: APP, primary: nodeOptions('primary'), min: 1, max: 1 });
+  }, 30_000);
+
+  afterAll(async () => {
+    await t?.close();
+    expect(await sessionCounts(APP)).toEqual({ primary: 0, replica1: 0, replica2: 0 });
+  }, 30_000);
+
+  it('rolls back a transaction left open by the borrower before the connection is reused', async () => {
+    const { pid } = await facts();
+    const leftOpen = await t.db.withClient(async (client) => {
+      await client.query('BEGIN');
+      await client.query(`INSERT INTO ${TABLE} (tag) VALUES ('left-open')`);
+      return (await client.query<{ xid: string }>('SELECT pg_current_xact_id()::text AS xid')).rows[0]!.xid;
+    });
+    expect(leftOpen).toMatch(/^\d+$/);
+    const after = await facts();
+    expect(after).toEqual({ pid, xid: null, fresh: true });
+    expect(await count('left-open')).toBe(0);
+    expect(t.cluster.primary.counters.rollbacksOnRelease).toBe(1);
+    const server = await sessions('primary', APP);
+    expect(server.map((s) => s.state)).toEqual(['idle']);
+  });
+
+  it('rolls back an aborted transaction (the caller swallowed the error) before reuse', async () => {
+    const { pid } = await facts();
+    await t.db.withClient(async (client) => {
+      await client.query('BEGIN');
+      await client.query(`INSERT INTO ${TABLE} (tag) VALUES ('aborted')`);
+      await expect(client.query('SELECT 1 / 0')).rejects.toMatchObject({ code: '22012' });
+    });
+    expect(await facts()).toEqual({ pid, xid: null, fresh: true });
+    expect(await count('aborted')).toBe(0);
+  });
+
+  it('rolls back when the borrower throws inside its transaction, and the error reaches the caller', async () => {
+    const { pid } = await facts();
+    await expect(
+      t.db.withClient(async (client) => {
+        await client.query('BEGIN');
+        await client.query(`INSERT INTO ${TABLE} (tag) VALUES ('thrown')`);
+        throw new Error('business rule failed');
+      }),
+    ).rejects.toThrow('business rule failed');
+    expect(await facts()).toEqual({ pid, xid: null, fresh: true });
+    expect(await count('thrown')).toBe(0);
+  });
+
+  it('keeps the connection after syntax (42601), unique (23505) and division-by-zero (22012) errors', async () => {
+    const { pid } = await facts();
+    await t.db.query(`INSERT INTO ${TABLE} (tag) VALUES ('unique-once')`);
+    await expect(t.db.query('SELEC 1')).rejects.toMatchObject({ code: '42601' });
+    await expect(t.db.query(`INSERT INTO ${TABLE} (tag) VALUES ('unique-once')`)).rejects.toMatchObject({ code: '23505' });
+    await expect(t.db.query('SELECT 1 / 0')).rejects.toMatchObject({ code: '22012' });
+    await expect(t.db.transaction((tx) => tx.query('SELECT 1 / 0'))).rejects.toMatchObject({ code: '22012' });
+    expect(await facts()).toEqual({ pid, xid: null, fresh: true });
+    expect(t.cluster.primary.counters.created).toBe(1);
+  });
+
+  it('replaces the connection after a connection-class error (the session was terminated)', async () => {
+    const { pid } = await facts();
+    await expect(t.db.withClient((client) => client.query('SELECT pg_terminate_backend(pg_backend_pid())'))).rejects.toMatchObject({ code: '57P01' });
+    const after = await facts();
+    expect(after.pid).not.toBe(pid);
+    expect(after).toMatchObject({ xid: null, fresh: true });
+    await waitFor('the old session gone', async () => !(await sessions('primary', APP)).some((s) => s.pid === pid), 3000);
+    expect(t.cluster.primary.counters.connectionErrors).toBeGreaterThanOrEqual(1);
+  });
+});

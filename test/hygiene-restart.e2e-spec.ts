@@ -1,0 +1,105 @@
+import { adminQuery, clusterConfig, nodeOptions, sessionCounts, sessions, sleep, startApp, waitFor } from './chaos/chaos.support.js';
+import { TcpRelay } from './chaos/tcp-relay.js';
+
+// Server restarts and failover, without stopping a shared node: a 57P01 on one pooled connection
+// evicts every idle connection of that pool; 25006 from a primary that is in recovery (a demoted
+// primary; here the "primary" option points at a replica) evicts every primary connection; and a
+// pool that lost its server refills to min in the background — backing off while the server
+// refuses, and as soon as it accepts again.
+
+const APP = 'e2e-hygiene-restart';
+
+describe('DB restarts and failover (real servers)', () => {
+  afterAll(async () => {
+    expect(await sessionCounts(APP)).toEqual({ primary: 0, replica1: 0, replica2: 0 });
+  });
+
+  it('evicts every idle connection of the pool when one of them is terminated (57P01), then refills to min', async () => {
+    const t = await startApp({ preset: 'test', applicationName: APP, primary: nodeOptions('primary'), min: 4, max: 6 });
+    try {
+      const before = (await sessions('primary', APP)).map((s) => s.pid);
+      expect(before).toHaveLength(4);
+      await adminQuery('primary', 'SELECT pg_terminate_backend($1)', [before[0]]);
+      const after = await waitFor('four new sessions and none of the old ones', async () => {
+        const rows = await sessions('primary', APP);
+        return rows.length === 4 && rows.every((r) => !before.includes(r.pid)) ? rows : undefined;
+      }, 5000);
+      expect(after).toHaveLength(4);
+      expect(t.events.filter((e) => e.type === 'remove' && e.reason === 'evicted')).toHaveLength(3);
+      expect(t.cluster.primary.counters.refills).toBeGreaterThanOrEqual(4);
+      expect(t.db.primary.pool.totalCount).toBe(4);
+      expect((await t.db.query('SELECT 1 AS ok')).rows[0].ok).toBe(1);
+    } finally {
+      await t.close();
+    }
+  }, 20_000);
+
+  it('evicts every connection of a primary that answers 25006 while in recovery (demoted), and not for a read-only transaction', async () => {
+    // Nest's Logger is process-wide: the last application's logger receives every line, so the
+    // healthy application starts only after the demoted one's log line is checked.
+    const demoted = await startApp({ preset: 'test', applicationName: APP, primary: nodeOptions('replica1'), min: 3, max: 4 });
+    let healthy: Awaited<ReturnType<typeof startApp>> | undefined;
+    try {
+      const before = (await sessions('replica1', APP)).map((s) => s.pid);
+      expect(before).toHaveLength(3);
+      await expect(demoted.db.query('CREATE TEMP TABLE demoted_check (id int)')).rejects.toMatchObject({ code: '25006' });
+      const after = await waitFor('every old primary connection replaced', async () => {
+        const rows = await sessions('replica1', APP);
+        return rows.length === 3 && rows.every((r) => !before.includes(r.pid)) ? rows : undefined;
+      }, 5000);
+      expect(after).toHaveLength(3);
+      expect(demoted.cluster.primary.counters.demotions).toBe(1);
+      expect(demoted.logger.warnings('is in recovery (read-only): it was demoted')).toHaveLength(1);
+      expect(demoted.events.some((e) => e.type === 'error' && e.kind === 'read-only')).toBe(true);
+
+      healthy = await startApp({ preset: 'test', applicationName: `${APP}-ro`, primary: nodeOptions('primary'), min: 2, max: 2 });
+      const pids = (await sessions('primary', `${APP}-ro`)).map((s) => s.pid).sort();
+      await expect(
+        healthy.db.transaction((tx) => tx.query('CREATE TEMP TABLE read_only_check (id int)'), { readOnly: true }),
+      ).rejects.toMatchObject({ code: '25006' });
+      await sleep(200);
+      expect((await sessions('primary', `${APP}-ro`)).map((s) => s.pid).sort()).toEqual(pids);
+      expect(healthy.cluster.primary.counters.demotions).toBe(0);
+    } finally {
+      await demoted.close();
+      await healthy?.close();
+    }
+  }, 20_000);
+
+  it('refills to min with backoff while the server refuses, and as soon as it accepts again', async () => {
+    const relay = await new TcpRelay(clusterConfig.host, clusterConfig.primary.port).start();
+    const t = await startApp({
+      preset: 'test',
+      applicationName: APP,
+      primary: { ...nodeOptions('primary'), port: relay.port },
+      min: 3,
+      max: 4,
+      breaker: { failureThreshold: 2, resetTimeoutMs: 30_000 },
+    });
+    try {
+      expect(t.db.primary.pool.totalCount).toBe(3);
+      relay.reject();
+      await waitFor('pool emptied', () => t.db.primary.pool.totalCount === 0, 3000);
+      const rejectedAtStart = relay.rejected;
+      await sleep(3000);
+      const attempts = relay.rejected - rejectedAtStart;
+      // 50, 100, 200, 400, 500, 500… ms (×0.5–1 jitter) in 3 s: a handful, not a storm.
+      expect(attempts).toBeGreaterThanOrEqual(3);
+      expect(attempts).toBeLessThanOrEqual(30);
+
+      for (let i = 0; i < 2; i++) await expect(t.db.query('SELECT 1')).rejects.toThrow();
+      expect(t.cluster.primary.status().breaker).toBe('open');
+
+      await relay.restore();
+      const restoredAt = Date.now();
+      await waitFor('back to min without any request', () => t.db.primary.pool.idleCount === 3 && t.cluster.primary.status().breaker === 'closed', 3000, 10);
+      const recoveryMs = Date.now() - restoredAt;
+      expect(recoveryMs).toBeLessThan(2000);
+      expect((await sessions('primary', APP)).length).toBe(3);
+      expect((await t.db.query('SELECT 1 AS ok')).rows[0].ok).toBe(1);
+    } finally {
+      await t.close();
+      await relay.close();
+    }
+  }, 30_000);
+});

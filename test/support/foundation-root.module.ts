@@ -1,0 +1,22 @@
+import { Module } from '@nestjs/common';
+import { PoolModule } from 'nestjs-pg-pools';
+import { primaryNode, replicaNodes } from './foundation-db.js';
+import { ProbeController, ProbeService } from './foundation-probe.js';
+
+export const ROOT_APP_NAME = 'fnd-mod-root';
+
+@Module({
+  imports: [
+    PoolModule.forRoot({
+      primary: primaryNode(),
+      replicas: replicaNodes(),
+      applicationName: ROOT_APP_NAME,
+      min: 1,
+      max: 3,
+      env: {},
+    }),
+  ],
+  controllers: [ProbeController],
+  providers: [ProbeService],
+})
+export class RootFixtureModule {}

@@ -1,0 +1,212 @@
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import pg from 'pg';
+import type { NodeOptions } from 'nestjs-pg-pools';
+
+// Helpers of the observability e2e tests (metrics, events, dashboard): cluster settings from
+// scripts/cluster.env, a Prometheus text-format parser, pg_stat_activity counts, a TCP relay that
+// can "take a replica away" without stopping any server, and bounded waits.
+
+function readClusterEnv(): Record<string, string> {
+  const text = readFileSync(path.join(process.cwd(), 'scripts/cluster.env'), 'utf8');
+  const values: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const match = /^([A-Z0-9_]+)=(.*)$/.exec(line.trim());
+    if (match) values[match[1]!] = match[2]!;
+  }
+  return values;
+}
+
+const env = readClusterEnv();
+
+export const cluster = {
+  host: env.PG_HOST!,
+  user: env.PG_USER!,
+  password: env.PG_PASSWORD!,
+  database: env.PG_DATABASE!,
+  ports: { primary: Number(env.PG_PRIMARY_PORT), replica1: Number(env.PG_REPLICA1_PORT), replica2: Number(env.PG_REPLICA2_PORT) },
+};
+
+export function node(port: number, extra: Partial<NodeOptions> = {}): NodeOptions {
+  return { host: cluster.host, port, user: cluster.user, password: cluster.password, database: cluster.database, ...extra };
+}
+
+/** Sessions with this application_name on the server at `port`. */
+export async function sessionCount(port: number, applicationName: string): Promise<number> {
+  const client = new pg.Client({ ...node(port), application_name: 'observability-e2e-probe' });
+  await client.connect();
+  try {
+    const res = await client.query<{ n: string }>('SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1', [applicationName]);
+    return Number(res.rows[0]!.n);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Polls `fn` until it returns a truthy value or `timeoutMs` passes (then throws with `what`). */
+export async function waitFor<T>(what: string, fn: () => T | Promise<T>, timeoutMs = 10_000, everyMs = 50): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await fn();
+      if (value) return value as NonNullable<T>;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`Timed out after ${timeoutMs}ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+export interface PromSample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+export interface PromFamily {
+  name: string;
+  type: string;
+  help: string;
+  samples: PromSample[];
+}
+
+function unescapeLabel(value: string): string {
+  return value.replace(/\\(["\\n])/g, (_, c: string) => (c === 'n' ? '\n' : c));
+}
+
+/**
+ * Parses the Prometheus text exposition format (0.0.4) strictly: every sample line must match
+ * `name{label="value",...} number`, belong to a family announced by `# TYPE`, and histogram
+ * buckets must be cumulative with a `+Inf` bucket equal to `_count`.
+ */
+export function parsePrometheusText(text: string): Map<string, PromFamily> {
+  const families = new Map<string, PromFamily>();
+  const familyOf = (sample: string): PromFamily | undefined => {
+    if (families.has(sample)) return families.get(sample);
+    for (const suffix of ['_bucket', '_sum', '_count']) {
+      if (sample.endsWith(suffix)) {
+        const f = families.get(sample.slice(0, -suffix.length));
+        if (f && (f.type === 'histogram' || f.type === 'summary')) return f;
+      }
+    }
+    return undefined;
+  };
+  const lines = text.split('\n');
+  lines.forEach((line, i) => {
+    if (line.trim() === '') return;
+    let m = /^# (HELP|TYPE) ([a-zA-Z_:][a-zA-Z0-9_:]*) (.*)$/.exec(line);
+    if (m) {
+      const f = families.get(m[2]!) ?? { name: m[2]!, type: 'untyped', help: '', samples: [] };
+      if (m[1] === 'TYPE') {
+        if (!['counter', 'gauge', 'histogram', 'summary', 'untyped'].includes(m[3]!)) throw new Error(`line ${i + 1}: bad type ${m[3]}`);
+        f.type = m[3]!;
+      } else f.help = m[3]!;
+      families.set(m[2]!, f);
+      return;
+    }
+    if (line.startsWith('#')) return;
+    m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (-?[0-9.eE+-]+|NaN|\+Inf|-Inf)$/.exec(line);
+    if (!m) throw new Error(`line ${i + 1} is not a Prometheus sample: ${line}`);
+    const labels: Record<string, string> = {};
+    if (m[3]) {
+      const re = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)/gy;
+      let rest = 0;
+      let lm: RegExpExecArray | null;
+      while ((lm = re.exec(m[3])) !== null) {
+        labels[lm[1]!] = unescapeLabel(lm[2]!);
+        rest = re.lastIndex;
+      }
+      if (rest !== m[3].length) throw new Error(`line ${i + 1}: bad labels ${m[3]}`);
+    }
+    const family = familyOf(m[1]!);
+    if (!family) throw new Error(`line ${i + 1}: sample ${m[1]} has no # TYPE`);
+    const raw = m[4]!;
+    const value = raw === '+Inf' ? Infinity : raw === '-Inf' ? -Infinity : Number(raw);
+    family.samples.push({ name: m[1]!, labels, value });
+  });
+  for (const f of families.values()) {
+    if (f.type !== 'histogram') continue;
+    const series = new Map<string, PromSample[]>();
+    for (const s of f.samples.filter((x) => x.name.endsWith('_bucket'))) {
+      const { le: _le, ...rest } = s.labels;
+      const key = JSON.stringify(rest);
+      series.set(key, [...(series.get(key) ?? []), s]);
+    }
+    for (const [key, buckets] of series) {
+      for (let i = 1; i < buckets.length; i++) {
+        if (buckets[i]!.value < buckets[i - 1]!.value) throw new Error(`${f.name}${key}: buckets are not cumulative`);
+      }
+      const inf = buckets.find((b) => b.labels.le === '+Inf');
+      const count = f.samples.find((x) => x.name === `${f.name}_count` && JSON.stringify(x.labels) === key);
+      if (!inf || !count || inf.value !== count.value) throw new Error(`${f.name}${key}: +Inf bucket does not equal _count`);
+    }
+  }
+  return families;
+}
+
+/** The value of the one sample of `name` whose labels include `labels`; throws if none or several match. */
+export function sampleValue(families: Map<string, PromFamily>, name: string, labels: Record<string, string>): number {
+  const family = families.get(name.replace(/_(bucket|sum|count)$/, '')) ?? families.get(name);
+  const matches = (family?.samples ?? []).filter(
+    (s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v),
+  );
+  if (matches.length !== 1) throw new Error(`Expected one ${name}${JSON.stringify(labels)} sample, found ${matches.length}`);
+  return matches[0]!.value;
+}
+
+/**
+ * A TCP relay on a loopback port in front of a real server. `cut()` closes the port and drops
+ * every relayed connection (what a client sees when a replica goes away); `restore()` listens
+ * again on the same port. No server is stopped.
+ */
+export class TcpRelay {
+  #server: net.Server | undefined;
+  readonly #sockets = new Set<net.Socket>();
+  port = 0;
+
+  constructor(private readonly targetPort: number) {}
+
+  async start(port = 0): Promise<number> {
+    const server = net.createServer((inbound) => {
+      const outbound = net.connect(this.targetPort, cluster.host);
+      this.#sockets.add(inbound);
+      this.#sockets.add(outbound);
+      const drop = () => {
+        inbound.destroy();
+        outbound.destroy();
+        this.#sockets.delete(inbound);
+        this.#sockets.delete(outbound);
+      };
+      inbound.on('error', drop).on('close', drop);
+      outbound.on('error', drop).on('close', drop);
+      inbound.pipe(outbound).pipe(inbound);
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, cluster.host, () => resolve());
+    });
+    server.unref();
+    this.#server = server;
+    this.port = (server.address() as net.AddressInfo).port;
+    return this.port;
+  }
+
+  async cut(): Promise<void> {
+    const server = this.#server;
+    this.#server = undefined;
+    for (const s of this.#sockets) s.destroy();
+    this.#sockets.clear();
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  async restore(): Promise<void> {
+    await this.start(this.port);
+  }
+
+  async close(): Promise<void> {
+    await this.cut();
+  }
+}

@@ -1,0 +1,129 @@
+import type { INestApplication, Type } from '@nestjs/common';
+import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
+import { Test } from '@nestjs/testing';
+import type { NodeOptions, PoolModuleRootOptions } from 'nestjs-pg-pools';
+import { adminQuery, clusterConfig, type PgNodeName } from './cluster.js';
+
+// Helpers of the routing e2e tests (test/routing-*.e2e-spec.ts). Every port and credential comes
+// from test/support/cluster.ts, so PGPOOLS_CLUSTER_OFFSET=N runs them on a private cluster copy.
+
+export const pgNodes: readonly PgNodeName[] = ['primary', 'replica1', 'replica2'];
+
+/** Connection fields of one server as the app user; the library names the node after it. */
+export function nodeOf(node: PgNodeName, extra: Partial<NodeOptions> = {}): NodeOptions {
+  const c = clusterConfig[node];
+  return { name: node, host: c.host, port: c.port, user: c.user, password: c.password, database: c.database, ...extra };
+}
+
+/** `PoolModule.forRoot()` options for the real primary + both replicas, small pools, quiet extras. */
+export function routingOptions(applicationName: string, extra: Partial<PoolModuleRootOptions> = {}): PoolModuleRootOptions {
+  const { routing, ...rest } = extra;
+  return {
+    preset: 'test',
+    applicationName,
+    primary: nodeOf('primary'),
+    replicas: [nodeOf('replica1'), nodeOf('replica2')],
+    min: 1,
+    max: 4,
+    sizingAdvisor: false,
+    retryAttempts: 1,
+    acquireTimeoutMs: 3000,
+    alerts: { enabled: false },
+    metrics: { enabled: false },
+    env: {},
+    ...rest,
+    routing: { lagCheckIntervalMs: 200, ...routing },
+  };
+}
+
+/** Which server answered: its name, from the port `inet_server_port()` returned. */
+export function serverAt(port: number | string): PgNodeName {
+  const p = Number(port);
+  const found = pgNodes.find((n) => clusterConfig.ports[n] === p);
+  if (found === undefined) throw new Error(`port ${port} is not a cluster node`);
+  return found;
+}
+
+export interface Where {
+  node: PgNodeName;
+  recovery: boolean;
+  pid: number;
+}
+
+export const WHERE_SQL = 'SELECT inet_server_port() AS port, pg_is_in_recovery() AS recovery, pg_backend_pid() AS pid';
+
+/** Runs `WHERE_SQL` through `db.query` (the scope decides the node), `db.primary`, `db.replica` or a client. */
+export async function where(db: { query(text: string): Promise<{ rows: any[] }> }): Promise<Where> {
+  const row = (await db.query(WHERE_SQL)).rows[0] as { port: number; recovery: boolean; pid: number };
+  return { node: serverAt(row.port), recovery: row.recovery, pid: row.pid };
+}
+
+export type AdapterName = 'express' | 'fastify';
+export const adapters: readonly AdapterName[] = ['express', 'fastify'];
+
+/** Compiles `module` and starts it on the Express or the Fastify adapter (not listening; supertest drives it). */
+export async function createHttpApp(module: Type<unknown>, adapter: AdapterName): Promise<INestApplication> {
+  const moduleRef = await Test.createTestingModule({ imports: [module] }).compile();
+  if (adapter === 'express') {
+    const app = moduleRef.createNestApplication({ logger: false });
+    await app.init();
+    return app;
+  }
+  const app = moduleRef.createNestApplication<NestFastifyApplication>(new FastifyAdapter(), { logger: false });
+  await app.init();
+  await app.getHttpAdapter().getInstance().ready();
+  return app;
+}
+
+/** Server sessions with this application_name, per node. */
+export async function sessionCounts(applicationName: string): Promise<Record<PgNodeName, number>> {
+  const entries = await Promise.all(
+    pgNodes.map(async (n) => {
+      const rows = await adminQuery<{ n: string }>(n, 'SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1', [applicationName]);
+      return [n, Number(rows[0]!.n)] as const;
+    }),
+  );
+  return Object.fromEntries(entries) as Record<PgNodeName, number>;
+}
+
+/** Polls `fn` until it returns a truthy value; throws naming `what` after `timeoutMs`. */
+export async function waitFor<T>(what: string, fn: () => T | Promise<T>, timeoutMs = 10_000, everyMs = 25): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await fn();
+      if (value) return value as NonNullable<T>;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`Timed out after ${timeoutMs}ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await sleep(everyMs);
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Counts per node of a list of answers. */
+export function tally(nodes: readonly PgNodeName[]): Record<PgNodeName, number> {
+  const counts: Record<PgNodeName, number> = { primary: 0, replica1: 0, replica2: 0 };
+  for (const n of nodes) counts[n]++;
+  return counts;
+}
+
+/**
+ * Waits until `replica` has replayed every record the primary had made when called: its insert
+ * position (asynchronous commits included), taken back over a WAL page header it may sit just past.
+ */
+export async function waitForReplay(replica: PgNodeName, timeoutMs = 15_000): Promise<void> {
+  const sql = "SELECT (CASE WHEN (l - '0/0'::pg_lsn) % 8192 = 24 THEN l - 24 ELSE l END)::text AS lsn FROM pg_current_wal_insert_lsn() AS l";
+  const [{ lsn }] = (await adminQuery<{ lsn: string }>('primary', sql)) as [{ lsn: string }];
+  await waitFor(
+    `${replica} to replay ${lsn}`,
+    async () => (await adminQuery<{ ok: boolean }>(replica, 'SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok', [lsn]))[0]!.ok,
+    timeoutMs,
+    50,
+  );
+}
