@@ -23,7 +23,7 @@ export type ReadConsistency = 'read-your-writes' | 'eventual';
  * the database-wide values, but not over `DB_*` environment variables. An unknown key that is a
  * near miss of a known one (`hots`, `pasword`) fails validation; other keys go to `pg` as they are.
  */
-export interface NodeOptions extends PoolConfig {
+export interface NodeOptions extends PoolConfig, PoolDefaults {
   /** Name shown in health, metrics and errors. Default: `primary`, `replica-1`, `replica-2`, … */
   name?: string;
   /** Relative share of reads for the `weighted` strategy. Default: `1`. */
