@@ -75,20 +75,24 @@ export interface Paired<T> {
 }
 
 /**
- * One warm-up of each side, then `reps` repetitions in the order ours, raw, ours, raw, … so
- * drift (other load, server caches, JIT) hits both sides alike.
+ * One warm-up of each side, then `reps` repetitions interleaved: ours, raw | raw, ours | ours, raw …
+ * Each pair runs back to back, and which side goes first alternates, so a load trend (other
+ * processes starting or finishing) favours neither side.
  */
 export async function interleave<T>(reps: number, ours: () => Promise<T>, raw: () => Promise<T>, warmUp = true): Promise<Paired<T>> {
   const [o, r] = await interleaveSides(reps, [ours, raw], warmUp);
   return { ours: o!, raw: r! };
 }
 
-/** `interleave` for any number of sides: a, b, c, a, b, c, … */
+/** `interleave` for any number of sides: a, b, c | c, b, a | a, b, c … */
 export async function interleaveSides<T>(reps: number, sides: ReadonlyArray<() => Promise<T>>, warmUp = true): Promise<T[][]> {
   if (warmUp) for (const side of sides) await side();
   const result: T[][] = sides.map(() => []);
   for (let i = 0; i < reps; i++) {
-    for (let s = 0; s < sides.length; s++) result[s]!.push(await sides[s]!());
+    const order = sides.map((_, s) => (i % 2 === 0 ? s : sides.length - 1 - s));
+    const round: T[] = [];
+    for (const s of order) round[s] = await sides[s]!();
+    round.forEach((value, s) => result[s]!.push(value));
   }
   return result;
 }

@@ -29,8 +29,11 @@ const SCENARIOS: readonly Scenario[] = [
   memoryScenario,
 ];
 
-const FULL_COMMAND = 'npm run bench';
-const SMOKE_COMMAND = 'npm run bench:smoke';
+/** The command as run, with the cluster copy when it is not the default one. */
+function commandLine(script: string): string {
+  const offset = process.env.PGPOOLS_CLUSTER_OFFSET;
+  return `${offset && offset !== '0' ? `PGPOOLS_CLUSTER_OFFSET=${offset} ` : ''}npm run ${script}`;
+}
 
 function parseArgs(argv: string[]) {
   let smoke = false;
@@ -137,7 +140,7 @@ async function main(): Promise<number> {
   machine.loadAverageAtEnd = os.loadavg();
   const run: BenchRun = {
     mode: args.smoke ? 'smoke' : 'full',
-    command: args.smoke ? SMOKE_COMMAND : FULL_COMMAND,
+    command: commandLine(args.smoke ? 'bench:smoke' : 'bench'),
     machine,
     durationMs: performance.now() - started,
     scenarios: results,

@@ -1,4 +1,5 @@
-import { clusterCtl, sessionCounts } from './chaos/chaos.support.js';
+import { clusterCtl } from './chaos/chaos.support.js';
+import { sessionCounts } from './support/sessions.js';
 import { CHAOS_POOL, renderNotes, renderTable, runChaos, SHORT_TIMING, type ChaosRun, type ScenarioResult } from './chaos/chaos.driver.js';
 
 // The short form of `npm run chaos` (test/chaos/chaos.driver.ts) against the real cluster, under a

@@ -5,7 +5,8 @@ import { ConsoleLogger, Controller, Get, Injectable, Module, type INestApplicati
 import { Test } from '@nestjs/testing';
 import request from 'supertest';
 import { DatabaseService, InjectDatabase, PoolModule, ReadOnly } from 'nestjs-pg-pools';
-import { adminQuery, clusterConfig, pgNodeNames, type PgNodeName } from './support/cluster.js';
+import { clusterConfig, type PgNodeName } from './support/cluster.js';
+import { sessionCounts as sessionCountsOf } from './support/sessions.js';
 
 // Runs in both runs of the suite: `npm run test:e2e` (NestJS 12, the root node_modules) and
 // `npm run test:nest11` (NEST_COMPAT=11: jest.config.js maps @nestjs/* to test/nest11/node_modules).
@@ -36,18 +37,8 @@ class WarningCollector extends ConsoleLogger {
 }
 
 /** This file's server sessions on each PostgreSQL node. */
-async function sessionCounts(): Promise<Record<PgNodeName, number>> {
-  const counts = await Promise.all(
-    pgNodeNames.map(async (node) => {
-      const rows = await adminQuery<{ n: number }>(
-        node,
-        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND backend_type = 'client backend'",
-        [APPLICATION_NAME],
-      );
-      return [node, rows[0]!.n] as const;
-    }),
-  );
-  return Object.fromEntries(counts) as Record<PgNodeName, number>;
+function sessionCounts(): Promise<Record<PgNodeName, number>> {
+  return sessionCountsOf(APPLICATION_NAME, { clientBackendsOnly: true });
 }
 
 async function waitForNoSessions(timeoutMs: number): Promise<Record<PgNodeName, number>> {

@@ -7,7 +7,9 @@ import { Body, Controller, Get, Module, Post, Query, type INestApplication, type
 import { Test } from '@nestjs/testing';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { DatabaseService, PoolModule, ReadOnly } from 'nestjs-pg-pools';
-import { cluster, node, sessionCount, waitFor } from './support/observability.js';
+import { cluster, node } from './support/observability.js';
+import { waitForNoSessions } from './support/sessions.js';
+import { waitFor } from './support/wait.js';
 
 // Opens the live dashboard of a running app in headless Debian Chromium (playwright-core, no
 // browser download) under a bounded read/write load, checks that the cards and charts render
@@ -161,9 +163,7 @@ describe('dashboard in headless Chromium (real cluster, under load)', () => {
     await app?.close();
     if (savedAppName === undefined) delete process.env.DB_APPLICATION_NAME;
     else process.env.DB_APPLICATION_NAME = savedAppName;
-    for (const port of Object.values(cluster.ports)) {
-      await waitFor(`no ${APP} session on ${port}`, async () => (await sessionCount(port, APP)) === 0, 5000, 100);
-    }
+    await waitForNoSessions(APP, { timeoutMs: 5000, everyMs: 100 });
   }, 60_000);
 
   /** Writes (POST /users, on the primary) and reads (GET /users, @ReadOnly on the replicas) over HTTP, in waves. */

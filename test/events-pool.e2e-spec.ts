@@ -4,7 +4,9 @@ import type { Pool, PoolClient } from 'pg';
 import type { Subscription } from 'rxjs';
 import request from 'supertest';
 import { DatabaseService, getPoolToken, PoolModule, type PoolEvent } from 'nestjs-pg-pools';
-import { cluster, node, parsePrometheusText, sampleValue, sessionCount, waitFor } from './support/observability.js';
+import { cluster, node, parsePrometheusText, sampleValue } from './support/observability.js';
+import { waitForNoSessions } from './support/sessions.js';
+import { waitFor } from './support/wait.js';
 
 // The event stream and alerts on the real primary: connect/acquire/release, a slow query
 // (pg_sleep with a small slowQueryMs), a leak (a client held past leakDetectionThresholdMs), and
@@ -62,7 +64,7 @@ describe('pool events and alerts (real primary)', () => {
     for (const c of held.splice(0)) c.release();
     subscription?.unsubscribe();
     await app?.close();
-    await waitFor(`no ${APP} session`, async () => (await sessionCount(cluster.ports.primary, APP)) === 0, 5000, 100);
+    await waitForNoSessions(APP, { nodes: ['primary'], timeoutMs: 5000, everyMs: 100 });
     const everything = JSON.stringify(events) + JSON.stringify(logger.lines);
     expect(everything).not.toContain(cluster.password);
     expect(everything).not.toContain(PARAM);

@@ -3,7 +3,9 @@ import { Test } from '@nestjs/testing';
 import type { Subscription } from 'rxjs';
 import request from 'supertest';
 import { DatabaseService, PoolModule, type PoolEvent } from 'nestjs-pg-pools';
-import { cluster, node, parsePrometheusText, sampleValue, sessionCount, TcpRelay, waitFor } from './support/observability.js';
+import { cluster, node, parsePrometheusText, sampleValue, TcpRelay } from './support/observability.js';
+import { waitForNoSessions } from './support/sessions.js';
+import { waitFor } from './support/wait.js';
 
 // A replica that goes away and comes back, without stopping any server: replica "flaky" is
 // reached through a loopback TCP relay in front of replica1; cutting the relay closes its port
@@ -49,9 +51,7 @@ describe('replica ban events (real replicas behind a relay)', () => {
     subscription?.unsubscribe();
     await app?.close();
     await relay.close();
-    for (const port of Object.values(cluster.ports)) {
-      await waitFor(`no ${APP} session on ${port}`, async () => (await sessionCount(port, APP)) === 0, 5000, 100);
-    }
+    await waitForNoSessions(APP, { timeoutMs: 5000, everyMs: 100 });
     expect(JSON.stringify(events)).not.toContain(cluster.password);
   }, 30_000);
 

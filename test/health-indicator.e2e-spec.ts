@@ -4,7 +4,9 @@ import { Test } from '@nestjs/testing';
 import type { Pool, PoolClient } from 'pg';
 import request from 'supertest';
 import { getPoolToken, PoolHealthIndicator, PoolModule, type DatabaseHealth, type NodeHealth } from 'nestjs-pg-pools';
-import { adminQuery, clusterConfig, clusterCtl, connectionString, type PgNodeName } from './support/cluster.js';
+import { clusterConfig, clusterCtl, connectionString, type PgNodeName } from './support/cluster.js';
+import { sessionCount, waitForNoSessions } from './support/sessions.js';
+import { waitFor } from './support/wait.js';
 
 // PoolHealthIndicator through Terminus on the real primary + 2 replicas: every node's entry when
 // all is up, a stopped replica (200, degraded), a stopped primary (503), requireReplicas, a ping
@@ -68,26 +70,6 @@ interface HealthBody {
 
 const port = (node: PgNodeName) => clusterConfig.ports[node];
 const address = (node: PgNodeName) => `${clusterConfig.host}:${port(node)}`;
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await fn();
-      if (value !== undefined && value !== false) return value;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`Timed out after ${timeoutMs}ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
-async function sessions(node: PgNodeName): Promise<number> {
-  const rows = await adminQuery<{ n: string }>(node, 'SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1', [APP]);
-  return Number(rows[0]!.n);
-}
 
 describe('PoolHealthIndicator (real cluster)', () => {
   let app: INestApplication;
@@ -156,9 +138,7 @@ describe('PoolHealthIndicator (real cluster)', () => {
   afterAll(async () => {
     await app?.close();
     await clusterCtl('start');
-    for (const node of ['primary', 'replica1', 'replica2'] as const) {
-      await waitFor(`no ${APP} session left on ${node}`, async () => (await sessions(node)) === 0, 10_000);
-    }
+    await waitForNoSessions(APP, { timeoutMs: 10_000, everyMs: 100 });
     for (const text of [...bodies, ...logs]) expect(text).not.toContain(PASSWORD);
   }, 90_000);
 
@@ -177,8 +157,8 @@ describe('PoolHealthIndicator (real cluster)', () => {
     // The counts are the pools' own, and the server sees exactly those connections.
     expect(db.nodes.primary!.pool.total).toBe(primaryPool.totalCount);
     expect(db.nodes['replica-2']!.pool.total).toBe(replicaPools[1]!.totalCount);
-    expect(await sessions('primary')).toBe(primaryPool.totalCount);
-    expect(await sessions('replica1')).toBe(replicaPools[0]!.totalCount);
+    expect(await sessionCount('primary', APP)).toBe(primaryPool.totalCount);
+    expect(await sessionCount('replica1', APP)).toBe(replicaPools[0]!.totalCount);
   });
 
   it('pings one node with pingCheck, and reports bad options and unknown nodes as down with the reason', async () => {
@@ -229,7 +209,7 @@ describe('PoolHealthIndicator (real cluster)', () => {
     await waitFor('replica-2 healthy again', async () => {
       const body = await get('/health', 200);
       return body.details.database!.degraded === false;
-    });
+    }, 20_000, 100);
   });
 
   it('keeps the check up (200, degraded) with a stopped replica shown down, unless requireReplicas asks for it', async () => {
@@ -249,7 +229,7 @@ describe('PoolHealthIndicator (real cluster)', () => {
       const banned = await waitFor('replica-1 banned', async () => {
         const entry = (await get('/health', 200)).details.database!.nodes['replica-1']!;
         return entry.banned ? entry : undefined;
-      });
+      }, 20_000, 100);
       expect(banned.bannedUntil).toEqual(expect.stringMatching(/^\d{4}-\d\d-\d\dT/));
       expect(banned.banReason).toEqual(expect.any(String));
 
@@ -269,7 +249,7 @@ describe('PoolHealthIndicator (real cluster)', () => {
     const back = await waitFor('replica-1 back in rotation', async () => {
       const body = await get('/health?requireReplicas=true', 200).catch(() => undefined);
       return body?.details.database!.degraded === false ? body : undefined;
-    });
+    }, 20_000, 100);
     expectNodeUp(back.details.database!.nodes['replica-1']!, 'replica', 'replica1');
   }, 60_000);
 
@@ -297,6 +277,6 @@ describe('PoolHealthIndicator (real cluster)', () => {
       const res = await request(app.getHttpServer()).get('/health');
       bodies.push(res.text);
       return res.status === 200 ? res : undefined;
-    });
+    }, 20_000, 100);
   }, 60_000);
 });

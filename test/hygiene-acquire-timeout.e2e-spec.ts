@@ -1,5 +1,6 @@
 import { PoolAcquireTimeoutError, PoolConfigurationError } from 'nestjs-pg-pools';
-import { clusterConfig, nodeOptions, sessionCounts, startApp, startupError, within, type TestApp } from './chaos/chaos.support.js';
+import { clusterConfig, nodeOptions, startApp, startupError, within, type TestApp } from './chaos/chaos.support.js';
+import { sessionCounts } from './support/sessions.js';
 import { TcpRelay } from './chaos/tcp-relay.js';
 
 // Every acquire is bounded by acquireTimeoutMs: a full pool, a full replica pool and a server

@@ -1,5 +1,7 @@
 import { PoolUnavailableError } from 'nestjs-pg-pools';
-import { clusterConfig, nodeOptions, sessionCounts, sleep, startApp, waitFor } from './chaos/chaos.support.js';
+import { clusterConfig, nodeOptions, startApp, startAppBehindRelay } from './chaos/chaos.support.js';
+import { sessionCounts } from './support/sessions.js';
+import { sleep, waitFor } from './support/wait.js';
 import { TcpRelay } from './chaos/tcp-relay.js';
 
 // The per-node circuit breaker, with "the network" of one node taken away by a relay (no shared
@@ -16,11 +18,9 @@ describe('circuit breaker per node (real servers behind a relay)', () => {
   });
 
   it('opens after failureThreshold connection failures, fails fast, lets one trial through when half-open', async () => {
-    const relay = await new TcpRelay(clusterConfig.host, clusterConfig.primary.port).start();
-    const t = await startApp({
+    const { t, relay } = await startAppBehindRelay({
       preset: 'test',
       applicationName: APP,
-      primary: { ...nodeOptions('primary'), port: relay.port },
       min: 1,
       max: 4,
       breaker: { failureThreshold: 3, resetTimeoutMs: 1000 },
@@ -58,16 +58,13 @@ describe('circuit breaker per node (real servers behind a relay)', () => {
       expect(t.cluster.primary.status().breaker).toBe('open');
     } finally {
       await t.close();
-      await relay.close();
     }
   }, 20_000);
 
   it('closes as soon as a background reconnect succeeds, long before resetTimeoutMs', async () => {
-    const relay = await new TcpRelay(clusterConfig.host, clusterConfig.primary.port).start();
-    const t = await startApp({
+    const { t, relay } = await startAppBehindRelay({
       preset: 'test',
       applicationName: APP,
-      primary: { ...nodeOptions('primary'), port: relay.port },
       min: 1,
       max: 4,
       breaker: { failureThreshold: 2, resetTimeoutMs: 60_000 },
@@ -85,7 +82,6 @@ describe('circuit breaker per node (real servers behind a relay)', () => {
       expect(t.events.filter((e) => e.type === 'breaker-closed')).toHaveLength(1);
     } finally {
       await t.close();
-      await relay.close();
     }
   }, 20_000);
 

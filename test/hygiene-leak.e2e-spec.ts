@@ -1,5 +1,7 @@
 import { PoolConfigurationError } from 'nestjs-pg-pools';
-import { clusterConfig, nodeOptions, sessionCounts, sleep, startApp, startupError, waitFor, type TestApp } from './chaos/chaos.support.js';
+import { clusterConfig, nodeOptions, startApp, startupError, type TestApp } from './chaos/chaos.support.js';
+import { sessionCounts } from './support/sessions.js';
+import { sleep, waitFor } from './support/wait.js';
 
 // Leak detection: a client held longer than leakDetectionThresholdMs logs a warning with the stack
 // that acquired it, counts a leak and emits a `leak` event; it logs again when it finally returns.

@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import type { PoolClient } from 'pg';
-import { nodeOptions, sessionCounts, sessions, sleep, startApp, waitFor } from './chaos/chaos.support.js';
+import { nodeOptions, sessions, startApp } from './chaos/chaos.support.js';
+import { sessionCounts } from './support/sessions.js';
+import { sleep, waitFor } from './support/wait.js';
 
 // Connection lifetimes on the real primary: maxLifetimeMs with ±2.5% jitter per connection (so a
 // pool opened at once does not reconnect at once), maxUses, the idle timeout above min, and TCP

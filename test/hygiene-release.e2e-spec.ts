@@ -1,4 +1,6 @@
-import { adminQuery, nodeOptions, sessionCounts, sessions, startApp, waitFor, type TestApp } from './chaos/chaos.support.js';
+import { adminQuery, nodeOptions, sessions, startApp, type TestApp } from './chaos/chaos.support.js';
+import { sessionCounts } from './support/sessions.js';
+import { waitFor } from './support/wait.js';
 
 // Release hygiene with a one-connection pool, so "the same connection" is checkable by backend
 // pid: a client given back inside an open or aborted transaction is rolled back before anyone

@@ -1,5 +1,6 @@
-import { adminQuery, clusterConfig, nodeOptions, sessionCounts, sessions, sleep, startApp, waitFor } from './chaos/chaos.support.js';
-import { TcpRelay } from './chaos/tcp-relay.js';
+import { adminQuery, nodeOptions, sessions, startApp, startAppBehindRelay } from './chaos/chaos.support.js';
+import { sessionCounts } from './support/sessions.js';
+import { sleep, waitFor } from './support/wait.js';
 
 // Server restarts and failover, without stopping a shared node: a 57P01 on one pooled connection
 // evicts every idle connection of that pool; 25006 from a primary that is in recovery (a demoted
@@ -67,11 +68,9 @@ describe('DB restarts and failover (real servers)', () => {
   }, 20_000);
 
   it('refills to min with backoff while the server refuses, and as soon as it accepts again', async () => {
-    const relay = await new TcpRelay(clusterConfig.host, clusterConfig.primary.port).start();
-    const t = await startApp({
+    const { t, relay } = await startAppBehindRelay({
       preset: 'test',
       applicationName: APP,
-      primary: { ...nodeOptions('primary'), port: relay.port },
       min: 3,
       max: 4,
       breaker: { failureThreshold: 2, resetTimeoutMs: 30_000 },
@@ -99,7 +98,6 @@ describe('DB restarts and failover (real servers)', () => {
       expect((await t.db.query('SELECT 1 AS ok')).rows[0].ok).toBe(1);
     } finally {
       await t.close();
-      await relay.close();
     }
   }, 30_000);
 });

@@ -1,5 +1,6 @@
-import { adminQuery, clusterConfig, nodeOptions, sessionCounts, sessions, sleep, startApp, terminateSessions, waitFor, within, type TestApp } from './chaos/chaos.support.js';
-import { TcpRelay } from './chaos/tcp-relay.js';
+import { adminQuery, nodeOptions, sessions, startApp, startAppBehindRelay, terminateSessions, within, type TestApp } from './chaos/chaos.support.js';
+import { sessionCounts } from './support/sessions.js';
+import { sleep, waitFor } from './support/wait.js';
 
 // Validation on borrow: connections the server killed while they sat in the pool are never handed
 // to a caller — whether the server said so (pg_terminate_backend → 57P01 while idle) or the peer
@@ -42,11 +43,9 @@ describe('validation on borrow (real primary)', () => {
   }, 20_000);
 
   it('checks a connection idle longer than validateIdleAfterMs and replaces a silent one before the caller sees it', async () => {
-    const relay = await new TcpRelay(clusterConfig.host, clusterConfig.primary.port).start();
-    const t = await startApp({
+    const { t, relay } = await startAppBehindRelay({
       preset: 'test',
       applicationName: APP,
-      primary: { ...nodeOptions('primary'), port: relay.port },
       min: 1,
       max: 2,
       acquireTimeoutMs: 1500,
@@ -69,18 +68,15 @@ describe('validation on borrow (real primary)', () => {
       await adminQuery('primary', 'SELECT pg_terminate_backend($1)', [first]);
     } finally {
       await t.close();
-      await relay.close();
     }
   }, 20_000);
 
   it('runs a single statement once more on a new connection when the pooled session was terminated just before it ran', async () => {
-    const relay = await new TcpRelay(clusterConfig.host, clusterConfig.primary.port).start();
     await adminQuery('primary', 'CREATE TABLE IF NOT EXISTS hygiene_stale_retry (id serial PRIMARY KEY, tag text)', [], { as: 'app' });
     await adminQuery('primary', 'DELETE FROM hygiene_stale_retry', [], { as: 'app' });
-    const t = await startApp({
+    const { t, relay } = await startAppBehindRelay({
       preset: 'test',
       applicationName: APP,
-      primary: { ...nodeOptions('primary'), port: relay.port },
       min: 1,
       max: 2,
       validateIdleAfterMs: 60_000,
@@ -109,16 +105,13 @@ describe('validation on borrow (real primary)', () => {
       expect(t.cluster.primary.counters.staleRetries).toBe(1);
     } finally {
       await t.close();
-      await relay.close();
     }
   }, 20_000);
 
   it('validates on every borrow with validateIdleAfterMs: 0', async () => {
-    const relay = await new TcpRelay(clusterConfig.host, clusterConfig.primary.port).start();
-    const t = await startApp({
+    const { t, relay } = await startAppBehindRelay({
       preset: 'test',
       applicationName: APP,
-      primary: { ...nodeOptions('primary'), port: relay.port },
       min: 1,
       max: 1,
       acquireTimeoutMs: 800,
@@ -133,7 +126,6 @@ describe('validation on borrow (real primary)', () => {
       await adminQuery('primary', 'SELECT pg_terminate_backend($1)', [first]);
     } finally {
       await t.close();
-      await relay.close();
     }
   }, 20_000);
 });

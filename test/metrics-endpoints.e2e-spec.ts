@@ -3,7 +3,9 @@ import { Test } from '@nestjs/testing';
 import type { Pool, PoolClient } from 'pg';
 import request from 'supertest';
 import { DatabaseService, getPoolToken, PoolModule, ReadOnly } from 'nestjs-pg-pools';
-import { cluster, node, parsePrometheusText, sampleValue, sessionCount, waitFor, type PromFamily } from './support/observability.js';
+import { cluster, node, parsePrometheusText, sampleValue, sessionCount, type PromFamily } from './support/observability.js';
+import { waitForNoSessions } from './support/sessions.js';
+import { waitFor } from './support/wait.js';
 
 // GET /metrics/db-pool and GET /metrics of a real primary + 2 replicas: the JSON numbers equal
 // the pg.Pool counts (at rest, with clients held, with callers waiting) and pg_stat_activity;
@@ -82,9 +84,7 @@ describe('metrics endpoints (real cluster)', () => {
   afterAll(async () => {
     for (const c of held.splice(0)) c.release();
     await app?.close();
-    for (const port of Object.values(cluster.ports)) {
-      await waitFor(`no ${APP} session on ${port}`, async () => (await sessionCount(port, APP)) === 0, 5000, 100);
-    }
+    await waitForNoSessions(APP, { timeoutMs: 5000, everyMs: 100 });
   }, 30_000);
 
   async function json(): Promise<{ at: number; databases: Record<string, { nodes: Record<string, NodeJson> }> }> {

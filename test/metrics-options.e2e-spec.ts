@@ -4,7 +4,8 @@ import { Test } from '@nestjs/testing';
 import { Counter, Registry } from 'prom-client';
 import request from 'supertest';
 import { PoolModule, type PoolModuleRootOptions } from 'nestjs-pg-pools';
-import { cluster, node, parsePrometheusText, sessionCount, waitFor } from './support/observability.js';
+import { cluster, node, parsePrometheusText } from './support/observability.js';
+import { waitForNoSessions } from './support/sessions.js';
 
 // How the metrics endpoints are registered: configurable paths, guards, a user registry, once for
 // several databases (the first import's options win), forRootAsync, off switches, production
@@ -50,7 +51,7 @@ describe('metrics endpoint options (real primary)', () => {
   });
 
   afterAll(async () => {
-    await waitFor(`no ${APP} session`, async () => (await sessionCount(cluster.ports.primary, APP)) === 0, 5000, 100);
+    await waitForNoSessions(APP, { nodes: ['primary'], timeoutMs: 5000, everyMs: 100 });
   });
 
   it('serves the three endpoints on their default paths', async () => {

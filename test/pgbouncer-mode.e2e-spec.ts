@@ -1,6 +1,7 @@
 import { NamedStatementUnsupportedError, PoolConfigurationError } from 'nestjs-pg-pools';
 import pg from 'pg';
-import { adminQuery, clusterConfig, nodeOptions, startApp, startupError, waitFor, type TestApp } from './chaos/chaos.support.js';
+import { adminQuery, clusterConfig, nodeOptions, startApp, startupError, type TestApp } from './chaos/chaos.support.js';
+import { waitFor } from './support/wait.js';
 import { startupParameters, TcpRelay } from './chaos/tcp-relay.js';
 
 // `pgbouncer: true` against the project's PgBouncer (transaction pooling, in front of the primary):

@@ -4,7 +4,9 @@ import { Test } from '@nestjs/testing';
 import type { Subscription } from 'rxjs';
 import { DatabaseService, NoReplicaAvailableError, PoolModule, ReadOnly, type PoolEvent, type PoolModuleRootOptions } from 'nestjs-pg-pools';
 import { clusterConfig, clusterCtl } from './support/cluster.js';
-import { routingOptions, sessionCounts, sleep, tally, waitFor, where, type Where } from './support/routing.support.js';
+import { routingOptions, tally, where, type Where } from './support/routing.support.js';
+import { sessionCounts } from './support/sessions.js';
+import { sleep, waitFor } from './support/wait.js';
 import type { PgNodeName } from './support/cluster.js';
 
 // Replica failover on the real cluster: replicas are stopped with `pg_ctl stop -m immediate` while a
@@ -113,7 +115,7 @@ describe('replica failover under a steady read load (real servers stopped and st
     const before = counters(db);
     try {
       await clusterCtl('node-stop', 'replica1', 'immediate');
-      await waitFor('replica1 to be banned', () => ofType(main.events, 'replica-banned', 'replica1').length > 0, 10_000);
+      await waitFor('replica1 to be banned', () => ofType(main.events, 'replica-banned', 'replica1').length > 0, 10_000, 25);
       const whileDown = await load.next(100, 'reads while replica1 is down');
       expect(tally(whileDown)).toEqual({ primary: 0, replica1: 0, replica2: 100 });
       const ban = ofType(main.events, 'replica-banned', 'replica1')[0]!;
@@ -125,8 +127,8 @@ describe('replica failover under a steady read load (real servers stopped and st
     } finally {
       await clusterCtl('node-start', 'replica1');
     }
-    await waitFor('replica1 to be restored by the probe', () => ofType(main.events, 'replica-restored', 'replica1').length > 0, 10_000);
-    await waitFor('reads to reach replica1 again', async () => (await load!.next(20, 'reads after the restart')).includes('replica1'), 10_000);
+    await waitFor('replica1 to be restored by the probe', () => ofType(main.events, 'replica-restored', 'replica1').length > 0, 10_000, 25);
+    await waitFor('reads to reach replica1 again', async () => (await load!.next(20, 'reads after the restart')).includes('replica1'), 10_000, 25);
     await load.stop();
     expect(load.failures).toEqual([]);
     expect(ofType(main.events, 'replica-banned', 'replica1')).toHaveLength(1);
@@ -142,7 +144,7 @@ describe('replica failover under a steady read load (real servers stopped and st
     const before = counters(db);
     try {
       await Promise.all([clusterCtl('node-stop', 'replica1', 'immediate'), clusterCtl('node-stop', 'replica2', 'immediate')]);
-      await waitFor('both replicas to be banned', () => ofType(main.events, 'replica-banned').length === 2, 10_000);
+      await waitFor('both replicas to be banned', () => ofType(main.events, 'replica-banned').length === 2, 10_000, 25);
       expect(tally(await load.next(100, 'reads while both replicas are down'))).toEqual({ primary: 100, replica1: 0, replica2: 0 });
       const during = counters(db);
       expect(during.primary.fallbacks - before.primary.fallbacks).toBeGreaterThanOrEqual(100);
@@ -161,13 +163,13 @@ describe('replica failover under a steady read load (real servers stopped and st
     } finally {
       await Promise.all([clusterCtl('node-start', 'replica1'), clusterCtl('node-start', 'replica2')]);
     }
-    await waitFor('both replicas to be restored', () => ofType(main.events, 'replica-restored').length === 2, 10_000);
+    await waitFor('both replicas to be restored', () => ofType(main.events, 'replica-restored').length === 2, 10_000, 25);
     await waitFor('reads to reach both replicas again', async () => {
       const counts = tally(await load!.next(40, 'reads after the restart'));
       return counts.replica1 > 0 && counts.replica2 > 0;
-    }, 10_000);
+    }, 10_000, 25);
     await load.stop();
     expect(load.failures).toEqual([]);
-    await waitFor('the strict app to restore its replicas too', async () => (await strict!.app.get(Reads).one().catch(() => undefined))?.recovery === true, 10_000);
+    await waitFor('the strict app to restore its replicas too', async () => (await strict!.app.get(Reads).one().catch(() => undefined))?.recovery === true, 10_000, 25);
   });
 });

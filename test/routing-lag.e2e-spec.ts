@@ -4,7 +4,9 @@ import { Test } from '@nestjs/testing';
 import request from 'supertest';
 import { DatabaseService, PoolModule, ReadOnly, type PoolModuleRootOptions } from 'nestjs-pg-pools';
 import { adminQuery, clusterCtl, type PgNodeName } from './support/cluster.js';
-import { adapters, createHttpApp, routingOptions, serverAt, sessionCounts, sleep, tally, waitFor, waitForReplay, where } from './support/routing.support.js';
+import { adapters, createHttpApp, routingOptions, serverAt, tally, waitForReplay, where } from './support/routing.support.js';
+import { sessionCounts } from './support/sessions.js';
+import { sleep, waitFor } from './support/wait.js';
 
 // Lag-aware selection and read-your-writes on the real cluster. replica1 gets
 // recovery_min_apply_delay = '3s' (ALTER SYSTEM on the standby + pg_reload_conf(), reset in
@@ -82,7 +84,7 @@ beforeAll(async () => {
   await waitForReplay('replica1');
   await adminQuery('replica1', `ALTER SYSTEM SET recovery_min_apply_delay = '${DELAY}'`);
   await adminQuery('replica1', 'SELECT pg_reload_conf()');
-  await waitFor('the delay to apply on replica1', async () => (await adminQuery('replica1', 'SHOW recovery_min_apply_delay'))[0]!.recovery_min_apply_delay === DELAY, 5000);
+  await waitFor('the delay to apply on replica1', async () => (await adminQuery('replica1', 'SHOW recovery_min_apply_delay'))[0]!.recovery_min_apply_delay === DELAY, 5000, 25);
 }, 30_000);
 
 afterAll(async () => {

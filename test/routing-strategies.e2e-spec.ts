@@ -3,7 +3,8 @@ import { Injectable, Module, type INestApplication } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import type { PoolClient } from 'pg';
 import { DatabaseService, NoReplicaAvailableError, PoolModule, ReadOnly, type PoolModuleRootOptions, type ReplicaCandidate } from 'nestjs-pg-pools';
-import { routingOptions, sessionCounts, tally, where, type Where } from './support/routing.support.js';
+import { routingOptions, tally, where, type Where } from './support/routing.support.js';
+import { sessionCounts } from './support/sessions.js';
 
 // Replica selection strategies on the real replicas: ≥ 300 reads each, counted by the server that
 // answered (inet_server_port()), and the per-node routing counters that must agree with it.

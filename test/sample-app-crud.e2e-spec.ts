@@ -4,6 +4,8 @@ import { Test } from '@nestjs/testing';
 import request from 'supertest';
 import { AppModule } from '../sample-app/src/app.module.js';
 import { adminQuery, clusterConfig, connectionString, type PgNodeName } from './support/cluster.js';
+import { waitForNoSessions } from './support/sessions.js';
+import { waitFor } from './support/wait.js';
 
 // The sample app's own AppModule (what `npm run demo` serves) on the real primary + 2 replicas:
 // the CRUD round trip over HTTP, which server answered each request (its `servedBy` against
@@ -41,26 +43,6 @@ class CapturingLogger implements LoggerService {
   warn(message: unknown, ...rest: unknown[]) {
     this.log(message, ...rest);
   }
-}
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await fn();
-      if (value !== undefined && value !== false) return value;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`Timed out after ${timeoutMs}ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
-async function sessions(node: PgNodeName): Promise<number> {
-  const rows = await adminQuery<{ n: string }>(node, 'SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1', [APP]);
-  return Number(rows[0]!.n);
 }
 
 /** True once every replica has replayed the WAL position of a consistency token. */
@@ -127,9 +109,7 @@ describe('sample app: CRUD on users (real cluster)', () => {
     }
     await app?.close();
     process.env = savedEnv;
-    for (const node of ['primary', 'replica1', 'replica2'] as const) {
-      await waitFor(`no ${APP} session left on ${node}`, async () => (await sessions(node)) === 0, 10_000);
-    }
+    await waitForNoSessions(APP, { timeoutMs: 10_000, everyMs: 50 });
     for (const text of [...texts, ...logs]) expect(text).not.toContain(PASSWORD);
   }, 60_000);
 
@@ -171,7 +151,7 @@ describe('sample app: CRUD on users (real cluster)', () => {
     else expectPrimary(freshBy);
 
     // Once both replicas replayed the write, plain GETs are served by the replicas, in turn.
-    await waitFor('both replicas replayed the insert', () => replicasReplayed(token));
+    await waitFor('both replicas replayed the insert', () => replicasReplayed(token), 15_000);
     const ports = new Set<number>();
     for (let i = 0; i < 4; i++) {
       const res = await api.get(`/users/${user.id}`);

@@ -3,7 +3,7 @@ import autocannon from 'autocannon';
 import pg from 'pg';
 import { BenchChild, loaderPath } from '../bench.child.js';
 import { benchCluster, clusterScript, HTTP_DATABASE, serverConfig, serverUrl, USERS_ROWS } from '../bench.config.js';
-import { interleave, median, pairedRatio, pause, withDeadline } from '../bench.harness.js';
+import { interleaveSides, median, pairedRatio, pause, withDeadline } from '../bench.harness.js';
 import { atLeast, figure } from '../bench.results.js';
 import type { Scenario } from '../bench.scenario.js';
 
@@ -107,43 +107,46 @@ export const httpScenario: Scenario = {
       const ids = await seedUsers();
       const raw = await BenchChild.start('http server (raw)', 'http-server.worker.js', ['raw'], 60_000, { execArgv });
       started.push(raw.child);
-      const oursPort = Number(ours.ready.port);
-      const rawPort = Number(raw.ready.port);
-      const runs = await interleave(
+      const scoped = await BenchChild.start('http server (raw + request scope)', 'http-server.worker.js', ['raw-scoped'], 60_000, { execArgv });
+      started.push(scoped.child);
+      const [oursRuns, rawRuns, scopedRuns] = await interleaveSides(
         timing.httpReps,
-        () => load(oursPort, timing.httpSeconds, ids),
-        () => load(rawPort, timing.httpSeconds, ids),
+        [ours, raw, scoped].map((server) => () => load(Number(server.ready.port), timing.httpSeconds, ids)),
       );
-      const bad = [...runs.ours, ...runs.raw].reduce((n, r) => n + r.non2xx + r.errors, 0);
+      const runs = { ours: oursRuns!, raw: rawRuns!, scoped: scopedRuns! };
+      const bad = [...runs.ours, ...runs.raw, ...runs.scoped].reduce((n, r) => n + r.non2xx + r.errors, 0);
       if (bad > 0) {
         throw new Error(`Cannot trust the HTTP figures because ${bad} responses were not 2xx or failed. Please make sure that the cluster is up and both replicas stream.`);
       }
-      const oursRates = runs.ours.map((r) => r.rate);
-      const rawRates = runs.raw.map((r) => r.rate);
-      const ratio = pairedRatio(oursRates, rawRates);
+      const rates = (side: HttpRun[]) => side.map((r) => r.rate);
+      const ratio = pairedRatio(rates(runs.ours), rates(runs.raw));
+      const scopedRatio = pairedRatio(rates(runs.scoped), rates(runs.raw));
       const oursP99 = median(runs.ours.map((r) => r.p99));
       const rawP99 = median(runs.raw.map((r) => r.p99));
-      log(`  ours ${median(oursRates).toFixed(0)} req/s p99 ${oursP99}ms; raw ${median(rawRates).toFixed(0)} req/s p99 ${rawP99}ms; ratio ${ratio.toFixed(3)}`);
+      log(`  ours ${median(rates(runs.ours)).toFixed(0)} req/s p99 ${oursP99}ms; raw ${median(rates(runs.raw)).toFixed(0)} req/s p99 ${rawP99}ms; ratio ${ratio.toFixed(3)}`);
+      log(`  raw + request-scope interceptor ${median(rates(runs.scoped)).toFixed(0)} req/s; ratio to raw ${scopedRatio.toFixed(3)}`);
       return {
         method:
-          `Two Express apps in child processes. Ours: the sample app (sample-app/src AppModule: PoolModule.forRootAsync with library defaults, ` +
+          `Express apps in child processes. Ours: the sample app (sample-app/src AppModule: PoolModule.forRootAsync with library defaults, ` +
           `DB_POOL_MAX_SIZE=10, primary + 2 replicas, global routing interceptor, metrics endpoints) whose GET /users/:id is @ReadOnly() and so ` +
           'round-robins over both replicas. Raw: the same route (the sample id parsing, statement, 404 and body) on a hand-written ' +
           'pg.Pool({ max: 10 }) provider on replica1, given the library session settings (statement_timeout, TimeZone, read-only). ' +
-          `Both read ${USERS_ROWS} users in database ${HTTP_DATABASE}. autocannon (${CONNECTIONS} connections, loopback, cycling through the ids) ` +
-          `runs ${timing.httpSeconds}s against each in turn; medians over repetitions.`,
+          'A third app adds to raw only a global interceptor that runs each request in an AsyncLocalStorage scope (nestjs-cls style), to show ' +
+          'what a request scope costs by itself. ' +
+          `All read ${USERS_ROWS} users in database ${HTTP_DATABASE}. autocannon (${CONNECTIONS} connections, loopback, cycling through the ids) ` +
+          `runs ${timing.httpSeconds}s against each in turn (order alternating); medians over ${timing.httpReps} repetitions.`,
         figures: [
           figure({
             id: '5.req-per-s',
             label: `GET /users/:id, ${CONNECTIONS} connections: throughput`,
-            ours: median(oursRates),
-            raw: median(rawRates),
+            ours: median(rates(runs.ours)),
+            raw: median(rates(runs.raw)),
             reference: 'hand-written pg.Pool provider',
             unit: 'req/s',
             value: ratio,
             valueUnit: '×',
             target: atLeast(0.95),
-            samples: oursRates.map((o, i) => o / rawRates[i]!),
+            samples: rates(runs.ours).map((o, i) => o / rates(runs.raw)[i]!),
           }),
           figure({
             id: '5.p99',
@@ -155,8 +158,20 @@ export const httpScenario: Scenario = {
             value: oursP99 / rawP99,
             valueUnit: '×',
           }),
+          figure({
+            id: '5.request-scope',
+            label: 'For scale: the same raw app plus only a request-scoped AsyncLocalStorage interceptor',
+            ours: median(rates(runs.scoped)),
+            raw: median(rates(runs.raw)),
+            reference: 'hand-written pg.Pool provider',
+            unit: 'req/s',
+            value: scopedRatio,
+            valueUnit: '×',
+            samples: rates(runs.scoped).map((o, i) => o / rates(runs.raw)[i]!),
+            note: `ours vs this app: ${pairedRatio(rates(runs.ours), rates(runs.scoped)).toFixed(3)}×`,
+          }),
         ],
-        details: { ours: runs.ours, raw: runs.raw },
+        details: { ours: runs.ours, raw: runs.raw, rawWithRequestScope: runs.scoped },
       };
     } finally {
       await Promise.all(started.map((c) => c.stop()));

@@ -5,12 +5,13 @@ import { benchLogger } from '../bench.logger.js';
 
 // Child process of the HTTP scenario (run with --import bench.loader.js): serves the sample app
 // (`ours`, configured by the DB_* variables the parent sets) or the same GET /users/:id route on
-// a hand-written pg.Pool provider (`raw`) on 127.0.0.1 (random port), reports the port over IPC
-// and closes the app on `stop` (or when the parent goes away).
+// a hand-written pg.Pool provider (`raw`; `raw-scoped` adds a request-scoped AsyncLocalStorage
+// interceptor) on 127.0.0.1 (random port), reports the port over IPC,
+// answers `cpu` with its CPU time so far, and closes the app on `stop` (or when the parent goes away).
 
 const side = process.argv[2];
-if (side !== 'ours' && side !== 'raw') {
-  throw new Error(`Expected the side (ours or raw) as the first argument, got ${JSON.stringify(side)}.`);
+if (side !== 'ours' && side !== 'raw' && side !== 'raw-scoped') {
+  throw new Error(`Expected the side (ours, raw or raw-scoped) as the first argument, got ${JSON.stringify(side)}.`);
 }
 
 let app: INestApplication | undefined;
@@ -21,7 +22,9 @@ async function stop(code: number): Promise<void> {
 }
 
 process.on('message', (message) => {
-  if ((message as { cmd?: string }).cmd === 'stop') void stop(0);
+  const cmd = (message as { cmd?: string }).cmd;
+  if (cmd === 'stop') void stop(0);
+  else if (cmd === 'cpu') process.send!({ cmd, ...process.cpuUsage() });
 });
 process.on('disconnect', () => void stop(0));
 
@@ -29,7 +32,9 @@ try {
   const root =
     side === 'ours'
       ? (await import('../../sample-app/src/app.module.js')).AppModule
-      : (await import('../http/users-raw.module.js')).RawUsersModule;
+      : side === 'raw'
+        ? (await import('../http/users-raw.module.js')).RawUsersModule
+        : (await import('../http/request-scope.interceptor.js')).RawScopedUsersModule;
   app = await NestFactory.create(root, { logger: benchLogger, abortOnError: false });
   await app.listen(0, '127.0.0.1');
   const address = app.getHttpServer().address() as { port: number };

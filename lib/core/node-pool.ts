@@ -88,6 +88,20 @@ function withCallerStack(err: unknown): never {
   throw err;
 }
 
+/**
+ * Rejects a promise (through its `resolve`) with `err`, re-anchoring the stack at the code that
+ * awaits it. The chain is linked before `err` is thrown into it, so the stack walk reaches the
+ * caller; the success path needs no extra promise.
+ */
+function rejectAtCaller(resolve: (value: PromiseLike<never>) => void, err: unknown): void {
+  let throwIn!: (reason: unknown) => void;
+  const failed = new Promise<never>((_, reject) => {
+    throwIn = reject;
+  });
+  resolve(failed.catch(withCallerStack));
+  throwIn(err);
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
@@ -249,14 +263,14 @@ export class NodePool {
     const t0 = performance.now();
     // As in acquire(): taken while the caller's frames are on the stack; formatted only if it leaks.
     const origin = this.config.leakDetectionThresholdMs === 0 ? undefined : new Error('Client acquired here');
-    return new Promise<QueryResult<R>>((resolve, reject) => {
+    return new Promise<QueryResult<R>>((resolve) => {
       this.pool.connect((connectError, pooled) => {
         const client = pooled as MetaClient;
         let checked: PoolClient | Promise<PoolClient>;
         try {
           checked = connectError ? this.#acquireFailed(connectError, t0) : this.#checkout(client, t0, 0);
         } catch (failure) {
-          reject(failure);
+          rejectAtCaller(resolve, failure);
           return;
         }
         if (checked !== client) {
@@ -265,7 +279,7 @@ export class NodePool {
               if (origin !== undefined) this.#armLeak((c as MetaClient)[META], origin);
               return this.#execute<R>(c as MetaClient, text, values, true, true);
             })
-            .then(resolve, reject);
+            .then(resolve, (err: unknown) => rejectAtCaller(resolve, err));
           return;
         }
         try {
@@ -287,19 +301,19 @@ export class NodePool {
                 this.counters.staleRetries++;
                 this.acquire()
                   .then((fresh) => this.#execute<R>(fresh as MetaClient, text, values, true, false))
-                  .then(resolve, reject);
+                  .then(resolve, (err: unknown) => rejectAtCaller(resolve, err));
                 return;
               }
-              reject(queryError);
+              rejectAtCaller(resolve, queryError);
             } catch (failure) {
-              reject(failure);
+              rejectAtCaller(resolve, failure);
             }
           });
         } catch (failure) {
-          reject(failure);
+          rejectAtCaller(resolve, failure);
         }
       });
-    }).catch(withCallerStack);
+    });
   }
 
   /** Runs a statement on a client already taken from this pool; releases it when `release` is set. */
@@ -450,11 +464,17 @@ export class NodePool {
     return new NamedStatementUnsupportedError(this.config.database, String(text.name));
   }
 
+  /** pg-pool's callback under one promise (its promise form adds two more per checkout). */
   #connect(t0: number): Promise<PoolClient> {
-    return this.pool.connect().then(
-      (client) => this.#checkout(client as MetaClient, t0, 0),
-      (err: unknown) => this.#acquireFailed(err, t0),
-    );
+    return new Promise<PoolClient>((resolve) => {
+      this.pool.connect((err, client) => {
+        try {
+          resolve(err ? this.#acquireFailed(err, t0) : this.#checkout(client as MetaClient, t0, 0));
+        } catch (failure) {
+          rejectAtCaller(resolve, failure);
+        }
+      });
+    });
   }
 
   #execute<R extends QueryResultRow>(client: MetaClient, text: QueryInput, values: unknown[] | undefined, release: boolean, retry: boolean): Promise<QueryResult<R>> {

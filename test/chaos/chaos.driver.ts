@@ -8,14 +8,13 @@ import {
   nodeOptions,
   replicaOptions,
   sessions,
-  sleep,
   startApp,
   terminateSessions,
-  waitFor,
   within,
   type PgNodeName,
   type TestApp,
 } from './chaos.support.js';
+import { sleep, waitFor } from '../support/wait.js';
 
 // The chaos driver behind `npm run chaos` (full) and test/chaos.e2e-spec.ts (short): one Nest
 // application with a primary + two replicas under a steady mixed load (reads on replicas, writes

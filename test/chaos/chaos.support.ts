@@ -5,10 +5,12 @@ import type { Subscription } from 'rxjs';
 import type { PoolCluster } from '../../lib/core/pool-cluster.js';
 import { getClusterToken } from '../../lib/pool.utils.js';
 import { adminQuery, clusterConfig, clusterCtl, type ClusterNodeName, type PgNodeName } from '../support/cluster.js';
+import { TcpRelay } from './tcp-relay.js';
 
 // Shared by the hygiene, PgBouncer and chaos e2e tests and by the chaos driver: connection
 // options of the real nodes (from test/support/cluster.ts, so PGPOOLS_CLUSTER_OFFSET applies),
-// server-side session counts by application_name, and bounded waits.
+// server-side sessions by application_name, and a deadline for one promise. Counts and polling
+// waits are in test/support/sessions.ts and test/support/wait.ts.
 
 export { adminQuery, clusterConfig, clusterCtl, type ClusterNodeName, type PgNodeName };
 
@@ -41,14 +43,6 @@ export async function sessions(node: PgNodeName, applicationName: string): Promi
   );
 }
 
-/** Sessions of `applicationName` per PostgreSQL node. */
-export async function sessionCounts(applicationName: string): Promise<Record<PgNodeName, number>> {
-  const [primary, replica1, replica2] = await Promise.all(
-    (['primary', 'replica1', 'replica2'] as const).map((n) => sessions(n, applicationName).then((rows) => rows.length)),
-  );
-  return { primary: primary!, replica1: replica1!, replica2: replica2! };
-}
-
 /**
  * Terminates every backend of `applicationName` on `node`; returns how many. With `onlyIdle`, only
  * sessions idle outside a transaction (pooled connections), each re-checked in its own statement:
@@ -78,26 +72,6 @@ export async function terminateSessions(node: PgNodeName, applicationName: strin
     if (rows[0]?.done === true) terminated++;
   }
   return terminated;
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
-}
-
-/** Polls `fn` until it returns a truthy value or `timeoutMs` passes (then throws naming `what`). */
-export async function waitFor<T>(what: string, fn: () => T | Promise<T>, timeoutMs = 10_000, everyMs = 50): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await fn();
-      if (value) return value as NonNullable<T>;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`Timed out after ${timeoutMs}ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await sleep(everyMs);
-  }
 }
 
 /** Rejects with a message naming `what` when `promise` has not settled after `ms`. */
@@ -175,6 +149,22 @@ export async function startApp(options: PoolModuleRootOptions, echoLogs = false)
       return closed;
     },
   };
+}
+
+/**
+ * `startApp(options)` with the primary reached through a new TcpRelay in front of the real primary,
+ * so the test can take "the network" away; `t.close()` closes the application, then the relay.
+ */
+export async function startAppBehindRelay(options: Omit<PoolModuleRootOptions, 'primary'>): Promise<{ t: TestApp; relay: TcpRelay }> {
+  const relay = await new TcpRelay(clusterConfig.host, clusterConfig.primary.port).start();
+  let app: TestApp;
+  try {
+    app = await startApp({ ...options, primary: { ...nodeOptions('primary'), port: relay.port } });
+  } catch (err) {
+    await relay.close();
+    throw err;
+  }
+  return { t: { ...app, close: () => app.close().finally(() => relay.close()) }, relay };
 }
 
 /** The error `PoolModule.forRoot(options)` fails with while the application starts (or `undefined`). */

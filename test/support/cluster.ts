@@ -132,6 +132,13 @@ function assertNode(node: string): asserts node is ClusterNodeName {
   }
 }
 
+/** The PostgreSQL node listening on `port` (e.g. what `inet_server_port()` returned). */
+export function pgNodeAt(port: number | string): PgNodeName {
+  const found = pgNodeNames.find((n) => ports[n] === Number(port));
+  if (found === undefined) throw new Error(`port ${port} is not a cluster node`);
+  return found;
+}
+
 /**
  * `postgres://app:<password>@127.0.0.1:<port>/app` for the app user on `node`; `overrides` replaces
  * user/password/database and `params` adds query parameters (e.g. `{ application_name: 'x' }`).

@@ -1,11 +1,12 @@
 import type { LoggerService } from '@nestjs/common';
-import pg from 'pg';
+import type pg from 'pg';
 import type { NodeOptions } from 'nestjs-pg-pools';
-import { clusterConfig } from './cluster.js';
+import { adminQuery as clusterAdminQuery, clusterConfig, pgNodeAt, pgNodeNames } from './cluster.js';
+import { sessionCounts as sessionCountsByNode } from './sessions.js';
 
-// Helpers of the foundation e2e tests: cluster settings (from test/support/cluster.ts, which reads
-// scripts/cluster.env), superuser queries over the unix socket, pg_stat_activity counts by
-// application_name, and log/stdout capture for "no password anywhere" checks.
+// Helpers of the foundation e2e tests, by server port: cluster settings, superuser queries and
+// pg_stat_activity counts by application_name (all from test/support/cluster.ts and sessions.ts),
+// and log/stdout capture for "no password anywhere" checks.
 
 export const foundationCluster = {
   host: clusterConfig.host,
@@ -40,37 +41,14 @@ export const primaryNode = (extra?: Partial<NodeOptions>) => nodeOptions(foundat
 export const replicaNodes = () => [nodeOptions(foundationCluster.ports.replica1), nodeOptions(foundationCluster.ports.replica2)];
 
 /** One statement as the superuser over the unix socket of the server on `port`. */
-export async function adminQuery<R extends pg.QueryResultRow = any>(port: number, text: string, values?: unknown[]): Promise<R[]> {
-  const client = new pg.Client({
-    host: foundationCluster.socketDir,
-    port,
-    user: foundationCluster.superuser,
-    database: foundationCluster.database,
-    application_name: 'foundation-admin',
-    connectionTimeoutMillis: 5000,
-  });
-  await client.connect();
-  try {
-    return (await client.query<R>(text, values)).rows;
-  } finally {
-    await client.end();
-  }
+export function adminQuery<R extends pg.QueryResultRow = any>(port: number, text: string, values?: unknown[]): Promise<R[]> {
+  return clusterAdminQuery<R>(pgNodeAt(port), text, values, { applicationName: 'foundation-admin' });
 }
 
-/** Server-side sessions with this application_name, per server port. */
+/** Server-side sessions (client backends) with this application_name, per server port. */
 export async function sessionCounts(applicationName: string): Promise<Record<number, number>> {
-  const counts: Record<number, number> = {};
-  await Promise.all(
-    serverPorts.map(async (port) => {
-      const rows = await adminQuery<{ n: number }>(
-        port,
-        'SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND backend_type = $2',
-        [applicationName, 'client backend'],
-      );
-      counts[port] = rows[0]!.n;
-    }),
-  );
-  return counts;
+  const byNode = await sessionCountsByNode(applicationName, { clientBackendsOnly: true });
+  return Object.fromEntries(pgNodeNames.map((node) => [clusterConfig.ports[node], byNode[node]]));
 }
 
 export async function totalSessions(applicationName: string): Promise<number> {

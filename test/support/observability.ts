@@ -1,31 +1,19 @@
-import { readFileSync } from 'node:fs';
 import net from 'node:net';
-import path from 'node:path';
-import pg from 'pg';
 import type { NodeOptions } from 'nestjs-pg-pools';
+import { clusterConfig, pgNodeAt } from './cluster.js';
+import { sessionCount as sessionCountOn } from './sessions.js';
 
-// Helpers of the observability e2e tests (metrics, events, dashboard): cluster settings from
-// scripts/cluster.env, a Prometheus text-format parser, pg_stat_activity counts, a TCP relay that
-// can "take a replica away" without stopping any server, and bounded waits.
-
-function readClusterEnv(): Record<string, string> {
-  const text = readFileSync(path.join(process.cwd(), 'scripts/cluster.env'), 'utf8');
-  const values: Record<string, string> = {};
-  for (const line of text.split('\n')) {
-    const match = /^([A-Z0-9_]+)=(.*)$/.exec(line.trim());
-    if (match) values[match[1]!] = match[2]!;
-  }
-  return values;
-}
-
-const env = readClusterEnv();
+// Helpers of the observability e2e tests (metrics, events, dashboard): cluster settings (from
+// test/support/cluster.ts, so PGPOOLS_CLUSTER_OFFSET applies), a Prometheus text-format parser,
+// pg_stat_activity counts by port, and a TCP relay that can "take a replica away" without stopping
+// any server.
 
 export const cluster = {
-  host: env.PG_HOST!,
-  user: env.PG_USER!,
-  password: env.PG_PASSWORD!,
-  database: env.PG_DATABASE!,
-  ports: { primary: Number(env.PG_PRIMARY_PORT), replica1: Number(env.PG_REPLICA1_PORT), replica2: Number(env.PG_REPLICA2_PORT) },
+  host: clusterConfig.host,
+  user: clusterConfig.user,
+  password: clusterConfig.password,
+  database: clusterConfig.database,
+  ports: { primary: clusterConfig.ports.primary, replica1: clusterConfig.ports.replica1, replica2: clusterConfig.ports.replica2 },
 };
 
 export function node(port: number, extra: Partial<NodeOptions> = {}): NodeOptions {
@@ -33,31 +21,8 @@ export function node(port: number, extra: Partial<NodeOptions> = {}): NodeOption
 }
 
 /** Sessions with this application_name on the server at `port`. */
-export async function sessionCount(port: number, applicationName: string): Promise<number> {
-  const client = new pg.Client({ ...node(port), application_name: 'observability-e2e-probe' });
-  await client.connect();
-  try {
-    const res = await client.query<{ n: string }>('SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1', [applicationName]);
-    return Number(res.rows[0]!.n);
-  } finally {
-    await client.end();
-  }
-}
-
-/** Polls `fn` until it returns a truthy value or `timeoutMs` passes (then throws with `what`). */
-export async function waitFor<T>(what: string, fn: () => T | Promise<T>, timeoutMs = 10_000, everyMs = 50): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await fn();
-      if (value) return value as NonNullable<T>;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`Timed out after ${timeoutMs}ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
+export function sessionCount(port: number, applicationName: string): Promise<number> {
+  return sessionCountOn(pgNodeAt(port), applicationName);
 }
 
 export interface PromSample {

@@ -2,7 +2,8 @@ import type { INestApplication, Type } from '@nestjs/common';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
 import type { NodeOptions, PoolModuleRootOptions } from 'nestjs-pg-pools';
-import { adminQuery, clusterConfig, type PgNodeName } from './cluster.js';
+import { adminQuery, clusterConfig, pgNodeAt, type PgNodeName } from './cluster.js';
+import { waitFor } from './wait.js';
 
 // Helpers of the routing e2e tests (test/routing-*.e2e-spec.ts). Every port and credential comes
 // from test/support/cluster.ts, so PGPOOLS_CLUSTER_OFFSET=N runs them on a private cluster copy.
@@ -37,12 +38,7 @@ export function routingOptions(applicationName: string, extra: Partial<PoolModul
 }
 
 /** Which server answered: its name, from the port `inet_server_port()` returned. */
-export function serverAt(port: number | string): PgNodeName {
-  const p = Number(port);
-  const found = pgNodes.find((n) => clusterConfig.ports[n] === p);
-  if (found === undefined) throw new Error(`port ${port} is not a cluster node`);
-  return found;
-}
+export const serverAt = pgNodeAt;
 
 export interface Where {
   node: PgNodeName;
@@ -73,37 +69,6 @@ export async function createHttpApp(module: Type<unknown>, adapter: AdapterName)
   await app.init();
   await app.getHttpAdapter().getInstance().ready();
   return app;
-}
-
-/** Server sessions with this application_name, per node. */
-export async function sessionCounts(applicationName: string): Promise<Record<PgNodeName, number>> {
-  const entries = await Promise.all(
-    pgNodes.map(async (n) => {
-      const rows = await adminQuery<{ n: string }>(n, 'SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1', [applicationName]);
-      return [n, Number(rows[0]!.n)] as const;
-    }),
-  );
-  return Object.fromEntries(entries) as Record<PgNodeName, number>;
-}
-
-/** Polls `fn` until it returns a truthy value; throws naming `what` after `timeoutMs`. */
-export async function waitFor<T>(what: string, fn: () => T | Promise<T>, timeoutMs = 10_000, everyMs = 25): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await fn();
-      if (value) return value as NonNullable<T>;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`Timed out after ${timeoutMs}ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await sleep(everyMs);
-  }
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Counts per node of a list of answers. */
