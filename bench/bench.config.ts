@@ -98,7 +98,7 @@ export interface BenchTiming {
 }
 
 export const FULL_TIMING: BenchTiming = {
-  reps: 15,
+  reps: 21,
   sliceMs: 300,
   acquireSliceMs: 200,
   connectSliceMs: 600,

@@ -121,6 +121,14 @@ export function renderMarkdown(run: BenchRun): string {
     }
   }
   out.push('');
+  const missed = run.scenarios.flatMap((s) => s.figures.filter((f) => f.met === false).map((f) => ({ s, f })));
+  if (missed.length > 0) {
+    out.push('## Targets not met', '');
+    for (const { s, f } of missed) {
+      out.push(`- **${s.id}. ${escape(f.label)}: ${formatValue(f)} (target ${f.target!.text}).** ${f.whenNotMet ?? 'See the scenario below for the per-repetition figures.'}`);
+    }
+    out.push('');
+  }
   out.push('## Reading the figures', '');
   out.push(
     '- **Same machine, same run.** Node, autocannon and the three PostgreSQL servers share the cores, so absolute rates move with ' +

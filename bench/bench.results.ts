@@ -17,6 +17,8 @@ export interface Figure {
   /** Per-repetition values of the figure, for the curious. */
   samples?: number[];
   note?: string;
+  /** What the shortfall comes from, printed under "Targets not met" when `met` is false. */
+  whenNotMet?: string;
 }
 
 export interface Target {

@@ -55,6 +55,13 @@ export const queryPathScenario: Scenario = {
               target: atLeast(0.97),
               samples: oursRates!.map((o, i) => o / rawRates![i]!),
               note: perQueryNote(runs[0]!, runs[1]!),
+              whenNotMet: leak
+                ? 'With leakDetectionThresholdMs set, every checkout records the stack of the code that took the client (one `new Error()`; ' +
+                  'V8 captures its frames, async ones included, at once, and formats them only for a leak report). That capture is the ' +
+                  'whole difference from the "leak detection off" row at the same concurrency (see "Node CPU per query" below). It is off by ' +
+                  'default, as in HikariCP; turn it on where the stacks are worth that cost (staging, hunting a leak).'
+                : 'See "Node CPU per query" and the per-repetition ratios below: on 2 cores shared with the PostgreSQL servers the ' +
+                  'ratios of one run spread widely, so a shortfall of this size is within what two runs of the same code differ by.',
             }),
           );
           if (bareRates) {

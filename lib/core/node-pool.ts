@@ -102,6 +102,22 @@ function rejectAtCaller(resolve: (value: PromiseLike<never>) => void, err: unkno
   throwIn(err);
 }
 
+/** How long shutdown waits for one client's socket to close after pg-pool asked it to end. */
+const SOCKET_CLOSE_WAIT_MS = 2000;
+
+/** Settles when `client`'s connection has ended (at once if it never connected), or after `ms`. */
+function socketClosed(client: PoolClient, ms: number): Promise<void> {
+  const state = client as unknown as { _ended?: boolean; connection?: { _connecting?: boolean } };
+  if (state._ended === true || state.connection?._connecting !== true) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms).unref();
+    client.once('end', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
@@ -429,14 +445,19 @@ export class NodePool {
     if (!this.#endPromise) {
       clearTimeout(this.#refillTimer);
       this.#refillTimer = undefined;
+      // Every client, idle ones included: pg-pool's end() drops the idle ones from its list at once.
+      const every = (this.pool as unknown as PgPoolInternals)._clients?.slice() ?? [];
       const ended = this.pool.end().catch((err: unknown) => {
         this.host.warn(`Ending pool "${this.config.database}/${this.name}" failed: ${this.host.scrub(String(err))}`);
       });
       // pg-pool's end() waits for every checked-out client; one that is never released would
       // hang shutdown, so whatever is still out (after drain) is disconnected now.
       const held = (this.pool as unknown as PgPoolInternals)._clients?.slice() ?? [];
-      this.#endPromise =
+      const stopped =
         held.length === 0 ? ended : Promise.race([ended, Promise.allSettled(held.map((c) => this.#disconnect(c))).then(() => undefined)]);
+      // pg-pool settles end() once it has asked every client to close, not once they have: wait
+      // (bounded) for the sockets, so that after shutdown no session is left on the server.
+      this.#endPromise = stopped.then(() => Promise.all(every.map((c) => socketClosed(c, SOCKET_CLOSE_WAIT_MS)))).then(() => undefined);
     }
     return this.#endPromise;
   }

@@ -2,6 +2,7 @@ import { BadRequestException, Injectable, type CallHandler, type ExecutionContex
 import { Reflector } from '@nestjs/core';
 import { Observable } from 'rxjs';
 import { allClusters } from '../core/cluster-registry.js';
+import type { PoolCluster } from '../core/pool-cluster.js';
 import { DEFAULT_CONSISTENCY_HEADER, DEFAULT_DATABASE, READ_ONLY_METADATA } from '../pool.constants.js';
 import { newSession, parseConsistencyToken, routingStorage, TOKEN_FORM, type RoutingScope } from './routing-context.js';
 
@@ -14,9 +15,21 @@ function headerOf(request: unknown, name: string): string | undefined {
 }
 
 /** The consistency token a request carries, per database; 400 when it is malformed. */
-export function carriedToken(request: unknown): Map<string, bigint> | undefined {
+let headersOf: readonly PoolCluster[] | undefined;
+let headerNames: readonly string[] = [DEFAULT_CONSISTENCY_HEADER];
+
+/** The consistency headers of the registered databases (computed again only when they change). */
+function consistencyHeaders(): readonly string[] {
   const clusters = allClusters();
-  const names = clusters.length === 0 ? [DEFAULT_CONSISTENCY_HEADER] : [...new Set(clusters.map((c) => c.options.routing.consistencyHeader))];
+  if (clusters !== headersOf) {
+    headersOf = clusters;
+    headerNames = clusters.length === 0 ? [DEFAULT_CONSISTENCY_HEADER] : [...new Set(clusters.map((c) => c.options.routing.consistencyHeader))];
+  }
+  return headerNames;
+}
+
+export function carriedToken(request: unknown): Map<string, bigint> | undefined {
+  const names = consistencyHeaders();
   let carried: Map<string, bigint> | undefined;
   for (const name of names) {
     const token = headerOf(request, name);
