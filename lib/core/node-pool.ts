@@ -56,6 +56,9 @@ type MetaClient = PoolClient & {
 interface PgPoolInternals {
   _idle?: Array<{ client: MetaClient }>;
   _clients?: MetaClient[];
+  _pendingQueue?: PendingWaiter[];
+  options: { max?: number; connectionTimeoutMillis?: number };
+  ending?: boolean;
   _remove?: (client: MetaClient) => void;
   newClient?: (pending: { callback: (err: Error | undefined, client?: MetaClient) => void }) => void;
 }
@@ -101,6 +104,21 @@ function rejectAtCaller(resolve: (value: PromiseLike<never>) => void, err: unkno
   resolve(failed.catch(withCallerStack));
   throwIn(err);
 }
+
+/** One entry of pg-pool's wait queue (its `PendingItem`). */
+interface PendingWaiter {
+  callback: (err: Error | undefined, client?: PoolClient, done?: unknown) => void;
+  timedOut?: boolean;
+}
+
+/** A caller queued for a client, with the moment its acquire timeout expires. */
+interface QueuedCaller {
+  readonly deadline: number;
+  item: PendingWaiter | undefined;
+  served: boolean;
+}
+
+type ConnectCallback = (err: Error | undefined, client: PoolClient | undefined) => void;
 
 /** How long shutdown waits for one client's socket to close after pg-pool asked it to end. */
 const SOCKET_CLOSE_WAIT_MS = 2000;
@@ -159,6 +177,9 @@ export class NodePool {
   #refilling = false;
   #refillDelay = REFILL_FIRST_DELAY_MS;
   readonly #transactionSettings: string;
+  /** Callers waiting in pg-pool's queue, oldest first; one timer watches the oldest deadline. */
+  readonly #queued: QueuedCaller[] = [];
+  #queueTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly config: ResolvedNode,
@@ -280,7 +301,7 @@ export class NodePool {
     // As in acquire(): taken while the caller's frames are on the stack; formatted only if it leaks.
     const origin = this.config.leakDetectionThresholdMs === 0 ? undefined : new Error('Client acquired here');
     return new Promise<QueryResult<R>>((resolve) => {
-      this.pool.connect((connectError, pooled) => {
+      this.#poolConnect((connectError, pooled) => {
         const client = pooled as MetaClient;
         let checked: PoolClient | Promise<PoolClient>;
         try {
@@ -486,9 +507,72 @@ export class NodePool {
   }
 
   /** pg-pool's callback under one promise (its promise form adds two more per checkout). */
+  /**
+   * pg-pool's `connect(cb)`, except that a caller who has to queue gets no timer of its own: pg-pool
+   * arms and clears one per waiter, which a busy pool pays on every query. The acquire timeout of
+   * queued callers is kept here instead, with one timer for the oldest (all share the same timeout,
+   * so deadlines come in queue order), and expiring ones leave pg-pool's queue as its own timer
+   * would make them. New connections keep pg-pool's connect timeout.
+   */
+  #poolConnect(cb: ConnectCallback): void {
+    const pool = this.pool as unknown as PgPoolInternals;
+    const queue = pool._pendingQueue;
+    const options = pool.options;
+    if (queue === undefined || pool.ending === true || (pool._idle?.length ?? 0) !== 0 || this.pool.totalCount < (options.max ?? 10)) {
+      this.pool.connect(cb as Parameters<pg.Pool['connect']>[0]);
+      return;
+    }
+    const caller: QueuedCaller = { deadline: performance.now() + this.config.acquireTimeoutMs, item: undefined, served: false };
+    const timeout = options.connectionTimeoutMillis;
+    options.connectionTimeoutMillis = 0;
+    try {
+      this.pool.connect(((err: Error | undefined, client: PoolClient | undefined) => {
+        caller.served = true;
+        this.#dropServed();
+        cb(err, client);
+      }) as Parameters<pg.Pool['connect']>[0]);
+    } finally {
+      options.connectionTimeoutMillis = timeout;
+    }
+    caller.item = queue[queue.length - 1];
+    this.#queued.push(caller);
+    if (this.#queueTimer === undefined) this.#armQueueTimer(caller.deadline);
+  }
+
+  #dropServed(): void {
+    const queued = this.#queued;
+    while (queued.length !== 0 && queued[0]!.served) queued.shift();
+  }
+
+  #armQueueTimer(deadline: number): void {
+    this.#queueTimer = setTimeout(() => this.#expireQueued(), Math.max(0, Math.ceil(deadline - performance.now())));
+    this.#queueTimer.unref();
+  }
+
+  /** Fails every queued caller whose acquire timeout has passed, as pg-pool's per-waiter timer would. */
+  #expireQueued(): void {
+    this.#queueTimer = undefined;
+    const now = performance.now();
+    const queued = this.#queued;
+    const pending = (this.pool as unknown as PgPoolInternals)._pendingQueue ?? [];
+    while (queued.length !== 0) {
+      const caller = queued[0]!;
+      if (!caller.served && caller.deadline > now) break;
+      queued.shift();
+      if (caller.served || caller.item === undefined) continue;
+      const at = pending.indexOf(caller.item);
+      if (at !== -1) pending.splice(at, 1);
+      caller.served = true;
+      caller.item.timedOut = true;
+      caller.item.callback(new Error(ACQUIRE_QUEUE_TIMEOUT));
+    }
+    // A callback above may have queued a new caller, and armed the timer for it.
+    if (queued.length !== 0 && this.#queueTimer === undefined) this.#armQueueTimer(queued[0]!.deadline);
+  }
+
   #connect(t0: number): Promise<PoolClient> {
     return new Promise<PoolClient>((resolve) => {
-      this.pool.connect((err, client) => {
+      this.#poolConnect((err, client) => {
         try {
           resolve(err ? this.#acquireFailed(err, t0) : this.#checkout(client as MetaClient, t0, 0));
         } catch (failure) {
