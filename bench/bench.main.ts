@@ -61,7 +61,9 @@ function packageVersion(name: string): string {
 function gitCommit(): string {
   try {
     const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repoRoot, encoding: 'utf8' }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain'], { cwd: repoRoot, encoding: 'utf8' }).trim() !== '';
+    // The files this command writes do not make the measured code "uncommitted".
+    const status = execFileSync('git', ['status', '--porcelain', '--', '.', ':!BENCHMARKS.md', ':!bench/results.json'], { cwd: repoRoot, encoding: 'utf8' });
+    const dirty = status.trim() !== '';
     return dirty ? `${head} + uncommitted changes` : head;
   } catch {
     return 'unknown';
