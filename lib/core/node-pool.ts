@@ -30,6 +30,8 @@ const REFILL_MAX_DELAY_MS = 500;
 const STALE_RETRY_WINDOW_MS = 1000;
 
 interface ClientMeta {
+  /** Date.now() when the connection opened. */
+  connectedAt: number;
   expiresAt: number;
   generation: number;
   lastReleasedAt: number;
@@ -180,6 +182,7 @@ export class NodePool {
   /** Callers waiting in pg-pool's queue, oldest first; one timer watches the oldest deadline. */
   readonly #queued: QueuedCaller[] = [];
   #queueTimer: NodeJS.Timeout | undefined;
+  #idleSweep: NodeJS.Timeout | undefined;
 
   constructor(
     readonly config: ResolvedNode,
@@ -202,7 +205,14 @@ export class NodePool {
     };
     this.#transactionSettings =
       config.pgbouncer && config.statementTimeoutMs > 0 ? `; SET LOCAL statement_timeout = ${config.statementTimeoutMs}` : '';
-    this.pool = new pg.Pool({ ...poolConfig, Client: BornClient });
+    // pg-pool arms an idle timer on every release and clears it on the next checkout; a busy pool
+    // pays that on every query. Idle connections above min are closed by one sweep instead.
+    this.pool = new pg.Pool({ ...poolConfig, idleTimeoutMillis: 0, Client: BornClient });
+    const idleTimeoutMs = config.idleTimeoutMs;
+    if (idleTimeoutMs > 0) {
+      this.#idleSweep = setInterval(() => this.#closeIdle(idleTimeoutMs), Math.min(Math.max(Math.ceil(idleTimeoutMs / 4), 100), 5000));
+      this.#idleSweep.unref();
+    }
     this.pool.on('connect', (client) => this.#onConnect(client as MetaClient));
     this.pool.on('error', (err, client) => this.#onIdleError(err, client as MetaClient));
     this.pool.on('remove', (client) => this.#onRemove(client as MetaClient));
@@ -466,6 +476,7 @@ export class NodePool {
     if (!this.#endPromise) {
       clearTimeout(this.#refillTimer);
       this.#refillTimer = undefined;
+      clearInterval(this.#idleSweep);
       // Every client, idle ones included: pg-pool's end() drops the idle ones from its list at once.
       const every = (this.pool as unknown as PgPoolInternals)._clients?.slice() ?? [];
       const ended = this.pool.end().catch((err: unknown) => {
@@ -638,6 +649,7 @@ export class NodePool {
     const lifetime = this.config.maxLifetimeMs;
     const lifetimeMs = lifetime > 0 ? lifetime * (1 - LIFETIME_JITTER + Math.random() * 2 * LIFETIME_JITTER) : 0;
     const meta: ClientMeta = {
+      connectedAt: now,
       expiresAt: lifetimeMs > 0 ? now + lifetimeMs : 0,
       generation: this.#generation,
       lastReleasedAt: 0,
@@ -691,6 +703,24 @@ export class NodePool {
   }
 
   /** Closes a pooled client that reached its lifetime while idle (checked-out ones retire on release). */
+  /** Closes connections idle for `idleTimeoutMs` or longer, oldest first, while the pool is above min. */
+  #closeIdle(idleTimeoutMs: number): void {
+    const internal = this.pool as unknown as PgPoolInternals;
+    const idle = internal._idle;
+    if (this.ended || idle === undefined || idle.length === 0 || typeof internal._remove !== 'function') return;
+    const now = Date.now();
+    let total = this.pool.totalCount;
+    // pg-pool hands out the most recently released client first, so the front has idled longest.
+    for (const { client } of idle.slice()) {
+      if (total <= this.config.min) break;
+      const meta = client[META] as ClientMeta | undefined;
+      if (meta === undefined || now - (meta.lastReleasedAt || meta.connectedAt) < idleTimeoutMs) continue;
+      meta.removeReason = 'idle';
+      internal._remove.call(this.pool, client);
+      total--;
+    }
+  }
+
   #retireIfIdle(client: MetaClient, reason: RemoveReason): void {
     const internal = this.pool as unknown as PgPoolInternals;
     if (this.ended || !internal._idle?.some((item) => item.client === client) || typeof internal._remove !== 'function') return;
