@@ -63,8 +63,12 @@ function gitCommit(): string {
     const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repoRoot, encoding: 'utf8' }).trim();
     // The files this command writes do not make the measured code "uncommitted".
     const status = execFileSync('git', ['status', '--porcelain', '--', '.', ':!BENCHMARKS.md', ':!bench/results.json'], { cwd: repoRoot, encoding: 'utf8' });
-    const dirty = status.trim() !== '';
-    return dirty ? `${head} + uncommitted changes` : head;
+    const changed = status
+      .split('\n')
+      .map((line) => line.slice(3).trim())
+      .filter((file) => file !== '');
+    if (changed.length === 0) return head;
+    return `${head} + uncommitted changes to ${changed.slice(0, 5).join(', ')}${changed.length > 5 ? ', …' : ''}`;
   } catch {
     return 'unknown';
   }
