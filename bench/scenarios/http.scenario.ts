@@ -95,26 +95,34 @@ export const httpScenario: Scenario = {
     const started: BenchChild[] = [];
     try {
       const { ports } = benchCluster;
-      const oursEnv = {
+      const oursEnv = (replicaPorts: number[], applicationName: string) => ({
         DB_PRIMARY_URL: serverUrl(ports.primary, HTTP_DATABASE),
-        DB_REPLICA_URLS: [serverUrl(ports.replica1, HTTP_DATABASE), serverUrl(ports.replica2, HTTP_DATABASE)].join(','),
-        DB_APPLICATION_NAME: 'bench-ours-http',
+        DB_REPLICA_URLS: replicaPorts.map((port) => serverUrl(port, HTTP_DATABASE)).join(','),
+        DB_APPLICATION_NAME: applicationName,
         DB_POOL_MAX_SIZE: '10',
-      };
+      });
       const execArgv = ['--import', loaderPath];
-      const ours = await BenchChild.start('http server (sample app)', 'http-server.worker.js', ['ours'], 60_000, { execArgv, env: oursEnv });
+      const ours = await BenchChild.start('http server (sample app, replica1)', 'http-server.worker.js', ['ours'], 60_000, {
+        execArgv,
+        env: oursEnv([ports.replica1], 'bench-ours-http'),
+      });
       started.push(ours.child);
       const ids = await seedUsers();
+      const oursBoth = await BenchChild.start('http server (sample app, both replicas)', 'http-server.worker.js', ['ours'], 60_000, {
+        execArgv,
+        env: oursEnv([ports.replica1, ports.replica2], 'bench-ours-http-2'),
+      });
+      started.push(oursBoth.child);
       const raw = await BenchChild.start('http server (raw)', 'http-server.worker.js', ['raw'], 60_000, { execArgv });
       started.push(raw.child);
       const scoped = await BenchChild.start('http server (raw + request scope)', 'http-server.worker.js', ['raw-scoped'], 60_000, { execArgv });
       started.push(scoped.child);
-      const [oursRuns, rawRuns, scopedRuns] = await interleaveSides(
+      const [oursRuns, rawRuns, scopedRuns, bothRuns] = await interleaveSides(
         timing.httpReps,
-        [ours, raw, scoped].map((server) => () => load(Number(server.ready.port), timing.httpSeconds, ids)),
+        [ours, raw, scoped, oursBoth].map((server) => () => load(Number(server.ready.port), timing.httpSeconds, ids)),
       );
-      const runs = { ours: oursRuns!, raw: rawRuns!, scoped: scopedRuns! };
-      const bad = [...runs.ours, ...runs.raw, ...runs.scoped].reduce((n, r) => n + r.non2xx + r.errors, 0);
+      const runs = { ours: oursRuns!, raw: rawRuns!, scoped: scopedRuns!, both: bothRuns! };
+      const bad = [...runs.ours, ...runs.raw, ...runs.scoped, ...runs.both].reduce((n, r) => n + r.non2xx + r.errors, 0);
       if (bad > 0) {
         throw new Error(`Cannot trust the HTTP figures because ${bad} responses were not 2xx or failed. Please make sure that the cluster is up and both replicas stream.`);
       }
@@ -126,12 +134,15 @@ export const httpScenario: Scenario = {
       const rawP99 = median(runs.raw.map((r) => r.p99));
       log(`  ours ${median(rates(runs.ours)).toFixed(0)} req/s p99 ${oursP99}ms; raw ${median(rates(runs.raw)).toFixed(0)} req/s p99 ${rawP99}ms; ratio ${ratio.toFixed(3)}`);
       log(`  raw + request-scope interceptor ${median(rates(runs.scoped)).toFixed(0)} req/s; ratio to raw ${scopedRatio.toFixed(3)}`);
+      log(`  sample app on both replicas ${median(rates(runs.both)).toFixed(0)} req/s`);
       return {
         method:
           `Express apps in child processes. Ours: the sample app (sample-app/src AppModule: PoolModule.forRootAsync with library defaults, ` +
-          `DB_POOL_MAX_SIZE=10, primary + 2 replicas, global routing interceptor, metrics endpoints) whose GET /users/:id is @ReadOnly() and so ` +
-          'round-robins over both replicas. Raw: the same route (the sample id parsing, statement, 404 and body) on a hand-written ' +
-          'pg.Pool({ max: 10 }) provider on replica1, given the library session settings (statement_timeout, TimeZone, read-only). ' +
+          `DB_POOL_MAX_SIZE=10, global routing interceptor, health and metrics endpoints) configured with the primary and replica1, ` +
+          'so its @ReadOnly() GET /users/:id reads from the same server as the reference. Raw: the same route (the sample id parsing, ' +
+          'statement, 404 and body) on a hand-written pg.Pool({ max: 10 }) provider on replica1, given the library session settings ' +
+          '(statement_timeout, TimeZone, read-only). A fourth app is the sample app with both replicas, round-robin: on this machine the ' +
+          'second replica runs on the same 2 cores as everything else, so spreading reads over it adds work instead of capacity. ' +
           'A third app adds to raw only a global interceptor that runs each request in an AsyncLocalStorage scope (nestjs-cls style), to show ' +
           'what a request scope costs by itself. ' +
           `All read ${USERS_ROWS} users in database ${HTTP_DATABASE}. autocannon (${CONNECTIONS} connections, loopback, cycling through the ids) ` +
@@ -139,7 +150,7 @@ export const httpScenario: Scenario = {
         figures: [
           figure({
             id: '5.req-per-s',
-            label: `GET /users/:id, ${CONNECTIONS} connections: throughput`,
+            label: `GET /users/:id, ${CONNECTIONS} connections, both apps reading from replica1: throughput`,
             ours: median(rates(runs.ours)),
             raw: median(rates(runs.raw)),
             reference: 'hand-written pg.Pool provider',
@@ -152,11 +163,11 @@ export const httpScenario: Scenario = {
               `A request-scoped AsyncLocalStorage by itself takes the raw app to ${scopedRatio.toFixed(3)}× (row "For scale"): on Node ${process.versions.node.split('.')[0]} ` +
               'AsyncLocalStorage propagates through promise hooks, which every promise of every request pays once any scope exists ' +
               '(Node 24 and later implement it without them, with AsyncContextFrame). The routing scope is what carries @ReadOnly(), ' +
-              `transactions and read-your-writes across awaits, so the library keeps it; measured against the raw app with the same request scope, ours is ${oursVsScoped.toFixed(3)}× (next row but one).`,
+              `transactions and read-your-writes across awaits, so the library keeps it; measured against the raw app with the same request scope, ours is ${oursVsScoped.toFixed(3)}× (row "The library's own share").`,
           }),
           figure({
             id: '5.p99',
-            label: `GET /users/:id, ${CONNECTIONS} connections: p99 latency`,
+            label: `GET /users/:id, ${CONNECTIONS} connections, both apps reading from replica1: p99 latency`,
             ours: oursP99,
             raw: rawP99,
             reference: 'hand-written pg.Pool provider',
@@ -176,6 +187,17 @@ export const httpScenario: Scenario = {
             samples: rates(runs.scoped).map((o, i) => o / rates(runs.raw)[i]!),
           }),
           figure({
+            id: '5.both-replicas',
+            label: 'For scale: the sample app reading from both replicas (round-robin), all servers on the same 2 cores',
+            ours: median(rates(runs.both)),
+            raw: median(rates(runs.raw)),
+            reference: 'hand-written pg.Pool provider',
+            unit: 'req/s',
+            value: pairedRatio(rates(runs.both), rates(runs.raw)),
+            valueUnit: '×',
+            samples: rates(runs.both).map((o, i) => o / rates(runs.raw)[i]!),
+          }),
+          figure({
             id: '5.vs-request-scope',
             label: "The library's own share: ours vs the raw app with the same request-scoped AsyncLocalStorage interceptor",
             ours: median(rates(runs.ours)),
@@ -187,7 +209,7 @@ export const httpScenario: Scenario = {
             samples: rates(runs.ours).map((o, i) => o / rates(runs.scoped)[i]!),
           }),
         ],
-        details: { ours: runs.ours, raw: runs.raw, rawWithRequestScope: runs.scoped },
+        details: { ours: runs.ours, raw: runs.raw, rawWithRequestScope: runs.scoped, oursBothReplicas: runs.both },
       };
     } finally {
       await Promise.all(started.map((c) => c.stop()));
