@@ -168,3 +168,29 @@ describe('sizing advisor', () => {
     expect(recommendPoolSize({ cores: 16, spindles: 0 })).toBe(32);
   });
 });
+
+describe('idle pools do not keep the process alive', () => {
+  /** Open TCP sockets that keep the event loop alive (Node lists only ref'd handles). */
+  const refTcpSockets = () => process.getActiveResourcesInfo().filter((r) => r === 'TCPSocketWrap').length;
+
+  it('unrefs idle connections (allowExitOnIdle, default true) and refs a checked-out one, so a script or a failed start can exit', async () => {
+    const before = refTcpSockets();
+    const opts = options({ replicas: replicaNodes(), min: 2, max: 4, sizingAdvisor: false });
+    const app = await start([PoolModule.forRoot(opts)]);
+    const db = app.get(DatabaseService);
+    expect(await totalSessions(opts.applicationName!)).toBe(6);
+    await db.query('SELECT 1');
+    expect(refTcpSockets()).toBe(before);
+    await db.withClient(async () => {
+      expect(refTcpSockets()).toBe(before + 1);
+    });
+    expect(refTcpSockets()).toBe(before);
+  });
+
+  it('keeps idle connections ref’d with allowExitOnIdle: false', async () => {
+    const before = refTcpSockets();
+    const app = await start([PoolModule.forRoot(options({ primary: primaryNode({ allowExitOnIdle: false }), min: 2, max: 2, sizingAdvisor: false }))]);
+    await app.get(DatabaseService).query('SELECT 1');
+    expect(refTcpSockets()).toBe(before + 2);
+  });
+});
