@@ -1,6 +1,7 @@
 import type { Pool, PoolClient, QueryResult, QueryResultRow } from 'pg';
 import type { Observable } from 'rxjs';
 import type { PoolCluster, TransactionHandle } from './core/pool-cluster.js';
+import { runInScope } from './routing/routing-context.js';
 import type { QueryInput } from './core/node-pool.js';
 import type { PoolEvent } from './pool.events.js';
 import type { TransactionOptions } from './pool.interfaces.js';
@@ -78,6 +79,17 @@ export class DatabaseService {
    */
   transaction<T>(fn: (tx: TransactionHandle) => Promise<T> | T, options?: TransactionOptions): Promise<T> {
     return this.cluster.transaction(fn, options);
+  }
+
+  /**
+   * Runs `fn` in a routing scope, as the global interceptor does for a request: for code that no
+   * request reaches (a cron job, a queue consumer without the interceptor, a script). Statements
+   * on the primary inside it count as writes, so later `@ReadOnly()` reads inside it see them
+   * (read-your-writes), and `consistencyToken()` covers them. Inside an existing scope (a request,
+   * a transaction, `@ReadOnly()`), `fn` joins that scope. Returns what `fn` returns.
+   */
+  scope<T>(fn: () => T): T {
+    return runInScope(fn);
   }
 
   /**

@@ -139,6 +139,45 @@ describe('lag-aware selection (maxReplicationLagMs: 1000, replica1 applies WAL 3
   });
 });
 
+describe('db.scope(): read-your-writes for code no request reaches (a cron job), replica1 3 s late', () => {
+  it('inside db.scope() insert-then-read finds the row 50 of 50 times; the same calls outside any scope miss rows on replica1', async () => {
+    const moduleRef = await Test.createTestingModule({ imports: [moduleFor({ routing: { maxReplicationLagMs: 0 } })] }).compile();
+    const app = moduleRef.createNestApplication({ logger: false });
+    await app.init();
+    try {
+      const items = app.get(Items);
+      const db = app.get(DatabaseService);
+
+      const unscoped: Array<{ found: boolean; node: PgNodeName }> = [];
+      for (let i = 0; i < 10; i++) {
+        const id = nextId++;
+        await items.insert(id);
+        unscoped.push(await items.find(id));
+      }
+      expect(unscoped.filter((r) => !r.found && r.node === 'replica1').length).toBeGreaterThanOrEqual(3);
+
+      const scoped: Array<{ found: boolean; node: PgNodeName; token: string | undefined }> = [];
+      for (let i = 0; i < 50; i++) {
+        const id = nextId++;
+        scoped.push(
+          await db.scope(async () => {
+            await items.insert(id);
+            const read = await items.find(id);
+            return { ...read, token: await db.consistencyToken() };
+          }),
+        );
+      }
+      expect(scoped.filter((r) => !r.found)).toEqual([]);
+      expect(tally(scoped.map((r) => r.node)).replica1).toBe(0);
+      expect(scoped.every((r) => /^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/.test(r.token ?? ''))).toBe(true);
+      // A scope that wrote nothing and carried no token has no token to hand out.
+      expect(await db.scope(async () => db.consistencyToken())).toBeUndefined();
+    } finally {
+      await app.close();
+    }
+  });
+});
+
 describe('read-your-writes with the lagging replica in rotation (maxReplicationLagMs: 0)', () => {
   it('control: with consistency "eventual", insert-then-read misses rows on the delayed replica', async () => {
     const app = await createHttpApp(moduleFor({ routing: { maxReplicationLagMs: 0, consistency: 'eventual' } }), 'express');

@@ -12,6 +12,7 @@ import {
   parseConsistencyToken,
   parseLsn,
   routingStorage,
+  runInScope,
   runInTransaction,
   runReadOnly,
   type RoutingScope,
@@ -74,6 +75,22 @@ describe('routing scope', () => {
       expect(current()).toBe(outer);
     });
     expect(runReadOnly(() => current()?.readOnly)).toBe(true);
+  });
+
+  it('runInScope opens a read-write scope with a fresh session outside any scope, and joins an existing one', async () => {
+    expect(routingStorage.getStore()).toBeUndefined();
+    const [first, second] = await Promise.all([
+      runInScope(async () => {
+        await Promise.resolve();
+        return routingStorage.getStore();
+      }),
+      runInScope(() => routingStorage.getStore()),
+    ]);
+    expect(first).toMatchObject({ readOnly: false, tx: undefined });
+    expect(second!.session).not.toBe(first!.session);
+    const outer: RoutingScope = { readOnly: true, session: newSession(), tx: undefined };
+    expect(routingStorage.run(outer, () => runInScope(() => routingStorage.getStore()))).toBe(outer);
+    expect(routingStorage.getStore()).toBeUndefined();
   });
 
   it('a transaction scope is never read-only, and a @ReadOnly() inside it is', () => {

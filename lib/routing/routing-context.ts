@@ -53,6 +53,14 @@ export function readOnlyScope(minLsn?: ReadonlyMap<string, bigint>): RoutingScop
   return { readOnly: true, session, tx: parent?.tx };
 }
 
+/**
+ * Runs `fn` in a new read-write scope with its own session (writes tracked for read-your-writes),
+ * the scope an HTTP request gets from the interceptor; inside an existing scope, `fn` just joins it.
+ */
+export function runInScope<T>(fn: () => T): T {
+  return routingStorage.getStore() !== undefined ? fn() : routingStorage.run({ readOnly: false, session: newSession(), tx: undefined }, fn);
+}
+
 /** Runs `fn` in a read-only scope that keeps the current session and transaction. */
 export function runReadOnly<T>(fn: () => T, minLsn?: ReadonlyMap<string, bigint>): T {
   const scope = readOnlyScope(minLsn);
