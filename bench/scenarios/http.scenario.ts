@@ -4,10 +4,11 @@ import pg from 'pg';
 import { BenchChild, loaderPath } from '../bench.child.js';
 import { benchCluster, clusterScript, HTTP_DATABASE, serverConfig, serverUrl, USERS_ROWS } from '../bench.config.js';
 import { interleaveSides, median, pairedRatio, pause, withDeadline } from '../bench.harness.js';
-import { atLeast, figure } from '../bench.results.js';
+import { atLeast, figure, type Figure } from '../bench.results.js';
 import type { Scenario } from '../bench.scenario.js';
 
 const CONNECTIONS = 64;
+const RAW = 'hand-written pg.Pool provider';
 const EMAIL_DOMAIN = 'bench.invalid';
 
 interface HttpRun {
@@ -127,6 +128,20 @@ export const httpScenario: Scenario = {
         throw new Error(`Cannot trust the HTTP figures because ${bad} responses were not 2xx or failed. Please make sure that the cluster is up and both replicas stream.`);
       }
       const rates = (side: HttpRun[]) => side.map((r) => r.rate);
+      /** One throughput comparison: medians of both sides, the median per-pair ratio, and the pairs. */
+      const versus = (id: string, label: string, a: HttpRun[], b: HttpRun[], reference: string, extra: Partial<Figure> = {}) =>
+        figure({
+          id,
+          label,
+          ours: median(rates(a)),
+          raw: median(rates(b)),
+          reference,
+          unit: 'req/s',
+          value: pairedRatio(rates(a), rates(b)),
+          valueUnit: '×',
+          samples: rates(a).map((o, i) => o / rates(b)[i]!),
+          ...extra,
+        });
       const ratio = pairedRatio(rates(runs.ours), rates(runs.raw));
       const scopedRatio = pairedRatio(rates(runs.scoped), rates(runs.raw));
       const oursVsScoped = pairedRatio(rates(runs.ours), rates(runs.scoped));
@@ -148,17 +163,8 @@ export const httpScenario: Scenario = {
           `All read ${USERS_ROWS} users in database ${HTTP_DATABASE}. autocannon (${CONNECTIONS} connections, loopback, cycling through the ids) ` +
           `runs ${timing.httpSeconds}s against each in turn (order alternating); medians over ${timing.httpReps} repetitions.`,
         figures: [
-          figure({
-            id: '5.req-per-s',
-            label: `GET /users/:id, ${CONNECTIONS} connections, both apps reading from replica1: throughput`,
-            ours: median(rates(runs.ours)),
-            raw: median(rates(runs.raw)),
-            reference: 'hand-written pg.Pool provider',
-            unit: 'req/s',
-            value: ratio,
-            valueUnit: '×',
+          versus('5.req-per-s', `GET /users/:id, ${CONNECTIONS} connections, both apps reading from replica1: throughput`, runs.ours, runs.raw, RAW, {
             target: atLeast(0.95),
-            samples: rates(runs.ours).map((o, i) => o / rates(runs.raw)[i]!),
             whenNotMet:
               `A request-scoped AsyncLocalStorage by itself takes the raw app to ${scopedRatio.toFixed(3)}× (row "For scale"): on Node ${process.versions.node.split('.')[0]} ` +
               'AsyncLocalStorage propagates through promise hooks, which every promise of every request pays once any scope exists ' +
@@ -170,44 +176,26 @@ export const httpScenario: Scenario = {
             label: `GET /users/:id, ${CONNECTIONS} connections, both apps reading from replica1: p99 latency`,
             ours: oursP99,
             raw: rawP99,
-            reference: 'hand-written pg.Pool provider',
+            reference: RAW,
             unit: 'ms',
             value: oursP99 / rawP99,
             valueUnit: '×',
           }),
-          figure({
-            id: '5.request-scope',
-            label: 'For scale: the same raw app plus only a request-scoped AsyncLocalStorage interceptor',
-            ours: median(rates(runs.scoped)),
-            raw: median(rates(runs.raw)),
-            reference: 'hand-written pg.Pool provider',
-            unit: 'req/s',
-            value: scopedRatio,
-            valueUnit: '×',
-            samples: rates(runs.scoped).map((o, i) => o / rates(runs.raw)[i]!),
-          }),
-          figure({
-            id: '5.both-replicas',
-            label: 'For scale: the sample app reading from both replicas (round-robin), all servers on the same 2 cores',
-            ours: median(rates(runs.both)),
-            raw: median(rates(runs.raw)),
-            reference: 'hand-written pg.Pool provider',
-            unit: 'req/s',
-            value: pairedRatio(rates(runs.both), rates(runs.raw)),
-            valueUnit: '×',
-            samples: rates(runs.both).map((o, i) => o / rates(runs.raw)[i]!),
-          }),
-          figure({
-            id: '5.vs-request-scope',
-            label: "The library's own share: ours vs the raw app with the same request-scoped AsyncLocalStorage interceptor",
-            ours: median(rates(runs.ours)),
-            raw: median(rates(runs.scoped)),
-            reference: 'raw app + request scope',
-            unit: 'req/s',
-            value: oursVsScoped,
-            valueUnit: '×',
-            samples: rates(runs.ours).map((o, i) => o / rates(runs.scoped)[i]!),
-          }),
+          versus('5.request-scope', 'For scale: the same raw app plus only a request-scoped AsyncLocalStorage interceptor', runs.scoped, runs.raw, RAW),
+          versus(
+            '5.both-replicas',
+            'For scale: the sample app reading from both replicas (round-robin), all servers on the same 2 cores',
+            runs.both,
+            runs.raw,
+            RAW,
+          ),
+          versus(
+            '5.vs-request-scope',
+            "The library's own share: ours vs the raw app with the same request-scoped AsyncLocalStorage interceptor",
+            runs.ours,
+            runs.scoped,
+            'raw app + request scope',
+          ),
         ],
         details: { ours: runs.ours, raw: runs.raw, rawWithRequestScope: runs.scoped, oursBothReplicas: runs.both },
       };
