@@ -169,8 +169,20 @@ async function main(): Promise<number> {
   return results.some((r) => r.error !== undefined) ? 1 : 0;
 }
 
+// If nothing keeps the event loop alive while a step waits (say, on an unref'd child), Node exits
+// with 0 in the middle of the run; make that a failure that says so.
+process.on('exit', (code) => {
+  if (code === 0 && !finished) {
+    process.exitCode = 1;
+    console.error('The benchmark stopped before it finished: the event loop ran empty while a step was waiting.');
+  }
+});
+let finished = false;
 main().then(
-  (code) => process.exit(code),
+  (code) => {
+    finished = true;
+    process.exit(code);
+  },
   (err: unknown) => {
     console.error(err instanceof Error ? (err.stack ?? err.message) : err);
     process.exit(1);

@@ -169,13 +169,14 @@ describe('sizing advisor', () => {
   });
 });
 
-describe('idle pools do not keep the process alive', () => {
+describe('allowExitOnIdle (a pg.PoolConfig field, passed through)', () => {
   /** Open TCP sockets that keep the event loop alive (Node lists only ref'd handles). */
   const refTcpSockets = () => process.getActiveResourcesInfo().filter((r) => r === 'TCPSocketWrap').length;
 
-  it('unrefs idle connections (allowExitOnIdle, default true) and refs a checked-out one, so a script or a failed start can exit', async () => {
+  it('true: idle connections are unref\'d and a checked-out one is ref\'d, so an idle pool never keeps the process alive', async () => {
     const before = refTcpSockets();
-    const opts = options({ replicas: replicaNodes(), min: 2, max: 4, sizingAdvisor: false });
+    const node = (n: ReturnType<typeof primaryNode>) => ({ ...n, allowExitOnIdle: true });
+    const opts = options({ primary: node(primaryNode()), replicas: replicaNodes().map(node), min: 2, max: 4, sizingAdvisor: false });
     const app = await start([PoolModule.forRoot(opts)]);
     const db = app.get(DatabaseService);
     expect(await totalSessions(opts.applicationName!)).toBe(6);
@@ -187,9 +188,9 @@ describe('idle pools do not keep the process alive', () => {
     expect(refTcpSockets()).toBe(before);
   });
 
-  it('keeps idle connections ref’d with allowExitOnIdle: false', async () => {
+  it('default (pg\'s false): idle connections stay ref\'d and keep the process alive until app.close()', async () => {
     const before = refTcpSockets();
-    const app = await start([PoolModule.forRoot(options({ primary: primaryNode({ allowExitOnIdle: false }), min: 2, max: 2, sizingAdvisor: false }))]);
+    const app = await start([PoolModule.forRoot(options({ min: 2, max: 2, sizingAdvisor: false }))]);
     await app.get(DatabaseService).query('SELECT 1');
     expect(refTcpSockets()).toBe(before + 2);
   });

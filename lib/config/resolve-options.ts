@@ -360,9 +360,6 @@ function resolveNode(
     idleTimeoutMillis: pool.idleTimeoutMs,
     connectionTimeoutMillis: pool.acquireTimeoutMs,
     maxUses: pool.maxUses,
-    // An idle pool must not keep the process alive (a script that forgot app.close(), an app that
-    // failed to start after some pools opened): idle sockets are unref'd, checked-out ones are not.
-    allowExitOnIdle: (pgFields.allowExitOnIdle as boolean | undefined) ?? true,
     keepAlive: pool.keepAliveMs > 0 ? true : pgFields.keepAlive,
     keepAliveInitialDelayMillis: pool.keepAliveMs > 0 ? pool.keepAliveMs : pgFields.keepAliveInitialDelayMillis,
     options: startupOptions(pgFields.options as string | undefined, settings),
