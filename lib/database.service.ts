@@ -1,6 +1,7 @@
 import type { Pool, PoolClient, QueryResult, QueryResultRow } from 'pg';
 import type { Observable } from 'rxjs';
-import type { PoolCluster, TransactionHandle } from './core/pool-cluster.js';
+import type { PoolCluster } from './core/pool-cluster.js';
+import type { TransactionHandle } from './transactions/pinned-transaction.js';
 import { runInScope } from './routing/routing-context.js';
 import type { QueryInput } from './core/node-pool.js';
 import type { PoolEvent } from './pool.events.js';

@@ -1,7 +1,7 @@
 import { Inject, SetMetadata } from '@nestjs/common';
 import { isObservable, Observable } from 'rxjs';
 import { findCluster } from './core/cluster-registry.js';
-import { checkTransactionOptions } from './core/pool-cluster.js';
+import { checkTransactionOptions } from './transactions/transaction-options.js';
 import { DEFAULT_DATABASE, READ_ONLY_METADATA, TRANSACTIONAL_METADATA } from './pool.constants.js';
 import type { ReadOnlyOptions, TransactionOptions } from './pool.interfaces.js';
 import { getDatabaseToken, getPoolToken, type PoolRole } from './pool.utils.js';

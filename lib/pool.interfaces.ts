@@ -265,10 +265,16 @@ export interface PoolModuleAsyncOptions extends Pick<ModuleMetadata, 'imports'> 
 }
 
 export interface TransactionOptions {
+  /** `BEGIN ISOLATION LEVEL …`; default: the server's default. A joined transaction must ask for the same level or none. */
   isolationLevel?: 'read uncommitted' | 'read committed' | 'repeatable read' | 'serializable';
+  /** `BEGIN READ ONLY`; default `false`. A joined transaction must ask for the same or nothing. */
   readOnly?: boolean;
+  /** `DEFERRABLE` (with serializable, read-only); default `false`. A joined transaction must ask for the same or nothing. */
   deferrable?: boolean;
-  /** `join` an enclosing transaction of the same database (default), or start a `requiresNew` one on another client. */
+  /**
+   * `join` an enclosing transaction of the same database (default), or start a `requiresNew` one
+   * on another client. A joined call that throws marks the enclosing transaction rollback-only.
+   */
   propagation?: 'join' | 'requiresNew';
 }
 

@@ -5,7 +5,10 @@ import { resolveOptions } from '../config/resolve-options.js';
 import type { PoolModuleOptions, ReplicaCandidate } from '../pool.interfaces.js';
 import { NoReplicaAvailableError, PoolError, ReadOnlyInTransactionError } from '../pool.exceptions.js';
 import { markWrite, newSession, routingStorage, type RoutingScope } from '../routing/routing-context.js';
-import { checkTransactionOptions, PoolCluster, recordEnd, WalHistory, type ReplicaState } from './pool-cluster.js';
+import { EventEmitter } from 'node:events';
+import { PinnedTransaction } from '../transactions/pinned-transaction.js';
+import { checkTransactionOptions } from '../transactions/transaction-options.js';
+import { PoolCluster, recordEnd, WalHistory, type ReplicaState } from './pool-cluster.js';
 import type { NodePool } from './node-pool.js';
 
 // Routing decisions of a real PoolCluster whose pools never connect: each node's `query` is
@@ -240,13 +243,13 @@ describe('PoolCluster routing', () => {
   describe('transactions', () => {
     it('readOnlyInTransaction "throw" refuses read-only work on a read-write transaction only', async () => {
       cluster = makeCluster({ routing: { readOnlyInTransaction: 'throw' } });
-      const tx = { database: 'default', client: {} as never, readOnly: false, warned: false };
+      const tx = new PinnedTransaction('default', cluster.primary, new EventEmitter() as never, {});
       const run = jest.fn(() => Promise.resolve(result([{ node: 'tx' }])));
       (cluster.primary as { run: unknown }).run = run;
       const scope: RoutingScope = { readOnly: true, session: newSession(), tx: new Map([['default', tx]]) };
       await expect(routingStorage.run(scope, () => cluster.query('SELECT 1'))).rejects.toThrow(ReadOnlyInTransactionError);
       await expect(routingStorage.run({ ...scope, readOnly: false }, () => cluster.query('SELECT 1'))).resolves.toMatchObject({ rows: [{ node: 'tx' }] });
-      const readOnlyTx = { ...tx, readOnly: true };
+      const readOnlyTx = new PinnedTransaction('default', cluster.primary, new EventEmitter() as never, { readOnly: true });
       await expect(routingStorage.run({ ...scope, tx: new Map([['default', readOnlyTx]]) }, () => cluster.query('SELECT 1'))).resolves.toMatchObject({ rows: [{ node: 'tx' }] });
       await expect(routingStorage.run(scope, () => cluster.primaryQuery('SELECT 1'))).resolves.toMatchObject({ rows: [{ node: 'tx' }] });
     });

@@ -3,9 +3,12 @@ import type { PoolClient, QueryResult, QueryResultRow } from 'pg';
 import { Subject, type Observable } from 'rxjs';
 import type { ResolvedOptions } from '../config/resolve-options.js';
 import { scrubSecrets } from '../config/redact.js';
-import { NoReplicaAvailableError, PoolError, ReadOnlyInTransactionError } from '../pool.exceptions.js';
+import { NoReplicaAvailableError, PoolError, ReadOnlyInTransactionError, TransactionInProgressError } from '../pool.exceptions.js';
 import type { PoolEvent } from '../pool.events.js';
 import type { ReplicaCandidate, TransactionOptions } from '../pool.interfaces.js';
+import { watchLent } from '../transactions/pinned-client.js';
+import type { TransactionHandle } from '../transactions/pinned-transaction.js';
+import { TransactionRunner } from '../transactions/transaction-runner.js';
 import { DEFAULT_DATABASE } from '../pool.constants.js';
 import {
   formatConsistencyToken,
@@ -13,7 +16,6 @@ import {
   markWrite,
   parseLsn,
   routingStorage,
-  runInTransaction,
   type PinnedTransaction,
   type RoutingScope,
   type RoutingSession,
@@ -53,44 +55,6 @@ const PRIMARY_LSN_SQL = 'SELECT pg_current_wal_insert_lsn()::text AS lsn';
 const PRIMARY_FLUSH_LSN_SQL = 'SELECT pg_current_wal_flush_lsn()::text AS lsn';
 const WAL_HISTORY_MAX = 600;
 const REFRESH_TIMEOUT_MS = 1000;
-
-const TX_BEGIN: Record<NonNullable<TransactionOptions['isolationLevel']>, string> = {
-  'read uncommitted': ' ISOLATION LEVEL READ UNCOMMITTED',
-  'read committed': ' ISOLATION LEVEL READ COMMITTED',
-  'repeatable read': ' ISOLATION LEVEL REPEATABLE READ',
-  serializable: ' ISOLATION LEVEL SERIALIZABLE',
-};
-const PROPAGATIONS: ReadonlyArray<NonNullable<TransactionOptions['propagation']>> = ['join', 'requiresNew'];
-
-/** Throws one `TypeError` naming the first invalid transaction option. */
-export function checkTransactionOptions(options: TransactionOptions, label = 'transaction option'): void {
-  const given = (value: unknown) => `${JSON.stringify(value)} (${value === null ? 'null' : typeof value})`;
-  if (options === null || typeof options !== 'object') {
-    throw new TypeError(`Invalid ${label}s: expected an object, got ${given(options)}.`);
-  }
-  const { isolationLevel, propagation } = options;
-  if (isolationLevel !== undefined && !Object.hasOwn(TX_BEGIN, isolationLevel)) {
-    throw new TypeError(`Invalid ${label} \`isolationLevel\`: expected one of ${Object.keys(TX_BEGIN).map((l) => `"${l}"`).join(', ')}, got ${given(isolationLevel)}.`);
-  }
-  if (propagation !== undefined && !PROPAGATIONS.includes(propagation)) {
-    throw new TypeError(`Invalid ${label} \`propagation\`: expected "join" or "requiresNew", got ${given(propagation)}.`);
-  }
-  for (const flag of ['readOnly', 'deferrable'] as const) {
-    if (options[flag] !== undefined && typeof options[flag] !== 'boolean') {
-      throw new TypeError(`Invalid ${label} \`${flag}\`: expected true or false, got ${given(options[flag])}.`);
-    }
-  }
-}
-
-export interface QueryRunner {
-  query<R extends QueryResultRow = any>(text: QueryInput, values?: unknown[]): Promise<QueryResult<R>>;
-}
-
-/** The handle a transaction callback receives. */
-export interface TransactionHandle extends QueryRunner {
-  /** The pinned primary client. Do not release it: the transaction does. */
-  readonly client: PoolClient;
-}
 
 interface WalMark {
   readonly lsn: bigint;
@@ -165,6 +129,7 @@ export class PoolCluster implements NodeHost {
   #lagTimer: NodeJS.Timeout | undefined;
   #lagRunning = false;
   #closed = false;
+  readonly #transactions = new TransactionRunner(this);
 
   constructor(readonly options: ResolvedOptions) {
     this.logger = new Logger(`PoolModule:${options.database}`);
@@ -230,7 +195,7 @@ export class PoolCluster implements NodeHost {
   primaryQuery<R extends QueryResultRow = any>(text: QueryInput, values?: unknown[]): Promise<QueryResult<R>> {
     const scope = routingStorage.getStore();
     const tx = scope?.tx?.get(this.name);
-    if (tx !== undefined) return this.primary.run<R>(tx.client, text, values, false);
+    if (tx !== undefined) return tx.query<R>(text, values);
     return this.write<R>(scope, text, values);
   }
 
@@ -399,7 +364,7 @@ export class PoolCluster implements NodeHost {
       const refused = this.#readOnlyInTransaction(tx);
       if (refused !== undefined) return Promise.reject(refused);
     }
-    return this.primary.run<R>(tx.client, text, values, false);
+    return tx.query<R>(text, values);
   }
 
   /** The WAL position reads of this scope must see (`undefined`: any), resolving a pending write lazily. */
@@ -438,6 +403,8 @@ export class PoolCluster implements NodeHost {
    */
   async consistencyToken(): Promise<string | undefined> {
     const scope = routingStorage.getStore();
+    const tx = scope?.tx?.get(this.name);
+    if (tx !== undefined && tx.state !== 'ended') throw new TransactionInProgressError(this.name);
     const lsn =
       scope === undefined || this.options.routing.consistency !== 'read-your-writes' ? await this.#currentPrimaryLsn() : await this.#sessionLsn(scope.session);
     return lsn === undefined ? undefined : formatConsistencyToken(this.name, lsn, DEFAULT_DATABASE);
@@ -671,11 +638,13 @@ export class PoolCluster implements NodeHost {
     const scope = routingStorage.getStore();
     const tx = scope?.tx?.get(this.name);
     if (tx !== undefined) {
+      const ended = tx.refusal();
+      if (ended !== undefined) throw ended;
       if (readOnly ?? scope!.readOnly) {
         const refused = this.#readOnlyInTransaction(tx);
         if (refused !== undefined) throw refused;
       }
-      return fn(tx.client);
+      return fn(tx.handle.client);
     }
     if (readOnly ?? scope?.readOnly ?? false) return this.#withReadClient(fn, await this.#requiredLsn(scope));
     const node = this.primary;
@@ -683,14 +652,16 @@ export class PoolCluster implements NodeHost {
     const tracked = scope !== undefined && this.options.routing.consistency === 'read-your-writes';
     if (tracked) markWrite(scope, this.name);
     const client = await node.acquire();
+    const { watch, lent } = watchLent(client);
     let failure: unknown;
     try {
-      return await fn(client);
+      return await fn(lent);
     } catch (err) {
       failure = err;
       throw err;
     } finally {
-      node.release(client, failure);
+      watch.detach();
+      node.release(client, watch.releaseError(failure));
       if (tracked) markWrite(scope, this.name);
     }
   }
@@ -737,60 +708,22 @@ export class PoolCluster implements NodeHost {
       node = this.primary;
       client = await node.acquire();
     }
+    const { watch, lent } = watchLent(client);
     let error: unknown;
     try {
-      return await fn(client);
+      return await fn(lent);
     } catch (err) {
       error = err;
       throw node.role === 'replica' ? this.#explain(err, node) : err;
     } finally {
-      node.release(client, error);
+      watch.detach();
+      node.release(client, watch.releaseError(error));
     }
   }
 
   /** Runs `fn` in a transaction on one pinned primary client; nested calls join it. */
-  async transaction<T>(fn: (tx: TransactionHandle) => Promise<T> | T, options: TransactionOptions = {}): Promise<T> {
-    checkTransactionOptions(options);
-    const scope = routingStorage.getStore();
-    const existing = scope?.tx?.get(this.name);
-    if (existing !== undefined && options.propagation !== 'requiresNew') {
-      return fn(this.#handle(existing.client));
-    }
-    const node = this.primary;
-    node.counters.routedWrites++;
-    let begin = 'BEGIN';
-    if (options.isolationLevel !== undefined) begin += TX_BEGIN[options.isolationLevel];
-    if (options.readOnly) begin += ' READ ONLY';
-    if (options.deferrable) begin += ' DEFERRABLE';
-    const client = await node.begin(begin);
-    const handle = this.#handle(client);
-    const pinned: PinnedTransaction = { database: this.name, client, readOnly: options.readOnly === true, warned: false };
-    let failure: unknown;
-    try {
-      const result = await runInTransaction(pinned, () => fn(handle));
-      await node.run(client, 'COMMIT', undefined, false);
-      if (!pinned.readOnly && this.options.routing.consistency === 'read-your-writes') markWrite(scope, this.name);
-      return result;
-    } catch (err) {
-      failure = err;
-      if (!isConnectionError(err)) {
-        try {
-          await client.query('ROLLBACK');
-        } catch (rollbackError) {
-          failure = rollbackError;
-        }
-      }
-      throw err;
-    } finally {
-      node.release(client, failure);
-    }
-  }
-
-  #handle(client: PoolClient): TransactionHandle {
-    return {
-      client,
-      query: <R extends QueryResultRow = any>(text: QueryInput, values?: unknown[]) => this.primary.run<R>(client, text, values, false),
-    };
+  transaction<T>(fn: (tx: TransactionHandle) => Promise<T> | T, options: TransactionOptions = {}): Promise<T> {
+    return this.#transactions.run(fn, options);
   }
 
   // Lifecycle ----------------------------------------------------------------------------------

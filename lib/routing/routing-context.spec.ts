@@ -1,4 +1,6 @@
 import 'reflect-metadata';
+import { EventEmitter } from 'node:events';
+import { PinnedTransaction } from '../transactions/pinned-transaction.js';
 import { BadRequestException, Get } from '@nestjs/common';
 import { PATH_METADATA } from '@nestjs/common/constants.js';
 import { firstValueFrom, from, map, Observable, timer, switchMap } from 'rxjs';
@@ -94,7 +96,7 @@ describe('routing scope', () => {
   });
 
   it('a transaction scope is never read-only, and a @ReadOnly() inside it is', () => {
-    const tx = { database: 'default', client: {} as never, readOnly: false, warned: false };
+    const tx = new PinnedTransaction('default', {} as never, new EventEmitter() as never, {});
     runReadOnly(() =>
       runInTransaction(tx, () => {
         expect(current()?.readOnly).toBe(false);

@@ -1,13 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import type { PoolClient } from 'pg';
+import type { PinnedTransaction } from '../transactions/pinned-transaction.js';
 
-/** A transaction pinned to one primary client, visible to everything called inside it. */
-export interface PinnedTransaction {
-  readonly database: string;
-  readonly client: PoolClient;
-  readonly readOnly: boolean;
-  warned: boolean;
-}
+export type { PinnedTransaction };
 
 /** State shared by every scope of one request or job: what it wrote, what it must see. */
 export interface RoutingSession {
