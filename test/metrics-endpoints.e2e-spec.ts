@@ -185,6 +185,7 @@ describe('metrics endpoints (real cluster)', () => {
       db_pool_errors_total: 'counter',
       db_pool_leaks_total: 'counter',
       db_routing_total: 'counter',
+      db_routing_ryw_unverified_total: 'counter',
       db_pool_evictions_total: 'counter',
       db_pool_slow_queries_total: 'counter',
       db_pool_breaker_opens_total: 'counter',

@@ -63,3 +63,18 @@ export function isSessionTerminated(err: unknown): boolean {
 export function isReadOnlyViolation(err: unknown): boolean {
   return sqlState(err) === '25006';
 }
+
+/** Library errors raised before a statement was handed to a connection. */
+const UNSENT_CODES = new Set(['POOL_UNAVAILABLE', 'POOL_ACQUIRE_TIMEOUT', 'POOL_CONNECTION_FAILED', 'NAMED_STATEMENT_UNSUPPORTED']);
+/** Failures that only opening a connection can produce: no statement was sent on it. */
+const CONNECT_ONLY_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', '53300', '57P03', '28P01', '28000', '3D000']);
+
+/**
+ * True when the error proves the statement never reached a server: refused by an open breaker,
+ * an acquire timeout, or a failure to connect (refused, unknown host, too many connections, the
+ * server starting up, authentication). A broken socket mid-statement is not: its outcome is unknown.
+ */
+export function neverSent(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && (UNSENT_CODES.has(code) || CONNECT_ONLY_CODES.has(code));
+}

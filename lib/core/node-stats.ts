@@ -67,6 +67,11 @@ export class NodeCounters {
   routedWrites = 0;
   /** Reads this node served because no replica was usable (primary only). */
   fallbacks = 0;
+  /**
+   * Reads in a scope that wrote which could not fetch the primary's WAL position (primary down or
+   * unreachable) and went to the replica that had replayed the most instead (primary only).
+   */
+  rywUnverified = 0;
   /** Reads retried on this node after another one failed. */
   retries = 0;
   /** Times this replica was banned. */

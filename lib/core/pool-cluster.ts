@@ -20,7 +20,7 @@ import {
   type RoutingScope,
   type RoutingSession,
 } from '../routing/routing-context.js';
-import { isConnectionError, isReadOnlyViolation } from './errors.js';
+import { isConnectionError, isReadOnlyViolation, neverSent } from './errors.js';
 import { NodePool, type NodeHost, type QueryInput } from './node-pool.js';
 
 /** What routing knows about one replica. */
@@ -54,6 +54,8 @@ const PRIMARY_LSN_SQL = 'SELECT pg_current_wal_insert_lsn()::text AS lsn';
 /** Lag monitor: the flushed position, the most a replica can have received. */
 const PRIMARY_FLUSH_LSN_SQL = 'SELECT pg_current_wal_flush_lsn()::text AS lsn';
 const WAL_HISTORY_MAX = 600;
+/** Command tags of statements that write nothing; any other statement that fell back to the primary counts as a write. */
+const READ_TAGS = new Set(['SELECT', 'SHOW', 'FETCH', 'MOVE']);
 const REFRESH_TIMEOUT_MS = 1000;
 
 interface WalMark {
@@ -204,19 +206,20 @@ export class PoolCluster implements NodeHost {
     return this.#readAt<R>(undefined, text, values);
   }
 
-  /** Runs a statement on the primary and remembers the write for read-your-writes. */
+  /**
+   * Runs a statement on the primary and remembers the write for read-your-writes once it settled,
+   * unless it was refused before it reached the server (open breaker, acquire timeout, connect failure).
+   */
   write<R extends QueryResultRow = any>(scope: RoutingScope | undefined, text: QueryInput, values?: unknown[]): Promise<QueryResult<R>> {
     this.primary.counters.routedWrites++;
     if (scope === undefined || this.options.routing.consistency !== 'read-your-writes') return this.primary.query<R>(text, values);
-    markWrite(scope, this.name);
-    // Marked again when it settles: a read that fetched the write position meanwhile fetches it anew.
     return this.primary.query<R>(text, values).then(
       (res) => {
         markWrite(scope, this.name);
         return res;
       },
       (err: unknown) => {
-        markWrite(scope, this.name);
+        if (!neverSent(err)) markWrite(scope, this.name);
         throw err;
       },
     );
@@ -314,7 +317,19 @@ export class PoolCluster implements NodeHost {
       return Promise.reject(new NoReplicaAvailableError(this.name, this.#unusableDetail(required)));
     }
     counters.routedReads++;
-    return this.primary.query<R>(text, values);
+    const scope = routingStorage.getStore();
+    if (scope === undefined || this.options.routing.consistency !== 'read-your-writes') return this.primary.query<R>(text, values);
+    // A write sent as a read (a forgotten @ReadOnly()) succeeds here: it counts for read-your-writes.
+    return this.primary.query<R>(text, values).then(
+      (res) => {
+        if (!READ_TAGS.has((res as { command?: string }).command as string)) markWrite(scope, this.name);
+        return res;
+      },
+      (err: unknown) => {
+        if (isConnectionError(err) && !neverSent(err)) markWrite(scope, this.name);
+        throw err;
+      },
+    );
   }
 
   #noReplica(required: bigint | undefined, failure: unknown): NoReplicaAvailableError {
@@ -370,24 +385,50 @@ export class PoolCluster implements NodeHost {
   /** The WAL position reads of this scope must see (`undefined`: any), resolving a pending write lazily. */
   #requiredLsn(scope: RoutingScope | undefined): bigint | undefined | Promise<bigint | undefined> {
     if (scope === undefined || this.replicas.length === 0) return undefined;
-    return this.#sessionLsn(scope.session);
+    return this.#sessionLsn(scope.session, true);
   }
 
-  /** The highest of: the carried token for this database, and the primary position after the session's writes. */
-  #sessionLsn(session: RoutingSession): bigint | undefined | Promise<bigint | undefined> {
+  /**
+   * The highest of: the carried token for this database, and the primary position after the
+   * session's writes. With `bestEffort` (a read), a primary that cannot tell its position does not
+   * fail the read: see `#unverifiedLsn`.
+   */
+  #sessionLsn(session: RoutingSession, bestEffort: boolean): bigint | undefined | Promise<bigint | undefined> {
     const carried = session.minLsn?.get(this.name);
     const version = session.writes?.get(this.name);
     const seen = session.seen?.get(this.name);
     if (version !== undefined && (seen === undefined || seen.version < version)) {
-      return this.#currentPrimaryLsn().then((lsn) => {
+      const fetched = this.#currentPrimaryLsn().then((lsn) => {
         const latest = session.seen?.get(this.name);
         const written = latest !== undefined && latest.lsn > lsn ? latest.lsn : lsn;
         (session.seen ??= new Map()).set(this.name, { version: latest !== undefined && latest.version > version ? latest.version : version, lsn: written });
         return carried !== undefined && carried > written ? carried : written;
       });
+      if (!bestEffort) return fetched;
+      return fetched.catch(() => {
+        const known = session.seen?.get(this.name)?.lsn;
+        return this.#unverifiedLsn(carried !== undefined && (known === undefined || carried > known) ? carried : known);
+      });
     }
     if (seen === undefined) return carried;
     return carried !== undefined && carried > seen.lsn ? carried : seen.lsn;
+  }
+
+  /**
+   * The primary's position could not be fetched (down, unreachable, no connection in time): the read
+   * asks for the highest position the session knows when a usable replica has reached it, else for
+   * the position of the usable replica that replayed the most. Counted in the primary's `rywUnverified`.
+   */
+  #unverifiedLsn(known: bigint | undefined): bigint | undefined {
+    this.primary.counters.rywUnverified++;
+    const now = Date.now();
+    let furthest: bigint | undefined;
+    for (const r of this.replicas) {
+      if (r.replayLsn === undefined || !this.usable(r, undefined, now)) continue;
+      if (known !== undefined && r.replayLsn >= known) return known;
+      if (furthest === undefined || r.replayLsn > furthest) furthest = r.replayLsn;
+    }
+    return furthest;
   }
 
   async #currentPrimaryLsn(): Promise<bigint> {
@@ -406,7 +447,7 @@ export class PoolCluster implements NodeHost {
     const tx = scope?.tx?.get(this.name);
     if (tx !== undefined && tx.state !== 'ended') throw new TransactionInProgressError(this.name);
     const lsn =
-      scope === undefined || this.options.routing.consistency !== 'read-your-writes' ? await this.#currentPrimaryLsn() : await this.#sessionLsn(scope.session);
+      scope === undefined || this.options.routing.consistency !== 'read-your-writes' ? await this.#currentPrimaryLsn() : await this.#sessionLsn(scope.session, false);
     return lsn === undefined ? undefined : formatConsistencyToken(this.name, lsn, DEFAULT_DATABASE);
   }
 
@@ -650,7 +691,6 @@ export class PoolCluster implements NodeHost {
     const node = this.primary;
     node.counters.routedWrites++;
     const tracked = scope !== undefined && this.options.routing.consistency === 'read-your-writes';
-    if (tracked) markWrite(scope, this.name);
     const client = await node.acquire();
     const { watch, lent } = watchLent(client);
     let failure: unknown;
@@ -708,6 +748,7 @@ export class PoolCluster implements NodeHost {
       node = this.primary;
       client = await node.acquire();
     }
+    const scope = node === this.primary && this.options.routing.consistency === 'read-your-writes' ? routingStorage.getStore() : undefined;
     const { watch, lent } = watchLent(client);
     let error: unknown;
     try {
@@ -718,6 +759,8 @@ export class PoolCluster implements NodeHost {
     } finally {
       watch.detach();
       node.release(client, watch.releaseError(error));
+      // On the primary, what `fn` ran may have written (a forgotten readOnly): it counts for read-your-writes.
+      if (scope !== undefined) markWrite(scope, this.name);
     }
   }
 

@@ -33,6 +33,8 @@ export interface NodeCountersSnapshot {
   routedReads: number;
   routedWrites: number;
   fallbacks: number;
+  /** Reads of a scope that wrote, sent to the most caught-up replica because the primary's WAL position could not be fetched (primary only). */
+  rywUnverified: number;
   retries: number;
   bans: number;
   breakerOpens: number;
@@ -132,6 +134,7 @@ function counters(node: NodePool): NodeCountersSnapshot {
     routedReads: c.routedReads,
     routedWrites: c.routedWrites,
     fallbacks: c.fallbacks,
+    rywUnverified: c.rywUnverified,
     retries: c.retries,
     bans: c.bans,
     breakerOpens: c.breakerOpens,

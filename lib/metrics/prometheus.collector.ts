@@ -135,6 +135,9 @@ function buildMetrics(views: () => NodeView[]): ScrapeMetric[] {
       push({ ...v.labels, reason: 'fallback' }, c.fallbacks);
       push({ ...v.labels, reason: 'retry' }, c.retries);
     }),
+    counter('db_routing_ryw_unverified_total', "Reads of a scope that wrote, sent to the most caught-up replica because the primary's WAL position could not be fetched.", (v, push) => {
+      if (!v.replica) push(v.labels, v.node.counters.rywUnverified);
+    }),
     counter('db_pool_evictions_total', 'Connections retired for lifetime, max uses, eviction after a restart or a failed rollback.', (v, push) => push(v.labels, v.node.counters.evictions)),
     counter('db_pool_slow_queries_total', 'Statements slower than slowQueryMs.', (v, push) => push(v.labels, v.node.counters.slowQueries)),
     counter('db_pool_breaker_opens_total', 'Times the circuit breaker of a node opened.', (v, push) => push(v.labels, v.node.counters.breakerOpens)),
