@@ -119,6 +119,43 @@ const cases: Array<[string, Record<string, unknown>, Record<string, string>, str
     {},
     'Invalid option `leakDetectionThresholdMs`: expected 0 (off) or an integer from 2000 and up, got 500 (number).',
   ],
+  // Node fires a timer above 2^31-1 ms after 1 ms: acquireTimeoutMs 3e9 would fail every connect.
+  [
+    'acquire timeout above the longest timer',
+    { acquireTimeoutMs: 3e9 },
+    {},
+    'Invalid option `acquireTimeoutMs`: expected an integer from 1 to 2147483647 (the longest delay a Node.js timer can wait, about 24.8 days), got 3000000000 (number).',
+  ],
+  [
+    'replica idle timeout above the longest timer',
+    { replicas: [{ connectionString: nodeUrl(replica1), idleTimeoutMs: 2 ** 31 }] },
+    {},
+    'Invalid option `replicas[0].idleTimeoutMs`: expected an integer from 0 to 2147483647 (the longest delay a Node.js timer can wait, about 24.8 days), got 2147483648 (number).',
+  ],
+  [
+    'acquire timeout override above the longest timer',
+    {},
+    { DB_POOL_ACQUIRE_TIMEOUT_MS: '3000000000' },
+    'Invalid environment variable `DB_POOL_ACQUIRE_TIMEOUT_MS`: expected an integer from 1 to 2147483647 (the longest delay a Node.js timer can wait, about 24.8 days), got "3000000000" (string).',
+  ],
+  [
+    'routing, breaker and shutdown delays above the longest timer',
+    { routing: { replicaBanMs: 1e10 } },
+    {},
+    'Invalid option `routing.replicaBanMs`: expected an integer from 0 to 2147483647 (the longest delay a Node.js timer can wait, about 24.8 days), got 10000000000 (number).',
+  ],
+  [
+    'breaker reset timeout above the longest timer',
+    { breaker: { resetTimeoutMs: 2 ** 32 } },
+    {},
+    'Invalid option `breaker.resetTimeoutMs`: expected an integer from 1 to 2147483647 (the longest delay a Node.js timer can wait, about 24.8 days), got 4294967296 (number).',
+  ],
+  [
+    'alert interval above the longest timer',
+    { alerts: { intervalMs: 2 ** 31 } },
+    {},
+    'Invalid option `alerts.intervalMs`: expected an integer from 100 to 2147483647 (the longest delay a Node.js timer can wait, about 24.8 days), got 2147483648 (number).',
+  ],
   ['unknown DB_ENV', {}, { DB_ENV: 'prod' }, 'Invalid environment variable `DB_ENV`: expected one of "development", "production", "test", got "prod" (string).'],
   [
     'DB_PRIMARY_URL that is not a postgres URL',

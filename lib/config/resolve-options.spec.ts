@@ -340,7 +340,7 @@ describe('resolveOptions: validation', () => {
       'lag interval too short',
       { routing: { lagCheckIntervalMs: 10 } },
       {},
-      'Invalid option `routing.lagCheckIntervalMs`: expected an integer from 50 and up, got 10 (number).',
+      'Invalid option `routing.lagCheckIntervalMs`: expected an integer from 50 to 2147483647 (the longest delay a Node.js timer can wait, about 24.8 days), got 10 (number).',
     ],
     ['bad consistency', { routing: { consistency: 'strong' } }, {}, 'Invalid option `routing.consistency`: expected one of "read-your-writes", "eventual", got "strong" (string).'],
     ['bad lazy', { lazy: 'yes' }, {}, 'Invalid option `lazy`: expected true or false, got "yes" (string).'],

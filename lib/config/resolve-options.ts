@@ -1,4 +1,5 @@
 import type { PoolConfig } from 'pg';
+import { MAX_TIMER_MS, msRange } from './timer-limit.js';
 import {
   DEFAULT_APPLICATION_NAME,
   DEFAULT_CONSISTENCY_HEADER,
@@ -205,10 +206,15 @@ function checkNodeKeys(node: Record<string, unknown>, path: string): void {
 
 function checkInt(field: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    const range = max === Number.MAX_SAFE_INTEGER ? `an integer from ${min} and up` : `an integer from ${min} to ${max}`;
+    const range = max === Number.MAX_SAFE_INTEGER ? `an integer from ${min} and up` : max === MAX_TIMER_MS ? msRange(min) : `an integer from ${min} to ${max}`;
     fail(field, range, value);
   }
   return value;
+}
+
+/** A millisecond option: an integer from `min` up to the longest timer delay. */
+function checkMs(field: string, value: unknown, min: number): number {
+  return checkInt(field, value, min, MAX_TIMER_MS);
 }
 
 function checkBool(field: string, value: unknown): boolean {
@@ -441,8 +447,9 @@ const POOL_MINIMUM: Record<PoolKey, number> = {
 function checkPoolValue(key: PoolKey, v: PoolValue): void {
   if (v.implicit) return;
   const min = POOL_MINIMUM[key];
-  const valid = typeof v.value === 'number' && Number.isInteger(v.value) && v.value >= min && v.value <= Number.MAX_SAFE_INTEGER;
-  if (!valid) fail(v.field, `an integer from ${min} and up`, v.given);
+  const max = key.endsWith('Ms') ? MAX_TIMER_MS : Number.MAX_SAFE_INTEGER;
+  const valid = typeof v.value === 'number' && Number.isInteger(v.value) && v.value >= min && v.value <= max;
+  if (!valid) fail(v.field, max === MAX_TIMER_MS ? msRange(min) : `an integer from ${min} and up`, v.given);
   if (key === 'leakDetectionThresholdMs' && v.value > 0 && v.value < MIN_LEAK_DETECTION_THRESHOLD_MS) {
     fail(v.field, `0 (off) or an integer from ${MIN_LEAK_DETECTION_THRESHOLD_MS} and up`, v.given);
   }
@@ -591,10 +598,10 @@ export function resolveOptions(input: PoolModuleOptions & { name?: string; isGlo
   const routing = {
     strategy,
     fallbackToPrimary: routingIn.fallbackToPrimary === undefined ? true : checkBool(optionField('routing.fallbackToPrimary'), routingIn.fallbackToPrimary),
-    replicaBanMs: checkInt(optionField('routing.replicaBanMs'), pick(routingIn.replicaBanMs, 30_000), 0),
-    maxReplicationLagMs: checkInt(optionField('routing.maxReplicationLagMs'), pick(routingIn.maxReplicationLagMs, 10_000), 0),
+    replicaBanMs: checkMs(optionField('routing.replicaBanMs'), pick(routingIn.replicaBanMs, 30_000), 0),
+    maxReplicationLagMs: checkMs(optionField('routing.maxReplicationLagMs'), pick(routingIn.maxReplicationLagMs, 10_000), 0),
     maxReplicationLagBytes: checkInt(optionField('routing.maxReplicationLagBytes'), pick(routingIn.maxReplicationLagBytes, 0), 0),
-    lagCheckIntervalMs: checkInt(optionField('routing.lagCheckIntervalMs'), pick(routingIn.lagCheckIntervalMs, 1000), 50),
+    lagCheckIntervalMs: checkMs(optionField('routing.lagCheckIntervalMs'), pick(routingIn.lagCheckIntervalMs, 1000), 50),
     consistency: checkEnum(optionField('routing.consistency'), pick<string>(routingIn.consistency, 'read-your-writes'), ['read-your-writes', 'eventual'] as const),
     consistencyHeader: checkString(optionField('routing.consistencyHeader'), pick(routingIn.consistencyHeader, DEFAULT_CONSISTENCY_HEADER)).toLowerCase(),
     readOnlyInTransaction: checkEnum(optionField('routing.readOnlyInTransaction'), pick<string>(routingIn.readOnlyInTransaction, 'join'), ['join', 'warn', 'throw'] as const),
@@ -605,7 +612,7 @@ export function resolveOptions(input: PoolModuleOptions & { name?: string; isGlo
   checkKeys(breakerIn as Record<string, unknown>, BREAKER_KEYS, 'breaker.');
   const breaker = {
     failureThreshold: checkInt(optionField('breaker.failureThreshold'), pick(breakerIn.failureThreshold, 5), 1),
-    resetTimeoutMs: checkInt(optionField('breaker.resetTimeoutMs'), pick(breakerIn.resetTimeoutMs, 10_000), 1),
+    resetTimeoutMs: checkMs(optionField('breaker.resetTimeoutMs'), pick(breakerIn.resetTimeoutMs, 10_000), 1),
   };
   const metrics = resolveMetricsOptions(input.metrics);
   const alerts = resolveAlertOptions(input.alerts);
@@ -628,11 +635,11 @@ export function resolveOptions(input: PoolModuleOptions & { name?: string; isGlo
     onConnect: input.onConnect,
     lazy: input.lazy === undefined ? false : checkBool(optionField('lazy'), input.lazy),
     retryAttempts: checkInt(optionField('retryAttempts'), pick(input.retryAttempts, 5), 1),
-    retryDelayMs: checkInt(optionField('retryDelayMs'), pick(input.retryDelayMs, 500), 0),
+    retryDelayMs: checkMs(optionField('retryDelayMs'), pick(input.retryDelayMs, 500), 0),
     instances: checkInt(optionField('instances'), pick(input.instances, instancesEnv ?? 1), 1),
     sizingAdvisor: input.sizingAdvisor === undefined ? true : checkBool(optionField('sizingAdvisor'), input.sizingAdvisor),
-    shutdownTimeoutMs: checkInt(optionField('shutdownTimeoutMs'), pick(input.shutdownTimeoutMs, 10_000), 0),
-    slowQueryMs: checkInt(optionField('slowQueryMs'), pick(input.slowQueryMs, 1000), 0),
+    shutdownTimeoutMs: checkMs(optionField('shutdownTimeoutMs'), pick(input.shutdownTimeoutMs, 10_000), 0),
+    slowQueryMs: checkMs(optionField('slowQueryMs'), pick(input.slowQueryMs, 1000), 0),
     pgbouncer,
     routing,
     breaker,

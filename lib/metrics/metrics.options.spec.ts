@@ -68,7 +68,7 @@ describe('resolveAlertOptions', () => {
     [{ usageWarn: 1.5 }, 'Invalid option `alerts.usageWarn`: expected a number greater than 0 and at most 1 (a share of max), got 1.5 (number).'],
     [{ usageWarn: 0.95 }, 'Invalid option `alerts.usageCritical`: expected a ratio not below usageWarn (0.95), got 0.9 (number).'],
     [{ waitingThreshold: -1 }, 'Invalid option `alerts.waitingThreshold`: expected an integer from 0 and up, got -1 (number).'],
-    [{ intervalMs: 10 }, 'Invalid option `alerts.intervalMs`: expected an integer from 100 and up, got 10 (number).'],
+    [{ intervalMs: 10 }, 'Invalid option `alerts.intervalMs`: expected an integer from 100 to 2147483647 (the longest delay a Node.js timer can wait, about 24.8 days), got 10 (number).'],
     [{ cooldown: 5 }, 'Invalid option `alerts.cooldown`: expected one of the known options (enabled, waitingThreshold, usageWarn, usageCritical, cooldownMs, intervalMs, log), got 5 (number).'],
   ])('rejects %j', (input, message) => {
     expect(() => resolveAlertOptions(input as never)).toThrow(message);

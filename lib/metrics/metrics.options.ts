@@ -1,4 +1,5 @@
 import type { CanActivate, Type } from '@nestjs/common';
+import { MAX_TIMER_MS, msRange } from '../config/timer-limit.js';
 import type { Registry, RegistryContentType } from 'prom-client';
 import { describeValue } from '../config/redact.js';
 import { PoolConfigurationError } from '../pool.exceptions.js';
@@ -58,9 +59,11 @@ function checkPath(path: string, value: unknown, fallback: string): string {
   return trimmed;
 }
 
-function checkInt(path: string, value: unknown, fallback: number, min: number): number {
+function checkInt(path: string, value: unknown, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) fail(path, `an integer from ${min} and up`, value);
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    fail(path, max === MAX_TIMER_MS ? msRange(min) : `an integer from ${min} and up`, value);
+  }
   return value;
 }
 
@@ -123,8 +126,8 @@ export function resolveAlertOptions(raw: AlertOptions | undefined): ResolvedAler
     waitingThreshold: checkInt('alerts.waitingThreshold', input.waitingThreshold, 10, 0),
     usageWarn,
     usageCritical,
-    cooldownMs: checkInt('alerts.cooldownMs', input.cooldownMs, 60_000, 0),
-    intervalMs: checkInt('alerts.intervalMs', input.intervalMs, 1000, 100),
+    cooldownMs: checkInt('alerts.cooldownMs', input.cooldownMs, 60_000, 0, MAX_TIMER_MS),
+    intervalMs: checkInt('alerts.intervalMs', input.intervalMs, 1000, 100, MAX_TIMER_MS),
     log: checkBool('alerts.log', input.log, true),
   };
 }
