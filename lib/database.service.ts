@@ -76,7 +76,9 @@ export class DatabaseService {
   /**
    * Runs `fn` in a transaction on one primary client. Statements made through this service
    * anywhere below (across awaits) join it; COMMIT on success, ROLLBACK on a throw, the client is
-   * always released.
+   * always released. Resolves only when the server committed: an aborted or rollback-only
+   * transaction rejects with `TransactionRolledBackError`. Once it ended, every statement that
+   * still uses it rejects with `TransactionEndedError`.
    */
   transaction<T>(fn: (tx: TransactionHandle) => Promise<T> | T, options?: TransactionOptions): Promise<T> {
     return this.cluster.transaction(fn, options);
@@ -96,6 +98,7 @@ export class DatabaseService {
   /**
    * The primary WAL position that covers this scope's writes, as a string (`0/16B3748`). Send it
    * back in the consistency header (or `@ReadOnly({ minLsn })`) so a later request reads them.
+   * Inside an open transaction it rejects with `TransactionInProgressError`: ask after the commit.
    */
   consistencyToken(): Promise<string | undefined> {
     return this.cluster.consistencyToken();

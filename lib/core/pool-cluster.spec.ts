@@ -3,7 +3,7 @@ import { Logger } from '@nestjs/common';
 import type { QueryResult } from 'pg';
 import { resolveOptions } from '../config/resolve-options.js';
 import type { PoolModuleOptions, ReplicaCandidate } from '../pool.interfaces.js';
-import { NoReplicaAvailableError, PoolError, ReadOnlyInTransactionError } from '../pool.exceptions.js';
+import { NoReplicaAvailableError, PoolError, PoolUnavailableError, ReadOnlyInTransactionError } from '../pool.exceptions.js';
 import { markWrite, newSession, routingStorage, type RoutingScope } from '../routing/routing-context.js';
 import { EventEmitter } from 'node:events';
 import { PinnedTransaction } from '../transactions/pinned-transaction.js';
@@ -220,6 +220,54 @@ describe('PoolCluster routing', () => {
         await cluster.query('INSERT 2');
         expect(await cluster.consistencyToken()).toBe('0/5000');
       });
+    });
+
+    it('counts a write that reached the server (or lost its connection), never one refused before it was sent', async () => {
+      cluster = makeCluster();
+      const refusals = [
+        new PoolUnavailableError('default', 'primary', '127.0.0.1:1', new Date(), 'x'),
+        connectionRefused(),
+        Object.assign(new Error('sorry, too many clients already'), { code: '53300' }),
+      ];
+      for (const refusal of refusals) {
+        stub(cluster, { primary: () => Promise.reject(refusal) });
+        const scope: RoutingScope = { readOnly: false, session: newSession(), tx: undefined };
+        await expect(routingStorage.run(scope, () => cluster.query('INSERT 1'))).rejects.toBe(refusal);
+        expect(scope.session.writes).toBeUndefined();
+      }
+      for (const sent of [syntaxError(), Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' })]) {
+        stub(cluster, { primary: () => Promise.reject(sent) });
+        const scope: RoutingScope = { readOnly: false, session: newSession(), tx: undefined };
+        await expect(routingStorage.run(scope, () => cluster.query('INSERT 1'))).rejects.toBe(sent);
+        expect(scope.session.writes?.get('default')).toBe(1);
+      }
+    });
+
+    it('when the primary cannot tell its position, reads the replica that has the known position, else the most caught-up one, and counts it', async () => {
+      cluster = makeCluster();
+      stub(cluster, { primary: () => Promise.reject(connectionRefused()) });
+      replica(cluster, 0).replayLsn = 0x2000n;
+      replica(cluster, 1).replayLsn = 0x3000n;
+      const scope = readOnlyScope();
+      markWrite(scope, 'default');
+      for (let i = 0; i < 3; i++) expect((await cluster.read(scope, 'SELECT 1')).rows[0].node).toBe('r2');
+      scope.session.minLsn = new Map([['default', 0x1000n]]);
+      const known = await Promise.all([cluster.read(scope, 'SELECT 1'), cluster.read(scope, 'SELECT 1')]);
+      expect(known.map((r) => r.rows[0].node).sort()).toEqual(['r1', 'r2']);
+      expect(cluster.primary.counters.rywUnverified).toBe(5);
+      await expect(routingStorage.run(scope, () => cluster.consistencyToken())).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+    });
+
+    it('a statement that fell back to the primary under @ReadOnly() counts as a write unless its command tag is a read', async () => {
+      cluster = makeCluster();
+      replica(cluster, 0).bannedUntil = Date.now() + 60_000;
+      replica(cluster, 1).bannedUntil = Date.now() + 60_000;
+      stub(cluster, { primary: (text) => Promise.resolve({ ...result([]), command: text.startsWith('INSERT') ? 'INSERT' : 'SELECT' }) });
+      const scope = readOnlyScope();
+      await routingStorage.run(scope, () => cluster.query('SELECT 1'));
+      expect(scope.session.writes).toBeUndefined();
+      await routingStorage.run(scope, () => cluster.query('INSERT 1'));
+      expect(scope.session.writes?.get('default')).toBe(1);
     });
 
     it('with consistency "eventual", writes are not tracked and the token is the primary\'s current position', async () => {

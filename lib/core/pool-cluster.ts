@@ -375,7 +375,7 @@ export class PoolCluster implements NodeHost {
   }
 
   #inTransaction<R extends QueryResultRow>(tx: PinnedTransaction, scope: RoutingScope, text: QueryInput, values?: unknown[]): Promise<QueryResult<R>> {
-    if (scope.readOnly) {
+    if (scope.readOnly && tx.state === 'open') {
       const refused = this.#readOnlyInTransaction(tx);
       if (refused !== undefined) return Promise.reject(refused);
     }
