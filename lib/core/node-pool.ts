@@ -9,6 +9,7 @@ import {
   type PoolStateSnapshot,
 } from '../pool.exceptions.js';
 import type { PoolEvent, RemoveReason } from '../pool.events.js';
+import type { NodeRole } from '../pool.interfaces.js';
 import { isConnectionError, isReadOnlyViolation, isServerRestartError, isSessionTerminated } from './errors.js';
 import { LatencyHistogram, NodeCounters } from './node-stats.js';
 
@@ -170,6 +171,7 @@ export class NodePool {
   readonly connectTime = new LatencyHistogram();
   readonly usageTime = new LatencyHistogram();
   #generation = 0;
+  #role: NodeRole;
   #endPromise: Promise<void> | undefined;
   #failures = 0;
   #openUntil = 0;
@@ -188,12 +190,14 @@ export class NodePool {
     readonly config: ResolvedNode,
     private readonly host: NodeHost,
   ) {
+    this.#role = config.role;
     const poolConfig = config.poolConfig;
     const Base = (poolConfig.Client as typeof pg.Client | undefined) ?? pg.Client;
     const timezone = config.pgbouncer ? config.timezone : undefined;
+    const sessionConfig = (args: ConstructorParameters<typeof pg.Client>) => this.#sessionConfig(args);
     const BornClient = class extends Base {
       constructor(...args: ConstructorParameters<typeof pg.Client>) {
-        super(...args);
+        super(...sessionConfig(args));
         (this as unknown as MetaClient)[BORN] = performance.now();
       }
 
@@ -222,8 +226,75 @@ export class NodePool {
     return this.config.name;
   }
 
-  get role() {
-    return this.config.role;
+  get role(): NodeRole {
+    return this.#role;
+  }
+
+  /**
+   * Changes the node's role (a failover promoted or demoted it): new connections get that role's
+   * session settings (replicas: `default_transaction_read_only`), existing sessions are retired.
+   */
+  setRole(role: 'primary' | 'replica'): void {
+    if (role === this.#role) return;
+    this.#role = role;
+    this.evictAll();
+  }
+
+  /**
+   * A monitoring statement with a deadline: a client that does not answer within `timeoutMs`
+   * is destroyed, and the promise rejects.
+   */
+  systemQuery(text: string, values?: unknown[], timeoutMs = 5000): Promise<QueryResult> {
+    return new Promise<QueryResult>((resolve, reject) => {
+      let client: pg.PoolClient | undefined;
+      let settled = false;
+      const timer = setTimeout(() => {
+        settled = true;
+        client?.release(true);
+        reject(new Error(`"${this.config.database}/${this.name}" (${this.config.address}) did not answer within ${timeoutMs}ms`));
+      }, timeoutMs);
+      timer.unref();
+      this.pool.connect().then(
+        (c) => {
+          if (settled) return c.release();
+          client = c;
+          c.query(text, values).then(
+            (res) => {
+              if (settled) return;
+              settled = true;
+              clearTimeout(timer);
+              c.release();
+              resolve(res);
+            },
+            (err: unknown) => {
+              if (settled) return;
+              settled = true;
+              clearTimeout(timer);
+              c.release(isConnectionError(err) ? (err as Error) : undefined);
+              reject(err);
+            },
+          );
+        },
+        (err: unknown) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          reject(err);
+        },
+      );
+    });
+  }
+
+  /** The client config for the node's current role (its startup `options`). */
+  #sessionConfig(args: ConstructorParameters<typeof pg.Client>): ConstructorParameters<typeof pg.Client> {
+    const byRole = this.config.roleOptions;
+    const given = args[0];
+    if (byRole === undefined || given === null || typeof given !== 'object' || this.#role === this.config.role) return args;
+    const options = byRole[this.#role];
+    const next: pg.ClientConfig = { ...given };
+    if (options === undefined) delete next.options;
+    else next.options = options;
+    return [next];
   }
 
   get inUse(): number {

@@ -18,6 +18,7 @@ import {
   type RoutingScope,
   type RoutingSession,
 } from '../routing/routing-context.js';
+import { Topology } from '../cluster/topology.js';
 import { isConnectionError, isReadOnlyViolation } from './errors.js';
 import { NodePool, type NodeHost, type QueryInput } from './node-pool.js';
 
@@ -41,7 +42,7 @@ export class ReplicaState {
 }
 
 const LAG_SQL =
-  'SELECT pg_last_wal_replay_lsn()::text AS replay, ' +
+  'SELECT pg_last_wal_replay_lsn()::text AS replay, pg_is_in_recovery() AS recovering, ' +
   'EXTRACT(EPOCH FROM (clock_timestamp() - pg_last_xact_replay_timestamp())) * 1000 AS since_ms';
 const REPLAY_SQL = 'SELECT pg_last_wal_replay_lsn()::text AS replay';
 /**
@@ -155,8 +156,6 @@ export class WalHistory {
  * pinned transactions.
  */
 export class PoolCluster implements NodeHost {
-  readonly primary: NodePool;
-  readonly replicas: readonly ReplicaState[];
   readonly logger: Logger;
   readonly #events = new Subject<PoolEvent>();
   readonly events$: Observable<PoolEvent> = this.#events.asObservable();
@@ -168,8 +167,11 @@ export class PoolCluster implements NodeHost {
 
   constructor(readonly options: ResolvedOptions) {
     this.logger = new Logger(`PoolModule:${options.database}`);
-    this.primary = new NodePool(options.primary, this);
-    this.replicas = options.replicas.map((r) => new ReplicaState(new NodePool(r, this)));
+    const primary = new NodePool(options.primary, this);
+    const replicas = options.replicas.map((r) => new NodePool(r, this));
+    this.#states = [primary, ...replicas].map((n) => new ReplicaState(n));
+    this.#replicas = this.#states.slice(1);
+    this.topology = new Topology(primary, replicas, options.failover, this);
     const routing = options.routing;
     this.#wal = new WalHistory(Math.max(60_000, routing.maxReplicationLagMs * 3, routing.lagCheckIntervalMs * 10));
   }
@@ -179,8 +181,53 @@ export class PoolCluster implements NodeHost {
   }
 
   get nodes(): NodePool[] {
-    return [this.primary, ...this.replicas.map((r) => r.node)];
+    return this.#states.map((r) => r.node);
   }
+
+  // Topology: the write node and the readers follow the role checks (lib/cluster/topology.ts) --
+  readonly topology: Topology;
+  /** Routing state of every configured node, in configuration order. */
+  readonly #states: readonly ReplicaState[];
+  #replicas: readonly ReplicaState[];
+
+  /** The node that takes the writes now (a promoted replica after a failover). */
+  get primary(): NodePool {
+    return this.topology.writer;
+  }
+
+  /** The nodes in read rotation now: those the role checks found in recovery. */
+  get replicas(): readonly ReplicaState[] {
+    return this.#replicas;
+  }
+
+  /** Routing state (bans, lag) of any configured node. */
+  stateOf(node: NodePool): ReplicaState | undefined {
+    return this.#states.find((s) => s.node === node);
+  }
+
+  topologyChanged(): void {
+    this.#replicas = this.#states.filter((s) => this.topology.isReader(s.node));
+    if (this.#replicas.length > 0) this.startLagMonitor();
+  }
+
+  log(message: string): void {
+    this.logger.log(this.scrub(message));
+  }
+
+  /** A write's failure that may mean the write node changed: the roles are checked at once. */
+  #writeFailed(err: unknown): void {
+    if (isConnectionError(err)) void this.topology.check('connection loss of the write node');
+    else if (isReadOnlyViolation(err)) void this.topology.check('25006 from the write node');
+  }
+
+  #watchWrite<R extends QueryResultRow>(promise: Promise<QueryResult<R>>): Promise<QueryResult<R>> {
+    if (!this.topology.discovering) return promise;
+    return promise.catch((err: unknown) => {
+      this.#writeFailed(err);
+      throw err;
+    });
+  }
+  // ---------------------------------------------------------------------------------------------
 
   // NodeHost ---------------------------------------------------------------------------
   get slowQueryMs() {
@@ -241,11 +288,17 @@ export class PoolCluster implements NodeHost {
 
   /** Runs a statement on the primary and remembers the write for read-your-writes. */
   write<R extends QueryResultRow = any>(scope: RoutingScope | undefined, text: QueryInput, values?: unknown[]): Promise<QueryResult<R>> {
-    this.primary.counters.routedWrites++;
-    if (scope === undefined || this.options.routing.consistency !== 'read-your-writes') return this.primary.query<R>(text, values);
+    let node: NodePool;
+    try {
+      node = this.topology.writable();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    node.counters.routedWrites++;
+    if (scope === undefined || this.options.routing.consistency !== 'read-your-writes') return this.#watchWrite(node.query<R>(text, values));
     markWrite(scope, this.name);
     // Marked again when it settles: a read that fetched the write position meanwhile fetches it anew.
-    return this.primary.query<R>(text, values).then(
+    return this.#watchWrite(node.query<R>(text, values)).then(
       (res) => {
         markWrite(scope, this.name);
         return res;
@@ -598,7 +651,8 @@ export class PoolCluster implements NodeHost {
 
   // Lag monitor --------------------------------------------------------------------------
   startLagMonitor(): void {
-    if (this.replicas.length === 0 || this.#lagTimer !== undefined) return;
+    this.topology.start();
+    if (this.#states.length < 2 || this.#lagTimer !== undefined || this.#closed) return;
     this.#lagTimer = setInterval(() => void this.checkLag(), this.options.routing.lagCheckIntervalMs);
     this.#lagTimer.unref();
   }
@@ -641,6 +695,7 @@ export class PoolCluster implements NodeHost {
     const replay = parseLsn(row?.replay);
     const now = Date.now();
     r.lastCheckedAt = now;
+    if ((row as { recovering?: boolean } | undefined)?.recovering === false) void this.topology.check('a replica answered as a primary');
     if (replay === undefined) {
       r.replayLsn = undefined;
       r.lagMs = undefined;
@@ -649,6 +704,12 @@ export class PoolCluster implements NodeHost {
     }
     if (r.replayLsn === undefined || replay > r.replayLsn || r.replayLsn - replay > 1n << 32n) r.replayLsn = replay;
     const primaryLsn = this.#wal.latest;
+    if (primaryLsn === undefined) {
+      // Not measurable (no primary position known yet): unknown, not 0.
+      r.lagBytes = undefined;
+      r.lagMs = undefined;
+      return;
+    }
     const behind = primaryLsn !== undefined && primaryLsn > replay ? primaryLsn - replay : 0n;
     r.lagBytes = Number(behind);
     const since = row?.since_ms === null || row?.since_ms === undefined ? undefined : Number(row.since_ms);
@@ -678,16 +739,17 @@ export class PoolCluster implements NodeHost {
       return fn(tx.client);
     }
     if (readOnly ?? scope?.readOnly ?? false) return this.#withReadClient(fn, await this.#requiredLsn(scope));
-    const node = this.primary;
+    const node = this.topology.writable();
     node.counters.routedWrites++;
     const tracked = scope !== undefined && this.options.routing.consistency === 'read-your-writes';
     if (tracked) markWrite(scope, this.name);
-    const client = await node.acquire();
+    const client = await this.#watchAcquire(node.acquire());
     let failure: unknown;
     try {
       return await fn(client);
     } catch (err) {
       failure = err;
+      this.#writeFailed(err);
       throw err;
     } finally {
       node.release(client, failure);
@@ -756,13 +818,13 @@ export class PoolCluster implements NodeHost {
     if (existing !== undefined && options.propagation !== 'requiresNew') {
       return fn(this.#handle(existing.client));
     }
-    const node = this.primary;
+    const node = this.topology.writable();
     node.counters.routedWrites++;
     let begin = 'BEGIN';
     if (options.isolationLevel !== undefined) begin += TX_BEGIN[options.isolationLevel];
     if (options.readOnly) begin += ' READ ONLY';
     if (options.deferrable) begin += ' DEFERRABLE';
-    const client = await node.begin(begin);
+    const client = await this.#watchAcquire(node.begin(begin));
     const handle = this.#handle(client);
     const pinned: PinnedTransaction = { database: this.name, client, readOnly: options.readOnly === true, warned: false };
     let failure: unknown;
@@ -773,6 +835,7 @@ export class PoolCluster implements NodeHost {
       return result;
     } catch (err) {
       failure = err;
+      this.#writeFailed(err);
       if (!isConnectionError(err)) {
         try {
           await client.query('ROLLBACK');
@@ -784,6 +847,14 @@ export class PoolCluster implements NodeHost {
     } finally {
       node.release(client, failure);
     }
+  }
+
+  #watchAcquire(promise: Promise<PoolClient>): Promise<PoolClient> {
+    if (!this.topology.discovering) return promise;
+    return promise.catch((err: unknown) => {
+      this.#writeFailed(err);
+      throw err;
+    });
   }
 
   #handle(client: PoolClient): TransactionHandle {
@@ -800,6 +871,7 @@ export class PoolCluster implements NodeHost {
    */
   async warmUp(): Promise<void> {
     if (this.options.lazy) return;
+    if (this.topology.discovering) return this.#warmUpAndDiscover();
     await Promise.all([
       this.primary.warmUp(),
       ...this.replicas.map((r) =>
@@ -810,11 +882,31 @@ export class PoolCluster implements NodeHost {
     ]);
   }
 
+  /**
+   * With role discovery: every node warms up, then every node is asked its role. Start-up fails
+   * only when no node answers as the primary (with the configured primary's error when it was down).
+   */
+  async #warmUpAndDiscover(): Promise<void> {
+    let primaryError: unknown;
+    const configured = this.#states[0]!.node;
+    await Promise.all(
+      this.#states.map((r) =>
+        r.node.warmUp().catch((err: unknown) => {
+          if (r.node === configured) primaryError = err;
+          else this.ban(r, err);
+        }),
+      ),
+    );
+    await this.topology.check('start-up');
+    if (this.topology.lostSince !== 0) throw primaryError ?? this.topology.unavailable();
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.topology.close();
     clearInterval(this.#lagTimer);
-    for (const r of this.replicas) clearTimeout(r.probe);
+    for (const r of this.#states) clearTimeout(r.probe);
     const nodes = this.nodes;
     const timeout = this.options.shutdownTimeoutMs;
     const outstanding = await Promise.all(nodes.map((n) => n.drain(timeout)));

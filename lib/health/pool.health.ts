@@ -185,17 +185,21 @@ export class PoolHealthIndicator {
         if (health.status !== 'up' || health.inRotation !== true) unhealthy.push(r.node.name);
       });
       const healthy = cluster.replicas.length - unhealthy.length;
+      const topology = cluster.topology.snapshot();
       let message: string | undefined;
-      if (primary!.status !== 'up') message = primary!.message;
+      if (!topology.writable) message = cluster.topology.unavailable().message;
+      else if (primary!.status !== 'up') message = primary!.message;
       else if (healthy < required) message = REPLICAS_SHORT(healthy, cluster.replicas.length, required);
       const up = message === undefined;
-      if (up && unhealthy.length > 0) message = REPLICAS_DEGRADED(unhealthy);
+      if (up && topology.fenced.length > 0) message = `Split brain: ${topology.fenced.join(', ')} also answer(s) as a primary and are fenced (no reads, no writes); ${topology.primary} takes the writes.`;
+      else if (up && unhealthy.length > 0) message = REPLICAS_DEGRADED(unhealthy);
       const details: Omit<DatabaseHealth, 'status'> = {
         database: cluster.name,
-        degraded: unhealthy.length > 0,
+        degraded: unhealthy.length > 0 || topology.fenced.length > 0,
         ...(message === undefined ? {} : { message }),
         replicas: { total: cluster.replicas.length, healthy, required },
         nodes,
+        topology,
       };
       return keyed<Key, CheckDetails>(up ? session.up(details) : session.down(details));
     } catch (err) {
