@@ -11,6 +11,8 @@ import type { PoolEvent, TopologyRole } from '../pool.events.js';
 const ROLE_SQL =
   'SELECT pg_is_in_recovery() AS recovering, (SELECT timeline_id FROM pg_control_checkpoint()) AS checkpoint_timeline, ' +
   "CASE WHEN pg_is_in_recovery() THEN NULL ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS wal_timeline";
+/** The reason of the first check, run by the cluster's warm-up. */
+export const START_UP = 'start-up';
 /** While the write node is lost, checks run this often (at most `checkIntervalMs`). */
 const FAILOVER_CHECK_MS = 250;
 
@@ -100,8 +102,9 @@ export class Topology {
     }
   }
 
+  /** Roles are checked: `discoverRoles` is on and there is another node a failover could pick. */
   get discovering(): boolean {
-    return this.#options.discoverRoles;
+    return this.#options.discoverRoles && this.#nodes.length > 1;
   }
 
   /** Every configured node, in configuration order. */
@@ -276,7 +279,8 @@ export class Topology {
     if (lost && this.#lostSince === 0) {
       this.#lostSince = now;
       changed = true;
-      this.host.warn(
+      // At start-up the start fails instead (with the primary's own error).
+      if (reason !== START_UP) this.host.warn(
         `Database "${this.host.name}": no node answers as the primary (${writerResult.node.name}: ${writerResult.ok ? 'in recovery' : writerResult.error}). ` +
           `Writes fail with PrimaryUnavailableError until one does (checked every ${Math.min(FAILOVER_CHECK_MS, this.#options.checkIntervalMs)}ms for ${this.#options.failoverTimeoutMs}ms, then every ${this.#options.checkIntervalMs}ms).`,
       );

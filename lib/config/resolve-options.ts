@@ -95,7 +95,7 @@ const TOP_LEVEL_KEYS = new Set([
   'statementTimeoutMs', 'maxUses', 'maxLifetimeMs', 'validateIdleAfterMs', 'leakDetectionThresholdMs',
   'keepAliveMs', 'applicationName', 'timezone', 'onConnect', 'lazy', 'retryAttempts', 'retryDelayMs',
   'instances', 'sizingAdvisor', 'shutdownTimeoutMs', 'slowQueryMs', 'routing', 'breaker', 'metrics',
-  'alerts', 'pgbouncer', 'env', 'failover',
+  'alerts', 'failover', 'pgbouncer', 'env',
 ]);
 const FAILOVER_KEYS = new Set(['discoverRoles', 'checkIntervalMs', 'checkTimeoutMs', 'failoverTimeoutMs']);
 const TARGET_SESSION_ATTRS = ['any', 'read-write', 'primary'];
@@ -259,6 +259,11 @@ function envInt(env: Env, name: string, min: number): number | undefined {
 function checkUrl(field: string, url: unknown): string {
   if (typeof url !== 'string' || url.trim() === '') {
     fail(field, 'a postgres:// or postgresql:// connection URL', url);
+  }
+  const hosts = splitMultiHostUrl(field, url);
+  if (hosts !== undefined) {
+    for (const one of hosts) checkUrl(field, one);
+    return url;
   }
   let parsed: URL;
   try {

@@ -18,7 +18,7 @@ import {
   type RoutingScope,
   type RoutingSession,
 } from '../routing/routing-context.js';
-import { Topology } from '../cluster/topology.js';
+import { START_UP, Topology } from '../cluster/topology.js';
 import { isConnectionError, isReadOnlyViolation } from './errors.js';
 import { NodePool, type NodeHost, type QueryInput } from './node-pool.js';
 
@@ -897,8 +897,9 @@ export class PoolCluster implements NodeHost {
         }),
       ),
     );
-    await this.topology.check('start-up');
-    if (this.topology.lostSince !== 0) throw primaryError ?? this.topology.unavailable();
+    await this.topology.check(START_UP);
+    if (primaryError !== undefined && this.topology.writer === configured) throw primaryError;
+    if (this.topology.lostSince !== 0) throw this.topology.unavailable();
   }
 
   async close(): Promise<void> {

@@ -187,8 +187,8 @@ export class PoolHealthIndicator {
       const healthy = cluster.replicas.length - unhealthy.length;
       const topology = cluster.topology.snapshot();
       let message: string | undefined;
-      if (!topology.writable) message = cluster.topology.unavailable().message;
-      else if (primary!.status !== 'up') message = primary!.message;
+      if (primary!.status !== 'up') message = primary!.message;
+      else if (!topology.writable) message = cluster.topology.unavailable().message;
       else if (healthy < required) message = REPLICAS_SHORT(healthy, cluster.replicas.length, required);
       const up = message === undefined;
       if (up && topology.fenced.length > 0) message = `Split brain: ${topology.fenced.join(', ')} also answer(s) as a primary and are fenced (no reads, no writes); ${topology.primary} takes the writes.`;
