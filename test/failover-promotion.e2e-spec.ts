@@ -26,8 +26,9 @@ interface Ack {
 }
 
 const options = (extra: Partial<PoolModuleRootOptions> = {}): PoolModuleRootOptions => ({
-  primary: { connectionString: connectionString('primary') },
-  replicas: [{ connectionString: connectionString('replica1') }, { connectionString: connectionString('replica2') }],
+  // The password as its own field (pg-pool hides it from the client config: a promoted node's new sessions must still log in).
+  primary: { ...clusterConfig.primary },
+  replicas: [{ ...clusterConfig.replica1 }, { connectionString: connectionString('replica2') }],
   applicationName: APP,
   preset: 'test',
   retryAttempts: 1,

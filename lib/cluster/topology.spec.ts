@@ -39,6 +39,7 @@ function setup(answers: Answer[], discoverRoles = true) {
     log: () => undefined,
     scrub: (m) => m,
     topologyChanged: () => void changes++,
+    idle: () => false,
   };
   const options = { discoverRoles, checkIntervalMs: 1000, checkTimeoutMs: 100, failoverTimeoutMs: 30_000 };
   const topology = new Topology(nodes[0] as unknown as NodePool, nodes.slice(1) as unknown as NodePool[], options, host);

@@ -57,6 +57,8 @@ export interface TopologyHost {
   scrub(message: string): string;
   /** The set of readers or the write node changed. */
   topologyChanged(): void;
+  /** True while the periodic checks should not open connections (`lazy` and nothing opened yet). */
+  idle(): boolean;
 }
 
 interface CheckResult {
@@ -217,7 +219,8 @@ export class Topology {
     this.#nextCheckAt = Date.now() + delay;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
-      void this.check('periodic').finally(() => this.#timer === undefined && this.#schedule());
+      const checked = this.host.idle() ? Promise.resolve() : this.check('periodic');
+      void checked.finally(() => this.#timer === undefined && this.#schedule());
     }, delay);
     this.#timer.unref();
   }

@@ -10,7 +10,7 @@ import {
 } from '../pool.exceptions.js';
 import type { PoolEvent, RemoveReason } from '../pool.events.js';
 import type { NodeRole } from '../pool.interfaces.js';
-import { isConnectionError, isReadOnlyViolation, isServerRestartError, isSessionTerminated } from './errors.js';
+import { isConnectionError, isReadOnlyViolation, isServerRestartError, isSessionTerminated, sqlState as sqlStateOf } from './errors.js';
 import { LatencyHistogram, NodeCounters } from './node-stats.js';
 
 const META = Symbol('nestjs-pg-pools.client');
@@ -172,6 +172,7 @@ export class NodePool {
   readonly usageTime = new LatencyHistogram();
   #generation = 0;
   #role: NodeRole;
+  #monitor: Promise<pg.Client> | undefined;
   #endPromise: Promise<void> | undefined;
   #failures = 0;
   #openUntil = 0;
@@ -241,48 +242,60 @@ export class NodePool {
   }
 
   /**
-   * A monitoring statement with a deadline: a client that does not answer within `timeoutMs`
-   * is destroyed, and the promise rejects.
+   * A monitoring statement with a deadline, on a connection of its own (application_name
+   * "<applicationName> monitor", outside the pool: an exhausted pool must not look like a dead
+   * server). A connection that does not answer within `timeoutMs` is dropped and the promise rejects.
    */
   systemQuery(text: string, values?: unknown[], timeoutMs = 5000): Promise<QueryResult> {
-    return new Promise<QueryResult>((resolve, reject) => {
-      let client: pg.PoolClient | undefined;
-      let settled = false;
-      const timer = setTimeout(() => {
-        settled = true;
-        client?.release(true);
+    if (this.ended) return Promise.reject(new Error(`The pool "${this.config.database}/${this.name}" is closed.`));
+    let timer: NodeJS.Timeout | undefined;
+    const monitor = (this.#monitor ??= this.#openMonitor(timeoutMs));
+    const run = monitor.then((client) => client.query(text, values));
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        void this.#dropMonitor(monitor);
         reject(new Error(`"${this.config.database}/${this.name}" (${this.config.address}) did not answer within ${timeoutMs}ms`));
       }, timeoutMs);
       timer.unref();
-      this.pool.connect().then(
-        (c) => {
-          if (settled) return c.release();
-          client = c;
-          c.query(text, values).then(
-            (res) => {
-              if (settled) return;
-              settled = true;
-              clearTimeout(timer);
-              c.release();
-              resolve(res);
-            },
-            (err: unknown) => {
-              if (settled) return;
-              settled = true;
-              clearTimeout(timer);
-              c.release(isConnectionError(err) ? (err as Error) : undefined);
-              reject(err);
-            },
-          );
-        },
-        (err: unknown) => {
-          if (settled) return;
-          settled = true;
-          clearTimeout(timer);
-          reject(err);
-        },
-      );
     });
+    return Promise.race([run, timeout]).then(
+      (res) => {
+        clearTimeout(timer);
+        return res;
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        if (isConnectionError(err) || sqlStateOf(err) === undefined) void this.#dropMonitor(monitor);
+        throw err;
+      },
+    );
+  }
+
+  #openMonitor(timeoutMs: number): Promise<pg.Client> {
+    const poolConfig = this.config.poolConfig;
+    const Base = (poolConfig.Client as typeof pg.Client | undefined) ?? pg.Client;
+    const name = `${String(poolConfig.application_name ?? '').slice(0, 54)} monitor`.trim();
+    const client = new Base({ ...poolConfig, application_name: name, connectionTimeoutMillis: timeoutMs, keepAlive: true } as pg.ClientConfig);
+    // An idle monitor connection that breaks is dropped; the next check opens a new one.
+    const opened: Promise<pg.Client> = client.connect().then(
+      () => client,
+      (err: unknown) => {
+        if (this.#monitor === opened) this.#monitor = undefined;
+        client.end().catch(() => undefined);
+        throw err;
+      },
+    );
+    client.on('error', () => void this.#dropMonitor(opened));
+    return opened;
+  }
+
+  #dropMonitor(monitor: Promise<pg.Client> | undefined = this.#monitor): Promise<void> {
+    if (monitor === undefined) return Promise.resolve();
+    if (this.#monitor === monitor) this.#monitor = undefined;
+    return monitor.then(
+      (client) => client.end().catch(() => undefined),
+      () => undefined,
+    );
   }
 
   /** The client config for the node's current role (its startup `options`). */
@@ -292,6 +305,8 @@ export class NodePool {
     if (byRole === undefined || given === null || typeof given !== 'object' || this.#role === this.config.role) return args;
     const options = byRole[this.#role];
     const next: pg.ClientConfig = { ...given };
+    // pg-pool keeps the password as a non-enumerable property of its options.
+    if ('password' in given) Object.defineProperty(next, 'password', { value: given.password, enumerable: false, writable: true, configurable: true });
     if (options === undefined) delete next.options;
     else next.options = options;
     return [next];
@@ -560,7 +575,10 @@ export class NodePool {
         held.length === 0 ? ended : Promise.race([ended, Promise.allSettled(held.map((c) => this.#disconnect(c))).then(() => undefined)]);
       // pg-pool settles end() once it has asked every client to close, not once they have: wait
       // (bounded) for the sockets, so that after shutdown no session is left on the server.
-      this.#endPromise = stopped.then(() => Promise.all(every.map((c) => socketClosed(c, SOCKET_CLOSE_WAIT_MS)))).then(() => undefined);
+      const monitorClosed = this.#dropMonitor();
+      this.#endPromise = stopped
+        .then(() => Promise.all([monitorClosed, ...every.map((c) => socketClosed(c, SOCKET_CLOSE_WAIT_MS))]))
+        .then(() => undefined);
     }
     return this.#endPromise;
   }

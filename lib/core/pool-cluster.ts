@@ -214,6 +214,10 @@ export class PoolCluster implements NodeHost {
     this.logger.log(this.scrub(message));
   }
 
+  idle(): boolean {
+    return this.options.lazy && this.nodes.every((n) => n.pool.totalCount === 0);
+  }
+
   /** A write's failure that may mean the write node changed: the roles are checked at once. */
   #writeFailed(err: unknown): void {
     if (isConnectionError(err)) void this.topology.check('connection loss of the write node');
