@@ -1,6 +1,7 @@
 import { jest } from '@jest/globals';
 import { Module, type INestApplication } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
+import request from 'supertest';
 import type { Subscription } from 'rxjs';
 import { DatabaseService, PoolHealthIndicator, PoolModule, PrimaryUnavailableError, isConnectionError, type PoolEvent, type PoolModuleRootOptions } from 'nestjs-pg-pools';
 import { adminQuery, clusterConfig, clusterCtl, connectionString, pgNodeAt, type PgNodeName } from './support/cluster.js';
@@ -175,6 +176,13 @@ describe('failover: follow the primary (real cluster)', () => {
     const now = await primaryNow(app!);
     expect(now.node).toBe('replica-1');
     expect(now.fenced).toEqual(['primary']);
+    // Metrics: the role gauge and the JSON topology.
+    const prom = (await request(app!.getHttpServer()).get('/metrics').expect(200)).text;
+    expect(prom).toMatch(/^db_node_role\{database="default",node="primary",role="replica",discovered="fenced"\} 1$/m);
+    expect(prom).toMatch(/^db_node_role\{database="default",node="replica-1",role="primary",discovered="primary"\} 1$/m);
+    const json = (await request(app!.getHttpServer()).get('/metrics/db-pool').expect(200)).body as { databases: Record<string, any> };
+    expect(json.databases.default.topology).toMatchObject({ primary: 'replica-1', writable: true, fenced: ['primary'] });
+    expect(json.databases.default.nodes.primary.topologyRole).toBe('fenced');
   });
 
   it('(3) rebuilt as a standby of replica1, the old primary returns to read rotation', async () => {

@@ -278,7 +278,11 @@ export class NodePool {
     const client = new Base({ ...poolConfig, application_name: name, connectionTimeoutMillis: timeoutMs, keepAlive: true } as pg.ClientConfig);
     // An idle monitor connection that breaks is dropped; the next check opens a new one.
     const opened: Promise<pg.Client> = client.connect().then(
-      () => client,
+      () => {
+        // A background monitor never keeps the process alive (its queries are bounded by timers).
+        (client as unknown as { unref(): void }).unref();
+        return client;
+      },
       (err: unknown) => {
         if (this.#monitor === opened) this.#monitor = undefined;
         client.end().catch(() => undefined);

@@ -206,8 +206,19 @@ export class PoolCluster implements NodeHost {
   }
 
   topologyChanged(): void {
+    const before = this.#replicas;
     this.#replicas = this.#states.filter((s) => this.topology.isReader(s.node));
-    if (this.#replicas.length > 0) this.startLagMonitor();
+    for (const r of this.#replicas) {
+      if (before.includes(r)) continue;
+      // A node joining the readers has no lag figure against the current primary yet: unknown, measured now.
+      r.lagMs = undefined;
+      r.lagBytes = undefined;
+      r.replayLsn = undefined;
+    }
+    if (this.#replicas.length > 0) {
+      this.startLagMonitor();
+      void this.checkLag();
+    }
   }
 
   log(message: string): void {

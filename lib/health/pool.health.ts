@@ -240,8 +240,11 @@ export class PoolHealthIndicator {
   #findNode(cluster: PoolCluster, name: string): { node: NodePool; replica: ReplicaState | undefined } {
     if (name === 'primary' || name === cluster.primary.name) return { node: cluster.primary, replica: undefined };
     const replica = cluster.replicas.find((r) => r.node.name === name);
-    if (replica === undefined) throw new InvalidHealthOption(UNKNOWN_NODE(cluster.name, name, cluster.nodes.map((n) => n.name)));
-    return { node: replica.node, replica };
+    if (replica !== undefined) return { node: replica.node, replica };
+    // A node out of rotation after a failover (fenced, or a former primary that is not back yet).
+    const other = cluster.nodes.find((n) => n.name === name);
+    if (other === undefined) throw new InvalidHealthOption(UNKNOWN_NODE(cluster.name, name, cluster.nodes.map((n) => n.name)));
+    return { node: other, replica: undefined };
   }
 
   #failureMessage(err: unknown): string {

@@ -144,8 +144,8 @@ function buildMetrics(views: () => NodeView[]): ScrapeMetric[] {
     counter('db_pool_evictions_total', 'Connections retired for lifetime, max uses, eviction after a restart or a failed rollback.', (v, push) => push(v.labels, v.node.counters.evictions)),
     counter('db_pool_slow_queries_total', 'Statements slower than slowQueryMs.', (v, push) => push(v.labels, v.node.counters.slowQueries)),
     counter('db_pool_breaker_opens_total', 'Times the circuit breaker of a node opened.', (v, push) => push(v.labels, v.node.counters.breakerOpens)),
-    gauge('db_node_role', 'Discovered role of a node: 1 for its current role (primary = takes the writes, replica, fenced = a second primary in a split brain, unknown = unreachable former primary), 0 for the others.', (v, push) => {
-      for (const role of TOPOLOGY_ROLES) push({ database: v.labels.database!, node: v.labels.node!, role }, v.topologyRole === role ? 1 : 0);
+    gauge('db_node_role', 'Discovered role of a node (label discovered): 1 for its current role (primary = takes the writes, replica, fenced = a second primary in a split brain, unknown = unreachable former primary), 0 for the others.', (v, push) => {
+      for (const discovered of TOPOLOGY_ROLES) push({ ...v.labels, discovered }, v.topologyRole === discovered ? 1 : 0);
     }, 'max'),
     counter('db_replica_bans_total', 'Times a replica was banned from read routing.', (v, push) => {
       if (v.replica) push(v.labels, v.node.counters.bans);
