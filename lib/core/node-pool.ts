@@ -15,6 +15,8 @@ import { LatencyHistogram, NodeCounters } from './node-stats.js';
 
 const META = Symbol('nestjs-pg-pools.client');
 const BORN = Symbol('nestjs-pg-pools.born');
+/** The role whose session settings a client was created with. */
+const BORN_ROLE = Symbol('nestjs-pg-pools.born-role');
 const LIFETIME_JITTER = 0.025;
 const ACQUIRE_QUEUE_TIMEOUT = 'timeout exceeded when trying to connect';
 /** Upper bound of a validation round trip (HikariCP's validationTimeout); at most half of acquireTimeoutMs. */
@@ -51,6 +53,7 @@ interface ClientMeta {
 type MetaClient = PoolClient & {
   [META]: ClientMeta;
   [BORN]?: number;
+  [BORN_ROLE]?: NodeRole;
   getTransactionStatus?: () => string | null;
   _poolUseCount?: number;
   connection?: { stream?: { destroy(): void } };
@@ -196,10 +199,12 @@ export class NodePool {
     const Base = (poolConfig.Client as typeof pg.Client | undefined) ?? pg.Client;
     const timezone = config.pgbouncer ? config.timezone : undefined;
     const sessionConfig = (args: ConstructorParameters<typeof pg.Client>) => this.#sessionConfig(args);
+    const bornRole = () => this.#role;
     const BornClient = class extends Base {
       constructor(...args: ConstructorParameters<typeof pg.Client>) {
         super(...sessionConfig(args));
         (this as unknown as MetaClient)[BORN] = performance.now();
+        (this as unknown as MetaClient)[BORN_ROLE] = bornRole();
       }
 
       getStartupConf(): Record<string, string> {
@@ -744,7 +749,8 @@ export class NodePool {
     const meta: ClientMeta = {
       connectedAt: now,
       expiresAt: lifetimeMs > 0 ? now + lifetimeMs : 0,
-      generation: this.#generation,
+      // A connection opened for the other role (a failover changed it while it was connecting) is stale at once.
+      generation: client[BORN_ROLE] === undefined || client[BORN_ROLE] === this.#role ? this.#generation : -1,
       lastReleasedAt: 0,
       acquiredAt: 0,
       ready: false,
