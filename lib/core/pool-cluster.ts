@@ -200,11 +200,6 @@ export class PoolCluster implements NodeHost {
     return this.#replicas;
   }
 
-  /** Routing state (bans, lag) of any configured node. */
-  stateOf(node: NodePool): ReplicaState | undefined {
-    return this.#states.find((s) => s.node === node);
-  }
-
   topologyChanged(): void {
     const before = this.#replicas;
     this.#replicas = this.#states.filter((s) => this.topology.isReader(s.node));
