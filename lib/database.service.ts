@@ -40,12 +40,16 @@ export class DatabaseService {
     this.primary = {
       query: (text, values) => cluster.primaryQuery(text, values),
       withClient: (fn) => cluster.withClient(fn, false),
-      pool: cluster.primary.pool,
+      get pool() {
+        return cluster.primary.pool;
+      },
     };
     this.replica = {
       query: (text, values) => cluster.replicaQuery(text, values),
       withClient: (fn) => cluster.withReplicaClient(fn),
-      pools: cluster.replicas.map((r) => r.node.pool),
+      get pools() {
+        return cluster.replicas.map((r) => r.node.pool);
+      },
     };
   }
 

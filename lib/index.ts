@@ -10,3 +10,4 @@ export type { PoolMetricsSnapshot, DatabaseSnapshot, NodeSnapshot, NodeCountersS
 export { isConnectionError } from './core/errors.js';
 export { PoolHealthIndicator } from './health/pool.health.js';
 export type * from './health/health.interfaces.js';
+export type { TopologySnapshot } from './cluster/topology.js';

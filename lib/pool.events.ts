@@ -22,6 +22,12 @@ export type PoolEvent =
   | (EventBase & { type: 'replica-restored' })
   | (EventBase & { type: 'breaker-open'; retryAt: number; failures: number })
   | (EventBase & { type: 'breaker-closed' })
+  /** `node` answers as the primary now and takes the writes; `previous` was the write node before. */
+  | (EventBase & { type: 'primary-changed'; previous: string; timeline: number | undefined })
+  /** A role check found `node` in another role than before (`role` is its pool's role now). */
+  | (EventBase & { type: 'node-role-changed'; from: TopologyRole; to: TopologyRole; reason: string })
+  /** More than one node answers as a primary: `node` is fenced (no reads, no writes); `writer` keeps the writes. */
+  | (EventBase & { type: 'split-brain'; writer: string; primaries: ReadonlyArray<{ node: string; timeline: number | undefined }> })
   | (EventBase & {
       type: 'alert';
       alert: AlertKind;
@@ -36,6 +42,13 @@ export type PoolEvent =
     });
 
 export type PoolEventType = PoolEvent['type'];
+
+/**
+ * A node's role as the role checks found it: `primary` (the write node), `replica` (in read
+ * rotation), `fenced` (a second primary on an older timeline: out of rotation), `unknown`
+ * (not reachable since it stopped being the write node).
+ */
+export type TopologyRole = 'primary' | 'replica' | 'fenced' | 'unknown';
 
 export type RemoveReason = 'error' | 'lifetime' | 'max-uses' | 'evicted' | 'validation' | 'rollback-failed' | 'idle' | 'shutdown';
 

@@ -205,3 +205,39 @@ export class TransactionOptionsConflictError extends PoolError {
     );
   }
 }
+
+/** One node a write looked at while no node answered as the primary. */
+export interface PrimaryCandidate {
+  readonly node: string;
+  readonly address: string;
+  /** What the last role check found, e.g. `in recovery` or the connection error. */
+  readonly state: string;
+}
+
+/**
+ * A write found no primary: the write node was lost (down, or in recovery) and no other node
+ * answers as a primary yet. Thrown at once, without sending the statement; never retried by the
+ * library. Retry after `retryAt`, when the next role check has run.
+ */
+export class PrimaryUnavailableError extends PoolError {
+  override name = 'PrimaryUnavailableError';
+  readonly code = 'PRIMARY_UNAVAILABLE';
+  constructor(
+    readonly database: string,
+    readonly tried: readonly PrimaryCandidate[],
+    readonly since: Date,
+    readonly retryAt: Date,
+    failoverTimeoutMs: number,
+  ) {
+    const elapsed = Date.now() - since.getTime();
+    const phase =
+      elapsed <= failoverTimeoutMs
+        ? `the failover started ${elapsed}ms ago (failover.failoverTimeoutMs ${failoverTimeoutMs})`
+        : `no primary was found within failover.failoverTimeoutMs (${failoverTimeoutMs}ms)`;
+    super(
+      `Cannot run a write on database "${database}" because no node answers as the primary ` +
+        `(${tried.map((t) => `${t.node} ${t.address}: ${t.state}`).join('; ')}); ${phase}. ` +
+        `The nodes will be checked again at ${retryAt.toISOString()}. Please make sure that a standby is promoted (or the primary restarted), then retry the write.`,
+    );
+  }
+}

@@ -116,6 +116,28 @@ export interface ReplicaCandidate {
   readonly lagMs: number | undefined;
 }
 
+/**
+ * Following the primary. With `discoverRoles` on (the default) the configured roles are a first
+ * guess: every node is asked `pg_is_in_recovery()` at start, every `checkIntervalMs`, and at once
+ * when the write node loses its connection, answers 25006 (read-only), or a replica answers as a
+ * primary. The node that answers as the primary takes the writes (a promoted replica after a
+ * failover); a node in recovery reads; a second primary on an older timeline (split brain) is fenced.
+ */
+export interface FailoverOptions {
+  /** Discover roles (`true`) or pin the configured ones: writes always go to `primary`. Default: `true`. */
+  discoverRoles?: boolean;
+  /** How often every node's role is checked. Default: `1000`. */
+  checkIntervalMs?: number;
+  /** Deadline of one role check (`pg_is_in_recovery()`) on one node; a node that does not answer counts as down. Default: `1000`. */
+  checkTimeoutMs?: number;
+  /**
+   * After the write node is lost, writes fail at once with `PrimaryUnavailableError` while the
+   * nodes are checked every 250 ms (at most `checkIntervalMs`) for a new primary, for up to this
+   * long; after it the checks go back to `checkIntervalMs` and the error says none was found in time. Default: `30000`.
+   */
+  failoverTimeoutMs?: number;
+}
+
 export interface BreakerOptions {
   /** Consecutive connection failures that open a node's breaker. Default: `5`. */
   failureThreshold?: number;
@@ -184,8 +206,13 @@ export interface ConnectContext {
 
 /** Options of `PoolModule.forRoot()` (and the value `forRootAsync` factories return). */
 export interface PoolModuleOptions extends PoolDefaults {
-  /** The primary server: connection settings plus sizing overrides. Required (or `DB_PRIMARY_URL`). */
-  primary?: NodeOptions;
+  /**
+   * The primary server: connection settings plus sizing overrides. Required (or `DB_PRIMARY_URL`).
+   * A libpq multi-host URL (`postgres://u:p@h1:5432,h2:5432/db?target_session_attrs=read-write`)
+   * or a list of nodes names every server that may be the primary: the one answering as the
+   * primary takes the writes, the others read (see `failover`). Host names are resolved on every connect.
+   */
+  primary?: NodeOptions | NodeOptions[];
   /** Read replicas, in order. Default: none (`DB_REPLICA_URLS` when set). */
   replicas?: NodeOptions[];
   /** Preset for sizing and timeouts. Default: `DB_ENV`, else `NODE_ENV`, else `development`. */
@@ -220,6 +247,8 @@ export interface PoolModuleOptions extends PoolDefaults {
   routing?: RoutingOptions;
   /** Per-node circuit breaker. */
   breaker?: BreakerOptions;
+  /** Role discovery and failover to a promoted replica. */
+  failover?: FailoverOptions;
   /**
    * Built-in metrics endpoints. They are registered once per application and show every
    * database; only the first `PoolModule` import's value is used. With `forRootAsync`, give it

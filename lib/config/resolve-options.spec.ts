@@ -397,3 +397,40 @@ describe('resolveOptions: validation', () => {
     );
   });
 });
+
+describe('resolveOptions: multi-host primary and failover', () => {
+  const MULTI = `postgres://app:${PASSWORD}@db-a:5432,db-b,[::1]:5434/app?target_session_attrs=read-write&sslmode=disable`;
+
+  it('expands a libpq multi-host URL into one node per host (host names kept: resolved on every connect)', () => {
+    const resolved = resolve({ primary: { connectionString: MULTI, max: 7 }, replicas: [{ connectionString: REPLICA_URL }] });
+    expect([resolved.primary, ...resolved.replicas].map((n) => [n.name, n.role, n.address, n.max])).toEqual([
+      ['primary', 'primary', 'db-a:5432', 7],
+      ['replica-1', 'replica', 'db-replica:5433', expect.any(Number)],
+      ['primary-2', 'replica', 'db-b:5432', 7],
+      ['primary-3', 'replica', '[::1]:5434', 7],
+    ]);
+    expect(resolved.primary.poolConfig.connectionString).toBe(`postgres://app:${PASSWORD}@db-a:5432/app?sslmode=disable`);
+    expect(resolved.secrets).toEqual([PASSWORD, PASSWORD, PASSWORD, PASSWORD]);
+  });
+
+  it('accepts the list form and DB_PRIMARY_URL with several hosts', () => {
+    const listed = resolve({ primary: [{ connectionString: PRIMARY_URL }, { connectionString: REPLICA_URL, name: 'standby' }] });
+    expect([listed.primary.name, ...listed.replicas.map((r) => r.name)]).toEqual(['primary', 'standby']);
+    const fromEnv = resolve({}, { DB_PRIMARY_URL: MULTI });
+    expect(fromEnv.replicas.map((r) => r.address)).toEqual(['db-b:5432', '[::1]:5434']);
+  });
+
+  it('rejects a target_session_attrs that is not for the primary, an empty host and pinned roles with several hosts', () => {
+    expect(configError(() => resolve({ primary: { connectionString: MULTI.replace('read-write', 'standby') } })).message).toBe(
+      'Invalid option `primary.connectionString`: expected target_session_attrs "any", "read-write", "primary" (the primary takes the writes; replicas are listed in replicas), got "standby" (string).',
+    );
+    expect(configError(() => resolve({ primary: { connectionString: `postgres://app@db-a,,db-c/app` } })).message).toContain('host 2 of the multi-host URL');
+    expect(configError(() => resolve({ primary: { connectionString: MULTI }, failover: { discoverRoles: false } })).field).toBe('option `failover.discoverRoles`');
+  });
+
+  it('validates failover options and applies the defaults', () => {
+    expect(resolve({}).failover).toEqual({ discoverRoles: true, checkIntervalMs: 1000, checkTimeoutMs: 1000, failoverTimeoutMs: 30_000 });
+    expect(configError(() => resolve({ failover: { checkIntervalMs: 10 } })).message).toContain('failover.checkIntervalMs');
+    expect(configError(() => resolve({ failover: { discoverRole: true } as never })).message).toContain('failover.discoverRole');
+  });
+});

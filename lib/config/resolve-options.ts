@@ -47,6 +47,8 @@ export interface ResolvedNode {
   readonly timezone: string;
   /** The config handed to `new pg.Pool()`. Non-enumerable so it never shows when logged. */
   readonly poolConfig: PoolConfig;
+  /** Startup `options` per role, for a node a failover promotes or demotes. Non-enumerable. */
+  readonly roleOptions?: Readonly<Record<NodeRole, string | undefined>>;
 }
 
 export interface ResolvedOptions {
@@ -77,6 +79,12 @@ export interface ResolvedOptions {
     readonly readOnlyInTransaction: ReadOnlyInTransaction;
   };
   readonly breaker: { readonly failureThreshold: number; readonly resetTimeoutMs: number };
+  readonly failover: {
+    readonly discoverRoles: boolean;
+    readonly checkIntervalMs: number;
+    readonly checkTimeoutMs: number;
+    readonly failoverTimeoutMs: number;
+  };
   readonly metrics: ResolvedMetricsOptions;
   readonly alerts: ResolvedAlertOptions;
   /** Secrets found in the configuration, used to scrub driver messages. */
@@ -88,8 +96,10 @@ const TOP_LEVEL_KEYS = new Set([
   'statementTimeoutMs', 'maxUses', 'maxLifetimeMs', 'validateIdleAfterMs', 'leakDetectionThresholdMs',
   'keepAliveMs', 'applicationName', 'timezone', 'onConnect', 'lazy', 'retryAttempts', 'retryDelayMs',
   'instances', 'sizingAdvisor', 'shutdownTimeoutMs', 'slowQueryMs', 'routing', 'breaker', 'metrics',
-  'alerts', 'pgbouncer', 'env',
+  'alerts', 'failover', 'pgbouncer', 'env',
 ]);
+const FAILOVER_KEYS = new Set(['discoverRoles', 'checkIntervalMs', 'checkTimeoutMs', 'failoverTimeoutMs']);
+const TARGET_SESSION_ATTRS = ['any', 'read-write', 'primary'];
 const ROUTING_KEYS = new Set([
   'strategy', 'fallbackToPrimary', 'replicaBanMs', 'maxReplicationLagMs', 'maxReplicationLagBytes',
   'lagCheckIntervalMs', 'consistency', 'consistencyHeader', 'readOnlyInTransaction',
@@ -256,6 +266,11 @@ function checkUrl(field: string, url: unknown): string {
   if (typeof url !== 'string' || url.trim() === '') {
     fail(field, 'a postgres:// or postgresql:// connection URL', url);
   }
+  const hosts = splitMultiHostUrl(field, url);
+  if (hosts !== undefined) {
+    for (const one of hosts) checkUrl(field, one);
+    return url;
+  }
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -273,6 +288,32 @@ function checkUrl(field: string, url: unknown): string {
   }
   if (parsed.port && !/^\d+$/.test(parsed.port)) fail(field, 'a connection URL with a numeric port', url);
   return url;
+}
+
+/**
+ * A libpq multi-host URL (`postgres://u@h1:5432,h2,h3:5433/db?target_session_attrs=read-write`)
+ * as one URL per host; `undefined` for a URL with one host. `target_session_attrs` is checked and
+ * dropped: the writes go to whichever host answers as the primary.
+ */
+export function splitMultiHostUrl(field: string, url: string): string[] | undefined {
+  const m = /^(postgres(?:ql)?:\/\/)([^@/?#]*@)?([^/?#]*)(.*)$/s.exec(url);
+  if (m === null || !m[3]!.includes(',')) return undefined;
+  const [, scheme, userinfo = '', hostList, rest] = m as unknown as [string, string, string | undefined, string, string];
+  const q = rest.indexOf('?');
+  const path = q === -1 ? rest : rest.slice(0, q);
+  const params = new URLSearchParams(q === -1 ? '' : rest.slice(q + 1));
+  const attrs = params.get('target_session_attrs');
+  if (attrs !== null && !TARGET_SESSION_ATTRS.includes(attrs)) {
+    fail(field, `target_session_attrs ${TARGET_SESSION_ATTRS.map((a) => `"${a}"`).join(', ')} (the primary takes the writes; replicas are listed in replicas)`, attrs);
+  }
+  params.delete('target_session_attrs');
+  const query = params.toString();
+  return hostList.split(',').map((host, i) => {
+    if (!/^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+)(:\d{1,5})?$/.test(host)) {
+      fail(field, `host ${i + 1} of the multi-host URL as host or host:port`, host === '' ? '(empty)' : host);
+    }
+    return `${scheme}${userinfo}${host}${path}${query ? `?${query}` : ''}`;
+  });
 }
 
 function nodeAddress(node: NodeOptions, env: Env): string {
@@ -386,7 +427,29 @@ function resolveNode(
     ...plainPoolValues(values),
   } as ResolvedNode;
   hide(resolved, 'poolConfig', poolConfig);
+  const otherSettings = { ...settings };
+  if (role === 'replica') delete otherSettings.default_transaction_read_only;
+  else if (!common.pgbouncer) otherSettings.default_transaction_read_only = 'on';
+  const other = startupOptions(pgFields.options as string | undefined, otherSettings);
+  hide(resolved, 'roleOptions', role === 'primary' ? { primary: poolConfig.options, replica: other } : { primary: other, replica: poolConfig.options });
   return resolved;
+}
+
+/**
+ * The nodes `primary` names: one object, a list of them (`primary[0]` first), or one object whose
+ * connectionString is a multi-host URL (one node per host, the object's other settings shared).
+ */
+function primaryCandidates(raw: unknown, urlField: string): unknown[] {
+  if (Array.isArray(raw)) {
+    if (raw.length === 0) fail(optionField('primary'), 'a connection object or a non-empty list of them', raw);
+    return raw;
+  }
+  const url = (raw as NodeOptions | null)?.connectionString;
+  if (typeof url !== 'string') return [raw];
+  const urls = splitMultiHostUrl(urlField, url);
+  if (urls === undefined) return [raw];
+  const { name, ...rest } = raw as NodeOptions;
+  return urls.map((u, i) => ({ ...rest, connectionString: u, name: i === 0 ? name : name === undefined ? undefined : `${name}-${i + 1}` }));
 }
 
 /** Startup parameters PgBouncer drops (`options`, `statement_timeout`, …) or refuses (`lock_timeout`, …). */
@@ -570,6 +633,7 @@ export function resolveOptions(input: PoolModuleOptions & { name?: string; isGlo
   if (primaryRaw === undefined) {
     fail(optionField('primary'), `a connection object, or the ${prefix}PRIMARY_URL environment variable`, undefined);
   }
+  const candidates = primaryCandidates(primaryRaw, primaryUrl !== undefined && primaryUrl !== '' ? envField(`${prefix}PRIMARY_URL`) : optionField('primary.connectionString'));
 
   let replicasRaw: unknown = input.replicas ?? [];
   const envReplicas = envReplicaList(env, `${prefix}REPLICA_URLS`);
@@ -580,13 +644,18 @@ export function resolveOptions(input: PoolModuleOptions & { name?: string; isGlo
   if (!Array.isArray(replicasRaw)) fail(optionField('replicas'), 'an array of connection objects', replicasRaw);
 
   const common = { applicationName, timezone, pgbouncer };
-  const primary = resolveNode(primaryRaw, 'primary', 0, 'primary', database, defaults, common, env);
+  const primary = resolveNode(candidates[0], 'primary', 0, candidates.length > 1 ? 'primary[0]' : 'primary', database, defaults, common, env);
   const replicas = (replicasRaw as unknown[]).map((r, i) =>
     resolveNode(r, 'replica', i, `replicas[${i}]`, database, defaults, common, env),
   );
+  const given = replicas.length;
+  candidates.slice(1).forEach((c, i) => {
+    const named = { ...(c as NodeOptions), name: (c as NodeOptions).name ?? `${primary.name}-${i + 2}` };
+    replicas.push(resolveNode(named, 'replica', given + i, `primary[${i + 1}]`, database, defaults, common, env));
+  });
   const seen = new Set<string>();
   for (const n of [primary, ...replicas]) {
-    if (seen.has(n.name)) fail(optionField(n.role === 'primary' ? 'primary.name' : `replicas[${n.index}].name`), 'a name no other node of this database uses', n.name);
+    if (seen.has(n.name)) fail(optionField(n.role === 'primary' ? 'primary.name' : n.index < given ? `replicas[${n.index}].name` : `primary[${n.index - given + 1}].name`), 'a name no other node of this database uses', n.name);
     seen.add(n.name);
   }
 
@@ -614,6 +683,18 @@ export function resolveOptions(input: PoolModuleOptions & { name?: string; isGlo
     failureThreshold: checkInt(optionField('breaker.failureThreshold'), pick(breakerIn.failureThreshold, 5), 1),
     resetTimeoutMs: checkMs(optionField('breaker.resetTimeoutMs'), pick(breakerIn.resetTimeoutMs, 10_000), 1),
   };
+  const failoverIn = input.failover ?? {};
+  if (typeof failoverIn !== 'object' || failoverIn === null || Array.isArray(failoverIn)) fail(optionField('failover'), 'an object', failoverIn);
+  checkKeys(failoverIn as Record<string, unknown>, FAILOVER_KEYS, 'failover.');
+  const failover = {
+    discoverRoles: failoverIn.discoverRoles === undefined ? true : checkBool(optionField('failover.discoverRoles'), failoverIn.discoverRoles),
+    checkIntervalMs: checkMs(optionField('failover.checkIntervalMs'), pick(failoverIn.checkIntervalMs, 1000), 50),
+    checkTimeoutMs: checkMs(optionField('failover.checkTimeoutMs'), pick(failoverIn.checkTimeoutMs, 1000), 50),
+    failoverTimeoutMs: checkMs(optionField('failover.failoverTimeoutMs'), pick(failoverIn.failoverTimeoutMs, 30_000), 0),
+  };
+  if (!failover.discoverRoles && candidates.length > 1) {
+    fail(optionField('failover.discoverRoles'), 'true (or one host in primary): with pinned roles only the first host could ever take writes', false);
+  }
   const metrics = resolveMetricsOptions(input.metrics);
   const alerts = resolveAlertOptions(input.alerts);
 
@@ -621,7 +702,7 @@ export function resolveOptions(input: PoolModuleOptions & { name?: string; isGlo
     fail(optionField('onConnect'), 'a function (client, { database, pool, role }) => void | Promise<void>', input.onConnect);
   }
   const instancesEnv = envInt(env, 'APP_INSTANCES', 1);
-  const secrets = [primaryRaw, ...(replicasRaw as unknown[])]
+  const secrets = [...candidates, ...(replicasRaw as unknown[])]
     .map((n) => passwordOf(n as NodeOptions))
     .filter((p): p is string => !!p);
 
@@ -643,6 +724,7 @@ export function resolveOptions(input: PoolModuleOptions & { name?: string; isGlo
     pgbouncer,
     routing,
     breaker,
+    failover,
     metrics,
     alerts,
     secrets: [],

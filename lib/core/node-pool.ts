@@ -9,11 +9,14 @@ import {
   type PoolStateSnapshot,
 } from '../pool.exceptions.js';
 import type { PoolEvent, RemoveReason } from '../pool.events.js';
-import { isConnectionError, isReadOnlyViolation, isServerRestartError, isSessionTerminated } from './errors.js';
+import type { NodeRole } from '../pool.interfaces.js';
+import { isConnectionError, isReadOnlyViolation, isServerRestartError, isSessionTerminated, sqlState as sqlStateOf } from './errors.js';
 import { LatencyHistogram, NodeCounters } from './node-stats.js';
 
 const META = Symbol('nestjs-pg-pools.client');
 const BORN = Symbol('nestjs-pg-pools.born');
+/** The role whose session settings a client was created with. */
+const BORN_ROLE = Symbol('nestjs-pg-pools.born-role');
 const LIFETIME_JITTER = 0.025;
 const ACQUIRE_QUEUE_TIMEOUT = 'timeout exceeded when trying to connect';
 /** Upper bound of a validation round trip (HikariCP's validationTimeout); at most half of acquireTimeoutMs. */
@@ -50,6 +53,7 @@ interface ClientMeta {
 type MetaClient = PoolClient & {
   [META]: ClientMeta;
   [BORN]?: number;
+  [BORN_ROLE]?: NodeRole;
   getTransactionStatus?: () => string | null;
   _poolUseCount?: number;
   connection?: { stream?: { destroy(): void } };
@@ -170,6 +174,8 @@ export class NodePool {
   readonly connectTime = new LatencyHistogram();
   readonly usageTime = new LatencyHistogram();
   #generation = 0;
+  #role: NodeRole;
+  #monitor: Promise<pg.Client> | undefined;
   #endPromise: Promise<void> | undefined;
   #failures = 0;
   #openUntil = 0;
@@ -188,13 +194,17 @@ export class NodePool {
     readonly config: ResolvedNode,
     private readonly host: NodeHost,
   ) {
+    this.#role = config.role;
     const poolConfig = config.poolConfig;
     const Base = (poolConfig.Client as typeof pg.Client | undefined) ?? pg.Client;
     const timezone = config.pgbouncer ? config.timezone : undefined;
+    const sessionConfig = (args: ConstructorParameters<typeof pg.Client>) => this.#sessionConfig(args);
+    const bornRole = () => this.#role;
     const BornClient = class extends Base {
       constructor(...args: ConstructorParameters<typeof pg.Client>) {
-        super(...args);
+        super(...sessionConfig(args));
         (this as unknown as MetaClient)[BORN] = performance.now();
+        (this as unknown as MetaClient)[BORN_ROLE] = bornRole();
       }
 
       getStartupConf(): Record<string, string> {
@@ -222,8 +232,93 @@ export class NodePool {
     return this.config.name;
   }
 
-  get role() {
-    return this.config.role;
+  get role(): NodeRole {
+    return this.#role;
+  }
+
+  /**
+   * Changes the node's role (a failover promoted or demoted it): new connections get that role's
+   * session settings (replicas: `default_transaction_read_only`), existing sessions are retired.
+   */
+  setRole(role: 'primary' | 'replica'): void {
+    if (role === this.#role) return;
+    this.#role = role;
+    this.evictAll();
+  }
+
+  /**
+   * A monitoring statement with a deadline, on a connection of its own (application_name
+   * "<applicationName> monitor", outside the pool: an exhausted pool must not look like a dead
+   * server). A connection that does not answer within `timeoutMs` is dropped and the promise rejects.
+   */
+  systemQuery(text: string, values?: unknown[], timeoutMs = 5000): Promise<QueryResult> {
+    if (this.ended) return Promise.reject(new Error(`The pool "${this.config.database}/${this.name}" is closed.`));
+    let timer: NodeJS.Timeout | undefined;
+    const monitor = (this.#monitor ??= this.#openMonitor(timeoutMs));
+    const run = monitor.then((client) => client.query(text, values));
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        void this.#dropMonitor(monitor);
+        reject(new Error(`"${this.config.database}/${this.name}" (${this.config.address}) did not answer within ${timeoutMs}ms`));
+      }, timeoutMs);
+      timer.unref();
+    });
+    return Promise.race([run, timeout]).then(
+      (res) => {
+        clearTimeout(timer);
+        return res;
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        if (isConnectionError(err) || sqlStateOf(err) === undefined) void this.#dropMonitor(monitor);
+        throw err;
+      },
+    );
+  }
+
+  #openMonitor(timeoutMs: number): Promise<pg.Client> {
+    const poolConfig = this.config.poolConfig;
+    const Base = (poolConfig.Client as typeof pg.Client | undefined) ?? pg.Client;
+    const name = `${String(poolConfig.application_name ?? '').slice(0, 54)} monitor`.trim();
+    const client = new Base({ ...poolConfig, application_name: name, connectionTimeoutMillis: timeoutMs, keepAlive: true } as pg.ClientConfig);
+    // An idle monitor connection that breaks is dropped; the next check opens a new one.
+    const opened: Promise<pg.Client> = client.connect().then(
+      () => {
+        // A background monitor never keeps the process alive (its queries are bounded by timers).
+        (client as unknown as { unref(): void }).unref();
+        return client;
+      },
+      (err: unknown) => {
+        if (this.#monitor === opened) this.#monitor = undefined;
+        client.end().catch(() => undefined);
+        throw err;
+      },
+    );
+    client.on('error', () => void this.#dropMonitor(opened));
+    return opened;
+  }
+
+  #dropMonitor(monitor: Promise<pg.Client> | undefined = this.#monitor): Promise<void> {
+    if (monitor === undefined) return Promise.resolve();
+    if (this.#monitor === monitor) this.#monitor = undefined;
+    return monitor.then(
+      (client) => client.end().catch(() => undefined),
+      () => undefined,
+    );
+  }
+
+  /** The client config for the node's current role (its startup `options`). */
+  #sessionConfig(args: ConstructorParameters<typeof pg.Client>): ConstructorParameters<typeof pg.Client> {
+    const byRole = this.config.roleOptions;
+    const given = args[0];
+    if (byRole === undefined || given === null || typeof given !== 'object' || this.#role === this.config.role) return args;
+    const options = byRole[this.#role];
+    const next: pg.ClientConfig = { ...given };
+    // pg-pool keeps the password as a non-enumerable property of its options.
+    if ('password' in given) Object.defineProperty(next, 'password', { value: given.password, enumerable: false, writable: true, configurable: true });
+    if (options === undefined) delete next.options;
+    else next.options = options;
+    return [next];
   }
 
   get inUse(): number {
@@ -489,7 +584,10 @@ export class NodePool {
         held.length === 0 ? ended : Promise.race([ended, Promise.allSettled(held.map((c) => this.#disconnect(c))).then(() => undefined)]);
       // pg-pool settles end() once it has asked every client to close, not once they have: wait
       // (bounded) for the sockets, so that after shutdown no session is left on the server.
-      this.#endPromise = stopped.then(() => Promise.all(every.map((c) => socketClosed(c, SOCKET_CLOSE_WAIT_MS)))).then(() => undefined);
+      const monitorClosed = this.#dropMonitor();
+      this.#endPromise = stopped
+        .then(() => Promise.all([monitorClosed, ...every.map((c) => socketClosed(c, SOCKET_CLOSE_WAIT_MS))]))
+        .then(() => undefined);
     }
     return this.#endPromise;
   }
@@ -651,7 +749,8 @@ export class NodePool {
     const meta: ClientMeta = {
       connectedAt: now,
       expiresAt: lifetimeMs > 0 ? now + lifetimeMs : 0,
-      generation: this.#generation,
+      // A connection opened for the other role (a failover changed it while it was connecting) is stale at once.
+      generation: client[BORN_ROLE] === undefined || client[BORN_ROLE] === this.#role ? this.#generation : -1,
       lastReleasedAt: 0,
       acquiredAt: 0,
       ready: false,

@@ -1,11 +1,11 @@
+import { EventEmitter } from 'node:events';
 import { jest } from '@jest/globals';
 import { Logger } from '@nestjs/common';
 import type { QueryResult } from 'pg';
 import { resolveOptions } from '../config/resolve-options.js';
 import type { PoolModuleOptions, ReplicaCandidate } from '../pool.interfaces.js';
-import { NoReplicaAvailableError, PoolError, PoolUnavailableError, ReadOnlyInTransactionError } from '../pool.exceptions.js';
+import { NoReplicaAvailableError, PoolError, PoolUnavailableError, PrimaryUnavailableError, ReadOnlyInTransactionError } from '../pool.exceptions.js';
 import { markWrite, newSession, routingStorage, type RoutingScope } from '../routing/routing-context.js';
-import { EventEmitter } from 'node:events';
 import { PinnedTransaction } from '../transactions/pinned-transaction.js';
 import { checkTransactionOptions } from '../transactions/transaction-options.js';
 import { PoolCluster, recordEnd, WalHistory, type ReplicaState } from './pool-cluster.js';
@@ -360,5 +360,72 @@ describe('recordEnd', () => {
     expect(recordEnd(0x4000018n)).toBe(0x4000000n);
     expect(recordEnd(0x4000060n)).toBe(0x4000060n);
     expect(recordEnd(0x4002018n)).toBe(0x4002000n);
+  });
+});
+
+describe('PoolCluster: follows the discovered primary', () => {
+  type Role = { recovering: boolean; timeline: number } | 'down';
+  function roles(cluster: PoolCluster, answers: Record<string, Role>): void {
+    for (const n of cluster.nodes) {
+      (n as { systemQuery: NodePool['systemQuery'] }).systemQuery = () => {
+        const a = answers[n.name]!;
+        if (a === 'down') return Promise.reject(connectionRefused());
+        return Promise.resolve(result([{ recovering: a.recovering, checkpoint_timeline: a.timeline, wal_timeline: a.recovering ? null : a.timeline }]));
+      };
+    }
+  }
+
+  it('sends writes to a promoted replica, reads to the others, and fails writes fast while no node is the primary', async () => {
+    const cluster = makeCluster();
+    const served = stub(cluster);
+    const answers: Record<string, Role> = { primary: 'down', r1: { recovering: false, timeline: 2 }, r2: { recovering: true, timeline: 1 } };
+    roles(cluster, answers);
+    try {
+      await cluster.topology.check();
+      expect(cluster.primary.name).toBe('r1');
+      expect(cluster.primary.role).toBe('primary');
+      expect(cluster.replicas.map((r) => r.node.name)).toEqual(['r2']);
+      await cluster.query('INSERT INTO t VALUES (1)');
+      expect(served.at(-1)).toBe('r1');
+      await cluster.replicaQuery('SELECT 1');
+      expect(served.at(-1)).toBe('r2');
+      answers.r1 = 'down';
+      await cluster.topology.check();
+      const before = served.length;
+      await expect(cluster.query('INSERT INTO t VALUES (2)')).rejects.toBeInstanceOf(PrimaryUnavailableError);
+      await expect(cluster.transaction(() => undefined)).rejects.toBeInstanceOf(PrimaryUnavailableError);
+      expect(served.length).toBe(before);
+      // Reads still go to the replica.
+      await cluster.replicaQuery('SELECT 1');
+      expect(served.at(-1)).toBe('r2');
+    } finally {
+      await cluster.close();
+    }
+  });
+
+  it('gives new connections the session settings of the node’s current role, password included', async () => {
+    const seen: Array<{ options: unknown; password: unknown }> = [];
+    class RecordingClient extends EventEmitter {
+      constructor(config: { options?: unknown; password?: unknown }) {
+        super();
+        seen.push({ options: config.options, password: config.password });
+      }
+      connect(cb: (err: Error) => void): void {
+        setImmediate(() => cb(connectionRefused()));
+      }
+    }
+    const cluster = makeCluster({ replicas: [{ host: '127.0.0.1', port: 3, user: 'u', password: 'cluster-spec-secret', database: 'd', Client: RecordingClient }] } as never);
+    try {
+      const node = cluster.replicas[0]!.node;
+      await node.pool.connect().catch(() => undefined);
+      node.setRole('primary');
+      await node.pool.connect().catch(() => undefined);
+      expect(seen[0]!.options).toContain('default_transaction_read_only=on');
+      expect(seen[1]!.options).not.toContain('default_transaction_read_only');
+      expect(seen[1]!.options).toContain('statement_timeout=');
+      expect(seen.map((s) => s.password)).toEqual(['cluster-spec-secret', 'cluster-spec-secret']);
+    } finally {
+      await cluster.close();
+    }
   });
 });

@@ -20,6 +20,7 @@ import {
   type RoutingScope,
   type RoutingSession,
 } from '../routing/routing-context.js';
+import { START_UP, Topology } from '../cluster/topology.js';
 import { isConnectionError, isReadOnlyViolation, neverSent } from './errors.js';
 import { NodePool, type NodeHost, type QueryInput } from './node-pool.js';
 
@@ -43,7 +44,7 @@ export class ReplicaState {
 }
 
 const LAG_SQL =
-  'SELECT pg_last_wal_replay_lsn()::text AS replay, ' +
+  'SELECT pg_last_wal_replay_lsn()::text AS replay, pg_is_in_recovery() AS recovering, ' +
   'EXTRACT(EPOCH FROM (clock_timestamp() - pg_last_xact_replay_timestamp())) * 1000 AS since_ms';
 const REPLAY_SQL = 'SELECT pg_last_wal_replay_lsn()::text AS replay';
 /**
@@ -121,8 +122,6 @@ export class WalHistory {
  * pinned transactions.
  */
 export class PoolCluster implements NodeHost {
-  readonly primary: NodePool;
-  readonly replicas: readonly ReplicaState[];
   readonly logger: Logger;
   readonly #events = new Subject<PoolEvent>();
   readonly events$: Observable<PoolEvent> = this.#events.asObservable();
@@ -135,8 +134,11 @@ export class PoolCluster implements NodeHost {
 
   constructor(readonly options: ResolvedOptions) {
     this.logger = new Logger(`PoolModule:${options.database}`);
-    this.primary = new NodePool(options.primary, this);
-    this.replicas = options.replicas.map((r) => new ReplicaState(new NodePool(r, this)));
+    const primary = new NodePool(options.primary, this);
+    const replicas = options.replicas.map((r) => new NodePool(r, this));
+    this.#states = [primary, ...replicas].map((n) => new ReplicaState(n));
+    this.#replicas = this.#states.slice(1);
+    this.topology = new Topology(primary, replicas, options.failover, this);
     const routing = options.routing;
     this.#wal = new WalHistory(Math.max(60_000, routing.maxReplicationLagMs * 3, routing.lagCheckIntervalMs * 10));
   }
@@ -146,8 +148,63 @@ export class PoolCluster implements NodeHost {
   }
 
   get nodes(): NodePool[] {
-    return [this.primary, ...this.replicas.map((r) => r.node)];
+    return this.#states.map((r) => r.node);
   }
+
+  // Topology: the write node and the readers follow the role checks (lib/cluster/topology.ts) --
+  readonly topology: Topology;
+  /** Routing state of every configured node, in configuration order. */
+  readonly #states: readonly ReplicaState[];
+  #replicas: readonly ReplicaState[];
+
+  /** The node that takes the writes now (a promoted replica after a failover). */
+  get primary(): NodePool {
+    return this.topology.writer;
+  }
+
+  /** The nodes in read rotation now: those the role checks found in recovery. */
+  get replicas(): readonly ReplicaState[] {
+    return this.#replicas;
+  }
+
+  topologyChanged(): void {
+    const before = this.#replicas;
+    this.#replicas = this.#states.filter((s) => this.topology.isReader(s.node));
+    for (const r of this.#replicas) {
+      if (before.includes(r)) continue;
+      // A node joining the readers has no lag figure against the current primary yet: unknown, measured now.
+      r.lagMs = undefined;
+      r.lagBytes = undefined;
+      r.replayLsn = undefined;
+    }
+    if (this.#replicas.length > 0) {
+      this.startLagMonitor();
+      void this.checkLag();
+    }
+  }
+
+  log(message: string): void {
+    this.logger.log(this.scrub(message));
+  }
+
+  idle(): boolean {
+    return this.options.lazy && this.nodes.every((n) => n.pool.totalCount === 0);
+  }
+
+  /** A write's failure that may mean the write node changed: the roles are checked at once. */
+  #writeFailed(err: unknown): void {
+    if (isConnectionError(err)) void this.topology.check('connection loss of the write node');
+    else if (isReadOnlyViolation(err)) void this.topology.check('25006 from the write node');
+  }
+
+  #watchWrite<R extends QueryResultRow>(promise: Promise<QueryResult<R>>): Promise<QueryResult<R>> {
+    if (!this.topology.discovering) return promise;
+    return promise.catch((err: unknown) => {
+      this.#writeFailed(err);
+      throw err;
+    });
+  }
+  // ---------------------------------------------------------------------------------------------
 
   // NodeHost ---------------------------------------------------------------------------
   get slowQueryMs() {
@@ -211,9 +268,15 @@ export class PoolCluster implements NodeHost {
    * unless it was refused before it reached the server (open breaker, acquire timeout, connect failure).
    */
   write<R extends QueryResultRow = any>(scope: RoutingScope | undefined, text: QueryInput, values?: unknown[]): Promise<QueryResult<R>> {
-    this.primary.counters.routedWrites++;
-    if (scope === undefined || this.options.routing.consistency !== 'read-your-writes') return this.primary.query<R>(text, values);
-    return this.primary.query<R>(text, values).then(
+    let node: NodePool;
+    try {
+      node = this.topology.writable();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    node.counters.routedWrites++;
+    if (scope === undefined || this.options.routing.consistency !== 'read-your-writes') return this.#watchWrite(node.query<R>(text, values));
+    return this.#watchWrite(node.query<R>(text, values)).then(
       (res) => {
         markWrite(scope, this.name);
         return res;
@@ -606,7 +669,8 @@ export class PoolCluster implements NodeHost {
 
   // Lag monitor --------------------------------------------------------------------------
   startLagMonitor(): void {
-    if (this.replicas.length === 0 || this.#lagTimer !== undefined) return;
+    this.topology.start();
+    if (this.#states.length < 2 || this.#lagTimer !== undefined || this.#closed) return;
     this.#lagTimer = setInterval(() => void this.checkLag(), this.options.routing.lagCheckIntervalMs);
     this.#lagTimer.unref();
   }
@@ -649,6 +713,7 @@ export class PoolCluster implements NodeHost {
     const replay = parseLsn(row?.replay);
     const now = Date.now();
     r.lastCheckedAt = now;
+    if ((row as { recovering?: boolean } | undefined)?.recovering === false) void this.topology.check('a replica answered as a primary');
     if (replay === undefined) {
       r.replayLsn = undefined;
       r.lagMs = undefined;
@@ -657,6 +722,12 @@ export class PoolCluster implements NodeHost {
     }
     if (r.replayLsn === undefined || replay > r.replayLsn || r.replayLsn - replay > 1n << 32n) r.replayLsn = replay;
     const primaryLsn = this.#wal.latest;
+    if (primaryLsn === undefined) {
+      // Not measurable (no primary position known yet): unknown, not 0.
+      r.lagBytes = undefined;
+      r.lagMs = undefined;
+      return;
+    }
     const behind = primaryLsn !== undefined && primaryLsn > replay ? primaryLsn - replay : 0n;
     r.lagBytes = Number(behind);
     const since = row?.since_ms === null || row?.since_ms === undefined ? undefined : Number(row.since_ms);
@@ -688,10 +759,10 @@ export class PoolCluster implements NodeHost {
       return fn(tx.handle.client);
     }
     if (readOnly ?? scope?.readOnly ?? false) return this.#withReadClient(fn, await this.#requiredLsn(scope));
-    const node = this.primary;
+    const node = this.topology.writable();
     node.counters.routedWrites++;
     const tracked = scope !== undefined && this.options.routing.consistency === 'read-your-writes';
-    const client = await node.acquire();
+    const client = await this.#watchAcquire(node.acquire());
     const { watch, lent } = watchLent(client);
     let failure: unknown;
     try {
@@ -701,7 +772,9 @@ export class PoolCluster implements NodeHost {
       throw err;
     } finally {
       watch.detach();
-      node.release(client, watch.releaseError(failure));
+      const own = watch.releaseError(failure);
+      if (own !== undefined) this.writeFailed(own);
+      node.release(client, own);
       if (tracked) markWrite(scope, this.name);
     }
   }
@@ -769,6 +842,24 @@ export class PoolCluster implements NodeHost {
     return this.#transactions.run(fn, options);
   }
 
+  /** The node writes go to now (`PrimaryUnavailableError` while none is known); used by the transaction runner. */
+  writeNode(): NodePool {
+    return this.topology.writable();
+  }
+
+  /** A write (or its acquire) failed on the write node: a connection loss or 25006 triggers a role check. */
+  writeFailed(err: unknown): void {
+    if (this.topology.discovering) this.#writeFailed(err);
+  }
+
+  #watchAcquire(promise: Promise<PoolClient>): Promise<PoolClient> {
+    if (!this.topology.discovering) return promise;
+    return promise.catch((err: unknown) => {
+      this.#writeFailed(err);
+      throw err;
+    });
+  }
+
   // Lifecycle ----------------------------------------------------------------------------------
   /**
    * Opens every pool up to `min` (unless `lazy`). The primary must come up or start-up fails;
@@ -776,6 +867,7 @@ export class PoolCluster implements NodeHost {
    */
   async warmUp(): Promise<void> {
     if (this.options.lazy) return;
+    if (this.topology.discovering) return this.#warmUpAndDiscover();
     await Promise.all([
       this.primary.warmUp(),
       ...this.replicas.map((r) =>
@@ -786,11 +878,32 @@ export class PoolCluster implements NodeHost {
     ]);
   }
 
+  /**
+   * With role discovery: every node warms up, then every node is asked its role. Start-up fails
+   * only when no node answers as the primary (with the configured primary's error when it was down).
+   */
+  async #warmUpAndDiscover(): Promise<void> {
+    let primaryError: unknown;
+    const configured = this.#states[0]!.node;
+    await Promise.all(
+      this.#states.map((r) =>
+        r.node.warmUp().catch((err: unknown) => {
+          if (r.node === configured) primaryError = err;
+          else this.ban(r, err);
+        }),
+      ),
+    );
+    await this.topology.check(START_UP);
+    if (primaryError !== undefined && this.topology.writer === configured) throw primaryError;
+    if (this.topology.lostSince !== 0) throw this.topology.unavailable();
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.topology.close();
     clearInterval(this.#lagTimer);
-    for (const r of this.replicas) clearTimeout(r.probe);
+    for (const r of this.#states) clearTimeout(r.probe);
     const nodes = this.nodes;
     const timeout = this.options.shutdownTimeoutMs;
     const outstanding = await Promise.all(nodes.map((n) => n.drain(timeout)));

@@ -1,3 +1,4 @@
+import type { TopologySnapshot } from '../cluster/topology.js';
 import type { NodeRole } from '../pool.interfaces.js';
 
 /** Options of `PoolHealthIndicator.pingCheck()`. */
@@ -74,6 +75,8 @@ export interface DatabaseHealth {
   replicas: { total: number; healthy: number; required: number };
   /** Every node by name: the primary first, then the replicas in configuration order. */
   nodes: Record<string, NodeHealth>;
+  /** Which node is the primary now and since when, every node's discovered role, fenced nodes. */
+  topology: TopologySnapshot;
 }
 
 /** Details of `pingCheck()` under its key. */

@@ -185,17 +185,21 @@ export class PoolHealthIndicator {
         if (health.status !== 'up' || health.inRotation !== true) unhealthy.push(r.node.name);
       });
       const healthy = cluster.replicas.length - unhealthy.length;
+      const topology = cluster.topology.snapshot();
       let message: string | undefined;
       if (primary!.status !== 'up') message = primary!.message;
+      else if (!topology.writable) message = cluster.topology.unavailable().message;
       else if (healthy < required) message = REPLICAS_SHORT(healthy, cluster.replicas.length, required);
       const up = message === undefined;
-      if (up && unhealthy.length > 0) message = REPLICAS_DEGRADED(unhealthy);
+      if (up && topology.fenced.length > 0) message = `Split brain: ${topology.fenced.join(', ')} also answer(s) as a primary and are fenced (no reads, no writes); ${topology.primary} takes the writes.`;
+      else if (up && unhealthy.length > 0) message = REPLICAS_DEGRADED(unhealthy);
       const details: Omit<DatabaseHealth, 'status'> = {
         database: cluster.name,
-        degraded: unhealthy.length > 0,
+        degraded: unhealthy.length > 0 || topology.fenced.length > 0,
         ...(message === undefined ? {} : { message }),
         replicas: { total: cluster.replicas.length, healthy, required },
         nodes,
+        topology,
       };
       return keyed<Key, CheckDetails>(up ? session.up(details) : session.down(details));
     } catch (err) {
@@ -236,8 +240,11 @@ export class PoolHealthIndicator {
   #findNode(cluster: PoolCluster, name: string): { node: NodePool; replica: ReplicaState | undefined } {
     if (name === 'primary' || name === cluster.primary.name) return { node: cluster.primary, replica: undefined };
     const replica = cluster.replicas.find((r) => r.node.name === name);
-    if (replica === undefined) throw new InvalidHealthOption(UNKNOWN_NODE(cluster.name, name, cluster.nodes.map((n) => n.name)));
-    return { node: replica.node, replica };
+    if (replica !== undefined) return { node: replica.node, replica };
+    // A node out of rotation after a failover (fenced, or a former primary that is not back yet).
+    const other = cluster.nodes.find((n) => n.name === name);
+    if (other === undefined) throw new InvalidHealthOption(UNKNOWN_NODE(cluster.name, name, cluster.nodes.map((n) => n.name)));
+    return { node: other, replica: undefined };
   }
 
   #failureMessage(err: unknown): string {

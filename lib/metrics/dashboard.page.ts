@@ -258,7 +258,10 @@ const SCRIPT = `
     dbNames.forEach(function (db) {
       var dbSnap = snapshot.databases[db];
       var sec = sections[db] || buildSection(db);
-      sec.meta.textContent = 'preset ' + dbSnap.preset + ' · strategy ' + dbSnap.strategy + ' · fallback to primary ' + (dbSnap.fallbackToPrimary ? 'on' : 'off') + ' · max lag ' + fmtMs(dbSnap.maxReplicationLagMs);
+      var topo = dbSnap.topology;
+      var topoText = !topo ? '' : ' · primary ' + topo.primary + (topo.writable ? ' since ' + new Date(topo.primarySince).toISOString().slice(11, 19) + ' UTC' : ' (not answering: writes fail)') +
+        (topo.fenced.length ? ' · split brain: ' + topo.fenced.join(', ') + ' fenced' : '');
+      sec.meta.textContent = 'preset ' + dbSnap.preset + ' · strategy ' + dbSnap.strategy + ' · fallback to primary ' + (dbSnap.fallbackToPrimary ? 'on' : 'off') + ' · max lag ' + fmtMs(dbSnap.maxReplicationLagMs) + topoText;
       var nodeNames = Object.keys(dbSnap.nodes);
       var readsByNode = {};
       var readsTotal = 0;
@@ -287,10 +290,11 @@ const SCRIPT = `
         var usagePct = Math.round(n.usage * 100);
         c.usageBar.style.width = Math.min(100, usagePct) + '%';
         c.usageBar.style.background = n.usage > 0.9 ? css('--bad') : n.usage > 0.8 ? css('--warn') : css('--ok');
-        var bad = n.banned || n.breaker.state !== 'closed' || n.usage > 0.9 || (n.idle === 0 && n.waiting > 0);
+        var bad = n.topologyRole === 'fenced' || n.banned || n.breaker.state !== 'closed' || n.usage > 0.9 || (n.idle === 0 && n.waiting > 0);
         var warn = !bad && (n.usage > 0.8 || n.waiting > 0 || (n.lagMs !== null && dbSnap.maxReplicationLagMs > 0 && n.lagMs > dbSnap.maxReplicationLagMs / 2));
         c.card.className = 'node' + (bad ? ' bad' : warn ? ' warn' : '');
         c.badges.textContent = '';
+        if (n.topologyRole) badge(c.badges, n.topologyRole, n.topologyRole === 'fenced' || n.topologyRole === 'unknown' ? 'bad' : n.topologyRole === 'primary' ? 'ok' : '');
         if (n.banned) badge(c.badges, 'banned', 'bad');
         if (n.breaker.state !== 'closed') badge(c.badges, 'breaker ' + n.breaker.state, 'bad');
         if (!n.banned && n.breaker.state === 'closed') badge(c.badges, 'up', 'ok');

@@ -2,6 +2,8 @@ import type { NodePool } from '../core/node-pool.js';
 import { LATENCY_BUCKETS_MS, type LatencyHistogram } from '../core/node-stats.js';
 import type { PoolCluster, ReplicaState } from '../core/pool-cluster.js';
 import type { NodeRole, PoolPreset } from '../pool.interfaces.js';
+import type { TopologyRole } from '../pool.events.js';
+import type { TopologySnapshot } from '../cluster/topology.js';
 
 /** Latency of one kind of operation since start, in milliseconds (percentiles at bucket resolution, capped at max). */
 export interface LatencySummary {
@@ -44,6 +46,8 @@ export interface NodeCountersSnapshot {
 
 export interface NodeSnapshot {
   role: NodeRole;
+  /** The role the role checks found: `primary` (takes the writes), `replica`, `fenced` (split brain) or `unknown`. */
+  topologyRole: TopologyRole;
   /** `host:port`, never with credentials. */
   address: string;
   /** Open connections (`pg.Pool#totalCount`). */
@@ -82,7 +86,9 @@ export interface DatabaseSnapshot {
   strategy: string;
   fallbackToPrimary: boolean;
   maxReplicationLagMs: number;
-  /** Keyed by node name: the primary first, then the replicas in configuration order. */
+  /** Which node is the primary now and since when, every node's discovered role, fenced nodes. */
+  topology: TopologySnapshot;
+  /** Keyed by node name: the primary (the node taking the writes now) first, then the others in configuration order. */
   nodes: Record<string, NodeSnapshot>;
 }
 
@@ -142,11 +148,12 @@ function counters(node: NodePool): NodeCountersSnapshot {
   };
 }
 
-export function snapshotNode(node: NodePool, replica: ReplicaState | undefined): NodeSnapshot {
+export function snapshotNode(node: NodePool, replica: ReplicaState | undefined, topologyRole: TopologyRole = node.role): NodeSnapshot {
   const status = node.status();
   const banned = replica !== undefined && replica.bannedUntil !== 0;
   return {
     role: node.role,
+    topologyRole,
     address: node.config.address,
     size: status.total,
     idle: status.idle,
@@ -174,14 +181,18 @@ export function snapshotNode(node: NodePool, replica: ReplicaState | undefined):
 }
 
 export function snapshotDatabase(cluster: PoolCluster): DatabaseSnapshot {
-  const nodes: Record<string, NodeSnapshot> = { [cluster.primary.name]: snapshotNode(cluster.primary, undefined) };
-  for (const r of cluster.replicas) nodes[r.node.name] = snapshotNode(r.node, r);
+  const nodes: Record<string, NodeSnapshot> = { [cluster.primary.name]: snapshotNode(cluster.primary, undefined, 'primary') };
+  for (const node of cluster.nodes) {
+    if (node === cluster.primary) continue;
+    nodes[node.name] = snapshotNode(node, cluster.replicas.find((r) => r.node === node), cluster.topology.roleOf(node));
+  }
   const routing = cluster.options.routing;
   return {
     preset: cluster.options.preset,
     strategy: typeof routing.strategy === 'function' ? 'custom' : routing.strategy,
     fallbackToPrimary: routing.fallbackToPrimary,
     maxReplicationLagMs: routing.maxReplicationLagMs,
+    topology: cluster.topology.snapshot(),
     nodes,
   };
 }

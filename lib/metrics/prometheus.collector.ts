@@ -3,6 +3,7 @@ import type { NodePool } from '../core/node-pool.js';
 import { LATENCY_BUCKETS_MS, type LatencyHistogram } from '../core/node-stats.js';
 import type { PoolCluster, ReplicaState } from '../core/pool-cluster.js';
 import { PoolError } from '../pool.exceptions.js';
+import type { TopologyRole } from '../pool.events.js';
 
 type MetricType = 'gauge' | 'counter' | 'histogram';
 type Labels = Record<string, string>;
@@ -18,7 +19,11 @@ interface NodeView {
   node: NodePool;
   replica: ReplicaState | undefined;
   labels: Labels;
+  /** What the role checks found (`labels.role` is the pool's role: primary or replica). */
+  topologyRole: TopologyRole;
 }
+
+const TOPOLOGY_ROLES: readonly TopologyRole[] = ['primary', 'replica', 'fenced', 'unknown'];
 
 const OWNED = Symbol.for('nestjs-pg-pools.metric');
 
@@ -79,6 +84,7 @@ export const POOL_METRIC_NAMES = [
   'db_pool_slow_queries_total',
   'db_pool_breaker_opens_total',
   'db_replica_bans_total',
+  'db_node_role',
 ] as const;
 
 function buildMetrics(views: () => NodeView[]): ScrapeMetric[] {
@@ -141,6 +147,9 @@ function buildMetrics(views: () => NodeView[]): ScrapeMetric[] {
     counter('db_pool_evictions_total', 'Connections retired for lifetime, max uses, eviction after a restart or a failed rollback.', (v, push) => push(v.labels, v.node.counters.evictions)),
     counter('db_pool_slow_queries_total', 'Statements slower than slowQueryMs.', (v, push) => push(v.labels, v.node.counters.slowQueries)),
     counter('db_pool_breaker_opens_total', 'Times the circuit breaker of a node opened.', (v, push) => push(v.labels, v.node.counters.breakerOpens)),
+    gauge('db_node_role', 'Discovered role of a node (label discovered): 1 for its current role (primary = takes the writes, replica, fenced = a second primary in a split brain, unknown = unreachable former primary), 0 for the others.', (v, push) => {
+      for (const discovered of TOPOLOGY_ROLES) push({ ...v.labels, discovered }, v.topologyRole === discovered ? 1 : 0);
+    }, 'max'),
     counter('db_replica_bans_total', 'Times a replica was banned from read routing.', (v, push) => {
       if (v.replica) push(v.labels, v.node.counters.bans);
     }),
@@ -152,8 +161,13 @@ function nodeViews(clusters: readonly PoolCluster[]): NodeView[] {
   for (const cluster of clusters) {
     if (cluster.closed) continue;
     const database = cluster.name;
-    views.push({ node: cluster.primary, replica: undefined, labels: { database, node: cluster.primary.name, role: 'primary' } });
-    for (const r of cluster.replicas) views.push({ node: r.node, replica: r, labels: { database, node: r.node.name, role: 'replica' } });
+    const writer = cluster.primary;
+    views.push({ node: writer, replica: undefined, labels: { database, node: writer.name, role: 'primary' }, topologyRole: 'primary' });
+    for (const node of cluster.nodes) {
+      if (node === writer) continue;
+      const replica = cluster.replicas.find((r) => r.node === node);
+      views.push({ node, replica, labels: { database, node: node.name, role: 'replica' }, topologyRole: cluster.topology.roleOf(node) });
+    }
   }
   return views;
 }

@@ -1,3 +1,4 @@
+import type { PoolClient } from 'pg';
 import type { NodePool } from '../core/node-pool.js';
 import { isConnectionError, sqlState } from '../core/errors.js';
 import { TransactionRolledBackError } from '../pool.exceptions.js';
@@ -12,8 +13,10 @@ const ROLLBACK_TIMEOUT_MS = 5000;
 /** What the runner needs from the database that owns it. */
 export interface TransactionHost {
   readonly name: string;
-  /** The current primary (looked up for every new transaction). */
-  readonly primary: NodePool;
+  /** The node writes go to now, looked up for every new transaction (throws `PrimaryUnavailableError` while none is known). */
+  writeNode(): NodePool;
+  /** A statement or checkout on the write node failed: lets role discovery check the topology. */
+  writeFailed(err: unknown): void;
   readonly options: { readonly routing: { readonly consistency: string } };
 }
 
@@ -32,9 +35,15 @@ export class TransactionRunner {
     const scope = routingStorage.getStore();
     const existing = scope?.tx?.get(database);
     if (existing !== undefined && options.propagation !== 'requiresNew') return this.#join(existing, fn, options);
-    const node = this.host.primary;
+    const node = this.host.writeNode();
     node.counters.routedWrites++;
-    const raw = await node.begin(beginStatement(options));
+    let raw: PoolClient;
+    try {
+      raw = await node.begin(beginStatement(options));
+    } catch (err) {
+      this.host.writeFailed(err);
+      throw err;
+    }
     const tx = new PinnedTransaction(database, node, raw, options);
     let releaseError: unknown;
     try {
@@ -53,6 +62,7 @@ export class TransactionRunner {
       return result;
     } finally {
       tx.watch.detach();
+      if (releaseError !== undefined) this.host.writeFailed(releaseError);
       node.release(raw, releaseError);
     }
   }

@@ -32,7 +32,7 @@ async function bootstrap(): Promise<void> {
     `  metrics    ${base}/metrics`,
     `  pool JSON  ${base}/metrics/db-pool`,
     `  dashboard  ${base}/metrics/db-pool/dashboard`,
-    `  database   primary ${addressOf(options.primary!.connectionString!)}, replicas ${replicas.join(', ') || 'none'}`,
+    `  database   primary ${addressOf([options.primary!].flat()[0]!.connectionString!)}, replicas ${replicas.join(', ') || 'none'}`,
   ];
   console.log(lines.join('\n'));
 }

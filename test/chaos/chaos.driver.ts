@@ -28,12 +28,12 @@ import { sleep, waitFor } from '../support/wait.js';
 // connections, nothing in use or waiting, breakers closed, replicas in rotation) with no server
 // session left over. Every node the driver stops is started again before it returns.
 
-export type ScenarioName = 'replica-kill' | 'primary-restart' | 'terminate-all' | 'terminate-busy' | 'leak' | 'exhaust';
+export type ScenarioName = 'replica-kill' | 'primary-restart' | 'terminate-all' | 'terminate-busy' | 'leak' | 'exhaust' | 'primary-promoted';
 
 /** The scenarios of the issue, (a)–(e); the short e2e form runs these. */
 export const SCENARIOS: readonly ScenarioName[] = ['replica-kill', 'primary-restart', 'terminate-all', 'leak', 'exhaust'];
 /** Plus (c′): sessions killed in the middle of statements and transactions, to show what callers see then. */
-export const FULL_SCENARIOS: readonly ScenarioName[] = ['replica-kill', 'primary-restart', 'terminate-all', 'terminate-busy', 'leak', 'exhaust'];
+export const FULL_SCENARIOS: readonly ScenarioName[] = ['replica-kill', 'primary-restart', 'terminate-all', 'terminate-busy', 'leak', 'exhaust', 'primary-promoted'];
 
 const SCENARIO_LABEL: Record<ScenarioName, string> = {
   'replica-kill': '(a) kill -9 replica1, restart it',
@@ -42,6 +42,7 @@ const SCENARIO_LABEL: Record<ScenarioName, string> = {
   'terminate-busy': "(c′) pg_terminate_backend every connection, busy ones too",
   leak: '(d) hold 2 clients past the leak threshold',
   exhaust: '(e) exhaust the primary pool',
+  'primary-promoted': '(f) primary promoted: stop primary -m immediate, promote replica1',
 };
 
 export interface ChaosTiming {
@@ -365,6 +366,31 @@ async function scenarioPrimaryRestart(t: TestApp, load: Load, timing: ChaosTimin
   }
 }
 
+/** A failover as Patroni or a managed service does it; afterwards the cluster is rebuilt to its initial topology. */
+async function scenarioPrimaryPromoted(load: Load, timing: ChaosTiming): Promise<{ recoveryMs: number | undefined; facts: Record<string, unknown> }> {
+  try {
+    await clusterCtl('node-stop', 'primary', 'immediate');
+    const downAt = Date.now();
+    await sleep(Math.min(timing.disruptMs, 1000));
+    await clusterCtl('promote', 'replica1');
+    const promotedAt = Date.now();
+    // The primary is down from downAt: a write that started after it and succeeded was served by replica1.
+    const firstWriteOk = await waitFor(
+      'a successful write on the promoted replica1',
+      () => load.ops.find((o) => o.kind === 'write' && o.ok && o.start >= downAt)?.end,
+      10_000,
+      5,
+    ).catch(() => undefined);
+    await sleep(timing.afterMs);
+    return {
+      recoveryMs: firstWriteOk === undefined ? undefined : Math.max(0, firstWriteOk - promotedAt),
+      facts: { downAt, promotedAt, firstWriteOk },
+    };
+  } finally {
+    await clusterCtl('rebuild');
+  }
+}
+
 async function scenarioTerminate(
   t: TestApp,
   timing: ChaosTiming,
@@ -485,6 +511,7 @@ const RECOVERY_OF: Record<ScenarioName, string> = {
   'terminate-busy': 'last termination → every pool back at min',
   leak: '—',
   exhaust: 'held clients released → first successful write',
+  'primary-promoted': 'pg_ctl promote replica1 finished → first successful write (on replica1)',
 };
 
 /** Runs the scenarios in order against the real cluster; always leaves every node up and both replicas streaming. */
@@ -525,6 +552,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosRun> {
           if (scenario === 'terminate-all') return await scenarioTerminate(t, timing, applicationName, true);
           if (scenario === 'terminate-busy') return await scenarioTerminate(t, timing, applicationName, false);
           if (scenario === 'leak') return await scenarioLeak(t, load, timing);
+          if (scenario === 'primary-promoted') return await scenarioPrimaryPromoted(load, timing);
           return await scenarioExhaust(t, load, timing);
         } finally {
           await load.stop();
