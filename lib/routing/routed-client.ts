@@ -52,6 +52,16 @@ function releasedError(): PoolError {
   );
 }
 
+/** A statement that would end (or restart) a library transaction it did not open. */
+export function notOpenedHere(database: string, statement: string): PoolError {
+  return new PoolError(
+    `Cannot run ${JSON.stringify(statement.trim().slice(0, 60))} through db.routedPool because it runs inside a transaction of ` +
+      `db.transaction() / @Transactional() on "${database}" that this client did not open with BEGIN; nothing was committed or rolled back. ` +
+      'Please make sure that the query builder opens its own transaction on a client from db.routedPool.connect() (it becomes a savepoint), ' +
+      'or lets the library transaction end.',
+  );
+}
+
 let savepointCount = 0;
 
 /**
@@ -184,7 +194,7 @@ export class RoutedClient extends EventEmitter {
     }
     if (kind === 'commit' || kind === 'rollback') {
       const name = this.#savepoints.pop();
-      if (name === undefined) throw this.#notOpenedHere(statementText(text));
+      if (name === undefined) throw notOpenedHere(this.#cluster.name, statementText(text));
       if (kind === 'rollback') {
         await cluster.query(`ROLLBACK TO SAVEPOINT ${name}`);
         return withCommand(await cluster.query(`RELEASE SAVEPOINT ${name}`), 'ROLLBACK');
@@ -198,16 +208,8 @@ export class RoutedClient extends EventEmitter {
         return withCommand(await cluster.query(`RELEASE SAVEPOINT ${name}`), 'ROLLBACK');
       }
     }
-    if (kind === 'other-transaction-control') throw this.#notOpenedHere(statementText(text));
+    if (kind === 'other-transaction-control') throw notOpenedHere(this.#cluster.name, statementText(text));
     return cluster.query(text, values);
-  }
-
-  #notOpenedHere(statement: string): PoolError {
-    return new PoolError(
-      `Cannot run ${JSON.stringify(statement.trim().slice(0, 60))} on a client of db.routedPool because it runs inside a transaction of ` +
-        `db.transaction() / @Transactional() on "${this.#cluster.name}" that this client did not open with BEGIN; nothing was committed or rolled back. ` +
-        'Please make sure that the query builder opens its own transaction (it becomes a savepoint) or lets the library transaction end it.',
-    );
   }
 
   /** Released with its transaction still open: what it did since its BEGIN is rolled back, the library transaction goes on. */

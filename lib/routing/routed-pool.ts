@@ -1,10 +1,11 @@
 import type { EventEmitter } from 'node:events';
 import pg from 'pg';
-import type { PoolClient, QueryResult } from 'pg';
+import type { PoolClient, QueryConfig, QueryResult } from 'pg';
 import type { PoolCluster } from '../core/pool-cluster.js';
 import { PoolError } from '../pool.exceptions.js';
-import { RoutedClient, type QueryCallback } from './routed-client.js';
-import { isSubmittable } from './statement-kind.js';
+import { notOpenedHere, RoutedClient, type QueryCallback } from './routed-client.js';
+import { routingStorage } from './routing-context.js';
+import { isSubmittable, isTransactionControl, statementText } from './statement-kind.js';
 
 /** pg.Pool events a routed pool passes on from every pool of its database, while someone listens. */
 const FORWARDED_EVENTS: ReadonlySet<string | symbol> = new Set(['connect', 'acquire', 'release', 'remove', 'error']);
@@ -58,7 +59,7 @@ export class RoutedPool extends pg.Pool {
               'Please make sure that you run it on a client from db.routedPool.connect() (or db.withClient()).',
           ),
         )
-      : this.#cluster.query(text as string, values as unknown[] | undefined);
+      : this.#routed(text as string | QueryConfig, values as unknown[] | undefined);
     if (typeof callback !== 'function') return result;
     const cb = callback as QueryCallback;
     result.then(
@@ -66,6 +67,13 @@ export class RoutedPool extends pg.Pool {
       (err: Error) => cb(err),
     );
     return undefined;
+  }
+
+  #routed(text: string | QueryConfig, values: unknown[] | undefined): Promise<QueryResult> {
+    if (routingStorage.getStore()?.tx?.has(this.#cluster.name) === true && isTransactionControl(statementText(text))) {
+      return Promise.reject(notOpenedHere(this.#cluster.name, statementText(text)));
+    }
+    return this.#cluster.query(text, values);
   }
 
   /** A client that follows the scope (see `RoutedClient`); it holds a real connection only from BEGIN, a session command or a cursor until `release()`. */

@@ -35,3 +35,9 @@ export function statementKind(text: string): StatementKind {
 export function isSubmittable(value: unknown): value is { submit: (...args: unknown[]) => unknown; handleError?: (err: Error) => void } {
   return value !== null && typeof value === 'object' && typeof (value as { submit?: unknown }).submit === 'function';
 }
+
+/** BEGIN, COMMIT, ROLLBACK and their kin: statements that start or end the transaction they run in. */
+export function isTransactionControl(text: string): boolean {
+  const kind = statementKind(text);
+  return kind !== 'plain' && kind !== 'session';
+}
