@@ -97,7 +97,8 @@ class QbTransactions {
   }
 }
 
-@Module({ imports: [PoolModule.forRoot(routingOptions(APP))], providers: [...queryBuilderProviders, QbTransactions] })
+// The lag monitor is slowed down so that "clients in use" counts only the builders' clients.
+@Module({ imports: [PoolModule.forRoot(routingOptions(APP, { routing: { lagCheckIntervalMs: 60_000 } }))], providers: [...queryBuilderProviders, QbTransactions] })
 class QbTransactionsModule {}
 
 let app: INestApplication;
