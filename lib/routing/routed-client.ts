@@ -77,7 +77,8 @@ let savepointCount = 0;
  */
 export class RoutedClient extends EventEmitter {
   readonly #cluster: PoolCluster;
-  readonly #joined: boolean;
+  readonly #recycle: (client: RoutedClient) => void;
+  #joined = false;
   #lease: Lease | undefined;
   #pinning: Promise<Lease> | undefined;
   /** The last statement sent on the held connection, settled or not: the connection goes back after it. */
@@ -90,10 +91,19 @@ export class RoutedClient extends EventEmitter {
     if (this.listenerCount('error') > 0) this.emit('error', err);
   };
 
-  constructor(cluster: PoolCluster) {
+  /** `recycle` takes back a released client that held no connection, to hand it out again (as pg.Pool reuses its clients). */
+  constructor(cluster: PoolCluster, recycle: (client: RoutedClient) => void) {
     super();
     this.#cluster = cluster;
-    this.#joined = routingStorage.getStore()?.tx?.has(cluster.name) === true;
+    this.#recycle = recycle;
+    this.open();
+  }
+
+  /** Hands the client out (again): it follows the scope of this call from now on. Called by `RoutedPool.connect()`. */
+  open(): this {
+    this.#released = false;
+    this.#joined = routingStorage.getStore()?.tx?.has(this.#cluster.name) === true;
+    return this;
   }
 
   escapeIdentifier(str: string): string {
@@ -123,12 +133,13 @@ export class RoutedClient extends EventEmitter {
   release(err?: Error | boolean): void {
     if (this.#released) throw new Error('Release called on client which has already been released to the pool.');
     this.#released = true;
-    if (this.#joined) {
-      this.#abandonSavepoints();
+    const held = this.#lease ?? this.#pinning;
+    if (held === undefined) {
+      if (this.#joined) this.#abandonSavepoints();
+      this.removeAllListeners();
+      this.#recycle(this);
       return;
     }
-    const held = this.#lease ?? this.#pinning;
-    if (held === undefined) return;
     void this.#tail
       .then(() => held)
       .then(

@@ -10,6 +10,8 @@ import { isSubmittable, isTransactionControl, statementText } from './statement-
 /** pg.Pool events a routed pool passes on from every pool of its database, while someone listens. */
 const FORWARDED_EVENTS: ReadonlySet<string | symbol> = new Set(['connect', 'acquire', 'release', 'remove', 'error']);
 const COUNTS = ['totalCount', 'idleCount', 'waitingCount', 'expiredCount'] as const;
+/** Released clients kept for reuse: Kysely keys its per-connection state by the client object, as pg.Pool reuses its clients. */
+const FREE_CLIENTS_MAX = 64;
 
 type ConnectCallback = (err: Error | undefined, client: PoolClient | undefined, done: (release?: unknown) => void) => void;
 
@@ -23,6 +25,10 @@ type ConnectCallback = (err: Error | undefined, client: PoolClient | undefined, 
 export class RoutedPool extends pg.Pool {
   readonly #cluster: PoolCluster;
   readonly #forwarders = new Map<string | symbol, (...args: unknown[]) => void>();
+  readonly #free: RoutedClient[] = [];
+  readonly #recycle = (client: RoutedClient) => {
+    if (this.#free.length < FREE_CLIENTS_MAX) this.#free.push(client);
+  };
 
   static {
     // Declared as plain fields by @types/pg, so they are defined here rather than as class accessors.
@@ -85,7 +91,7 @@ export class RoutedPool extends pg.Pool {
               'Please make sure that the application is not shutting down when the query builder runs.',
           ),
         )
-      : Promise.resolve(new RoutedClient(this.#cluster) as unknown as PoolClient);
+      : Promise.resolve((this.#free.pop()?.open() ?? new RoutedClient(this.#cluster, this.#recycle)) as unknown as PoolClient);
     if (typeof callback !== 'function') return result;
     const cb = callback as ConnectCallback;
     result.then(

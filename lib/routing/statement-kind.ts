@@ -14,15 +14,15 @@ const ROLLBACK = /^\s*(?:rollback|abort)(?:\s+(?:work|transaction))?\s*;?\s*$/i;
 const TRANSACTION_CONTROL = /^\s*(?:begin|start\s+transaction|commit|end|abort|prepare\s+transaction|rollback(?!\s+to\b))\b/i;
 /** Statements whose effect outlives them on the session: the rest of the work must stay on that connection. */
 const SESSION = /^\s*(?:set\s+(?!local\b)|reset\b|listen\b|unlisten\b|prepare\b|declare\b|discard\b|load\b|create\s+(?:temp|temporary)\b|lock\b)/i;
-/** Cheap first look: only statements starting with one of these letters can be anything but plain. */
-const FIRST = /^\s*[abcdelprsu]/i;
+/** One cheap look first: only statements starting with one of these words can be anything but plain. */
+const CANDIDATE = /^\s*(?:begin|start|commit|end|rollback|abort|prepare|set|reset|listen|unlisten|declare|discard|load|create\s+temp|lock)/i;
 
 export function statementText(text: string | QueryConfig): string {
   return typeof text === 'string' ? text : text.text;
 }
 
 export function statementKind(text: string): StatementKind {
-  if (!FIRST.test(text)) return 'plain';
+  if (!CANDIDATE.test(text)) return 'plain';
   if (BEGIN.test(text)) return 'begin';
   if (COMMIT.test(text)) return 'commit';
   if (ROLLBACK.test(text)) return 'rollback';
