@@ -9,6 +9,7 @@ import { runInTransaction, type PinnedTransaction } from './routing-context.js';
 
 class FakeCluster {
   readonly name = 'default';
+  readonly primary = { config: { pgbouncer: false, statementTimeoutMs: 0 } };
   readonly ran: string[] = [];
   readonly held: string[] = [];
   readonly given: unknown[] = [];
@@ -166,6 +167,19 @@ describe('RoutedClient outside a transaction', () => {
     await settle();
     expect(cluster.held.slice(4)).toEqual(['<taken readOnly=undefined>', 'SET search_path = app']);
     expect(cluster.given[1]).toMatchObject({ connectionError: true });
+  });
+
+  it('behind PgBouncer, sets the statement deadline with SET LOCAL in every builder transaction', async () => {
+    const { cluster, client } = setup();
+    Object.assign(cluster.primary.config, { pgbouncer: true, statementTimeoutMs: 1500 });
+    const c = client();
+    expect((await c.query('BEGIN')).command).toBe('BEGIN');
+    await c.query('COMMIT');
+    await c.query('begin');
+    await c.query('ROLLBACK');
+    c.release();
+    const deadline = 'SET LOCAL statement_timeout = 1500';
+    expect(cluster.held).toEqual(['<taken readOnly=false>', 'BEGIN', deadline, 'COMMIT', 'begin', deadline, 'ROLLBACK']);
   });
 
   it('supports the callback forms', async () => {

@@ -87,6 +87,8 @@ export class RoutedClient extends EventEmitter {
   #broken: unknown;
   #released = false;
   readonly #savepoints: string[] = [];
+  /** Behind PgBouncer, session settings do not survive: the statement deadline is set in each builder transaction, as db.transaction() does. */
+  readonly #transactionSettings: string | undefined;
   readonly #forwardError = (err: Error) => {
     if (this.listenerCount('error') > 0) this.emit('error', err);
   };
@@ -96,6 +98,8 @@ export class RoutedClient extends EventEmitter {
     super();
     this.#cluster = cluster;
     this.#recycle = recycle;
+    const primary = cluster.primary.config;
+    this.#transactionSettings = primary.pgbouncer && primary.statementTimeoutMs > 0 ? `SET LOCAL statement_timeout = ${primary.statementTimeoutMs}` : undefined;
     this.open();
   }
 
@@ -153,12 +157,16 @@ export class RoutedClient extends EventEmitter {
 
   #run(text: string | QueryConfig, values: unknown[] | undefined): Promise<QueryResult> {
     if (this.#released) return Promise.reject(releasedError());
-    if (this.#lease !== undefined || this.#pinning !== undefined) return this.#onHeld(text, values);
     const kind = statementKind(statementText(text));
-    if (this.#joined) return this.#inTransaction(kind, text, values);
-    if (kind === 'plain' || kind === 'commit' || kind === 'rollback') return this.#cluster.query(text, values);
-    this.#hold(kind === 'session' ? undefined : false);
-    return this.#onHeld(text, values);
+    if (this.#lease === undefined && this.#pinning === undefined) {
+      if (this.#joined) return this.#inTransaction(kind, text, values);
+      if (kind === 'plain' || kind === 'commit' || kind === 'rollback') return this.#cluster.query(text, values);
+      this.#hold(kind === 'session' ? undefined : false);
+    }
+    const sent = this.#onHeld(text, values);
+    const settings = this.#transactionSettings;
+    if (kind !== 'begin' || settings === undefined) return sent;
+    return sent.then((res) => this.#onHeld(settings, undefined).then(() => res));
   }
 
   /** Takes the connection this client keeps until `release()`: the primary (`false`) or the scope's choice (`undefined`). */
