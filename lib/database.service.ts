@@ -3,6 +3,7 @@ import type { Observable } from 'rxjs';
 import type { PoolCluster } from './core/pool-cluster.js';
 import type { TransactionHandle } from './transactions/pinned-transaction.js';
 import { runInScope } from './routing/routing-context.js';
+import { RoutedPool } from './routing/routed-pool.js';
 import type { QueryInput } from './core/node-pool.js';
 import type { PoolEvent } from './pool.events.js';
 import type { TransactionOptions } from './pool.interfaces.js';
@@ -35,8 +36,15 @@ export interface ReplicaAccess {
 export class DatabaseService {
   readonly primary: PrimaryAccess;
   readonly replica: ReplicaAccess;
+  /**
+   * A `pg.Pool` for query builders (Kysely, Drizzle, Prisma's pg adapter) whose every statement and
+   * `connect()` goes where the current scope says, as `query()` does. It opens no connection of its
+   * own and its `end()` is harmless: the module ends the pools. See README, "Query builders".
+   */
+  readonly routedPool: Pool;
 
   constructor(private readonly cluster: PoolCluster) {
+    this.routedPool = new RoutedPool(cluster);
     this.primary = {
       query: (text, values) => cluster.primaryQuery(text, values),
       withClient: (fn) => cluster.withClient(fn, false),

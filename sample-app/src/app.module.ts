@@ -2,6 +2,7 @@ import { Logger, Module, type BeforeApplicationShutdown } from '@nestjs/common';
 import { PoolModule } from 'nestjs-pg-pools';
 import { databaseOptions } from './database.config.js';
 import { HealthModule } from './health/health.module.js';
+import { QueryBuildersModule } from './query-builders/query-builders.module.js';
 import { UsersModule } from './users/users.module.js';
 
 @Module({
@@ -9,6 +10,7 @@ import { UsersModule } from './users/users.module.js';
     // Also registers GET /metrics, /metrics/db-pool and /metrics/db-pool/dashboard.
     PoolModule.forRootAsync({ useFactory: () => databaseOptions() }),
     UsersModule,
+    QueryBuildersModule,
     HealthModule,
   ],
 })
