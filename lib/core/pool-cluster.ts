@@ -763,6 +763,9 @@ export class PoolCluster implements NodeHost {
     node.counters.routedWrites++;
     const tracked = scope !== undefined && this.options.routing.consistency === 'read-your-writes';
     const client = await this.#watchAcquire(node.acquire());
+    // Marked once the client is there (what `fn` sends may write, and a read may come before `fn`
+    // settles, e.g. a query builder's transaction that resolves before it releases the client) and again at the end.
+    if (tracked) markWrite(scope, this.name);
     const { watch, lent } = watchLent(client);
     let failure: unknown;
     try {
