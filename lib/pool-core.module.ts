@@ -1,20 +1,21 @@
 import { Inject, Module, type DynamicModule, type OnApplicationShutdown, type Provider } from '@nestjs/common';
-import { APP_INTERCEPTOR, ModuleRef } from '@nestjs/core';
+import { ModuleRef } from '@nestjs/core';
 import { resolveOptions } from './config/resolve-options.js';
-import { registerCluster, unregisterCluster } from './core/cluster-registry.js';
+import { PoolRegistry } from './core/cluster-registry.js';
 import { PoolCluster } from './core/pool-cluster.js';
 import { adviseSizing } from './core/sizing-advisor.js';
 import { DatabaseService } from './database.service.js';
-import { PoolHealthIndicator } from './health/pool.health.js';
 import { watchPoolAlerts } from './metrics/alerts.monitor.js';
 import { DEFAULT_DATABASE } from './pool.constants.js';
 import type { PoolModuleAsyncOptions, PoolModuleOptions, PoolOptionsFactory } from './pool.interfaces.js';
 import { getClusterToken, getDatabaseToken, getPoolOptionsToken, getPoolToken } from './pool.utils.js';
-import { RoutingInterceptor } from './routing/routing.interceptor.js';
 
 const DATABASE_NAME = Symbol('nestjs-pg-pools:database-name');
 
-async function createCluster(raw: PoolModuleOptions, name: string): Promise<PoolCluster> {
+/** Import order of the `forRoot*()` calls, so the registry lists databases in that order. */
+let imports = 0;
+
+async function createCluster(raw: PoolModuleOptions, name: string, registry: PoolRegistry, order: number): Promise<PoolCluster> {
   const cluster = new PoolCluster(resolveOptions(raw, name));
   try {
     await cluster.warmUp();
@@ -22,7 +23,12 @@ async function createCluster(raw: PoolModuleOptions, name: string): Promise<Pool
     await cluster.close();
     throw err;
   }
-  registerCluster(cluster);
+  try {
+    registry.add(cluster, order);
+  } catch (err) {
+    await cluster.close();
+    throw err;
+  }
   if (!cluster.options.lazy) {
     if (cluster.options.sizingAdvisor) await adviseSizing(cluster);
     await cluster.checkLag();
@@ -34,23 +40,22 @@ async function createCluster(raw: PoolModuleOptions, name: string): Promise<Pool
 
 function databaseProviders(name: string): Provider[] {
   const clusterToken = getClusterToken(name);
+  const order = imports++;
   return [
     { provide: DATABASE_NAME, useValue: name },
     {
       provide: clusterToken,
-      useFactory: (raw: PoolModuleOptions) => createCluster(raw, name),
-      inject: [getPoolOptionsToken(name)],
+      useFactory: (raw: PoolModuleOptions, registry: PoolRegistry) => createCluster(raw, name, registry, order),
+      inject: [getPoolOptionsToken(name), PoolRegistry],
     },
     { provide: getDatabaseToken(name), useFactory: (c: PoolCluster) => new DatabaseService(c), inject: [clusterToken] },
     { provide: getPoolToken(name, 'primary'), useFactory: (c: PoolCluster) => c.primary.pool, inject: [clusterToken] },
     { provide: getPoolToken(name, 'replicas'), useFactory: (c: PoolCluster) => c.replicas.map((r) => r.node.pool), inject: [clusterToken] },
-    { provide: APP_INTERCEPTOR, useClass: RoutingInterceptor },
-    PoolHealthIndicator,
   ];
 }
 
 function exportedTokens(name: string) {
-  return [getDatabaseToken(name), getPoolToken(name, 'primary'), getPoolToken(name, 'replicas'), getClusterToken(name), PoolHealthIndicator];
+  return [getDatabaseToken(name), getPoolToken(name, 'primary'), getPoolToken(name, 'replicas'), getClusterToken(name)];
 }
 
 @Module({})
@@ -58,6 +63,7 @@ export class PoolCoreModule implements OnApplicationShutdown {
   constructor(
     @Inject(DATABASE_NAME) private readonly name: string,
     private readonly moduleRef: ModuleRef,
+    private readonly registry: PoolRegistry,
   ) {}
 
   static forRoot(options: PoolModuleOptions & { name?: string; isGlobal?: boolean }): DynamicModule {
@@ -107,7 +113,7 @@ export class PoolCoreModule implements OnApplicationShutdown {
     } catch {
       return;
     }
-    unregisterCluster(cluster);
+    this.registry.remove(cluster);
     await cluster.close();
   }
 }

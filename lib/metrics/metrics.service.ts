@@ -1,7 +1,7 @@
-import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
-import { ModulesContainer } from '@nestjs/core';
+import { Inject, Injectable, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { Registry, type RegistryContentType } from 'prom-client';
-import { PoolCluster } from '../core/pool-cluster.js';
+import { PoolRegistry } from '../core/cluster-registry.js';
+import type { PoolCluster } from '../core/pool-cluster.js';
 import { METRICS_CONFIG, METRICS_OWNER } from './metrics.constants.js';
 import type { ResolvedMetricsOptions } from './metrics.options.js';
 import { snapshotPools, type PoolMetricsSnapshot } from './metrics.snapshot.js';
@@ -12,15 +12,13 @@ import { registerPoolMetrics, type PoolMetricsRegistration } from './prometheus.
  * the one whose options won (the first import) registers metrics and answers requests.
  */
 @Injectable()
-export class PoolMetricsService implements OnModuleInit, OnApplicationBootstrap, OnApplicationShutdown {
-  #clusters: PoolCluster[] | undefined;
-  #bootstrapped = false;
+export class PoolMetricsService implements OnModuleInit, OnApplicationShutdown {
   #registration: PoolMetricsRegistration | undefined;
 
   constructor(
     @Inject(METRICS_CONFIG) private readonly config: ResolvedMetricsOptions,
     @Inject(METRICS_OWNER) private readonly owner: ResolvedMetricsOptions,
-    private readonly modules: ModulesContainer,
+    private readonly databases: PoolRegistry,
   ) {}
 
   get isOwner(): boolean {
@@ -31,11 +29,6 @@ export class PoolMetricsService implements OnModuleInit, OnApplicationBootstrap,
     if (this.isOwner && this.config.enabled) this.#register();
   }
 
-  onApplicationBootstrap(): void {
-    this.#bootstrapped = true;
-    this.#clusters = undefined;
-  }
-
   onApplicationShutdown(): void {
     this.#registration?.unregister();
     this.#registration = undefined;
@@ -43,19 +36,7 @@ export class PoolMetricsService implements OnModuleInit, OnApplicationBootstrap,
 
   /** Every open database of this application, in import order. */
   clusters(): PoolCluster[] {
-    let clusters = this.#clusters;
-    if (clusters === undefined) {
-      const found = new Set<PoolCluster>();
-      for (const moduleRef of this.modules.values()) {
-        for (const wrapper of moduleRef.providers.values()) {
-          const instance: unknown = wrapper.instance;
-          if (instance instanceof PoolCluster) found.add(instance);
-        }
-      }
-      clusters = [...found];
-      if (this.#bootstrapped) this.#clusters = clusters;
-    }
-    return clusters.filter((c) => !c.closed);
+    return this.databases.all().filter((c) => !c.closed);
   }
 
   snapshot(): PoolMetricsSnapshot {
