@@ -6,11 +6,14 @@ import { PoolCluster } from './core/pool-cluster.js';
 import { adviseSizing } from './core/sizing-advisor.js';
 import { DatabaseService } from './database.service.js';
 import { watchPoolAlerts } from './metrics/alerts.monitor.js';
+import { resolveMetricsOptions } from './metrics/metrics.options.js';
 import { DEFAULT_DATABASE } from './pool.constants.js';
-import type { PoolModuleAsyncOptions, PoolModuleOptions, PoolOptionsFactory } from './pool.interfaces.js';
+import type { MetricsOptions, PoolModuleAsyncOptions, PoolModuleOptions, PoolOptionsFactory } from './pool.interfaces.js';
 import { getClusterToken, getDatabaseToken, getPoolOptionsToken, getPoolToken } from './pool.utils.js';
 
 const DATABASE_NAME = Symbol('nestjs-pg-pools:database-name');
+/** This import's `metrics` options, handed to the application's registry (the first import's win). */
+const METRICS_OFFER = Symbol('nestjs-pg-pools:metrics-offer');
 
 /** Import order of the `forRoot*()` calls, so the registry lists databases in that order. */
 let imports = 0;
@@ -38,11 +41,13 @@ async function createCluster(raw: PoolModuleOptions, name: string, registry: Poo
   return cluster;
 }
 
-function databaseProviders(name: string): Provider[] {
+function databaseProviders(name: string, metrics: MetricsOptions | undefined): Provider[] {
   const clusterToken = getClusterToken(name);
   const order = imports++;
+  const metricsOptions = resolveMetricsOptions(metrics);
   return [
     { provide: DATABASE_NAME, useValue: name },
+    { provide: METRICS_OFFER, useFactory: (registry: PoolRegistry) => registry.offerMetrics(metricsOptions, order), inject: [PoolRegistry] },
     {
       provide: clusterToken,
       useFactory: (raw: PoolModuleOptions, registry: PoolRegistry) => createCluster(raw, name, registry, order),
@@ -71,7 +76,7 @@ export class PoolCoreModule implements OnApplicationShutdown {
     return {
       module: PoolCoreModule,
       global: options?.isGlobal ?? true,
-      providers: [{ provide: getPoolOptionsToken(name), useValue: options }, ...databaseProviders(name)],
+      providers: [{ provide: getPoolOptionsToken(name), useValue: options }, ...databaseProviders(name, options?.metrics)],
       exports: exportedTokens(name),
     };
   }
@@ -79,7 +84,7 @@ export class PoolCoreModule implements OnApplicationShutdown {
   static forRootAsync(options: PoolModuleAsyncOptions): DynamicModule {
     const name = options.name ?? DEFAULT_DATABASE;
     const optionsToken = getPoolOptionsToken(name);
-    const providers: Provider[] = [...databaseProviders(name)];
+    const providers: Provider[] = [...databaseProviders(name, options?.metrics)];
     if (options.useFactory) {
       providers.push({ provide: optionsToken, useFactory: options.useFactory, inject: options.inject ?? [] });
     } else {

@@ -1,4 +1,5 @@
 import { Injectable } from '@nestjs/common';
+import type { ResolvedMetricsOptions } from '../metrics/metrics.options.js';
 import { DEFAULT_CONSISTENCY_HEADER } from '../pool.constants.js';
 import { PoolError } from '../pool.exceptions.js';
 import type { PoolCluster } from './pool-cluster.js';
@@ -16,6 +17,17 @@ export class PoolRegistry {
   readonly #clusters: { cluster: PoolCluster; order: number }[] = [];
   #all: readonly PoolCluster[] = [];
   #headers: readonly string[] = [DEFAULT_CONSISTENCY_HEADER];
+  #metrics: { options: ResolvedMetricsOptions; order: number } | undefined;
+
+  /** Each `PoolModule` import offers its `metrics` options; the first import's are the application's. */
+  offerMetrics(options: ResolvedMetricsOptions, order: number): void {
+    if (this.#metrics === undefined || order < this.#metrics.order) this.#metrics = { options, order };
+  }
+
+  /** The application's `metrics` options (the first `PoolModule` import's). */
+  metricsOptions(): ResolvedMetricsOptions | undefined {
+    return this.#metrics?.options;
+  }
 
   add(cluster: PoolCluster, order: number): void {
     if (this.#clusters.some((entry) => entry.cluster.name === cluster.name)) {
