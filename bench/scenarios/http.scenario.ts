@@ -13,6 +13,8 @@ const EMAIL_DOMAIN = 'bench.invalid';
 
 interface HttpRun {
   rate: number;
+  /** CPU time (user + system) the server process spent per completed request, µs. */
+  cpuUs: number;
   p50: number;
   p99: number;
   non2xx: number;
@@ -63,8 +65,14 @@ async function seedUsers(): Promise<number[]> {
   return ids;
 }
 
-async function load(port: number, seconds: number, ids: readonly number[], route: 'users' | 'ping'): Promise<HttpRun> {
+async function cpuOf(server: BenchChild): Promise<number> {
+  const usage = await server.request({ cmd: 'cpu' }, 10_000);
+  return Number(usage.user) + Number(usage.system);
+}
+
+async function load(server: BenchChild, port: number, seconds: number, ids: readonly number[], route: 'users' | 'ping'): Promise<HttpRun> {
   let next = 0;
+  const cpuBefore = await cpuOf(server);
   const result = await withDeadline(
     autocannon({
       url: `http://127.0.0.1:${port}`,
@@ -86,8 +94,9 @@ async function load(port: number, seconds: number, ids: readonly number[], route
     seconds * 1000 + 30_000,
     'an autocannon run',
   );
+  const cpuUs = await cpuOf(server);
   const completed = result['2xx'] + result.non2xx;
-  return { rate: completed / result.duration, p50: result.latency.p50, p99: result.latency.p99, non2xx: result.non2xx, errors: result.errors };
+  return { cpuUs: (cpuUs - cpuBefore) / Math.max(1, completed), rate: completed / result.duration, p50: result.latency.p50, p99: result.latency.p99, non2xx: result.non2xx, errors: result.errors };
 }
 
 type Side = 'ours' | 'raw' | 'raw-scoped';
@@ -116,7 +125,7 @@ export const httpScenario: Scenario = {
             : {};
         const server = await BenchChild.start(`http server (${NAMES[side]}, ${adapter})`, 'http-server.worker.js', [side, adapter], 60_000, { execArgv, env });
         started.push(server.child);
-        return Number(server.ready.port);
+        return { child: server.child, port: Number(server.ready.port) };
       };
       const oursExpress = await start('ours', 'express');
       const ids = await seedUsers();
@@ -124,7 +133,7 @@ export const httpScenario: Scenario = {
       const scopedExpress = await start('raw-scoped', 'express');
       const oursFastify = await start('ours', 'fastify');
       const rawFastify = await start('raw', 'fastify');
-      const loads: [string, number, 'users' | 'ping'][] = [
+      const loads: [string, { child: BenchChild; port: number }, 'users' | 'ping'][] = [
         ['ours', oursExpress, 'users'],
         ['raw', rawExpress, 'users'],
         ['scoped', scopedExpress, 'users'],
@@ -135,7 +144,7 @@ export const httpScenario: Scenario = {
       ];
       const measured = await interleaveSides(
         timing.httpReps,
-        loads.map(([, port, route]) => () => load(port, timing.httpSeconds, ids, route)),
+        loads.map(([, server, route]) => () => load(server.child, server.port, timing.httpSeconds, ids, route)),
       );
       const runs = Object.fromEntries(loads.map(([name], i) => [name, measured[i]!])) as Record<string, HttpRun[]>;
       const bad = Object.values(runs).flat().reduce((n, r) => n + r.non2xx + r.errors, 0);
@@ -162,12 +171,25 @@ export const httpScenario: Scenario = {
         const raw = median(b.map((r) => r.p99));
         return figure({ id, label, ours, raw, reference: RAW, unit: 'ms', value: ours / raw, valueUnit: '×', target: atMost(1.15, '≤ 1.15×') });
       };
+      /** CPU per request of both sides (µs, medians) and their per-pair ratio: steadier than throughput on a loaded machine. */
+      const cpu = (id: string, label: string, a: HttpRun[], b: HttpRun[], reference: string) =>
+        figure({
+          id,
+          label,
+          ours: median(a.map((r) => r.cpuUs)),
+          raw: median(b.map((r) => r.cpuUs)),
+          reference,
+          unit: 'µs/request',
+          value: pairedRatio(a.map((r) => r.cpuUs), b.map((r) => r.cpuUs)),
+          valueUnit: '×',
+          samples: a.map((r, i) => r.cpuUs / b[i]!.cpuUs),
+        });
       const ratio = (a: string, b: string) => pairedRatio(rates(runs[a]!), rates(runs[b]!));
       const scopedRatio = ratio('scoped', 'raw');
       const oursVsScoped = ratio('ours', 'scoped');
       const node = process.versions.node.split('.')[0];
       for (const [name, runsOf] of Object.entries(runs)) {
-        log(`  ${name.padEnd(12)} ${median(rates(runsOf)).toFixed(0)} req/s p99 ${median(runsOf.map((r) => r.p99))}ms`);
+        log(`  ${name.padEnd(12)} ${median(rates(runsOf)).toFixed(0)} req/s p99 ${median(runsOf.map((r) => r.p99))}ms cpu ${median(runsOf.map((r) => r.cpuUs)).toFixed(0)}µs/req`);
       }
       log(`  ratios: express ${ratio('ours', 'raw').toFixed(3)}, fastify ${ratio('oursFastify', 'rawFastify').toFixed(3)}, ours vs raw+scope ${oursVsScoped.toFixed(3)}, ping ${ratio('oursPing', 'rawPing').toFixed(3)}`);
       const scopeCost =
@@ -184,7 +206,9 @@ export const httpScenario: Scenario = {
           '(statement_timeout, TimeZone, read-only), plus the sample PingController. A third app adds to raw (Express) only a middleware that runs each request in an AsyncLocalStorage scope, to show ' +
           'what a request scope costs by itself. GET /ping is a route that never touches the database, on ours and on raw (Express). ' +
           `All read ${USERS_ROWS} users in database ${HTTP_DATABASE}. autocannon (${CONNECTIONS} connections, loopback, cycling through the ids) ` +
-          `runs ${timing.httpSeconds}s against each app and route in turn (order alternating); medians over ${timing.httpReps} repetitions. Node ${process.versions.node}.`,
+          `runs ${timing.httpSeconds}s against each app and route in turn (order alternating); medians over ${timing.httpReps} repetitions. Node ${process.versions.node}. ` +
+          'The CPU rows divide the CPU time (user + system) each server process spent during a run by the requests it completed: on a machine shared with other work, ' +
+          'throughput ratios swing with whatever else runs, CPU per request much less.',
         figures: [
           versus('5.req-per-s', `Express: GET /users/:id, ${CONNECTIONS} connections, both apps reading from replica1: throughput`, runs.ours!, runs.raw!, RAW, {
             target: atLeast(0.95),
@@ -202,6 +226,10 @@ export const httpScenario: Scenario = {
               `The module's request scope is opened for every request, /ping included: the ALS run itself is cheap, but on Node ${node} once a scope exists every promise pays the promise hooks ` +
               `(the raw app with only a request scope: ${scopedRatio.toFixed(3)}× on /users/:id).`,
           }),
+          cpu('5.cpu', 'Express: GET /users/:id, server CPU time per request', runs.ours!, runs.raw!, RAW),
+          cpu('5.fastify.cpu', 'Fastify: GET /users/:id, server CPU time per request', runs.oursFastify!, runs.rawFastify!, RAW),
+          cpu('5.ping.cpu', 'Express: GET /ping, server CPU time per request, with the module vs without', runs.oursPing!, runs.rawPing!, 'the same route without the module'),
+          cpu('5.vs-request-scope.cpu', "The library's own share in CPU per request: ours vs the raw app with the same request scope (Express)", runs.ours!, runs.scoped!, 'raw app + request scope'),
           versus('5.request-scope', 'For scale: the raw app plus only a request-scoped AsyncLocalStorage middleware (Express)', runs.scoped!, runs.raw!, RAW),
           versus('5.vs-request-scope', "The library's own share: ours vs the raw app with the same request-scoped AsyncLocalStorage (Express)", runs.ours!, runs.scoped!, 'raw app + request scope', {
             target: atLeast(0.95),
