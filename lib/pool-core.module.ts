@@ -19,19 +19,17 @@ const METRICS_OFFER = Symbol('nestjs-pg-pools:metrics-offer');
 let imports = 0;
 
 async function createCluster(raw: PoolModuleOptions, name: string, registry: PoolRegistry, order: number): Promise<PoolCluster> {
-  const cluster = new PoolCluster(resolveOptions(raw, name));
+  registry.claim(name);
+  let cluster: PoolCluster | undefined;
   try {
+    cluster = new PoolCluster(resolveOptions(raw, name));
     await cluster.warmUp();
   } catch (err) {
-    await cluster.close();
+    await cluster?.close();
+    registry.release(name);
     throw err;
   }
-  try {
-    registry.add(cluster, order);
-  } catch (err) {
-    await cluster.close();
-    throw err;
-  }
+  registry.add(cluster, order);
   if (!cluster.options.lazy) {
     if (cluster.options.sizingAdvisor) await adviseSizing(cluster);
     await cluster.checkLag();

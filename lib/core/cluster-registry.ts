@@ -29,13 +29,26 @@ export class PoolRegistry {
     return this.#metrics?.options;
   }
 
-  add(cluster: PoolCluster, order: number): void {
-    if (this.#clusters.some((entry) => entry.cluster.name === cluster.name)) {
+  readonly #claimed = new Set<string>();
+
+  /** Reserves `name` before its pools open, so a second database of that name fails before it connects. */
+  claim(name: string): void {
+    if (this.#claimed.has(name)) {
       throw new PoolError(
-        `Cannot register database "${cluster.name}" because this application already has a database of that name. ` +
+        `Cannot register database "${name}" because this application already has a database of that name. ` +
           `Please make sure that every PoolModule.forRoot() of one application has its own \`name\`.`,
       );
     }
+    this.#claimed.add(name);
+  }
+
+  /** Gives back a claimed name whose database failed to start. */
+  release(name: string): void {
+    if (this.get(name) === undefined) this.#claimed.delete(name);
+  }
+
+  add(cluster: PoolCluster, order: number): void {
+    this.#claimed.add(cluster.name);
     this.#clusters.push({ cluster, order });
     this.#clusters.sort((a, b) => a.order - b.order);
     this.#changed();
@@ -45,6 +58,7 @@ export class PoolRegistry {
   remove(cluster: PoolCluster): void {
     const i = this.#clusters.findIndex((entry) => entry.cluster === cluster);
     if (i !== -1) this.#clusters.splice(i, 1);
+    this.#claimed.delete(cluster.name);
     this.#changed();
     if (this.#clusters.length === 0 && live.includes(this)) live.splice(live.indexOf(this), 1);
   }
