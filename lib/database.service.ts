@@ -97,7 +97,7 @@ export class DatabaseService {
   }
 
   /**
-   * Runs `fn` in a routing scope, as the global interceptor does for a request: for code that no
+   * Runs `fn` in a routing scope, as every HTTP request gets from the module: for code that no
    * request reaches (a cron job, a queue consumer without the interceptor, a script). Statements
    * on the primary inside it count as writes, so later `@ReadOnly()` reads inside it see them
    * (read-your-writes), and `consistencyToken()` covers them. Inside an existing scope (a request,

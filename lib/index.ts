@@ -9,5 +9,6 @@ export type * from './pool.events.js';
 export type { PoolMetricsSnapshot, DatabaseSnapshot, NodeSnapshot, NodeCountersSnapshot, LatencySummary } from './metrics/metrics.snapshot.js';
 export { isConnectionError } from './core/errors.js';
 export { PoolHealthIndicator } from './health/pool.health.js';
+export { RoutingInterceptor } from './routing/routing.interceptor.js';
 export type * from './health/health.interfaces.js';
 export type { TopologySnapshot } from './cluster/topology.js';

@@ -1,28 +1,35 @@
 import { Inject, Module, type DynamicModule, type OnApplicationShutdown, type Provider } from '@nestjs/common';
-import { APP_INTERCEPTOR, ModuleRef } from '@nestjs/core';
+import { ModuleRef } from '@nestjs/core';
 import { resolveOptions } from './config/resolve-options.js';
-import { registerCluster, unregisterCluster } from './core/cluster-registry.js';
+import { PoolRegistry } from './core/cluster-registry.js';
 import { PoolCluster } from './core/pool-cluster.js';
 import { adviseSizing } from './core/sizing-advisor.js';
 import { DatabaseService } from './database.service.js';
-import { PoolHealthIndicator } from './health/pool.health.js';
 import { watchPoolAlerts } from './metrics/alerts.monitor.js';
+import { resolveMetricsOptions } from './metrics/metrics.options.js';
 import { DEFAULT_DATABASE } from './pool.constants.js';
-import type { PoolModuleAsyncOptions, PoolModuleOptions, PoolOptionsFactory } from './pool.interfaces.js';
+import type { MetricsOptions, PoolModuleAsyncOptions, PoolModuleOptions, PoolOptionsFactory } from './pool.interfaces.js';
 import { getClusterToken, getDatabaseToken, getPoolOptionsToken, getPoolToken } from './pool.utils.js';
-import { RoutingInterceptor } from './routing/routing.interceptor.js';
 
 const DATABASE_NAME = Symbol('nestjs-pg-pools:database-name');
+/** This import's `metrics` options, handed to the application's registry (the first import's win). */
+const METRICS_OFFER = Symbol('nestjs-pg-pools:metrics-offer');
 
-async function createCluster(raw: PoolModuleOptions, name: string): Promise<PoolCluster> {
-  const cluster = new PoolCluster(resolveOptions(raw, name));
+/** Import order of the `forRoot*()` calls, so the registry lists databases in that order. */
+let imports = 0;
+
+async function createCluster(raw: PoolModuleOptions, name: string, registry: PoolRegistry, order: number): Promise<PoolCluster> {
+  registry.claim(name);
+  let cluster: PoolCluster | undefined;
   try {
+    cluster = new PoolCluster(resolveOptions(raw, name));
     await cluster.warmUp();
   } catch (err) {
-    await cluster.close();
+    await cluster?.close();
+    registry.release(name);
     throw err;
   }
-  registerCluster(cluster);
+  registry.add(cluster, order);
   if (!cluster.options.lazy) {
     if (cluster.options.sizingAdvisor) await adviseSizing(cluster);
     await cluster.checkLag();
@@ -32,25 +39,26 @@ async function createCluster(raw: PoolModuleOptions, name: string): Promise<Pool
   return cluster;
 }
 
-function databaseProviders(name: string): Provider[] {
+function databaseProviders(name: string, metrics: MetricsOptions | undefined): Provider[] {
   const clusterToken = getClusterToken(name);
+  const order = imports++;
+  const metricsOptions = resolveMetricsOptions(metrics);
   return [
     { provide: DATABASE_NAME, useValue: name },
+    { provide: METRICS_OFFER, useFactory: (registry: PoolRegistry) => registry.offerMetrics(metricsOptions, order), inject: [PoolRegistry] },
     {
       provide: clusterToken,
-      useFactory: (raw: PoolModuleOptions) => createCluster(raw, name),
-      inject: [getPoolOptionsToken(name)],
+      useFactory: (raw: PoolModuleOptions, registry: PoolRegistry) => createCluster(raw, name, registry, order),
+      inject: [getPoolOptionsToken(name), PoolRegistry],
     },
     { provide: getDatabaseToken(name), useFactory: (c: PoolCluster) => new DatabaseService(c), inject: [clusterToken] },
     { provide: getPoolToken(name, 'primary'), useFactory: (c: PoolCluster) => c.primary.pool, inject: [clusterToken] },
     { provide: getPoolToken(name, 'replicas'), useFactory: (c: PoolCluster) => c.replicas.map((r) => r.node.pool), inject: [clusterToken] },
-    { provide: APP_INTERCEPTOR, useClass: RoutingInterceptor },
-    PoolHealthIndicator,
   ];
 }
 
 function exportedTokens(name: string) {
-  return [getDatabaseToken(name), getPoolToken(name, 'primary'), getPoolToken(name, 'replicas'), getClusterToken(name), PoolHealthIndicator];
+  return [getDatabaseToken(name), getPoolToken(name, 'primary'), getPoolToken(name, 'replicas'), getClusterToken(name)];
 }
 
 @Module({})
@@ -58,6 +66,7 @@ export class PoolCoreModule implements OnApplicationShutdown {
   constructor(
     @Inject(DATABASE_NAME) private readonly name: string,
     private readonly moduleRef: ModuleRef,
+    private readonly registry: PoolRegistry,
   ) {}
 
   static forRoot(options: PoolModuleOptions & { name?: string; isGlobal?: boolean }): DynamicModule {
@@ -65,7 +74,7 @@ export class PoolCoreModule implements OnApplicationShutdown {
     return {
       module: PoolCoreModule,
       global: options?.isGlobal ?? true,
-      providers: [{ provide: getPoolOptionsToken(name), useValue: options }, ...databaseProviders(name)],
+      providers: [{ provide: getPoolOptionsToken(name), useValue: options }, ...databaseProviders(name, options?.metrics)],
       exports: exportedTokens(name),
     };
   }
@@ -73,7 +82,7 @@ export class PoolCoreModule implements OnApplicationShutdown {
   static forRootAsync(options: PoolModuleAsyncOptions): DynamicModule {
     const name = options.name ?? DEFAULT_DATABASE;
     const optionsToken = getPoolOptionsToken(name);
-    const providers: Provider[] = [...databaseProviders(name)];
+    const providers: Provider[] = [...databaseProviders(name, options?.metrics)];
     if (options.useFactory) {
       providers.push({ provide: optionsToken, useFactory: options.useFactory, inject: options.inject ?? [] });
     } else {
@@ -107,7 +116,7 @@ export class PoolCoreModule implements OnApplicationShutdown {
     } catch {
       return;
     }
-    unregisterCluster(cluster);
+    this.registry.remove(cluster);
     await cluster.close();
   }
 }

@@ -5,6 +5,7 @@ import { checkTransactionOptions } from './transactions/transaction-options.js';
 import { DEFAULT_DATABASE, READ_ONLY_METADATA, TRANSACTIONAL_METADATA } from './pool.constants.js';
 import type { ReadOnlyOptions, TransactionOptions } from './pool.interfaces.js';
 import { getDatabaseToken, getPoolToken, type PoolRole } from './pool.utils.js';
+import { RequestSession } from './routing/request-scope.js';
 import { parseConsistencyToken, readOnlyScope, routingStorage, TOKEN_FORM } from './routing/routing-context.js';
 
 /** Injects the `DatabaseService` of a database (the default one when `name` is omitted). */
@@ -80,7 +81,8 @@ export function Transactional(options: TransactionOptions & { database?: string 
   return (target, key, descriptor) => {
     wrapMethod('Transactional', target, key, descriptor, (original) =>
       function transactional(this: unknown, ...args: unknown[]) {
-        return findCluster(database).transaction(() => {
+        const session = routingStorage.getStore()?.session;
+        return findCluster(database, session instanceof RequestSession ? session.registry : undefined).transaction(() => {
           const result: unknown = original.apply(this, args);
           if (isObservable(result)) {
             throw new TypeError(

@@ -1,6 +1,6 @@
 import { Module, type DynamicModule } from '@nestjs/common';
-import { PoolMetricsModule } from './metrics/metrics.module.js';
 import { PoolCoreModule } from './pool-core.module.js';
+import { PoolRootModule } from './pool-root.module.js';
 import type { PoolModuleAsyncOptions, PoolModuleRootOptions } from './pool.interfaces.js';
 
 /**
@@ -11,11 +11,11 @@ import type { PoolModuleAsyncOptions, PoolModuleRootOptions } from './pool.inter
 export class PoolModule {
   static forRoot(options: PoolModuleRootOptions): DynamicModule {
     const core = PoolCoreModule.forRoot(options);
-    return { module: PoolModule, imports: [core, PoolMetricsModule.forRoot(options?.metrics)], exports: [core] };
+    return { module: PoolModule, imports: [PoolRootModule, core], exports: [core] };
   }
 
   static forRootAsync(options: PoolModuleAsyncOptions): DynamicModule {
     const core = PoolCoreModule.forRootAsync(options);
-    return { module: PoolModule, imports: [core, PoolMetricsModule.forRoot(options.metrics)], exports: [core] };
+    return { module: PoolModule, imports: [PoolRootModule, core], exports: [core] };
   }
 }

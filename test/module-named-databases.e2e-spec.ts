@@ -3,8 +3,9 @@ import type { INestApplication } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import type { Pool } from 'pg';
 import request from 'supertest';
-import { DatabaseService, getDatabaseToken, getPoolToken } from 'nestjs-pg-pools';
+import { DatabaseService, getDatabaseToken, getPoolToken, PoolModule } from 'nestjs-pg-pools';
 import { foundationCluster, sessionCounts, totalSessions, waitUntil } from './support/foundation-db.js';
+import { routingOptions } from './support/routing.support.js';
 import { NAMED_ANALYTICS_APP_NAME, NAMED_DEFAULT_APP_NAME, NamedDatabasesFixtureModule } from './support/foundation-named.module.js';
 
 jest.setTimeout(15_000);
@@ -78,5 +79,20 @@ describe('two databases side by side (forRoot + forRootAsync with name)', () => 
     app = undefined;
     expect(await waitUntil(() => totalSessions(NAMED_DEFAULT_APP_NAME), (n) => n === 0)).toBe(0);
     expect(await waitUntil(() => totalSessions(NAMED_ANALYTICS_APP_NAME), (n) => n === 0)).toBe(0);
+  });
+});
+
+describe('two PoolModule imports with the same name in one application', () => {
+  it('fails at start with one clear error, before the second one connects', async () => {
+    const applicationName = 'e2e-named-duplicate';
+    const options = { ...routingOptions(applicationName), lazy: true, min: 0 };
+    const compiling = Test.createTestingModule({
+      imports: [PoolModule.forRoot(options), PoolModule.forRoot({ ...options, max: 3 })],
+    }).compile();
+    await expect(compiling).rejects.toThrow(
+      'Cannot register database "default" because this application already has a database of that name. ' +
+        'Please make sure that every PoolModule.forRoot() of one application has its own `name`.',
+    );
+    expect(await totalSessions(applicationName)).toBe(0);
   });
 });

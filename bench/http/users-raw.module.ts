@@ -1,5 +1,6 @@
 import { Controller, Get, Inject, Injectable, Module, NotFoundException, Param, type OnApplicationShutdown } from '@nestjs/common';
 import pg from 'pg';
+import { PingController } from '../../sample-app/src/ping.controller.js';
 import { parseId, type Served, type User } from '../../sample-app/src/users/users.dto.js';
 import { benchCluster, HTTP_DATABASE, rawPoolConfig } from '../bench.config.js';
 import { librarySessionOptions } from '../bench.module.js';
@@ -59,6 +60,6 @@ export class RawUsersController {
     },
     PoolCloser,
   ],
-  controllers: [RawUsersController],
+  controllers: [RawUsersController, PingController],
 })
 export class RawUsersModule {}

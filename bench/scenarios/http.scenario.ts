@@ -4,7 +4,7 @@ import pg from 'pg';
 import { BenchChild, loaderPath } from '../bench.child.js';
 import { benchCluster, clusterScript, HTTP_DATABASE, serverConfig, serverUrl, USERS_ROWS } from '../bench.config.js';
 import { interleaveSides, median, pairedRatio, pause, withDeadline } from '../bench.harness.js';
-import { atLeast, figure, type Figure } from '../bench.results.js';
+import { atLeast, atMost, figure, type Figure } from '../bench.results.js';
 import type { Scenario } from '../bench.scenario.js';
 
 const CONNECTIONS = 64;
@@ -13,6 +13,8 @@ const EMAIL_DOMAIN = 'bench.invalid';
 
 interface HttpRun {
   rate: number;
+  /** CPU time (user + system) the server process spent per completed request, µs. */
+  cpuUs: number;
   p50: number;
   p99: number;
   non2xx: number;
@@ -63,8 +65,14 @@ async function seedUsers(): Promise<number[]> {
   return ids;
 }
 
-async function load(port: number, seconds: number, ids: readonly number[]): Promise<HttpRun> {
+async function cpuOf(server: BenchChild): Promise<number> {
+  const usage = await server.request({ cmd: 'cpu' }, 10_000);
+  return Number(usage.user) + Number(usage.system);
+}
+
+async function load(server: BenchChild, port: number, seconds: number, ids: readonly number[], route: 'users' | 'ping'): Promise<HttpRun> {
   let next = 0;
+  const cpuBefore = await cpuOf(server);
   const result = await withDeadline(
     autocannon({
       url: `http://127.0.0.1:${port}`,
@@ -72,58 +80,74 @@ async function load(port: number, seconds: number, ids: readonly number[]): Prom
       duration: seconds,
       timeout: 10,
       requests: [
-        {
-          method: 'GET',
-          setupRequest: (request) => {
-            next = (next + 1) % ids.length;
-            return { ...request, path: `/users/${ids[next]}` };
-          },
-        },
+        route === 'ping'
+          ? { method: 'GET', path: '/ping' }
+          : {
+              method: 'GET',
+              setupRequest: (request) => {
+                next = (next + 1) % ids.length;
+                return { ...request, path: `/users/${ids[next]}` };
+              },
+            },
       ],
     }),
     seconds * 1000 + 30_000,
     'an autocannon run',
   );
+  const cpuUs = await cpuOf(server);
   const completed = result['2xx'] + result.non2xx;
-  return { rate: completed / result.duration, p50: result.latency.p50, p99: result.latency.p99, non2xx: result.non2xx, errors: result.errors };
+  return { cpuUs: (cpuUs - cpuBefore) / Math.max(1, completed), rate: completed / result.duration, p50: result.latency.p50, p99: result.latency.p99, non2xx: result.non2xx, errors: result.errors };
 }
+
+type Side = 'ours' | 'raw' | 'raw-scoped';
+type Adapter = 'express' | 'fastify';
+
+const NAMES: Record<Side, string> = { ours: 'sample app', raw: 'raw', 'raw-scoped': 'raw + request scope' };
 
 export const httpScenario: Scenario = {
   id: '5',
-  title: 'HTTP: the sample app GET /users/:id vs the same route on a hand-written pg.Pool provider',
+  title: 'HTTP: the sample app GET /users/:id and GET /ping vs the same routes on a hand-written pg.Pool provider, Express and Fastify',
   async run({ timing, log }) {
     ensureDatabase();
     const started: BenchChild[] = [];
     try {
       const { ports } = benchCluster;
-      const oursEnv = (replicaPorts: number[], applicationName: string) => ({
-        DB_PRIMARY_URL: serverUrl(ports.primary, HTTP_DATABASE),
-        DB_REPLICA_URLS: replicaPorts.map((port) => serverUrl(port, HTTP_DATABASE)).join(','),
-        DB_APPLICATION_NAME: applicationName,
-        DB_POOL_MAX_SIZE: '10',
-      });
       const execArgv = ['--import', loaderPath];
-      const ours = await BenchChild.start('http server (sample app, replica1)', 'http-server.worker.js', ['ours'], 60_000, {
-        execArgv,
-        env: oursEnv([ports.replica1], 'bench-ours-http'),
-      });
-      started.push(ours.child);
+      const start = async (side: Side, adapter: Adapter) => {
+        const env: Record<string, string> =
+          side === 'ours'
+            ? {
+                DB_PRIMARY_URL: serverUrl(ports.primary, HTTP_DATABASE),
+                DB_REPLICA_URLS: serverUrl(ports.replica1, HTTP_DATABASE),
+                DB_APPLICATION_NAME: `bench-ours-http-${adapter}`,
+                DB_POOL_MAX_SIZE: '10',
+              }
+            : {};
+        const server = await BenchChild.start(`http server (${NAMES[side]}, ${adapter})`, 'http-server.worker.js', [side, adapter], 60_000, { execArgv, env });
+        started.push(server.child);
+        return { child: server.child, port: Number(server.ready.port) };
+      };
+      const oursExpress = await start('ours', 'express');
       const ids = await seedUsers();
-      const oursBoth = await BenchChild.start('http server (sample app, both replicas)', 'http-server.worker.js', ['ours'], 60_000, {
-        execArgv,
-        env: oursEnv([ports.replica1, ports.replica2], 'bench-ours-http-2'),
-      });
-      started.push(oursBoth.child);
-      const raw = await BenchChild.start('http server (raw)', 'http-server.worker.js', ['raw'], 60_000, { execArgv });
-      started.push(raw.child);
-      const scoped = await BenchChild.start('http server (raw + request scope)', 'http-server.worker.js', ['raw-scoped'], 60_000, { execArgv });
-      started.push(scoped.child);
-      const [oursRuns, rawRuns, scopedRuns, bothRuns] = await interleaveSides(
+      const rawExpress = await start('raw', 'express');
+      const scopedExpress = await start('raw-scoped', 'express');
+      const oursFastify = await start('ours', 'fastify');
+      const rawFastify = await start('raw', 'fastify');
+      const loads: [string, { child: BenchChild; port: number }, 'users' | 'ping'][] = [
+        ['ours', oursExpress, 'users'],
+        ['raw', rawExpress, 'users'],
+        ['scoped', scopedExpress, 'users'],
+        ['oursFastify', oursFastify, 'users'],
+        ['rawFastify', rawFastify, 'users'],
+        ['oursPing', oursExpress, 'ping'],
+        ['rawPing', rawExpress, 'ping'],
+      ];
+      const measured = await interleaveSides(
         timing.httpReps,
-        [ours, raw, scoped, oursBoth].map((server) => () => load(Number(server.ready.port), timing.httpSeconds, ids)),
+        loads.map(([, server, route]) => () => load(server.child, server.port, timing.httpSeconds, ids, route)),
       );
-      const runs = { ours: oursRuns!, raw: rawRuns!, scoped: scopedRuns!, both: bothRuns! };
-      const bad = [...runs.ours, ...runs.raw, ...runs.scoped, ...runs.both].reduce((n, r) => n + r.non2xx + r.errors, 0);
+      const runs = Object.fromEntries(loads.map(([name], i) => [name, measured[i]!])) as Record<string, HttpRun[]>;
+      const bad = Object.values(runs).flat().reduce((n, r) => n + r.non2xx + r.errors, 0);
       if (bad > 0) {
         throw new Error(`Cannot trust the HTTP figures because ${bad} responses were not 2xx or failed. Please make sure that the cluster is up and both replicas stream.`);
       }
@@ -142,62 +166,76 @@ export const httpScenario: Scenario = {
           samples: rates(a).map((o, i) => o / rates(b)[i]!),
           ...extra,
         });
-      const ratio = pairedRatio(rates(runs.ours), rates(runs.raw));
-      const scopedRatio = pairedRatio(rates(runs.scoped), rates(runs.raw));
-      const oursVsScoped = pairedRatio(rates(runs.ours), rates(runs.scoped));
-      const oursP99 = median(runs.ours.map((r) => r.p99));
-      const rawP99 = median(runs.raw.map((r) => r.p99));
-      log(`  ours ${median(rates(runs.ours)).toFixed(0)} req/s p99 ${oursP99}ms; raw ${median(rates(runs.raw)).toFixed(0)} req/s p99 ${rawP99}ms; ratio ${ratio.toFixed(3)}`);
-      log(`  raw + request-scope interceptor ${median(rates(runs.scoped)).toFixed(0)} req/s; ratio to raw ${scopedRatio.toFixed(3)}`);
-      log(`  sample app on both replicas ${median(rates(runs.both)).toFixed(0)} req/s`);
+      const p99 = (id: string, label: string, a: HttpRun[], b: HttpRun[]) => {
+        const ours = median(a.map((r) => r.p99));
+        const raw = median(b.map((r) => r.p99));
+        return figure({ id, label, ours, raw, reference: RAW, unit: 'ms', value: ours / raw, valueUnit: '×', target: atMost(1.15, '≤ 1.15×') });
+      };
+      /** CPU per request of both sides (µs, medians) and their per-pair ratio: steadier than throughput on a loaded machine. */
+      const cpu = (id: string, label: string, a: HttpRun[], b: HttpRun[], reference: string) =>
+        figure({
+          id,
+          label,
+          ours: median(a.map((r) => r.cpuUs)),
+          raw: median(b.map((r) => r.cpuUs)),
+          reference,
+          unit: 'µs/request',
+          value: pairedRatio(a.map((r) => r.cpuUs), b.map((r) => r.cpuUs)),
+          valueUnit: '×',
+          samples: a.map((r, i) => r.cpuUs / b[i]!.cpuUs),
+        });
+      const ratio = (a: string, b: string) => pairedRatio(rates(runs[a]!), rates(runs[b]!));
+      const scopedRatio = ratio('scoped', 'raw');
+      const oursVsScoped = ratio('ours', 'scoped');
+      const node = process.versions.node.split('.')[0];
+      for (const [name, runsOf] of Object.entries(runs)) {
+        log(`  ${name.padEnd(12)} ${median(rates(runsOf)).toFixed(0)} req/s p99 ${median(runsOf.map((r) => r.p99))}ms cpu ${median(runsOf.map((r) => r.cpuUs)).toFixed(0)}µs/req`);
+      }
+      log(`  ratios: express ${ratio('ours', 'raw').toFixed(3)}, fastify ${ratio('oursFastify', 'rawFastify').toFixed(3)}, ours vs raw+scope ${oursVsScoped.toFixed(3)}, ping ${ratio('oursPing', 'rawPing').toFixed(3)}`);
+      const scopeCost =
+        `A request-scoped AsyncLocalStorage by itself (opened by a middleware, as ours is) takes the raw app to ${scopedRatio.toFixed(3)}× (row "For scale"): on Node ${node} ` +
+        'AsyncLocalStorage propagates through promise hooks, which every promise of every request pays once any scope exists ' +
+        '(Node 24 and later implement it without them, with AsyncContextFrame). The scope is what carries @ReadOnly(), ' +
+        `transactions and read-your-writes across awaits; against the raw app with the same request scope, ours is ${oursVsScoped.toFixed(3)}× (row "The library's own share").`;
       return {
         method:
-          `Express apps in child processes. Ours: the sample app (sample-app/src AppModule: PoolModule.forRootAsync with library defaults, ` +
-          `DB_POOL_MAX_SIZE=10, global routing interceptor, health and metrics endpoints) configured with the primary and replica1, ` +
+          `Apps in child processes, on Express and on Fastify. Ours: the sample app (sample-app/src AppModule: PoolModule.forRootAsync with library defaults, ` +
+          `DB_POOL_MAX_SIZE=10, the request scope opened by the module's middleware / onRequest hook, no global interceptor, health and metrics endpoints) configured with the primary and replica1, ` +
           'so its @ReadOnly() GET /users/:id reads from the same server as the reference. Raw: the same route (the sample id parsing, ' +
           'statement, 404 and body) on a hand-written pg.Pool({ max: 10 }) provider on replica1, given the library session settings ' +
-          '(statement_timeout, TimeZone, read-only). A fourth app is the sample app with both replicas, round-robin: on this machine the ' +
-          'second replica runs on the same 2 cores as everything else, so spreading reads over it adds work instead of capacity. ' +
-          'A third app adds to raw only a global interceptor that runs each request in an AsyncLocalStorage scope (nestjs-cls style), to show ' +
-          'what a request scope costs by itself. ' +
+          '(statement_timeout, TimeZone, read-only), plus the sample PingController. A third app adds to raw (Express) only a middleware that runs each request in an AsyncLocalStorage scope, to show ' +
+          'what a request scope costs by itself. GET /ping is a route that never touches the database, on ours and on raw (Express). ' +
           `All read ${USERS_ROWS} users in database ${HTTP_DATABASE}. autocannon (${CONNECTIONS} connections, loopback, cycling through the ids) ` +
-          `runs ${timing.httpSeconds}s against each in turn (order alternating); medians over ${timing.httpReps} repetitions.`,
+          `runs ${timing.httpSeconds}s against each app and route in turn (order alternating); medians over ${timing.httpReps} repetitions. Node ${process.versions.node}. ` +
+          'The CPU rows divide the CPU time (user + system) each server process spent during a run by the requests it completed: on a machine shared with other work, ' +
+          'throughput ratios swing with whatever else runs, CPU per request much less.',
         figures: [
-          versus('5.req-per-s', `GET /users/:id, ${CONNECTIONS} connections, both apps reading from replica1: throughput`, runs.ours, runs.raw, RAW, {
+          versus('5.req-per-s', `Express: GET /users/:id, ${CONNECTIONS} connections, both apps reading from replica1: throughput`, runs.ours!, runs.raw!, RAW, {
             target: atLeast(0.95),
+            whenNotMet: scopeCost,
+          }),
+          p99('5.p99', `Express: GET /users/:id, ${CONNECTIONS} connections: p99 latency`, runs.ours!, runs.raw!),
+          versus('5.fastify.req-per-s', `Fastify: GET /users/:id, ${CONNECTIONS} connections, both apps reading from replica1: throughput`, runs.oursFastify!, runs.rawFastify!, RAW, {
+            target: atLeast(0.95),
+            whenNotMet: scopeCost,
+          }),
+          p99('5.fastify.p99', `Fastify: GET /users/:id, ${CONNECTIONS} connections: p99 latency`, runs.oursFastify!, runs.rawFastify!),
+          versus('5.ping', 'Express: GET /ping (never touches the database), with the module vs without', runs.oursPing!, runs.rawPing!, 'the same route without the module', {
+            target: atLeast(0.98),
             whenNotMet:
-              `A request-scoped AsyncLocalStorage by itself takes the raw app to ${scopedRatio.toFixed(3)}× (row "For scale"): on Node ${process.versions.node.split('.')[0]} ` +
-              'AsyncLocalStorage propagates through promise hooks, which every promise of every request pays once any scope exists ' +
-              '(Node 24 and later implement it without them, with AsyncContextFrame). The routing scope is what carries @ReadOnly(), ' +
-              `transactions and read-your-writes across awaits, so the library keeps it; measured against the raw app with the same request scope, ours is ${oursVsScoped.toFixed(3)}× (row "The library's own share").`,
+              `The module's request scope is opened for every request, /ping included: the ALS run itself is cheap, but on Node ${node} once a scope exists every promise pays the promise hooks ` +
+              `(the raw app with only a request scope: ${scopedRatio.toFixed(3)}× on /users/:id).`,
           }),
-          figure({
-            id: '5.p99',
-            label: `GET /users/:id, ${CONNECTIONS} connections, both apps reading from replica1: p99 latency`,
-            ours: oursP99,
-            raw: rawP99,
-            reference: RAW,
-            unit: 'ms',
-            value: oursP99 / rawP99,
-            valueUnit: '×',
+          cpu('5.cpu', 'Express: GET /users/:id, server CPU time per request', runs.ours!, runs.raw!, RAW),
+          cpu('5.fastify.cpu', 'Fastify: GET /users/:id, server CPU time per request', runs.oursFastify!, runs.rawFastify!, RAW),
+          cpu('5.ping.cpu', 'Express: GET /ping, server CPU time per request, with the module vs without', runs.oursPing!, runs.rawPing!, 'the same route without the module'),
+          cpu('5.vs-request-scope.cpu', "The library's own share in CPU per request: ours vs the raw app with the same request scope (Express)", runs.ours!, runs.scoped!, 'raw app + request scope'),
+          versus('5.request-scope', 'For scale: the raw app plus only a request-scoped AsyncLocalStorage middleware (Express)', runs.scoped!, runs.raw!, RAW),
+          versus('5.vs-request-scope', "The library's own share: ours vs the raw app with the same request-scoped AsyncLocalStorage (Express)", runs.ours!, runs.scoped!, 'raw app + request scope', {
+            target: atLeast(0.95),
           }),
-          versus('5.request-scope', 'For scale: the same raw app plus only a request-scoped AsyncLocalStorage interceptor', runs.scoped, runs.raw, RAW),
-          versus(
-            '5.both-replicas',
-            'For scale: the sample app reading from both replicas (round-robin), all servers on the same 2 cores',
-            runs.both,
-            runs.raw,
-            RAW,
-          ),
-          versus(
-            '5.vs-request-scope',
-            "The library's own share: ours vs the raw app with the same request-scoped AsyncLocalStorage interceptor",
-            runs.ours,
-            runs.scoped,
-            'raw app + request scope',
-          ),
         ],
-        details: { ours: runs.ours, raw: runs.raw, rawWithRequestScope: runs.scoped, oursBothReplicas: runs.both },
+        details: runs,
       };
     } finally {
       await Promise.all(started.map((c) => c.stop()));

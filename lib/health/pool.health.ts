@@ -1,11 +1,11 @@
 import { Injectable } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
+import { PoolRegistry } from '../core/cluster-registry.js';
 import { isConnectionError } from '../core/errors.js';
 import type { NodePool } from '../core/node-pool.js';
 import type { PoolCluster, ReplicaState } from '../core/pool-cluster.js';
 import { DEFAULT_DATABASE } from '../pool.constants.js';
 import { PoolError } from '../pool.exceptions.js';
-import { getClusterToken } from '../pool.utils.js';
 import {
   DEFAULT_HEALTH_KEY,
   DEFAULT_PING_TIMEOUT_MS,
@@ -135,7 +135,10 @@ function withoutStatus<T extends { status: string }>(health: T): Omit<T, 'status
 export class PoolHealthIndicator {
   #service: IndicatorService | undefined;
 
-  constructor(private readonly moduleRef: ModuleRef) {}
+  constructor(
+    private readonly moduleRef: ModuleRef,
+    private readonly registry: PoolRegistry,
+  ) {}
 
   /**
    * Pings one node (`SELECT pg_is_in_recovery()` through its pool): `up` when it answers in time
@@ -226,12 +229,7 @@ export class PoolHealthIndicator {
   }
 
   #cluster(database: string): PoolCluster {
-    let cluster: PoolCluster | undefined;
-    try {
-      cluster = this.moduleRef.get<PoolCluster>(getClusterToken(database), { strict: false });
-    } catch {
-      cluster = undefined;
-    }
+    const cluster = this.registry.get(database);
     if (cluster === undefined) throw new InvalidHealthOption(UNKNOWN_DATABASE(database));
     if (cluster.closed) throw new InvalidHealthOption(POOLS_CLOSED(database));
     return cluster;

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { Controller, Get, Header, Inject, NotFoundException, Req, Res, UseGuards, VERSION_NEUTRAL, type Type } from '@nestjs/common';
 import { renderDashboardPage } from './dashboard.page.js';
 import { DASHBOARD_DISABLED_MESSAGE } from './metrics.constants.js';
+import { PoolMetricsGuard } from './metrics.guard.js';
 import type { ResolvedMetricsOptions } from './metrics.options.js';
 import { PoolMetricsService } from './metrics.service.js';
 import type { PoolMetricsSnapshot } from './metrics.snapshot.js';
@@ -43,64 +44,64 @@ export function dashboardSecurityPolicy(html: string): string {
   ].join('; ');
 }
 
-function guarded<T extends Type>(controller: T, config: ResolvedMetricsOptions): T {
-  if (config.guards.length > 0) UseGuards(...config.guards)(controller);
-  return controller;
+/** The routing of one endpoint class: its paths (none when the endpoint is off), version-neutral. */
+function route(controller: Type, path: string | false): void {
+  Controller({ path: path === false ? [] : [path], version: VERSION_NEUTRAL })(controller);
 }
 
+@Controller({ path: [], version: VERSION_NEUTRAL })
+@UseGuards(PoolMetricsGuard)
+export class PoolPrometheusController {
+  constructor(@Inject(PoolMetricsService) private readonly metrics: PoolMetricsService) {}
+
+  @Get()
+  @Header('Cache-Control', 'no-store')
+  async scrape(@Res({ passthrough: true }) response: HeaderSetter): Promise<string> {
+    const { contentType, body } = await this.metrics.prometheusText();
+    response.header('Content-Type', contentType);
+    return body;
+  }
+}
+
+@Controller({ path: [], version: VERSION_NEUTRAL })
+@UseGuards(PoolMetricsGuard)
+export class PoolMetricsJsonController {
+  constructor(@Inject(PoolMetricsService) private readonly metrics: PoolMetricsService) {}
+
+  @Get()
+  @Header('Cache-Control', 'no-store')
+  snapshot(): PoolMetricsSnapshot {
+    return this.metrics.snapshot();
+  }
+}
+
+@Controller({ path: [], version: VERSION_NEUTRAL })
+@UseGuards(PoolMetricsGuard)
+export class PoolDashboardController {
+  constructor(@Inject(PoolMetricsService) private readonly metrics: PoolMetricsService) {}
+
+  @Get()
+  @Header('Cache-Control', 'no-store')
+  @Header('X-Content-Type-Options', 'nosniff')
+  page(@Req() request: RequestLike, @Res({ passthrough: true }) response: HeaderSetter): string {
+    if (!this.metrics.dashboardEnabled()) throw new NotFoundException(DASHBOARD_DISABLED_MESSAGE);
+    const html = renderDashboardPage({ jsonUrl: jsonUrlFor(request, this.metrics.config) });
+    response.header('Content-Type', 'text/html; charset=utf-8');
+    response.header('Content-Security-Policy', dashboardSecurityPolicy(html));
+    return html;
+  }
+}
+
+/** The metrics endpoint controllers, registered once by the root module. */
+export const METRICS_CONTROLLERS: Type[] = [PoolPrometheusController, PoolMetricsJsonController, PoolDashboardController];
+
 /**
- * Builds the controllers of the enabled endpoints with the configured paths (decorators applied
- * at `forRoot` time) and the configured guards. Version-neutral, so URI versioning leaves them alone.
+ * Gives the endpoint controllers the paths of the application about to register its routes (the
+ * root module calls it from `configure()`, which Nest runs just before it maps the routes): an
+ * endpoint that is off gets no path, so no route.
  */
-export function createMetricsControllers(config: ResolvedMetricsOptions): Type[] {
-  if (!config.enabled) return [];
-  const controllers: Type[] = [];
-
-  if (config.prometheusPath !== false) {
-    @Controller({ path: config.prometheusPath, version: VERSION_NEUTRAL })
-    class PoolPrometheusController {
-      constructor(@Inject(PoolMetricsService) private readonly metrics: PoolMetricsService) {}
-
-      @Get()
-      @Header('Cache-Control', 'no-store')
-      async scrape(@Res({ passthrough: true }) response: HeaderSetter): Promise<string> {
-        const { contentType, body } = await this.metrics.prometheusText();
-        response.header('Content-Type', contentType);
-        return body;
-      }
-    }
-    controllers.push(guarded(PoolPrometheusController, config));
-  }
-
-  @Controller({ path: config.jsonPath, version: VERSION_NEUTRAL })
-  class PoolMetricsJsonController {
-    constructor(@Inject(PoolMetricsService) private readonly metrics: PoolMetricsService) {}
-
-    @Get()
-    @Header('Cache-Control', 'no-store')
-    snapshot(): PoolMetricsSnapshot {
-      return this.metrics.snapshot();
-    }
-  }
-  controllers.push(guarded(PoolMetricsJsonController, config));
-
-  if (config.dashboard !== false) {
-    @Controller({ path: config.dashboardPath, version: VERSION_NEUTRAL })
-    class PoolDashboardController {
-      constructor(@Inject(PoolMetricsService) private readonly metrics: PoolMetricsService) {}
-
-      @Get()
-      @Header('Cache-Control', 'no-store')
-      @Header('X-Content-Type-Options', 'nosniff')
-      page(@Req() request: RequestLike, @Res({ passthrough: true }) response: HeaderSetter): string {
-        if (!this.metrics.dashboardEnabled()) throw new NotFoundException(DASHBOARD_DISABLED_MESSAGE);
-        const html = renderDashboardPage({ jsonUrl: jsonUrlFor(request, config) });
-        response.header('Content-Type', 'text/html; charset=utf-8');
-        response.header('Content-Security-Policy', dashboardSecurityPolicy(html));
-        return html;
-      }
-    }
-    controllers.push(guarded(PoolDashboardController, config));
-  }
-  return controllers;
+export function routeMetricsControllers(config: ResolvedMetricsOptions): void {
+  route(PoolPrometheusController, config.enabled ? config.prometheusPath : false);
+  route(PoolMetricsJsonController, config.enabled ? config.jsonPath : false);
+  route(PoolDashboardController, config.enabled && config.dashboard !== false ? config.dashboardPath : false);
 }

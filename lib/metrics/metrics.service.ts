@@ -1,39 +1,30 @@
-import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
-import { ModulesContainer } from '@nestjs/core';
+import { Injectable, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { Registry, type RegistryContentType } from 'prom-client';
-import { PoolCluster } from '../core/pool-cluster.js';
-import { METRICS_CONFIG, METRICS_OWNER } from './metrics.constants.js';
-import type { ResolvedMetricsOptions } from './metrics.options.js';
+import { PoolRegistry } from '../core/cluster-registry.js';
+import type { PoolCluster } from '../core/pool-cluster.js';
+import { resolveMetricsOptions, type ResolvedMetricsOptions } from './metrics.options.js';
 import { snapshotPools, type PoolMetricsSnapshot } from './metrics.snapshot.js';
 import { registerPoolMetrics, type PoolMetricsRegistration } from './prometheus.collector.js';
 
 /**
- * Serves the metrics of every database of the application. One per `PoolModule` import; only
- * the one whose options won (the first import) registers metrics and answers requests.
+ * Serves the metrics of every database of the application, once per application (root module),
+ * with the `metrics` options of the first `PoolModule` import.
  */
 @Injectable()
-export class PoolMetricsService implements OnModuleInit, OnApplicationBootstrap, OnApplicationShutdown {
-  #clusters: PoolCluster[] | undefined;
-  #bootstrapped = false;
+export class PoolMetricsService implements OnModuleInit, OnApplicationShutdown {
   #registration: PoolMetricsRegistration | undefined;
 
-  constructor(
-    @Inject(METRICS_CONFIG) private readonly config: ResolvedMetricsOptions,
-    @Inject(METRICS_OWNER) private readonly owner: ResolvedMetricsOptions,
-    private readonly modules: ModulesContainer,
-  ) {}
+  #defaults: ResolvedMetricsOptions | undefined;
 
-  get isOwner(): boolean {
-    return this.owner === this.config;
+  constructor(private readonly databases: PoolRegistry) {}
+
+  /** The application's `metrics` options. */
+  get config(): ResolvedMetricsOptions {
+    return this.databases.metricsOptions() ?? (this.#defaults ??= resolveMetricsOptions(undefined));
   }
 
   onModuleInit(): void {
-    if (this.isOwner && this.config.enabled) this.#register();
-  }
-
-  onApplicationBootstrap(): void {
-    this.#bootstrapped = true;
-    this.#clusters = undefined;
+    if (this.config.enabled) this.#register();
   }
 
   onApplicationShutdown(): void {
@@ -43,19 +34,7 @@ export class PoolMetricsService implements OnModuleInit, OnApplicationBootstrap,
 
   /** Every open database of this application, in import order. */
   clusters(): PoolCluster[] {
-    let clusters = this.#clusters;
-    if (clusters === undefined) {
-      const found = new Set<PoolCluster>();
-      for (const moduleRef of this.modules.values()) {
-        for (const wrapper of moduleRef.providers.values()) {
-          const instance: unknown = wrapper.instance;
-          if (instance instanceof PoolCluster) found.add(instance);
-        }
-      }
-      clusters = [...found];
-      if (this.#bootstrapped) this.#clusters = clusters;
-    }
-    return clusters.filter((c) => !c.closed);
+    return this.databases.all().filter((c) => !c.closed);
   }
 
   snapshot(): PoolMetricsSnapshot {

@@ -19,7 +19,9 @@ import {
   runReadOnly,
   type RoutingScope,
 } from './routing-context.js';
-import { carriedToken } from './routing.interceptor.js';
+import { carriedToken as readToken } from './request-scope.js';
+
+const carriedToken = (request: unknown) => readToken(request, ['x-pg-consistency-token']);
 
 // The AsyncLocalStorage scope on its own: nesting rules, transactions, writes, consistency tokens,
 // and the @ReadOnly() wrapper (promises, Observables, metadata kept).

@@ -29,6 +29,7 @@ async function bootstrap(): Promise<void> {
     `nestjs-pg-pools sample app on ${base} (Ctrl+C stops it)`,
     `  users      ${base}/users`,
     `  health     ${base}/health`,
+    `  ping       ${base}/ping (never touches the database)`,
     `  metrics    ${base}/metrics`,
     `  pool JSON  ${base}/metrics/db-pool`,
     `  dashboard  ${base}/metrics/db-pool/dashboard`,

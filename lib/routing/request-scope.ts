@@ -1,0 +1,82 @@
+import { BadRequestException } from '@nestjs/common';
+import type { PoolRegistry } from '../core/cluster-registry.js';
+import { DEFAULT_DATABASE } from '../pool.constants.js';
+import { parseConsistencyToken, TOKEN_FORM, type RoutingScope, type RoutingSession } from './routing-context.js';
+
+const MAX_TOKEN_LENGTH = 1024;
+
+type Headers = Record<string, string | string[] | undefined>;
+
+function headerOf(headers: Headers | undefined, name: string): string | undefined {
+  const value = headers?.[name];
+  return Array.isArray(value) ? value.join(',') : value;
+}
+
+/** The consistency tokens a request carries in `names`, per database; a 400 when one is malformed. */
+export function carriedToken(request: unknown, names: readonly string[]): Map<string, bigint> | undefined {
+  const headers = (request as { headers?: Headers } | undefined)?.headers;
+  let carried: Map<string, bigint> | undefined;
+  for (const name of names) {
+    const token = headerOf(headers, name);
+    if (token === undefined || token.trim() === '') continue;
+    const parsed = token.length <= MAX_TOKEN_LENGTH ? parseConsistencyToken(token, DEFAULT_DATABASE) : undefined;
+    if (parsed === undefined) {
+      const shown = token.length > 64 ? `${token.slice(0, 64)}…` : token;
+      throw new BadRequestException(
+        `Cannot read the ${name} header because it is not a consistency token: expected ${TOKEN_FORM}, got ${JSON.stringify(shown)}. ` +
+          'Please make sure that the client sends back the value db.consistencyToken() returned, unchanged.',
+      );
+    }
+    carried ??= new Map();
+    for (const [database, lsn] of parsed) {
+      const current = carried.get(database);
+      if (current === undefined || lsn > current) carried.set(database, lsn);
+    }
+  }
+  return carried;
+}
+
+/**
+ * The session of one request (or message): the consistency header is read the first time a
+ * statement asks for the carried WAL position, so a request that never touches the database never
+ * parses it. A malformed header fails that statement (and every later one) with a 400.
+ */
+export class RequestSession implements RoutingSession {
+  writes: Map<string, number> | undefined = undefined;
+  seen: Map<string, { version: number; lsn: bigint }> | undefined = undefined;
+  #minLsn: Map<string, bigint> | undefined = undefined;
+  #unread: boolean;
+  #error: unknown = undefined;
+
+  constructor(
+    readonly owner: unknown,
+    readonly registry: PoolRegistry,
+    readsHeaders: boolean,
+  ) {
+    this.#unread = readsHeaders;
+  }
+
+  get minLsn(): Map<string, bigint> | undefined {
+    if (this.#error !== undefined) throw this.#error;
+    if (this.#unread) {
+      try {
+        this.#minLsn = carriedToken(this.owner, this.registry.consistencyHeaders());
+      } catch (err) {
+        this.#error = err;
+        throw err;
+      }
+      this.#unread = false;
+    }
+    return this.#minLsn;
+  }
+
+  set minLsn(value: Map<string, bigint> | undefined) {
+    this.#unread = false;
+    this.#minLsn = value;
+  }
+}
+
+/** A read-write scope with a fresh session for `owner` (an HTTP request, a message, a socket event). */
+export function requestScope(owner: unknown, registry: PoolRegistry, readsHeaders: boolean): RoutingScope {
+  return { readOnly: false, session: new RequestSession(owner, registry, readsHeaders), tx: undefined };
+}
