@@ -3,10 +3,11 @@ import { APP_INTERCEPTOR, ModuleRef } from '@nestjs/core';
 import { resolveOptions } from './config/resolve-options.js';
 import { registerCluster, unregisterCluster } from './core/cluster-registry.js';
 import { PoolCluster } from './core/pool-cluster.js';
-import { adviseSizing } from './core/sizing-advisor.js';
+import { adviseSizing, type SizingReport } from './core/sizing-advisor.js';
 import { DatabaseService } from './database.service.js';
 import { PoolHealthIndicator } from './health/pool.health.js';
 import { watchPoolAlerts } from './metrics/alerts.monitor.js';
+import { watchPoolLoad } from './metrics/sizing.monitor.js';
 import { DEFAULT_DATABASE } from './pool.constants.js';
 import type { PoolModuleAsyncOptions, PoolModuleOptions, PoolOptionsFactory } from './pool.interfaces.js';
 import { getClusterToken, getDatabaseToken, getPoolOptionsToken, getPoolToken } from './pool.utils.js';
@@ -23,12 +24,14 @@ async function createCluster(raw: PoolModuleOptions, name: string): Promise<Pool
     throw err;
   }
   registerCluster(cluster);
+  let budgets: SizingReport[] = [];
   if (!cluster.options.lazy) {
-    if (cluster.options.sizingAdvisor) await adviseSizing(cluster);
+    if (cluster.options.sizingAdvisor) budgets = await adviseSizing(cluster);
     await cluster.checkLag();
   }
   cluster.startLagMonitor();
   watchPoolAlerts(cluster);
+  watchPoolLoad(cluster, budgets);
   return cluster;
 }
 

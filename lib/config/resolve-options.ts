@@ -22,6 +22,7 @@ import type { PoolClient } from 'pg';
 import { POOL_PRESETS, PRESET_NAMES } from './presets.js';
 import { describeValue, redactSecrets, redactUrl } from './redact.js';
 import { resolveAlertOptions, resolveMetricsOptions, type ResolvedAlertOptions, type ResolvedMetricsOptions } from '../metrics/metrics.options.js';
+import { resolveLoadSizingOptions, type ResolvedLoadSizingOptions } from '../metrics/sizing.options.js';
 
 export interface ResolvedNode {
   readonly database: string;
@@ -79,6 +80,7 @@ export interface ResolvedOptions {
   readonly breaker: { readonly failureThreshold: number; readonly resetTimeoutMs: number };
   readonly metrics: ResolvedMetricsOptions;
   readonly alerts: ResolvedAlertOptions;
+  readonly loadSizing: ResolvedLoadSizingOptions;
   /** Secrets found in the configuration, used to scrub driver messages. */
   readonly secrets: readonly string[];
 }
@@ -88,7 +90,7 @@ const TOP_LEVEL_KEYS = new Set([
   'statementTimeoutMs', 'maxUses', 'maxLifetimeMs', 'validateIdleAfterMs', 'leakDetectionThresholdMs',
   'keepAliveMs', 'applicationName', 'timezone', 'onConnect', 'lazy', 'retryAttempts', 'retryDelayMs',
   'instances', 'sizingAdvisor', 'shutdownTimeoutMs', 'slowQueryMs', 'routing', 'breaker', 'metrics',
-  'alerts', 'pgbouncer', 'env',
+  'alerts', 'loadSizing', 'pgbouncer', 'env',
 ]);
 const ROUTING_KEYS = new Set([
   'strategy', 'fallbackToPrimary', 'replicaBanMs', 'maxReplicationLagMs', 'maxReplicationLagBytes',
@@ -616,6 +618,7 @@ export function resolveOptions(input: PoolModuleOptions & { name?: string; isGlo
   };
   const metrics = resolveMetricsOptions(input.metrics);
   const alerts = resolveAlertOptions(input.alerts);
+  const loadSizing = resolveLoadSizingOptions(input.loadSizing);
 
   if (input.onConnect !== undefined && typeof input.onConnect !== 'function') {
     fail(optionField('onConnect'), 'a function (client, { database, pool, role }) => void | Promise<void>', input.onConnect);
@@ -645,6 +648,7 @@ export function resolveOptions(input: PoolModuleOptions & { name?: string; isGlo
     breaker,
     metrics,
     alerts,
+    loadSizing,
     secrets: [],
   };
   hide(resolved, 'secrets', secrets);

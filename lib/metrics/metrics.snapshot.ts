@@ -2,6 +2,7 @@ import type { NodePool } from '../core/node-pool.js';
 import { LATENCY_BUCKETS_MS, type LatencyHistogram } from '../core/node-stats.js';
 import type { PoolCluster, ReplicaState } from '../core/pool-cluster.js';
 import type { NodeRole, PoolPreset } from '../pool.interfaces.js';
+import { sizingOf, type NodeSizing } from './sizing.monitor.js';
 
 /** Latency of one kind of operation since start, in milliseconds (percentiles at bucket resolution, capped at max). */
 export interface LatencySummary {
@@ -75,6 +76,8 @@ export interface NodeSnapshot {
   usageMs: LatencySummary;
   connectMs: LatencySummary;
   counters: NodeCountersSnapshot;
+  /** The rolling view of the observed load and the suggested max; `null` with `loadSizing.enabled: false`. */
+  sizing: NodeSizing | null;
 }
 
 export interface DatabaseSnapshot {
@@ -170,6 +173,7 @@ export function snapshotNode(node: NodePool, replica: ReplicaState | undefined):
     usageMs: summarizeLatency(node.usageTime),
     connectMs: summarizeLatency(node.connectTime),
     counters: counters(node),
+    sizing: sizingOf(node),
   };
 }
 
