@@ -30,6 +30,8 @@ class FakeLoadNode {
   inUse = 0;
   waiting = 0;
   ended = false;
+  /** Breaker closed. */
+  available = true;
   readonly config: { address: string; min: number; max: number };
 
   constructor(
@@ -164,6 +166,29 @@ describe('SizingMonitor', () => {
     drive(m2, other, 0, 9000, IDLE);
     drive(m2, other, 9000, 10_000, { ...IDLE, waiting: 1 });
     expect(m2.sizing(other.asNode, 10_000)).toMatchObject({ advice: 'ok', peakWaiting: 1, waitingShare: 0.1 });
+  });
+
+  it('does not call a banned replica, or a node with an open breaker, over-provisioned until a whole window after', () => {
+    const replica = new FakeLoadNode('replica-1', 20, 0, 'replica');
+    const primary = new FakeLoadNode('primary', 20);
+    const ban = { node: replica.asNode, bannedUntil: 0 };
+    const { h, events } = host([primary, replica]);
+    const withBans: SizingHost = { ...h, replicas: [ban] };
+    const monitor = new SizingMonitor(withBans, new Map(), 0);
+    ban.bannedUntil = 30_000;
+    primary.available = false;
+    for (let t = 1000; t <= 12_000; t += 1000) monitor.sample(t);
+    expect(monitor.sizing(replica.asNode, 12_000)?.advice).toBe('out-of-rotation');
+    expect(monitor.sizing(primary.asNode, 12_000)?.advice).toBe('out-of-rotation');
+    expect(events).toEqual([]);
+    ban.bannedUntil = 0; // restored by a probe at 12 s
+    primary.available = true;
+    for (let t = 13_000; t <= 21_000; t += 1000) monitor.sample(t);
+    expect(monitor.sizing(replica.asNode, 21_000)?.advice).toBe('out-of-rotation'); // last seen banned 9 s ago
+    expect(events).toEqual([]);
+    monitor.sample(22_000);
+    expect(monitor.sizing(replica.asNode, 22_000)?.advice).toBe('over-provisioned');
+    expect(events.map((e) => e.node).sort()).toEqual(['primary', 'replica-1']);
   });
 
   it('builds no warning when nobody listens and logging is off', () => {

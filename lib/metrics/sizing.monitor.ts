@@ -6,8 +6,12 @@ import type { ResolvedLoadSizingOptions } from './sizing.options.js';
 
 type SizingEvent = Extract<PoolEvent, { type: 'sizing-advice' }>;
 
-/** `warming-up` until the window covers half its length; `ok` when neither warning applies. */
-export type SizingState = 'warming-up' | 'ok' | SizingAdviceKind;
+/**
+ * `warming-up` until the window covers half its length; `out-of-rotation` while the node was banned
+ * or its breaker open within the window (its low load says nothing about its size); `ok` when
+ * neither warning applies.
+ */
+export type SizingState = 'warming-up' | 'ok' | 'out-of-rotation' | SizingAdviceKind;
 
 /** The `sizing` object of a node in `GET /metrics/db-pool`. */
 export interface NodeSizing extends LoadSummary {
@@ -32,6 +36,8 @@ export interface SizingHost {
   readonly options: { readonly loadSizing: ResolvedLoadSizingOptions };
   emit(event: PoolEvent): void;
   readonly logger: { warn(message: string): void };
+  /** Replica ban state (`PoolCluster` has it): a banned node is out of rotation. */
+  readonly replicas?: ReadonlyArray<{ readonly node: NodePool; readonly bannedUntil: number }>;
 }
 
 /** Turns one window summary into a suggested max and an advice. Pure: the unit specs drive it. */
@@ -41,6 +47,7 @@ export function adviseFromLoad(
   options: ResolvedLoadSizingOptions,
   budgetMax: number | null,
   slotMs: number,
+  outOfRotation = false,
 ): NodeSizing {
   let suggestedMax: number | null = null;
   let limitedByBudget = false;
@@ -57,6 +64,7 @@ export function adviseFromLoad(
   const fullWindow = summary.coveredMs >= Math.max(options.windowMs - slotMs, slotMs / 2);
   let advice: SizingState = seenEnough ? 'ok' : 'warming-up';
   if (seenEnough && summary.waitingShare >= options.saturatedShare) advice = 'saturated';
+  else if (seenEnough && outOfRotation) advice = 'out-of-rotation';
   else if (
     fullWindow &&
     summary.samples >= 2 &&
@@ -107,6 +115,8 @@ interface NodeWatch {
   readonly window: LoadWindow;
   readonly budgetMax: number | null;
   readonly onAcquire: () => void;
+  /** Last sample at which the node was banned or its breaker open; `-Infinity` when never. */
+  lastOutAt: number;
 }
 
 const watched = new WeakMap<NodePool, { monitor: SizingMonitor; watch: NodeWatch }>();
@@ -130,7 +140,7 @@ export class SizingMonitor {
     const options = host.options.loadSizing;
     for (const node of host.nodes) {
       const window = new LoadWindow(options.windowMs, options.buckets);
-      const watch: NodeWatch = { node, window, budgetMax: budgets.get(node.config.address) ?? null, onAcquire: () => window.noteInUse(node.inUse) };
+      const watch: NodeWatch = { node, window, budgetMax: budgets.get(node.config.address) ?? null, onAcquire: () => window.noteInUse(node.inUse), lastOutAt: -Infinity };
       window.sample(node, now);
       // pg.Pool's own 'acquire' event (a public one): the exact peak between two samples.
       node.pool.on('acquire', watch.onAcquire);
@@ -164,6 +174,7 @@ export class SizingMonitor {
     for (const w of this.#watches) {
       if (w.node.ended) continue;
       w.window.sample(w.node, now);
+      if (!this.#inRotation(w.node)) w.lastOutAt = now;
       const sizing = this.#sizing(w, now);
       if (sizing.advice === 'saturated' || sizing.advice === 'over-provisioned') this.#fire(fired, now, w.node, sizing);
     }
@@ -177,7 +188,15 @@ export class SizingMonitor {
   }
 
   #sizing(w: NodeWatch, now: number): NodeSizing {
-    return adviseFromLoad(w.window.summary(now), w.node.config, this.host.options.loadSizing, w.budgetMax, w.window.slotMs);
+    const options = this.host.options.loadSizing;
+    const outOfRotation = now - w.lastOutAt < options.windowMs;
+    return adviseFromLoad(w.window.summary(now), w.node.config, options, w.budgetMax, w.window.slotMs, outOfRotation);
+  }
+
+  #inRotation(node: NodePool): boolean {
+    if (!node.available) return false;
+    const replica = this.host.replicas?.find((r) => r.node === node);
+    return replica === undefined || replica.bannedUntil === 0;
   }
 
   #fire(fired: SizingEvent[], now: number, node: NodePool, s: NodeSizing): void {
