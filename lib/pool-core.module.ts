@@ -3,10 +3,11 @@ import { ModuleRef } from '@nestjs/core';
 import { resolveOptions } from './config/resolve-options.js';
 import { PoolRegistry } from './core/cluster-registry.js';
 import { PoolCluster } from './core/pool-cluster.js';
-import { adviseSizing } from './core/sizing-advisor.js';
+import { adviseSizing, type SizingReport } from './core/sizing-advisor.js';
 import { DatabaseService } from './database.service.js';
 import { watchPoolAlerts } from './metrics/alerts.monitor.js';
 import { resolveMetricsOptions } from './metrics/metrics.options.js';
+import { watchPoolLoad } from './metrics/sizing.monitor.js';
 import { DEFAULT_DATABASE } from './pool.constants.js';
 import type { MetricsOptions, PoolModuleAsyncOptions, PoolModuleOptions, PoolOptionsFactory } from './pool.interfaces.js';
 import { getClusterToken, getDatabaseToken, getPoolOptionsToken, getPoolToken } from './pool.utils.js';
@@ -30,12 +31,14 @@ async function createCluster(raw: PoolModuleOptions, name: string, registry: Poo
     throw err;
   }
   registry.add(cluster, order);
+  let budgets: SizingReport[] = [];
   if (!cluster.options.lazy) {
-    if (cluster.options.sizingAdvisor) await adviseSizing(cluster);
+    if (cluster.options.sizingAdvisor) budgets = await adviseSizing(cluster);
     await cluster.checkLag();
   }
   cluster.startLagMonitor();
   watchPoolAlerts(cluster);
+  watchPoolLoad(cluster, budgets);
   return cluster;
 }
 

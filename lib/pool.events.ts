@@ -39,6 +39,22 @@ export type PoolEvent =
       threshold: number;
       /** Pool counts when the alert fired. */
       state: { total: number; idle: number; inUse: number; waiting: number; max: number };
+    })
+  | (EventBase & {
+      type: 'sizing-advice';
+      /** `saturated`: callers waited through much of the window; `over-provisioned`: the peak stayed far below max. */
+      advice: SizingAdviceKind;
+      message: string;
+      max: number;
+      /** The max the observed load calls for (Little's law plus headroom), within the max_connections budget. */
+      suggestedMax: number;
+      /** The largest max the start-up sizing advisor's budget leaves each pool on that server; `null` when unknown. */
+      budgetMax: number | null;
+      peakInUse: number;
+      /** Share of the window's samples at which callers were waiting. */
+      waitingShare: number;
+      /** Arrival rate × (mean usage + mean acquire wait) of the busiest slot, in connections. */
+      load: number;
     });
 
 export type PoolEventType = PoolEvent['type'];
@@ -62,4 +78,6 @@ export type ErrorKind = 'connection' | 'acquire-timeout' | 'validation' | 'idle-
 export type AlertKind = 'pool-waiting' | 'pool-usage-high' | 'pool-usage-critical' | 'pool-exhausted';
 
 export type AlertLevel = 'warning' | 'critical';
+
+export type SizingAdviceKind = 'saturated' | 'over-provisioned';
 

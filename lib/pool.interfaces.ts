@@ -196,6 +196,41 @@ export interface AlertOptions {
   log?: boolean;
 }
 
+/**
+ * Sizing from observed load. Every pool keeps a rolling view of the last `windowMs` in `buckets`
+ * fixed slots, sampled every `sampleIntervalMs` from the numbers the pool records anyway (nothing
+ * per query; the peak in use is also taken at every acquire): peak in use and waiting, acquire-wait
+ * percentiles, hold time and arrival rate. From the busiest slot it derives a suggested max by
+ * Little's law, arrival rate × (mean hold time + mean acquire wait), plus `headroom`, never below
+ * the peak in use or `min`, and capped by the start-up sizing advisor's `max_connections` budget.
+ * Shown in `GET /metrics/db-pool` (`sizing`), the dashboard and Prometheus. It warns (log line and a
+ * `sizing-advice` event) when a pool is persistently saturated or over-provisioned. It only advises:
+ * no pool is ever resized by it.
+ */
+export interface LoadSizingOptions {
+  /** Watch the load at all. Default: `true`. */
+  enabled?: boolean;
+  /** Length of the rolling window (minimum 1000). Default: `60000`. */
+  windowMs?: number;
+  /** Fixed slots the window is kept in; the suggestion comes from the busiest one. Default: `6` (10 s each). */
+  buckets?: number;
+  /** How often each pool is sampled (minimum 50, at most one slot). Default: `1000`. */
+  sampleIntervalMs?: number;
+  /** Share added above the observed load: `0.25` keeps the mean at 80% of the suggested max. Default: `0.25`. */
+  headroom?: number;
+  /** `saturated` fires when callers were waiting at this share of the window's samples (or more). Default: `0.5`. */
+  saturatedShare?: number;
+  /**
+   * `over-provisioned` fires when, over a whole window, no caller waited, the peak in use stayed at or
+   * below this share of max and the suggested max is below max. Default: `0.25`.
+   */
+  overProvisionedRatio?: number;
+  /** Minimum time between two warnings of the same kind for the same pool. Default: `300000` (5 min). */
+  cooldownMs?: number;
+  /** Log each warning through Nest's `Logger` (context `PoolModule:<database>`); `false` only emits the event. Default: `true`. */
+  log?: boolean;
+}
+
 export interface ConnectContext {
   /** The database name (`default` unless `name` was given). */
   database: string;
@@ -258,6 +293,8 @@ export interface PoolModuleOptions extends PoolDefaults {
   metrics?: MetricsOptions;
   /** Pool alerts: thresholds, cooldown, logging. */
   alerts?: AlertOptions;
+  /** Sizing from observed load: window, headroom, warnings. Advises only. */
+  loadSizing?: LoadSizingOptions;
   /**
    * The servers sit behind PgBouncer in transaction mode: no `options` startup parameter (PgBouncer
    * drops it), `timezone` sent as the tracked `TimeZone` parameter, `statementTimeoutMs` applied with

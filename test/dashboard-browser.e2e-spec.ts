@@ -102,6 +102,9 @@ interface Card {
   shownWaiting: string;
   connectionsPoints: number;
   acquirePoints: number;
+  suggestedMax: string;
+  sizingAdvice: string;
+  shownSizing: string;
 }
 
 async function readCards(page: Page): Promise<Card[]> {
@@ -116,6 +119,7 @@ async function readCards(page: Page): Promise<Card[]> {
         min: n('min'), max: n('max'), acquireP95: n('acquire-p95'), routedReads: n('routed-reads'), routedWrites: n('routed-writes'),
         acquired: n('acquired'), samples: n('samples'), shownInUse: text('[data-value="inuse"]'), shownIdle: text('[data-value="idle"]'),
         shownWaiting: text('[data-value="waiting"]'), connectionsPoints: points('connections'), acquirePoints: points('acquire-p95'),
+        suggestedMax: d('suggested-max'), sizingAdvice: d('sizing-advice'), shownSizing: text('[data-sizing]'),
       };
     }),
   );
@@ -247,6 +251,10 @@ describe('dashboard in headless Chromium (real cluster, under load)', () => {
       expect([card.shownInUse, card.shownIdle, card.shownWaiting]).toEqual([String(n.inUse), String(n.idle), String(n.waiting)]);
       expect(card.connectionsPoints).toBe(card.samples);
       expect(card.acquirePoints).toBe(card.samples);
+      // The load sizing line shows the suggested max and advice of the same response.
+      expect([card.suggestedMax, card.sizingAdvice]).toEqual([n.sizing.suggestedMax === null ? '' : String(n.sizing.suggestedMax), n.sizing.advice]);
+      expect(card.shownSizing).toContain(`advice ${n.sizing.advice}`);
+      if (n.sizing.suggestedMax !== null) expect(card.shownSizing).toContain(`suggested max ${n.sizing.suggestedMax}`);
     }
 
     // ... and those are the application's live numbers: same nodes and sizing, counters a moment later are not lower.

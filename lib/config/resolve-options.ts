@@ -22,6 +22,7 @@ import type { PoolClient } from 'pg';
 import { POOL_PRESETS, PRESET_NAMES } from './presets.js';
 import { describeValue, redactSecrets, redactUrl } from './redact.js';
 import { resolveAlertOptions, resolveMetricsOptions, type ResolvedAlertOptions, type ResolvedMetricsOptions } from '../metrics/metrics.options.js';
+import { resolveLoadSizingOptions, type ResolvedLoadSizingOptions } from '../metrics/sizing.options.js';
 
 export interface ResolvedNode {
   readonly database: string;
@@ -87,6 +88,7 @@ export interface ResolvedOptions {
   };
   readonly metrics: ResolvedMetricsOptions;
   readonly alerts: ResolvedAlertOptions;
+  readonly loadSizing: ResolvedLoadSizingOptions;
   /** Secrets found in the configuration, used to scrub driver messages. */
   readonly secrets: readonly string[];
 }
@@ -96,7 +98,7 @@ const TOP_LEVEL_KEYS = new Set([
   'statementTimeoutMs', 'maxUses', 'maxLifetimeMs', 'validateIdleAfterMs', 'leakDetectionThresholdMs',
   'keepAliveMs', 'applicationName', 'timezone', 'onConnect', 'lazy', 'retryAttempts', 'retryDelayMs',
   'instances', 'sizingAdvisor', 'shutdownTimeoutMs', 'slowQueryMs', 'routing', 'breaker', 'metrics',
-  'alerts', 'failover', 'pgbouncer', 'env',
+  'alerts', 'failover', 'loadSizing', 'pgbouncer', 'env',
 ]);
 const FAILOVER_KEYS = new Set(['discoverRoles', 'checkIntervalMs', 'checkTimeoutMs', 'failoverTimeoutMs']);
 const TARGET_SESSION_ATTRS = ['any', 'read-write', 'primary'];
@@ -697,6 +699,7 @@ export function resolveOptions(input: PoolModuleOptions & { name?: string; isGlo
   }
   const metrics = resolveMetricsOptions(input.metrics);
   const alerts = resolveAlertOptions(input.alerts);
+  const loadSizing = resolveLoadSizingOptions(input.loadSizing);
 
   if (input.onConnect !== undefined && typeof input.onConnect !== 'function') {
     fail(optionField('onConnect'), 'a function (client, { database, pool, role }) => void | Promise<void>', input.onConnect);
@@ -727,6 +730,7 @@ export function resolveOptions(input: PoolModuleOptions & { name?: string; isGlo
     failover,
     metrics,
     alerts,
+    loadSizing,
     secrets: [],
   };
   hide(resolved, 'secrets', secrets);

@@ -1,8 +1,8 @@
 /**
  * The live dashboard: one self-contained HTML page (inline CSS and JS, no external resources)
  * that polls the JSON endpoint every second and draws, per node, the connections (in use / idle /
- * waiting against max), the acquire p95 of the last seconds, the replica lag and the routing split
- * of reads. Every card and chart carries data-* attributes with the numbers it shows.
+ * waiting against max), the acquire p95 of the last seconds, the replica lag, the load sizing
+ * advice (suggested max, load, peak) and the routing split of reads. Every card and chart carries data-* attributes with the numbers it shows.
  */
 
 const STYLE = `
@@ -49,6 +49,8 @@ section.database > h2 { margin:0 0 4px; font-size:16px; }
 .chart .label b { color:var(--ink); font-weight:600; font-variant-numeric:tabular-nums; }
 canvas { display:block; width:100%; height:90px; }
 canvas.small { height:54px; }
+.sizing { display:flex; flex-wrap:wrap; gap:4px 12px; margin-top:8px; font-size:12px; color:var(--muted); }
+.sizing b { color:var(--ink); font-variant-numeric:tabular-nums; }
 .counters { display:flex; flex-wrap:wrap; gap:4px 12px; margin-top:8px; font-size:11px; color:var(--muted); }
 .counters b { color:var(--ink); font-variant-numeric:tabular-nums; }
 .empty { color:var(--muted); padding:40px 0; text-align:center; }
@@ -238,10 +240,13 @@ const SCRIPT = `
     var connections = chart(card, 'connections', [['in use', css('--inuse')], ['idle', css('--idle')], ['waiting', css('--waiting')], ['max (dashed)', css('--max')]]);
     var acquire = chart(card, 'acquire-p95', 'acquire p95 of the last ' + P95_WINDOW + ' s', true);
     var lag = node.role === 'replica' ? chart(card, 'lag', 'replication lag', true) : null;
+    var sizing = el('div', 'sizing');
+    sizing.setAttribute('data-sizing', name);
+    card.appendChild(sizing);
     var counters = el('div', 'counters');
     card.appendChild(counters);
     grid.appendChild(card);
-    return { card: card, badges: badges, values: values, usageBar: usageBar, connections: connections, acquire: acquire, lag: lag, counters: counters };
+    return { card: card, badges: badges, values: values, usageBar: usageBar, connections: connections, acquire: acquire, lag: lag, sizing: sizing, counters: counters };
   }
 
   function badge(parent, text, cls) { parent.appendChild(el('span', 'badge ' + cls, text)); }
@@ -299,6 +304,22 @@ const SCRIPT = `
         if (n.breaker.state !== 'closed') badge(c.badges, 'breaker ' + n.breaker.state, 'bad');
         if (!n.banned && n.breaker.state === 'closed') badge(c.badges, 'up', 'ok');
         badge(c.badges, usagePct + '% used', n.usage > 0.9 ? 'bad' : n.usage > 0.8 ? 'warn' : '');
+        var z = n.sizing;
+        if (z && z.advice === 'saturated') badge(c.badges, 'saturated', 'warn');
+        if (z && z.advice === 'over-provisioned') badge(c.badges, 'over-provisioned', 'warn');
+        c.sizing.textContent = '';
+        if (z) {
+          [['suggested max', z.suggestedMax === null ? '–' : z.suggestedMax + (z.limitedByBudget ? ' (budget)' : '')],
+            ['load', z.busiest ? String(z.busiest.load) : '0'], ['peak in use', String(z.peakInUse)],
+            ['waiting', Math.round(z.waitingShare * 100) + '% of ' + Math.round(z.coveredMs / 1000) + ' s'],
+            ['acquire p95', fmtMs(z.acquireMs.p95)], ['advice', z.advice]].forEach(function (pair) {
+            var s = el('span', null, pair[0] + ' ');
+            s.appendChild(el('b', null, pair[1]));
+            c.sizing.appendChild(s);
+          });
+        }
+        setData(c.sizing, z ? { 'suggested-max': z.suggestedMax, load: z.busiest ? z.busiest.load : 0, 'peak-in-use': z.peakInUse,
+          'waiting-share': z.waitingShare, advice: z.advice, 'budget-max': z.budgetMax } : { advice: 'off' });
 
         drawSeries(c.connections.canvas, h, [
           { key: 'inUse', color: css('--inuse'), fill: true },
@@ -332,7 +353,7 @@ const SCRIPT = `
           'acquire-p95-recent': p95Recent, 'lag-ms': n.lagMs, 'lag-bytes': n.lagBytes, banned: n.banned, breaker: n.breaker.state,
           available: n.available, acquired: k.acquired, 'routed-reads': k.routedReads, 'routed-writes': k.routedWrites,
           fallbacks: k.fallbacks, timeouts: k.acquireTimeouts, errors: k.errors, leaks: k.leaks, 'slow-queries': k.slowQueries,
-          samples: h.length
+          samples: h.length, 'suggested-max': z ? z.suggestedMax : null, 'sizing-advice': z ? z.advice : 'off'
         });
       });
 

@@ -32,11 +32,11 @@ export interface ResolvedAlertOptions {
 const METRICS_KEYS = new Set(['enabled', 'prometheusPath', 'jsonPath', 'dashboard', 'dashboardPath', 'registry', 'guards']);
 const ALERT_KEYS = new Set(['enabled', 'waitingThreshold', 'usageWarn', 'usageCritical', 'cooldownMs', 'intervalMs', 'log']);
 
-function fail(path: string, expected: string, value: unknown, hint?: string): never {
+export function fail(path: string, expected: string, value: unknown, hint?: string): never {
   throw new PoolConfigurationError(`option \`${path}\``, expected, describeValue(value), hint);
 }
 
-function checkObject(path: string, value: unknown, known: Set<string>): Record<string, unknown> {
+export function checkObject(path: string, value: unknown, known: Set<string>): Record<string, unknown> {
   if (value === undefined) return {};
   if (value === null || typeof value !== 'object' || Array.isArray(value)) fail(path, 'an object', value);
   for (const key of Object.keys(value)) {
@@ -45,7 +45,7 @@ function checkObject(path: string, value: unknown, known: Set<string>): Record<s
   return value as Record<string, unknown>;
 }
 
-function checkBool(path: string, value: unknown, fallback: boolean): boolean {
+export function checkBool(path: string, value: unknown, fallback: boolean): boolean {
   if (value === undefined) return fallback;
   if (typeof value !== 'boolean') fail(path, 'true or false', value);
   return value;
@@ -59,7 +59,7 @@ function checkPath(path: string, value: unknown, fallback: string): string {
   return trimmed;
 }
 
-function checkInt(path: string, value: unknown, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+export function checkInt(path: string, value: unknown, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
     fail(path, max === MAX_TIMER_MS ? msRange(min) : `an integer from ${min} and up`, value);
@@ -67,7 +67,7 @@ function checkInt(path: string, value: unknown, fallback: number, min: number, m
   return value;
 }
 
-function checkRatio(path: string, value: unknown, fallback: number): number {
+export function checkRatio(path: string, value: unknown, fallback: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0 || value > 1) fail(path, 'a number greater than 0 and at most 1 (a share of max)', value);
   return value;

@@ -4,6 +4,7 @@ import type { PoolCluster, ReplicaState } from '../core/pool-cluster.js';
 import type { NodeRole, PoolPreset } from '../pool.interfaces.js';
 import type { TopologyRole } from '../pool.events.js';
 import type { TopologySnapshot } from '../cluster/topology.js';
+import { sizingOf, type NodeSizing } from './sizing.monitor.js';
 
 /** Latency of one kind of operation since start, in milliseconds (percentiles at bucket resolution, capped at max). */
 export interface LatencySummary {
@@ -79,6 +80,8 @@ export interface NodeSnapshot {
   usageMs: LatencySummary;
   connectMs: LatencySummary;
   counters: NodeCountersSnapshot;
+  /** The rolling view of the observed load and the suggested max; `null` with `loadSizing.enabled: false`. */
+  sizing: NodeSizing | null;
 }
 
 export interface DatabaseSnapshot {
@@ -177,6 +180,7 @@ export function snapshotNode(node: NodePool, replica: ReplicaState | undefined, 
     usageMs: summarizeLatency(node.usageTime),
     connectMs: summarizeLatency(node.connectTime),
     counters: counters(node),
+    sizing: sizingOf(node),
   };
 }
 

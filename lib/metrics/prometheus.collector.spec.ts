@@ -4,6 +4,7 @@ import { PoolCluster } from '../core/pool-cluster.js';
 import { PoolError } from '../pool.exceptions.js';
 import { POOL_METRIC_NAMES, registerPoolMetrics } from './prometheus.collector.js';
 import { snapshotPools } from './metrics.snapshot.js';
+import { SizingMonitor } from './sizing.monitor.js';
 
 // Real PoolCluster objects that never connect (nothing is warmed up): counters and histograms are
 // set by hand, then read through prom-client's own formatter and the JSON snapshot.
@@ -143,6 +144,42 @@ describe('snapshotPools', () => {
       expect(JSON.stringify(snap)).not.toContain('collector-secret-pw');
       expect(snap.databases.default!.nodes['r"1']).toMatchObject({ role: 'replica', lagMs: null, banned: false });
     } finally {
+      await cluster.close();
+    }
+  });
+});
+
+describe('load sizing in the snapshot and in Prometheus', () => {
+  it('shows the suggested max, capped by the budget, and the advice gauges of a watched database', async () => {
+    const cluster = makeCluster();
+    const t0 = Date.now();
+    const monitor = new SizingMonitor(cluster, new Map([['127.0.0.1:1', 3]]), t0 - 2000);
+    try {
+      // One second of 100 acquisitions, each waited 10 ms and held 40 ms: λ × (W + Wq) = 100/s × 50 ms = 5.
+      for (let i = 0; i < 100; i++) {
+        cluster.primary.counters.acquired++;
+        cluster.primary.acquireTime.record(10);
+        cluster.primary.usageTime.record(40);
+      }
+      monitor.sample(t0 - 1000);
+      const sizing = snapshotPools([cluster]).databases.default!.nodes.primary!.sizing!;
+      expect(sizing.busiest).toMatchObject({ arrivalPerSec: 100, meanUsageMs: 40, meanAcquireMs: 10, load: 5 });
+      // ceil(5 × 1.25) = 7 is above the advisor's 3 per pool on that server.
+      expect(sizing).toMatchObject({ suggestedMax: 3, budgetMax: 3, limitedByBudget: true, max: 5, advice: 'warming-up' });
+      expect(snapshotPools([cluster]).databases.default!.nodes['r"1']!.sizing).toMatchObject({ suggestedMax: 2, budgetMax: null, busiest: { load: 0 } });
+      const registry = new Registry();
+      registerPoolMetrics(registry, () => [cluster]);
+      const text = await registry.metrics();
+      expect(text).toContain('db_pool_suggested_max{database="default",node="primary",role="primary"} 3');
+      expect(text).toContain('db_pool_offered_load{database="default",node="primary",role="primary"} 5');
+      expect(text).toContain('db_pool_window_peak_in_use{database="default",node="primary",role="primary"} 0');
+      expect(text).toContain('db_pool_sizing_advice{database="default",node="primary",role="primary",advice="saturated"} 0');
+      expect(text).toContain('db_pool_sizing_advice{database="default",node="primary",role="primary",advice="over-provisioned"} 0');
+      monitor.stop();
+      expect(snapshotPools([cluster]).databases.default!.nodes.primary!.sizing).toBeNull();
+      expect(await registry.metrics()).not.toContain('db_pool_suggested_max{');
+    } finally {
+      monitor.stop();
       await cluster.close();
     }
   });

@@ -4,6 +4,7 @@ import { LATENCY_BUCKETS_MS, type LatencyHistogram } from '../core/node-stats.js
 import type { PoolCluster, ReplicaState } from '../core/pool-cluster.js';
 import { PoolError } from '../pool.exceptions.js';
 import type { TopologyRole } from '../pool.events.js';
+import { sizingOf } from './sizing.monitor.js';
 
 type MetricType = 'gauge' | 'counter' | 'histogram';
 type Labels = Record<string, string>;
@@ -85,7 +86,13 @@ export const POOL_METRIC_NAMES = [
   'db_pool_breaker_opens_total',
   'db_replica_bans_total',
   'db_node_role',
+  'db_pool_suggested_max',
+  'db_pool_window_peak_in_use',
+  'db_pool_offered_load',
+  'db_pool_sizing_advice',
 ] as const;
+
+const SIZING_ADVICE = ['saturated', 'over-provisioned'] as const;
 
 function buildMetrics(views: () => NodeView[]): ScrapeMetric[] {
   const gauge = (name: string, help: string, fn: (v: NodeView, push: (labels: Labels, value: number) => void) => void, aggregator: 'sum' | 'max' | 'first' = 'sum') =>
@@ -153,6 +160,22 @@ function buildMetrics(views: () => NodeView[]): ScrapeMetric[] {
     counter('db_replica_bans_total', 'Times a replica was banned from read routing.', (v, push) => {
       if (v.replica) push(v.labels, v.node.counters.bans);
     }),
+    gauge('db_pool_suggested_max', 'Max the load of the last loadSizing.windowMs calls for (Little\'s law plus headroom, within the max_connections budget).', (v, push) => {
+      const s = sizingOf(v.node);
+      if (s?.suggestedMax != null) push(v.labels, s.suggestedMax);
+    }, 'max'),
+    gauge('db_pool_window_peak_in_use', 'Peak checked-out connections over the last loadSizing.windowMs.', (v, push) => {
+      const s = sizingOf(v.node);
+      if (s != null) push(v.labels, s.peakInUse);
+    }, 'max'),
+    gauge('db_pool_offered_load', 'Arrival rate × (mean hold + mean acquire wait) of the busiest slot of the window, in connections.', (v, push) => {
+      const s = sizingOf(v.node);
+      if (s != null) push(v.labels, s.busiest?.load ?? 0);
+    }, 'max'),
+    gauge('db_pool_sizing_advice', '1 while the load sizing advice of a pool is saturated or over-provisioned (label advice), else 0.', (v, push) => {
+      const s = sizingOf(v.node);
+      if (s != null) for (const advice of SIZING_ADVICE) push({ ...v.labels, advice }, s.advice === advice ? 1 : 0);
+    }, 'max'),
   ];
 }
 
