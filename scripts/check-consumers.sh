@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# Proves that the published package loads in both kinds of applications, with nothing but the
-# packed tarball: builds dist/, packs it (`npm pack`), unpacks it into a temporary application's
-# node_modules, compiles test/consumer/esm-app.mts and cjs-app.cts there with tsc against the
-# packed typings (NodeNext; and cjs-app once more with the classic `module: commonjs` +
-# `moduleResolution: node10` settings of older CommonJS Nest apps), and runs the three builds
-# against the local cluster's replicas.
-# Offline: the other packages (NestJS, pg, rxjs, ...) are symlinks to the root node_modules.
+# Proves that the published package loads in every kind of application, with nothing but the
+# packed tarball: builds dist/ (ESM + the CommonJS build in dist/cjs), packs it (`npm pack`),
+#  1. unpacks it into a temporary application's node_modules, compiles test/consumer/esm-app.mts
+#     and cjs-app.cts there with tsc against the packed typings (NodeNext; and cjs-app once more
+#     with the classic `module: commonjs` + `moduleResolution: node10` settings of older CommonJS
+#     Nest apps), and runs the three builds against the local cluster's replicas (the other
+#     packages there are symlinks to the root node_modules);
+#  2. installs it into two NestJS 11 apps shaped like the Nest CLI starter (test/consumer/nest11-app
+#     with the package.json + lockfile of test/consumer/nest11-jest29 and nest11-jest30: CommonJS,
+#     ts-jest, the starter's jest config) and runs each app's own `jest` (`npm test`), whose spec
+#     queries the real cluster. Their node_modules are installed with `npm ci` only when missing or
+#     installed from another lockfile.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,10 +24,11 @@ echo "consumers: packed $tarball"
 
 # What users receive: compiled ESM + typings, nothing else from the repository.
 listing="$(tar -tzf "$work/$tarball")"
-for required in package/package.json package/dist/index.js package/dist/index.d.ts; do
+for required in package/package.json package/dist/index.js package/dist/index.d.ts \
+  package/dist/cjs/package.json package/dist/cjs/index.js package/dist/cjs/index.d.ts; do
   grep -qx "$required" <<<"$listing" || { echo "consumers: $required is missing from the tarball" >&2; exit 1; }
 done
-if unexpected="$(grep -vE '^package/(package\.json|README\.md|LICENSE|dist/.+\.(js|d\.ts))$' <<<"$listing")"; then
+if unexpected="$(grep -vE '^package/(package\.json|README\.md|LICENSE|dist/cjs/package\.json|dist/.+\.(js|d\.ts))$' <<<"$listing")"; then
   echo "consumers: unexpected files in the tarball:" >&2
   echo "$unexpected" >&2
   exit 1
@@ -101,3 +107,29 @@ cd "$app"
 timeout 60 node out/esm-app.mjs
 CONSUMER_LABEL='cjs consumer (NodeNext .cts)' timeout 60 node out/cjs-app.cjs
 CONSUMER_LABEL='cjs consumer (module commonjs, node10)' timeout 60 node out-classic/cjs-app.js
+
+cd "$root"
+
+# 2. NestJS 11 + Jest apps (CommonJS, zero configuration): each runs its own jest.
+run_jest_app() {
+  local install_dir="$root/test/consumer/$1" app_dir="$work/$1"
+  local stamp="$install_dir/node_modules/.installed-from-lockfile.sha256" lock_hash
+  lock_hash="$(sha256sum "$install_dir/package-lock.json" | cut -d' ' -f1)"
+  if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$lock_hash" ]]; then
+    echo "consumers: installing test/consumer/$1 (npm ci)"
+    (cd "$install_dir" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$lock_hash" >"$stamp"
+  fi
+  # As a user installs it: the packed tarball plus its own dependencies (not saved to the lockfile).
+  (cd "$install_dir" && npm install --no-save --no-audit --no-fund --loglevel=error "$work/$tarball")
+  mkdir -p "$app_dir"
+  cp "$install_dir/package.json" "$root/test/consumer/nest11-app/tsconfig.json" "$app_dir/"
+  cp -r "$root/test/consumer/nest11-app/src" "$app_dir/src"
+  ln -s "$install_dir/node_modules" "$app_dir/node_modules"
+  local jest_version
+  jest_version="$(node -p "require('$install_dir/node_modules/jest/package.json').version")"
+  echo "consumers: $1: npm test (jest $jest_version, ts-jest, module commonjs, no extra flags)"
+  (cd "$app_dir" && timeout 180 npm test --silent)
+}
+run_jest_app nest11-jest29
+run_jest_app nest11-jest30
