@@ -9,8 +9,12 @@
 #  2. installs it into two NestJS 11 apps shaped like the Nest CLI starter (test/consumer/nest11-app
 #     with the package.json + lockfile of test/consumer/nest11-jest29 and nest11-jest30: CommonJS,
 #     ts-jest, the starter's jest config) and runs each app's own `jest` (`npm test`), whose spec
-#     queries the real cluster. Their node_modules are installed with `npm ci` only when missing or
-#     installed from another lockfile.
+#     queries the real cluster. Their node_modules are installed with `npm ci` into a cache outside
+#     the repository (NESTJS_PG_POOLS_CONSUMER_CACHE, default ~/.cache/nestjs-pg-pools-consumers),
+#     once per lockfile;
+#  3. extracts the ```ts blocks of README.md's Quickstart (each starts with `// <file>.ts`) into the
+#     Jest 30 app, which installed nothing but the README's install line beyond the Nest starter
+#     (so the typings of pg must come with the package), and compiles them with `strict: true`.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -111,19 +115,24 @@ CONSUMER_LABEL='cjs consumer (module commonjs, node10)' timeout 60 node out-clas
 cd "$root"
 
 # 2. NestJS 11 + Jest apps (CommonJS, zero configuration): each runs its own jest.
+# Their node_modules live outside the repository (in a cache keyed by the lockfile), so that
+# nothing resolves from the repository's own node_modules (@types/pg, prom-client, ...).
+consumer_cache="${NESTJS_PG_POOLS_CONSUMER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nestjs-pg-pools-consumers}"
 run_jest_app() {
-  local install_dir="$root/test/consumer/$1" app_dir="$work/$1"
-  local stamp="$install_dir/node_modules/.installed-from-lockfile.sha256" lock_hash
-  lock_hash="$(sha256sum "$install_dir/package-lock.json" | cut -d' ' -f1)"
-  if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$lock_hash" ]]; then
-    echo "consumers: installing test/consumer/$1 (npm ci)"
+  local source_dir="$root/test/consumer/$1" app_dir="$work/$1" lock_hash install_dir
+  lock_hash="$(sha256sum "$source_dir/package-lock.json" | cut -d' ' -f1)"
+  install_dir="$consumer_cache/$1-${lock_hash:0:16}"
+  if [[ ! -f "$install_dir/.installed" ]]; then
+    echo "consumers: installing test/consumer/$1 into $install_dir (npm ci)"
+    rm -rf "$install_dir" && mkdir -p "$install_dir"
+    cp "$source_dir/package.json" "$source_dir/package-lock.json" "$install_dir/"
     (cd "$install_dir" && npm ci --no-audit --no-fund --loglevel=error)
-    echo "$lock_hash" >"$stamp"
+    touch "$install_dir/.installed"
   fi
   # As a user installs it: the packed tarball plus its own dependencies (not saved to the lockfile).
   (cd "$install_dir" && npm install --no-save --no-audit --no-fund --loglevel=error "$work/$tarball")
   mkdir -p "$app_dir"
-  cp "$install_dir/package.json" "$root/test/consumer/nest11-app/tsconfig.json" "$app_dir/"
+  cp "$source_dir/package.json" "$root/test/consumer/nest11-app/tsconfig.json" "$app_dir/"
   cp -r "$root/test/consumer/nest11-app/src" "$app_dir/src"
   ln -s "$install_dir/node_modules" "$app_dir/node_modules"
   local jest_version
@@ -133,3 +142,30 @@ run_jest_app() {
 }
 run_jest_app nest11-jest29
 run_jest_app nest11-jest30
+
+# 3. The README quickstart compiles as it stands, strict.
+quickstart="$work/nest11-jest30/quickstart"
+mkdir -p "$quickstart"
+awk -v out="$quickstart" '
+  /^## / { in_section = ($0 == "## Quickstart") }
+  in_section && /^```ts$/ { in_block = 1; file = ""; next }
+  in_block && /^```$/ { in_block = 0; close(out "/" file); next }
+  in_block {
+    if (file == "") {
+      if (!match($0, /^\/\/ [a-z.-]+\.ts/)) { print "consumers: a Quickstart ts block does not start with // <file>.ts: " $0 > "/dev/stderr"; exit 1 }
+      file = substr($0, 4, RLENGTH - 3)
+    }
+    print > (out "/" file)
+  }' README.md
+blocks="$(ls "$quickstart")"
+[[ "$(wc -l <<<"$blocks")" -ge 5 && "$blocks" == *main.ts* ]] \
+  || { echo "consumers: expected the README Quickstart to hold at least 5 files including main.ts, got: $blocks" >&2; exit 1; }
+cat >"$work/nest11-jest30/tsconfig.quickstart.json" <<'JSON'
+{
+  "extends": "./tsconfig.json",
+  "compilerOptions": { "strict": true, "noImplicitAny": true, "strictBindCallApply": true, "noEmit": true, "incremental": false },
+  "include": ["quickstart"]
+}
+JSON
+(cd "$work/nest11-jest30" && timeout 120 node_modules/.bin/tsc -p tsconfig.quickstart.json)
+echo "consumers: README quickstart ($(tr '\n' ' ' <<<"$blocks")) compiles with strict: true against the installed package"
