@@ -15,7 +15,7 @@ line="${2:-26}"
 target="$root/.node/$line"
 
 # The e2e files that run on every extra Node line: startup/shutdown (pg's socket handling), the
-# query path and routing (AsyncLocalStorage scopes), events, hygiene and health. About a quarter
+# query path and routing (AsyncLocalStorage scopes), events, hygiene, health and TLS (OpenSSL). About a quarter
 # of the suite's run time; the whole suite runs on the default Node.
 subset=(
   'test/lifecycle-(startup|shutdown)\.e2e-spec\.ts$'
@@ -24,6 +24,7 @@ subset=(
   'test/events-pool\.e2e-spec\.ts$'
   'test/hygiene-(release|validation)\.e2e-spec\.ts$'
   'test/health-indicator\.e2e-spec\.ts$'
+  'test/tls-connections\.e2e-spec\.ts$'
 )
 
 install_node() {
