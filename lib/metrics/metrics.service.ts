@@ -5,6 +5,7 @@ import { PoolCluster } from '../core/pool-cluster.js';
 import { METRICS_CONFIG, METRICS_OWNER } from './metrics.constants.js';
 import type { ResolvedMetricsOptions } from './metrics.options.js';
 import { snapshotPools, type PoolMetricsSnapshot } from './metrics.snapshot.js';
+import { startOpenTelemetryMetrics, type OpenTelemetryMetrics } from './otel.metrics.js';
 import { registerPoolMetrics, type PoolMetricsRegistration } from './prometheus.collector.js';
 
 /**
@@ -16,6 +17,7 @@ export class PoolMetricsService implements OnModuleInit, OnApplicationBootstrap,
   #clusters: PoolCluster[] | undefined;
   #bootstrapped = false;
   #registration: PoolMetricsRegistration | undefined;
+  #openTelemetry: OpenTelemetryMetrics | undefined;
 
   constructor(
     @Inject(METRICS_CONFIG) private readonly config: ResolvedMetricsOptions,
@@ -27,8 +29,10 @@ export class PoolMetricsService implements OnModuleInit, OnApplicationBootstrap,
     return this.owner === this.config;
   }
 
-  onModuleInit(): void {
-    if (this.isOwner && this.config.enabled) this.#register();
+  async onModuleInit(): Promise<void> {
+    if (!this.isOwner || !this.config.enabled) return;
+    this.#register();
+    if (this.config.openTelemetry) this.#openTelemetry = await startOpenTelemetryMetrics(this.config.openTelemetry, () => this.clusters());
   }
 
   onApplicationBootstrap(): void {
@@ -37,6 +41,8 @@ export class PoolMetricsService implements OnModuleInit, OnApplicationBootstrap,
   }
 
   onApplicationShutdown(): void {
+    this.#openTelemetry?.stop();
+    this.#openTelemetry = undefined;
     this.#registration?.unregister();
     this.#registration = undefined;
   }
