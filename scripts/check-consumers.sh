@@ -5,7 +5,9 @@
 #     and cjs-app.cts there with tsc against the packed typings (NodeNext; and cjs-app once more
 #     with the classic `module: commonjs` + `moduleResolution: node10` settings of older CommonJS
 #     Nest apps), and runs the three builds against the local cluster's replicas (the other
-#     packages there are symlinks to the root node_modules);
+#     packages there are symlinks to the root node_modules); then otel-spans-app.cts, with
+#     tracing loaded by `node --require` as OpenTelemetry documents it, checks that
+#     @opentelemetry/instrumentation-pg spans carry the port of the node that served each query;
 #  2. installs it into two NestJS 11 apps shaped like the Nest CLI starter (test/consumer/nest11-app
 #     with the package.json + lockfile of test/consumer/nest11-jest29 and nest11-jest30: CommonJS,
 #     ts-jest, the starter's jest config) and runs each app's own `jest` (`npm test`), whose spec
@@ -43,10 +45,10 @@ mkdir -p "$app/node_modules/nestjs-pg-pools" "$app/src"
 tar -xzf "$work/$tarball" -C "$app/node_modules/nestjs-pg-pools" --strip-components=1
 # Only the required peers (no @nestjs/terminus: it is optional) plus the library's own dependencies.
 mkdir -p "$app/node_modules/@nestjs"
-for dep in @nestjs/common @nestjs/core @types pg rxjs reflect-metadata prom-client; do
+for dep in @nestjs/common @nestjs/core @types @opentelemetry pg rxjs reflect-metadata prom-client; do
   ln -s "$root/node_modules/$dep" "$app/node_modules/$dep"
 done
-cp test/consumer/esm-app.mts test/consumer/cjs-app.cts "$app/src/"
+cp test/consumer/esm-app.mts test/consumer/cjs-app.cts test/consumer/otel-tracing.cts test/consumer/otel-spans-app.cts "$app/src/"
 mkdir -p "$app/classic"
 cp test/consumer/cjs-app.cts "$app/classic/cjs-app.ts"
 cat >"$app/package.json" <<'JSON'
@@ -66,7 +68,7 @@ cat >"$app/tsconfig.json" <<'JSON'
     "rootDir": "src",
     "outDir": "out"
   },
-  "files": ["src/esm-app.mts", "src/cjs-app.cts"]
+  "files": ["src/esm-app.mts", "src/cjs-app.cts", "src/otel-tracing.cts", "src/otel-spans-app.cts"]
 }
 JSON
 cat >"$app/tsconfig.classic.json" <<'JSON'
@@ -111,6 +113,7 @@ cd "$app"
 timeout 60 node out/esm-app.mjs
 CONSUMER_LABEL='cjs consumer (NodeNext .cts)' timeout 60 node out/cjs-app.cjs
 CONSUMER_LABEL='cjs consumer (module commonjs, node10)' timeout 60 node out-classic/cjs-app.js
+timeout 60 node --require ./out/otel-tracing.cjs out/otel-spans-app.cjs
 
 cd "$root"
 
