@@ -7,7 +7,8 @@
 #     Nest apps), and runs the three builds against the local cluster's replicas (the other
 #     packages there are symlinks to the root node_modules); then otel-spans-app.cts, with
 #     tracing loaded by `node --require` as OpenTelemetry documents it, checks that
-#     @opentelemetry/instrumentation-pg spans carry the port of the node that served each query;
+#     @opentelemetry/instrumentation-pg spans carry the port of the node that served each query,
+#     and esm-jest.spec.mjs runs as a NestJS 12 app's spec under Jest in native ESM mode;
 #  2. installs it into two NestJS 11 apps shaped like the Nest CLI starter (test/consumer/nest11-app
 #     with the package.json + lockfile of test/consumer/nest11-jest29 and nest11-jest30: CommonJS,
 #     ts-jest, the starter's jest config) and runs each app's own `jest` (`npm test`), whose spec
@@ -45,7 +46,7 @@ mkdir -p "$app/node_modules/nestjs-pg-pools" "$app/src"
 tar -xzf "$work/$tarball" -C "$app/node_modules/nestjs-pg-pools" --strip-components=1
 # Only the required peers (no @nestjs/terminus: it is optional) plus the library's own dependencies.
 mkdir -p "$app/node_modules/@nestjs"
-for dep in @nestjs/common @nestjs/core @types @opentelemetry pg rxjs reflect-metadata prom-client; do
+for dep in @nestjs/common @nestjs/core @nestjs/testing @types @opentelemetry pg rxjs reflect-metadata prom-client; do
   ln -s "$root/node_modules/$dep" "$app/node_modules/$dep"
 done
 cp test/consumer/esm-app.mts test/consumer/cjs-app.cts test/consumer/otel-tracing.cts test/consumer/otel-spans-app.cts "$app/src/"
@@ -114,6 +115,13 @@ timeout 60 node out/esm-app.mjs
 CONSUMER_LABEL='cjs consumer (NodeNext .cts)' timeout 60 node out/cjs-app.cjs
 CONSUMER_LABEL='cjs consumer (module commonjs, node10)' timeout 60 node out-classic/cjs-app.js
 timeout 60 node --require ./out/otel-tracing.cjs out/otel-spans-app.cjs
+# A NestJS 12 app's spec under Jest in native ESM mode (the ES module build, `import` condition).
+mkdir -p "$app/jest-esm"
+cp "$root/test/consumer/esm-jest.spec.mjs" "$app/jest-esm/"
+echo '{ "testEnvironment": "node", "transform": {}, "testMatch": ["<rootDir>/*.spec.mjs"] }' >"$app/jest-esm/jest.config.json"
+echo "consumers: NestJS 12 app under Jest (--experimental-vm-modules, no transform)"
+timeout 120 node --experimental-vm-modules "$root/node_modules/jest/bin/jest.js" -c jest-esm/jest.config.json --rootDir jest-esm --ci 2>&1 \
+  | grep -v 'ExperimentalWarning\|--trace-warnings'
 
 cd "$root"
 
