@@ -173,6 +173,34 @@ export interface MetricsOptions {
    * Nest; their dependencies must be global providers) or instances. Default: none (open).
    */
   guards?: Array<Type<CanActivate> | CanActivate>;
+  /**
+   * Also report the pool metrics through OpenTelemetry, under the semantic-convention names
+   * (`db.client.connection.count`, `.idle.max`, `.idle.min`, `.max`, `.pending_requests`,
+   * `.timeouts`, `.create_time`, `.wait_time`, `.use_time`, each with
+   * `db.client.connection.pool.name` = `<database>/<node>`), plus `nestjs_pg_pools.routing.statements`
+   * and `nestjs_pg_pools.replica.lag`.
+   * - `true`: the global MeterProvider of `@opentelemetry/api` (an optional peer, ^1.9; it must be
+   *   installed, else the app fails to start with an error saying so).
+   * - `{ meterProvider }`: that provider (e.g. an `@opentelemetry/sdk-metrics` MeterProvider);
+   *   `@opentelemetry/api` is then not loaded.
+   *
+   * The histograms subscribe to the pool events, which costs one small object per acquire and
+   * release while enabled. Default: `false` (off).
+   */
+  openTelemetry?: boolean | OpenTelemetryMetricsOptions;
+}
+
+/** `metrics.openTelemetry` as an object. */
+export interface OpenTelemetryMetricsOptions {
+  /** The MeterProvider to create the meter from. Default: the global one of `@opentelemetry/api`. */
+  meterProvider?: OpenTelemetryMeterProvider;
+  /** Name of the meter (the instrumentation scope). Default: `nestjs-pg-pools`. */
+  meterName?: string;
+}
+
+/** The part of an OpenTelemetry `MeterProvider` the module uses (so the typings need no `@opentelemetry/api`). */
+export interface OpenTelemetryMeterProvider {
+  getMeter(name: string, version?: string, options?: { schemaUrl?: string }): unknown;
 }
 
 /**

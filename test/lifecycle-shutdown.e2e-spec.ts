@@ -130,11 +130,17 @@ describe('a killed idle connection', () => {
     const app = await start([opts], logger);
     const db = app.get(DatabaseService);
     const replicaPools = app.get<Pool[]>(getPoolToken(undefined, 'replicas'));
-    const killed = (await Promise.all([primary, replica1, replica2].map((port) => terminateSessions(port, opts.applicationName!)))).flat();
+    const pools = [app.get<Pool>(getPoolToken()), ...replicaPools];
+    const removed = pools.map(() => 0);
+    pools.forEach((pool, i) => pool.on('remove', () => removed[i]!++));
+    const killedPerServer = await Promise.all([primary, replica1, replica2].map((port) => terminateSessions(port, opts.applicationName!)));
     // 2 per server; a 57P01 on one connection may make the pool close its idle sibling first.
-    expect(killed.length).toBeGreaterThanOrEqual(3);
-    // Give the pools time to see the connections die while idle.
-    await waitUntil(() => app.get<Pool>(getPoolToken()).totalCount, (n) => n < 2, 2000);
+    expect(killedPerServer.flat().length).toBeGreaterThanOrEqual(3);
+    // Give every pool (not only the primary's) time to see its connections die while idle: a raw
+    // pg.Pool that has not read the server's 57P01 yet hands the dead client to the next query.
+    const seen = () => pools.every((_, i) => removed[i]! >= killedPerServer[i]!.length);
+    await waitUntil(seen, (done) => done, 5000);
+    expect(removed.map((n, i) => n >= killedPerServer[i]!.length)).toEqual([true, true, true]);
 
     const answer = (await db.query<Answer>(WHO_ANSWERS)).rows[0]!;
     expect(answer).toMatchObject({ port: primary, inRecovery: false });

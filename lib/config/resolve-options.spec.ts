@@ -117,6 +117,31 @@ describe('resolveOptions: precedence preset < explicit < environment', () => {
     ]);
   });
 
+  it('keeps every per-replica option given in code (ssl, max, options, ...) when DB_REPLICA_URLS replaces the connections', () => {
+    const ssl = { ca: 'CA PEM', rejectUnauthorized: true };
+    const resolved = resolve(
+      {
+        replicas: [
+          { connectionString: REPLICA_URL, name: 'east', weight: 3, max: 4, ssl, options: '-c search_path=app' },
+          { host: 'ignored', port: 1, user: 'u', password: 'code-pw', database: 'd', max: 2, ssl: false },
+        ],
+      },
+      { DB_REPLICA_URLS: 'postgres://app:pw@r1:7001/app,postgres://app:pw@r2:7002/app?sslmode=verify-full,postgres://app:pw@r3:7003/app' },
+    );
+    expect(resolved.replicas.map((r) => [r.name, r.weight, r.max, r.address])).toEqual([
+      ['east', 3, 4, 'r1:7001'],
+      ['replica-2', 1, 2, 'r2:7002'],
+      ['replica-3', 1, expect.any(Number), 'r3:7003'],
+    ]);
+    expect(resolved.replicas[0]!.poolConfig).toMatchObject({ connectionString: 'postgres://app:pw@r1:7001/app', ssl });
+    expect(resolved.replicas[0]!.poolConfig.options).toContain('-c search_path=app');
+    // The URL's connection fields win; the URL (with its sslmode) goes to pg as given.
+    expect(resolved.replicas[1]!.poolConfig).toMatchObject({ connectionString: 'postgres://app:pw@r2:7002/app?sslmode=verify-full', ssl: false });
+    for (const key of ['host', 'port', 'user', 'password', 'database'] as const) expect(resolved.replicas[1]!.poolConfig[key]).toBeUndefined();
+    expect(resolved.replicas[2]!.poolConfig.ssl).toBeUndefined();
+    expect(resolved.secrets).not.toContain('code-pw');
+  });
+
   it('uses DB_<NAME>_ variables for a named database and ignores the default ones', () => {
     expect(envPrefix('default')).toBe('DB_');
     expect(envPrefix('analytics')).toBe('DB_ANALYTICS_');

@@ -602,6 +602,19 @@ function envReplicaList(env: Env, name: string): NodeOptions[] | undefined {
 }
 
 /**
+ * A node from `DB_PRIMARY_URL` or a `DB_REPLICA_URLS` entry: the URL replaces the connection
+ * fields given in code (connectionString, host, port, user, password, database); every other
+ * field of the node in code at the same position is kept (name, weight, pool settings, `ssl`,
+ * `options`, ...). TLS parameters in the URL (sslmode, sslrootcert, sslcert, sslkey) then take
+ * precedence over `ssl` from code, as pg applies them.
+ */
+function withEnvUrl(given: unknown, url: string): NodeOptions {
+  const node = given !== null && typeof given === 'object' && !Array.isArray(given) ? (given as NodeOptions) : {};
+  const { connectionString: _c, host: _h, port: _p, user: _u, password: _pw, database: _d, ...rest } = node;
+  return { ...rest, connectionString: url };
+}
+
+/**
  * Merges preset < explicit options < `DB_*` environment overrides, validates everything and
  * returns the settings each pool is built from. Throws one `PoolConfigurationError` on the
  * first invalid value.
@@ -628,9 +641,7 @@ export function resolveOptions(input: PoolModuleOptions & { name?: string; isGlo
   const primaryUrl = envEnv('PRIMARY_URL');
   if (primaryUrl !== undefined && primaryUrl !== '') {
     checkUrl(envField(`${prefix}PRIMARY_URL`), primaryUrl);
-    const { connectionString: _c, host: _h, port: _p, user: _u, password: _pw, database: _d, ...rest } =
-      (input.primary ?? {}) as NodeOptions;
-    primaryRaw = { ...rest, connectionString: primaryUrl };
+    primaryRaw = withEnvUrl(input.primary, primaryUrl);
   }
   if (primaryRaw === undefined) {
     fail(optionField('primary'), `a connection object, or the ${prefix}PRIMARY_URL environment variable`, undefined);
@@ -640,8 +651,8 @@ export function resolveOptions(input: PoolModuleOptions & { name?: string; isGlo
   let replicasRaw: unknown = input.replicas ?? [];
   const envReplicas = envReplicaList(env, `${prefix}REPLICA_URLS`);
   if (envReplicas) {
-    const given = Array.isArray(input.replicas) ? input.replicas : [];
-    replicasRaw = envReplicas.map((r, i) => ({ name: given[i]?.name, weight: given[i]?.weight, ...r }));
+    const given: unknown[] = Array.isArray(input.replicas) ? input.replicas : [];
+    replicasRaw = envReplicas.map((r, i) => withEnvUrl(given[i], r.connectionString!));
   }
   if (!Array.isArray(replicasRaw)) fail(optionField('replicas'), 'an array of connection objects', replicasRaw);
 

@@ -19,6 +19,21 @@ describe('resolveMetricsOptions', () => {
     });
   });
 
+  it('openTelemetry: off by default; true = the global provider; an object names its provider and meter; bad values name the field', () => {
+    expect(resolveMetricsOptions(undefined).openTelemetry).toBeUndefined();
+    expect(resolveMetricsOptions({ openTelemetry: false }).openTelemetry).toBeUndefined();
+    expect(resolveMetricsOptions({ openTelemetry: true }).openTelemetry).toEqual({ meterProvider: undefined, meterName: 'nestjs-pg-pools' });
+    const meterProvider = { getMeter: () => ({}) };
+    const given = resolveMetricsOptions({ openTelemetry: { meterProvider, meterName: 'billing-db' } });
+    expect(given.openTelemetry).toEqual({ meterProvider, meterName: 'billing-db' });
+    expect(JSON.parse(JSON.stringify(given)).openTelemetry).toEqual({ meterProvider: 'given', meterName: 'billing-db' });
+    const bad = (value: unknown) => () => resolveMetricsOptions({ openTelemetry: value } as never);
+    expect(bad('yes')).toThrow('Invalid option `metrics.openTelemetry`: expected true, false or { meterProvider, meterName }, got "yes" (string).');
+    expect(bad({ meterProvider: {} })).toThrow('Invalid option `metrics.openTelemetry.meterProvider`: expected an OpenTelemetry MeterProvider (an object with getMeter()), got');
+    expect(bad({ meterName: '' })).toThrow('Invalid option `metrics.openTelemetry.meterName`: expected a non-empty string, got "" (string).');
+    expect(bad({ provider: meterProvider })).toThrow(PoolConfigurationError);
+  });
+
   it('normalises paths, derives the dashboard path from jsonPath, accepts prometheusPath false', () => {
     const r = resolveMetricsOptions({ prometheusPath: false, jsonPath: '/ops/pools/', dashboard: true });
     expect(r).toMatchObject({ prometheusPath: false, jsonPath: 'ops/pools', dashboardPath: 'ops/pools/dashboard', dashboard: true });
@@ -40,6 +55,7 @@ describe('resolveMetricsOptions', () => {
       dashboardPath: 'metrics/db-pool/dashboard',
       registry: 'given',
       guards: ['TokenGuard', 'Object'],
+      openTelemetry: false,
     });
   });
 
@@ -52,7 +68,7 @@ describe('resolveMetricsOptions', () => {
     [{ guards: 'AuthGuard' }, 'Invalid option `metrics.guards`: expected an array of guard classes or instances (CanActivate), got "AuthGuard" (string).'],
     [{ guards: [{}] }, 'Invalid option `metrics.guards[0]`: expected a guard class or an object with canActivate(), got an empty object {}.'],
     [{ jsonPath: 'metrics' }, 'Invalid option `metrics`: expected distinct paths for prometheusPath, jsonPath and dashboardPath, got "metrics, metrics, metrics/dashboard" (string).'],
-    [{ dashbord: true }, 'Invalid option `metrics.dashbord`: expected one of the known options (enabled, prometheusPath, jsonPath, dashboard, dashboardPath, registry, guards), got true (boolean).'],
+    [{ dashbord: true }, 'Invalid option `metrics.dashbord`: expected one of the known options (enabled, prometheusPath, jsonPath, dashboard, dashboardPath, registry, guards, openTelemetry), got true (boolean).'],
   ])('rejects %j with one error naming the field', (input, message) => {
     expect(() => resolveMetricsOptions(input as never)).toThrow(PoolConfigurationError);
     expect(() => resolveMetricsOptions(input as never)).toThrow(message);

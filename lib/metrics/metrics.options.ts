@@ -3,7 +3,7 @@ import { MAX_TIMER_MS, msRange } from '../config/timer-limit.js';
 import type { Registry, RegistryContentType } from 'prom-client';
 import { describeValue } from '../config/redact.js';
 import { PoolConfigurationError } from '../pool.exceptions.js';
-import type { AlertOptions, MetricsOptions } from '../pool.interfaces.js';
+import type { AlertOptions, MetricsOptions, OpenTelemetryMeterProvider } from '../pool.interfaces.js';
 
 export type MetricsGuard = Type<CanActivate> | CanActivate;
 
@@ -17,6 +17,14 @@ export interface ResolvedMetricsOptions {
   readonly dashboardPath: string;
   readonly registry: Registry<RegistryContentType> | undefined;
   readonly guards: readonly MetricsGuard[];
+  /** `undefined`: OpenTelemetry off. */
+  readonly openTelemetry: ResolvedOpenTelemetryOptions | undefined;
+}
+
+export interface ResolvedOpenTelemetryOptions {
+  /** `undefined`: the global MeterProvider of `@opentelemetry/api`. */
+  readonly meterProvider: OpenTelemetryMeterProvider | undefined;
+  readonly meterName: string;
 }
 
 export interface ResolvedAlertOptions {
@@ -29,7 +37,8 @@ export interface ResolvedAlertOptions {
   readonly log: boolean;
 }
 
-const METRICS_KEYS = new Set(['enabled', 'prometheusPath', 'jsonPath', 'dashboard', 'dashboardPath', 'registry', 'guards']);
+const METRICS_KEYS = new Set(['enabled', 'prometheusPath', 'jsonPath', 'dashboard', 'dashboardPath', 'registry', 'guards', 'openTelemetry']);
+const OTEL_KEYS = new Set(['meterProvider', 'meterName']);
 const ALERT_KEYS = new Set(['enabled', 'waitingThreshold', 'usageWarn', 'usageCritical', 'cooldownMs', 'intervalMs', 'log']);
 
 export function fail(path: string, expected: string, value: unknown, hint?: string): never {
@@ -82,6 +91,20 @@ function isGuard(value: unknown): value is MetricsGuard {
   return typeof value === 'function' || (typeof value === 'object' && value !== null && typeof (value as CanActivate).canActivate === 'function');
 }
 
+function resolveOpenTelemetry(raw: unknown): ResolvedOpenTelemetryOptions | undefined {
+  if (raw === undefined || raw === false) return undefined;
+  if (raw === true) return { meterProvider: undefined, meterName: 'nestjs-pg-pools' };
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) fail('metrics.openTelemetry', 'true, false or { meterProvider, meterName }', raw);
+  const input = checkObject('metrics.openTelemetry', raw, OTEL_KEYS);
+  const provider = input.meterProvider as OpenTelemetryMeterProvider | undefined;
+  if (provider !== undefined && (provider === null || typeof provider !== 'object' || typeof provider.getMeter !== 'function')) {
+    fail('metrics.openTelemetry.meterProvider', 'an OpenTelemetry MeterProvider (an object with getMeter())', provider);
+  }
+  const meterName = input.meterName ?? 'nestjs-pg-pools';
+  if (typeof meterName !== 'string' || meterName.trim() === '') fail('metrics.openTelemetry.meterName', 'a non-empty string', meterName);
+  return { meterProvider: provider, meterName };
+}
+
 /** Validates `metrics` (the same rules in `forRoot`, `forRootAsync` and the options resolver). */
 export function resolveMetricsOptions(raw: MetricsOptions | undefined): ResolvedMetricsOptions {
   const input = checkObject('metrics', raw, METRICS_KEYS);
@@ -102,7 +125,10 @@ export function resolveMetricsOptions(raw: MetricsOptions | undefined): Resolved
   guards.forEach((g, i) => {
     if (!isGuard(g)) fail(`metrics.guards[${i}]`, 'a guard class or an object with canActivate()', g);
   });
-  const resolved: ResolvedMetricsOptions = { enabled, prometheusPath, jsonPath, dashboard, dashboardPath, registry: input.registry as Registry<RegistryContentType> | undefined, guards };
+  const openTelemetry = resolveOpenTelemetry(input.openTelemetry);
+  const resolved: ResolvedMetricsOptions = {
+    enabled, prometheusPath, jsonPath, dashboard, dashboardPath, registry: input.registry as Registry<RegistryContentType> | undefined, guards, openTelemetry,
+  };
   // Nest hashes module metadata (and people log options): describe the registry and guards, do not walk them.
   Object.defineProperty(resolved, 'toJSON', {
     enumerable: false,
@@ -110,6 +136,7 @@ export function resolveMetricsOptions(raw: MetricsOptions | undefined): Resolved
       enabled, prometheusPath, jsonPath, dashboard, dashboardPath,
       registry: resolved.registry === undefined ? 'own' : 'given',
       guards: guards.map((g) => (typeof g === 'function' ? g.name : (g.constructor?.name ?? 'guard'))),
+      openTelemetry: openTelemetry === undefined ? false : { meterProvider: openTelemetry.meterProvider === undefined ? 'global' : 'given', meterName: openTelemetry.meterName },
     }),
   });
   return resolved;

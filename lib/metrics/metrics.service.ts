@@ -4,6 +4,7 @@ import { PoolRegistry } from '../core/cluster-registry.js';
 import type { PoolCluster } from '../core/pool-cluster.js';
 import { resolveMetricsOptions, type ResolvedMetricsOptions } from './metrics.options.js';
 import { snapshotPools, type PoolMetricsSnapshot } from './metrics.snapshot.js';
+import { startOpenTelemetryMetrics, type OpenTelemetryMetrics } from './otel.metrics.js';
 import { registerPoolMetrics, type PoolMetricsRegistration } from './prometheus.collector.js';
 
 /**
@@ -13,6 +14,7 @@ import { registerPoolMetrics, type PoolMetricsRegistration } from './prometheus.
 @Injectable()
 export class PoolMetricsService implements OnModuleInit, OnApplicationShutdown {
   #registration: PoolMetricsRegistration | undefined;
+  #openTelemetry: OpenTelemetryMetrics | undefined;
 
   #defaults: ResolvedMetricsOptions | undefined;
 
@@ -23,11 +25,15 @@ export class PoolMetricsService implements OnModuleInit, OnApplicationShutdown {
     return this.databases.metricsOptions() ?? (this.#defaults ??= resolveMetricsOptions(undefined));
   }
 
-  onModuleInit(): void {
-    if (this.config.enabled) this.#register();
+  async onModuleInit(): Promise<void> {
+    if (!this.config.enabled) return;
+    this.#register();
+    if (this.config.openTelemetry) this.#openTelemetry = await startOpenTelemetryMetrics(this.config.openTelemetry, () => this.clusters());
   }
 
   onApplicationShutdown(): void {
+    this.#openTelemetry?.stop();
+    this.#openTelemetry = undefined;
     this.#registration?.unregister();
     this.#registration = undefined;
   }

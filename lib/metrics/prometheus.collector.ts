@@ -16,7 +16,7 @@ interface MetricValue {
 }
 
 /** One node as the collectors see it. */
-interface NodeView {
+export interface NodeView {
   node: NodePool;
   replica: ReplicaState | undefined;
   labels: Labels;
@@ -179,7 +179,8 @@ function buildMetrics(views: () => NodeView[]): ScrapeMetric[] {
   ];
 }
 
-function nodeViews(clusters: readonly PoolCluster[]): NodeView[] {
+/** Every node of the open `clusters`, with its Prometheus labels (also read by the OpenTelemetry metrics). */
+export function nodeViews(clusters: readonly PoolCluster[]): NodeView[] {
   const views: NodeView[] = [];
   for (const cluster of clusters) {
     if (cluster.closed) continue;

@@ -1,6 +1,7 @@
 // An ECMAScript-module application that consumes the packed library the way a user installs it.
 // scripts/check-consumers.sh compiles it with tsc (NodeNext) against the packed typings and runs it.
 import 'reflect-metadata';
+import { createRequire } from 'node:module';
 import { Injectable, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { DatabaseService, InjectDatabase, PoolModule } from 'nestjs-pg-pools';
@@ -44,13 +45,20 @@ setTimeout(() => {
   process.exit(1);
 }, 30_000).unref();
 
+// No dual-package hazard: Node resolves require() and import of the package to the same ES module
+// (the `module-sync` export condition), so there is one DatabaseService token however it is loaded.
+const required = createRequire(import.meta.url)('nestjs-pg-pools') as { DatabaseService: unknown };
+if (required.DatabaseService !== DatabaseService) {
+  throw new Error('Expected require() and import of nestjs-pg-pools to give the same DatabaseService, got two copies.');
+}
+
 const app = await NestFactory.createApplicationContext(ConsumerModule, { logger: ['error', 'warn'] });
 try {
   const answer = await app.get(ReplicaReader).whoAnswers();
   if (answer.in_recovery !== true || answer.port !== Number(env('PG_REPLICA1_PORT'))) {
     throw new Error(`Expected the read to be answered by the replica on port ${env('PG_REPLICA1_PORT')}, got ${JSON.stringify(answer)}.`);
   }
-  console.log(`esm consumer: import from 'nestjs-pg-pools' loaded; replica on port ${answer.port} answered the read (pg_is_in_recovery = true)`);
+  console.log(`esm consumer: import from 'nestjs-pg-pools' loaded (same module as require()); replica on port ${answer.port} answered the read (pg_is_in_recovery = true)`);
 } finally {
   await app.close();
 }
