@@ -40,6 +40,9 @@ export interface ResolvedNode {
   readonly validateIdleAfterMs: number;
   readonly leakDetectionThresholdMs: number;
   readonly keepAliveMs: number;
+  readonly connectTimeoutMs: number;
+  readonly queryTimeoutMs: number;
+  readonly validationTimeoutMs: number;
   /** Behind PgBouncer in transaction mode: no startup `options`, no named statements, `SET LOCAL` in transactions. */
   readonly pgbouncer: boolean;
   /** Session time zone; in PgBouncer mode sent as the tracked `TimeZone` startup parameter. */
@@ -85,7 +88,7 @@ export interface ResolvedOptions {
 const TOP_LEVEL_KEYS = new Set([
   'name', 'isGlobal', 'primary', 'replicas', 'preset', 'min', 'max', 'acquireTimeoutMs', 'idleTimeoutMs',
   'statementTimeoutMs', 'maxUses', 'maxLifetimeMs', 'validateIdleAfterMs', 'leakDetectionThresholdMs',
-  'keepAliveMs', 'applicationName', 'timezone', 'onConnect', 'lazy', 'retryAttempts', 'retryDelayMs',
+  'keepAliveMs', 'connectTimeoutMs', 'queryTimeoutMs', 'validationTimeoutMs', 'applicationName', 'timezone', 'onConnect', 'lazy', 'retryAttempts', 'retryDelayMs',
   'instances', 'sizingAdvisor', 'shutdownTimeoutMs', 'slowQueryMs', 'routing', 'breaker', 'metrics',
   'alerts', 'pgbouncer', 'env',
 ]);
@@ -97,7 +100,7 @@ const BREAKER_KEYS = new Set(['failureThreshold', 'resetTimeoutMs']);
 const STRATEGIES: readonly RoutingStrategy[] = ['round-robin', 'random', 'weighted', 'least-busy'];
 const NODE_POOL_KEYS = [
   'min', 'max', 'acquireTimeoutMs', 'idleTimeoutMs', 'statementTimeoutMs', 'maxUses', 'maxLifetimeMs',
-  'validateIdleAfterMs', 'leakDetectionThresholdMs', 'keepAliveMs',
+  'validateIdleAfterMs', 'leakDetectionThresholdMs', 'keepAliveMs', 'connectTimeoutMs', 'queryTimeoutMs', 'validationTimeoutMs',
 ] as const;
 const NODE_KEYS = new Set<string>([
   ...NODE_POOL_KEYS, 'name', 'weight',
@@ -194,7 +197,7 @@ function checkNodeKeys(node: Record<string, unknown>, path: string): void {
     if (guess !== undefined) {
       fail(
         optionField(`${path}.${key}`),
-        'a pg.PoolConfig field or one of name, weight, min, max, acquireTimeoutMs, idleTimeoutMs, statementTimeoutMs, maxUses, maxLifetimeMs, validateIdleAfterMs, leakDetectionThresholdMs, keepAliveMs',
+        'a pg.PoolConfig field or one of name, weight, min, max, acquireTimeoutMs, idleTimeoutMs, statementTimeoutMs, maxUses, maxLifetimeMs, validateIdleAfterMs, leakDetectionThresholdMs, keepAliveMs, connectTimeoutMs, queryTimeoutMs, validationTimeoutMs',
         node[key],
         `Did you mean \`${path}.${guess}\`?`,
         looksSecret(key, guess),
@@ -343,6 +346,7 @@ function resolveNode(
   const {
     name: _name, weight: _weight, acquireTimeoutMs: _a, idleTimeoutMs: _i, statementTimeoutMs: _s,
     maxLifetimeMs: _l, validateIdleAfterMs: _v, leakDetectionThresholdMs: _k, keepAliveMs: _ka,
+    connectTimeoutMs: _ct, queryTimeoutMs: _qt, validationTimeoutMs: _vt,
     ...pgFields
   } = node as NodeOptions & Record<string, unknown>;
   const pool = plainPoolValues(values);
@@ -436,6 +440,9 @@ const POOL_MINIMUM: Record<PoolKey, number> = {
   validateIdleAfterMs: 0,
   leakDetectionThresholdMs: 0,
   keepAliveMs: 0,
+  connectTimeoutMs: 1,
+  queryTimeoutMs: 0,
+  validationTimeoutMs: 1,
 };
 
 function checkPoolValue(key: PoolKey, v: PoolValue): void {
@@ -467,7 +474,8 @@ function basePoolValues(input: PoolModuleOptions, preset: PoolPreset, env: Env, 
     maxLifetimeMs: 1_800_000,
     validateIdleAfterMs: 500,
     leakDetectionThresholdMs: 0,
-    keepAliveMs: 0,
+    // Derived from statementTimeoutMs in plainPoolValues.
+    queryTimeoutMs: -1,
   };
   const values = {} as PoolValues;
   for (const key of NODE_POOL_KEYS) {
@@ -505,8 +513,13 @@ function overridePoolValues(base: PoolValues, node: Record<string, unknown>, pat
 function plainPoolValues(values: PoolValues): Record<PoolKey, number> {
   const out = {} as Record<PoolKey, number>;
   for (const key of NODE_POOL_KEYS) out[key] = values[key].value;
+  // The client-side deadline sits past the server's own statement_timeout, so the server's fires first.
+  if (out.queryTimeoutMs === -1) out.queryTimeoutMs = out.statementTimeoutMs > 0 ? out.statementTimeoutMs + QUERY_DEADLINE_GRACE_MS : 0;
   return out;
 }
+
+/** How far past `statementTimeoutMs` the default client-side statement deadline (`queryTimeoutMs`) lies. */
+export const QUERY_DEADLINE_GRACE_MS = 5000;
 
 function resolvePreset(options: PoolModuleOptions, env: Env): PoolPreset {
   if (options.preset !== undefined) return checkEnum(optionField('preset'), options.preset, PRESET_NAMES);
