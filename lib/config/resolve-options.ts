@@ -79,6 +79,7 @@ export interface ResolvedOptions {
     readonly readOnlyInTransaction: ReadOnlyInTransaction;
   };
   readonly breaker: { readonly failureThreshold: number; readonly resetTimeoutMs: number };
+  readonly monitor: { readonly enabled: boolean; readonly intervalMs: number; readonly timeoutMs: number };
   readonly metrics: ResolvedMetricsOptions;
   readonly alerts: ResolvedAlertOptions;
   /** Secrets found in the configuration, used to scrub driver messages. */
@@ -89,7 +90,7 @@ const TOP_LEVEL_KEYS = new Set([
   'name', 'isGlobal', 'primary', 'replicas', 'preset', 'min', 'max', 'acquireTimeoutMs', 'idleTimeoutMs',
   'statementTimeoutMs', 'maxUses', 'maxLifetimeMs', 'validateIdleAfterMs', 'leakDetectionThresholdMs',
   'keepAliveMs', 'connectTimeoutMs', 'queryTimeoutMs', 'validationTimeoutMs', 'applicationName', 'timezone', 'onConnect', 'lazy', 'retryAttempts', 'retryDelayMs',
-  'instances', 'sizingAdvisor', 'shutdownTimeoutMs', 'slowQueryMs', 'routing', 'breaker', 'metrics',
+  'instances', 'sizingAdvisor', 'shutdownTimeoutMs', 'slowQueryMs', 'routing', 'breaker', 'monitor', 'metrics',
   'alerts', 'pgbouncer', 'env',
 ]);
 const ROUTING_KEYS = new Set([
@@ -97,6 +98,7 @@ const ROUTING_KEYS = new Set([
   'lagCheckIntervalMs', 'consistency', 'consistencyHeader', 'readOnlyInTransaction',
 ]);
 const BREAKER_KEYS = new Set(['failureThreshold', 'resetTimeoutMs']);
+const MONITOR_KEYS = new Set(['enabled', 'intervalMs', 'timeoutMs']);
 const STRATEGIES: readonly RoutingStrategy[] = ['round-robin', 'random', 'weighted', 'least-busy'];
 const NODE_POOL_KEYS = [
   'min', 'max', 'acquireTimeoutMs', 'idleTimeoutMs', 'statementTimeoutMs', 'maxUses', 'maxLifetimeMs',
@@ -620,6 +622,15 @@ export function resolveOptions(input: PoolModuleOptions & { name?: string; isGlo
     failureThreshold: checkInt(optionField('breaker.failureThreshold'), pick(breakerIn.failureThreshold, 5), 1),
     resetTimeoutMs: checkInt(optionField('breaker.resetTimeoutMs'), pick(breakerIn.resetTimeoutMs, 10_000), 1),
   };
+  const monitorIn = input.monitor ?? {};
+  if (typeof monitorIn !== 'object' || monitorIn === null || Array.isArray(monitorIn)) fail(optionField('monitor'), 'an object', monitorIn);
+  checkKeys(monitorIn as Record<string, unknown>, MONITOR_KEYS, 'monitor.');
+  if (monitorIn.enabled !== undefined && typeof monitorIn.enabled !== 'boolean') fail(optionField('monitor.enabled'), 'true or false', monitorIn.enabled);
+  const monitor = {
+    enabled: monitorIn.enabled ?? true,
+    intervalMs: checkInt(optionField('monitor.intervalMs'), pick(monitorIn.intervalMs, 250), 10),
+    timeoutMs: checkInt(optionField('monitor.timeoutMs'), pick(monitorIn.timeoutMs, 600), 10),
+  };
   const metrics = resolveMetricsOptions(input.metrics);
   const alerts = resolveAlertOptions(input.alerts);
 
@@ -649,6 +660,7 @@ export function resolveOptions(input: PoolModuleOptions & { name?: string; isGlo
     pgbouncer,
     routing,
     breaker,
+    monitor,
     metrics,
     alerts,
     secrets: [],

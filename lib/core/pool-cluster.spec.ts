@@ -182,8 +182,8 @@ describe('PoolCluster routing', () => {
       for (let i = 0; i < 3; i++) expect((await cluster.read(scope, 'SELECT 1')).rows[0].node).toBe('r2');
       expect(served.filter((n) => n === 'primary')).toHaveLength(1);
       replica(cluster, 1).replayLsn = 0x2fffn;
-      (replica(cluster, 1).node.pool as { query: unknown }).query = () => Promise.resolve(result([{ replay: '0/2FFF' }]));
-      (replica(cluster, 0).node.pool as { query: unknown }).query = () => Promise.resolve(result([{ replay: '0/2000' }]));
+      (replica(cluster, 1).node as { systemQuery: unknown }).systemQuery = () => Promise.resolve(result([{ replay: '0/2FFF' }]));
+      (replica(cluster, 0).node as { systemQuery: unknown }).systemQuery = () => Promise.resolve(result([{ replay: '0/2000' }]));
       expect((await cluster.read(scope, 'SELECT 1')).rows[0].node).toBe('primary');
       expect(cluster.primary.counters.fallbacks).toBe(1);
     });
@@ -194,8 +194,8 @@ describe('PoolCluster routing', () => {
       replica(cluster, 0).replayLsn = 0x1000n;
       replica(cluster, 1).replayLsn = 0x1000n;
       const checks = jest.fn(() => Promise.resolve(result([{ replay: '0/3000' }])));
-      (replica(cluster, 0).node.pool as { query: unknown }).query = checks;
-      (replica(cluster, 1).node.pool as { query: unknown }).query = checks;
+      (replica(cluster, 0).node as { systemQuery: unknown }).systemQuery = checks;
+      (replica(cluster, 1).node as { systemQuery: unknown }).systemQuery = checks;
       const scope = readOnlyScope();
       markWrite(scope, 'default');
       const [a, b] = await Promise.all([cluster.read(scope, 'SELECT 1'), cluster.read(scope, 'SELECT 1')]);

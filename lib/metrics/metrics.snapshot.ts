@@ -159,7 +159,7 @@ export function snapshotNode(node: NodePool, replica: ReplicaState | undefined):
     banned,
     bannedUntil: banned ? replica.bannedUntil : null,
     banReason: banned && replica.banReason ? replica.banReason : null,
-    lagMs: replica?.lagMs === undefined ? null : round(replica.lagMs),
+    lagMs: replica?.reportedLagMs === undefined ? null : round(replica.reportedLagMs),
     lagBytes: replica?.lagBytes ?? null,
     lagCheckedAt: replica !== undefined && replica.lastCheckedAt !== 0 ? replica.lastCheckedAt : null,
     acquireMs: summarizeLatency(node.acquireTime),
