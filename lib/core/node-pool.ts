@@ -461,8 +461,9 @@ export class NodePool {
   }
 
   /**
-   * The node stopped answering: every statement in flight is aborted with `err` (its connection
-   * destroyed), callers waiting for a connection get `err`, and idle connections are closed.
+   * The node stopped answering: every statement in flight and every connect under way is aborted
+   * with `err` (its connection destroyed), callers waiting for a connection get `err`, and idle
+   * connections are closed.
    */
   abort(err: Error): void {
     this.#generation++;
@@ -470,7 +471,8 @@ export class NodePool {
       if (this.#bag.takeIdle(conn)) {
         conn.destroy(err);
         this.#remove(conn, 'error');
-      } else if (conn.busySince !== 0 || conn.acquiredAt !== 0) {
+      } else {
+        // Lent, running a statement, or still connecting: all wait on the silent server.
         conn.destroy(err);
       }
     }
@@ -667,7 +669,7 @@ export class NodePool {
           ? new PoolEndedError(this.config.database, this.name)
           : timedOut
             ? this.#connectTimeout(t0, conn.abortedBy, background)
-            : this.#connectFailed(err ?? conn.brokenBy, background);
+            : this.#connectFailed(conn.abortedBy ?? err ?? conn.brokenBy, background);
         done(failure, undefined);
         this.#pulse();
         return;
