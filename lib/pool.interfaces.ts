@@ -161,7 +161,7 @@ export interface MonitorOptions {
   enabled?: boolean;
   /** Time between two probes of one node. Default: `250`. */
   intervalMs?: number;
-  /** A probe unanswered this long marks the node hung (with the interval, detection takes at most their sum). Default: `600`. */
+  /** A probe unanswered this long marks the node hung (with the interval, detection takes at most their sum). Default: `500`. */
   timeoutMs?: number;
 }
 

@@ -16,7 +16,7 @@ export interface MonitorListener {
 
 const PROBE_SQL = 'SELECT 1';
 const APPLICATION_SUFFIX = ':monitor';
-/** A tick later than this past its interval means the event loop was blocked: no judgement on that tick. */
+/** A probe deadline timer firing later than this means the event loop was blocked: judged once more after it. */
 const LOOP_LAG_TOLERANCE_MS = 100;
 
 /**
@@ -29,7 +29,6 @@ class NodeWatch {
   #conn: PooledConnection | undefined;
   #connecting = false;
   #sentAt = 0;
-  #judging = false;
   hungReason: string | undefined;
   /** The node had a connection once: watching starts then (lazy pools open nothing at start). */
   #active = false;
@@ -40,19 +39,14 @@ class NodeWatch {
     private readonly listener: MonitorListener,
   ) {}
 
-  /** `steady` is false when the event loop ran late: a probe's silence then proves nothing yet. */
-  tick(steady: boolean): void {
+  tick(): void {
     const node = this.node;
     if (node.ended) return;
     if (!this.#active) {
       if (node.state().total === 0) return;
       this.#active = true;
     }
-    const now = performance.now();
-    if (this.#sentAt !== 0) {
-      if (steady && now - this.#sentAt >= this.settings.timeoutMs && !this.#judging) this.#judge();
-      return;
-    }
+    if (this.#sentAt !== 0) return;
     if (this.#conn === undefined || this.#conn.broken) {
       this.#connect();
       return;
@@ -86,6 +80,8 @@ class NodeWatch {
   #probe(conn: PooledConnection): void {
     const sentAt = performance.now();
     this.#sentAt = sentAt;
+    const timer = setTimeout(() => this.#judge(sentAt, false), this.settings.timeoutMs);
+    timer.unref();
     conn.client.query(PROBE_SQL).then(
       () => {
         if (this.#sentAt !== sentAt) return;
@@ -104,14 +100,21 @@ class NodeWatch {
     );
   }
 
-  #judge(): void {
-    this.#judging = true;
+  /**
+   * The probe's deadline passed. The verdict waits for the I/O already received (`setImmediate`
+   * runs after the poll phase), and once more when the timer itself fired late (a blocked event
+   * loop), so a busy process is not mistaken for a silent server.
+   */
+  #judge(sentAt: number, retried: boolean): void {
+    if (this.#sentAt !== sentAt) return;
+    const late = performance.now() - (sentAt + this.settings.timeoutMs);
+    if (late > LOOP_LAG_TOLERANCE_MS && !retried) {
+      setTimeout(() => this.#judge(sentAt, true), LOOP_LAG_TOLERANCE_MS).unref();
+      return;
+    }
     setImmediate(() => {
-      this.#judging = false;
-      const sentAt = this.#sentAt;
-      if (sentAt === 0 || this.node.ended) return;
+      if (this.#sentAt !== sentAt || this.node.ended) return;
       const now = performance.now();
-      if (now - sentAt < this.settings.timeoutMs) return;
       const conn = this.#conn;
       this.#conn = undefined;
       this.#sentAt = 0;
@@ -160,12 +163,8 @@ export class NodeMonitor {
 
   start(): void {
     if (this.#timer !== undefined) return;
-    let last = performance.now();
     this.#timer = setInterval(() => {
-      const now = performance.now();
-      const steady = now - last < this.settings.intervalMs + LOOP_LAG_TOLERANCE_MS;
-      last = now;
-      for (const watch of this.#watches) watch.tick(steady);
+      for (const watch of this.#watches) watch.tick();
     }, this.settings.intervalMs);
     this.#timer.unref();
   }

@@ -629,7 +629,7 @@ export function resolveOptions(input: PoolModuleOptions & { name?: string; isGlo
   const monitor = {
     enabled: monitorIn.enabled ?? true,
     intervalMs: checkInt(optionField('monitor.intervalMs'), pick(monitorIn.intervalMs, 250), 10),
-    timeoutMs: checkInt(optionField('monitor.timeoutMs'), pick(monitorIn.timeoutMs, 600), 10),
+    timeoutMs: checkInt(optionField('monitor.timeoutMs'), pick(monitorIn.timeoutMs, 500), 10),
   };
   const metrics = resolveMetricsOptions(input.metrics);
   const alerts = resolveAlertOptions(input.alerts);

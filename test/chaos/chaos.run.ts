@@ -43,7 +43,7 @@ A short form of scenarios (a)–(e) with the assertions of issue 4 runs in \`npm
 A frozen server keeps its sockets open and answers nothing (a network partition, a stuck VM, a black-holing load
 balancer): \`kill -STOP\` of the postmaster and every process it started, for ${frozen.timing.freezeMs / 1000} s, then \`kill -CONT\` (in a
 \`finally\`). A second application, the same pools with acquireTimeoutMs ${FREEZE_POOL.acquireTimeoutMs} and everything else default
-(node monitor: a probe every 250 ms, hung after 600 ms without an answer), under the same mixed load. The whole run took
+(node monitor: a probe every 250 ms, hung after 500 ms without an answer), under the same mixed load. The whole run took
 ${Math.round(frozen.durationMs / 1000)} s.
 
 ${renderTable(frozen)}
