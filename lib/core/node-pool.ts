@@ -145,6 +145,7 @@ export class NodePool {
   /** pg-pool's `allowExitOnIdle`: idle connections do not keep the process alive. */
   readonly #exitOnIdle: boolean;
   readonly #where: () => { database: string; node: string; address: string };
+  readonly #ctx: { generation: number; maxUses: number; primary: boolean; now: number };
 
   constructor(
     readonly config: ResolvedNode,
@@ -152,6 +153,7 @@ export class NodePool {
   ) {
     const poolConfig = config.poolConfig;
     this.#role = config.role;
+    this.#ctx = { generation: 0, maxUses: config.maxUses, primary: config.role === 'primary', now: 0 };
     const Base = (poolConfig.Client as typeof pg.Client | undefined) ?? pg.Client;
     const timezone = config.pgbouncer ? config.timezone : undefined;
     this.#Client =
@@ -801,8 +803,13 @@ export class NodePool {
     }
   }
 
+  /** The release rules' inputs, in one reused object (no allocation per release). */
   #releaseContext(now: number): ReleaseContext {
-    return { generation: this.#generation, maxUses: this.config.maxUses, primary: this.#role === 'primary', now };
+    const ctx = this.#ctx;
+    ctx.generation = this.#generation;
+    ctx.primary = this.#role === 'primary';
+    ctx.now = now;
+    return ctx;
   }
 
   /** ROLLBACK bounded by `validationTimeoutMs`: a connection that cannot roll back is closed. */
