@@ -140,6 +140,8 @@ export class NodePool {
   #endPromise: Promise<void> | undefined;
   #refillTimer: NodeJS.Timeout | undefined;
   #refilling = false;
+  /** Connections the background refill is opening (each goes to the first waiter, or the idle stack). */
+  #refillOpening = 0;
   #refillDelay = REFILL_FIRST_DELAY_MS;
   readonly #transactionSettings: string;
   /** pg-pool's `allowExitOnIdle`: idle connections do not keep the process alive. */
@@ -589,7 +591,8 @@ export class NodePool {
       this.#checkout(conn, t0, deadline, attempt, done, quiet);
       return;
     }
-    if (this.#bag.total < this.config.max) {
+    // A connection the refill is opening goes to the first waiter: wait for it rather than open one more.
+    if (this.#bag.total < this.config.max && this.#refillOpening <= this.#queue.length) {
       this.#open(t0, deadline, (err, fresh) => (err !== undefined ? done(err, undefined) : this.#handOut(fresh!, t0, done, quiet)));
       return;
     }
@@ -1031,8 +1034,10 @@ export class NodePool {
   #refillOne(): Promise<void> {
     if (this.ended || this.#bag.total >= this.config.max) return Promise.resolve();
     const t0 = performance.now();
+    this.#refillOpening++;
     return new Promise<void>((resolve, reject) => {
       this.#open(t0, t0 + this.config.connectTimeoutMs, (err, conn) => {
+        this.#refillOpening--;
         if (err !== undefined) {
           reject(err);
           return;
