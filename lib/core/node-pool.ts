@@ -168,7 +168,7 @@ export class NodePool {
               return conf;
             }
           };
-    const { Client: _client, min: _min, max: _max, idleTimeoutMillis: _idle, connectionTimeoutMillis: _ct, maxUses: _uses, ...clientConfig } = poolConfig as PoolConfig & {
+    const { Client: _client, min: _min, max: _max, idleTimeoutMillis: _idleMs, connectionTimeoutMillis: _ct, maxUses: _uses, ...clientConfig } = poolConfig as PoolConfig & {
       Client?: unknown;
     };
     this.#clientConfig = clientConfig;
