@@ -241,3 +241,77 @@ export class PrimaryUnavailableError extends PoolError {
     );
   }
 }
+
+/**
+ * A statement got no answer within its client-side deadline (`queryTimeoutMs`, or the bound of
+ * validation, rollback or one of the library's own checks): the server or the network stopped
+ * answering. The connection was destroyed, never pooled again. A connection-class error: a read
+ * is retried once on another node; a write is not retried.
+ */
+export class PoolStatementTimeoutError extends PoolError {
+  override name = 'PoolStatementTimeoutError';
+  readonly code = 'POOL_STATEMENT_TIMEOUT';
+  readonly connectionError = true;
+  constructor(
+    readonly database: string,
+    readonly node: string,
+    readonly address: string,
+    readonly timeoutMs: number,
+    statement: string,
+  ) {
+    const sql = statement.length > 80 ? `${statement.slice(0, 80)}…` : statement;
+    super(
+      `Cannot finish the statement ${JSON.stringify(sql)} on "${database}/${node}" (${address}) because the server sent no answer within ${timeoutMs}ms; ` +
+        'its connection was closed. Please make sure that the server is reachable and not overloaded, or raise queryTimeoutMs.',
+    );
+  }
+}
+
+/**
+ * The node monitor found the node hung (its probes or statements got no answer): the statements
+ * waiting on it were aborted and their connections destroyed. A connection-class error.
+ */
+export class NodeHungError extends PoolError {
+  override name = 'NodeHungError';
+  readonly code = 'NODE_HUNG';
+  readonly connectionError = true;
+  constructor(
+    readonly database: string,
+    readonly node: string,
+    readonly address: string,
+    readonly reason: string,
+  ) {
+    super(
+      `Cannot finish the work on "${database}/${node}" (${address}) because the node stopped answering (${reason}); ` +
+        'the statement was aborted and its connection closed. Please make sure that the server and the network to it are up; the node is used again once it answers.',
+    );
+  }
+}
+
+/** A client lent by the library was used after it was given back. */
+export class ClientReleasedError extends PoolError {
+  override name = 'ClientReleasedError';
+  readonly code = 'CLIENT_RELEASED';
+  constructor(
+    readonly database: string,
+    readonly node: string,
+    what: string,
+  ) {
+    super(
+      `Cannot call ${what} on a client of "${database}/${node}" because it was already given back to the pool. ` +
+        'Please make sure that a client is not used after release(), and that clients given by withClient() or transaction() are not released by hand.',
+    );
+  }
+}
+
+/** The pool was ended (application shutdown) before or while waiting for a connection. */
+export class PoolEndedError extends PoolError {
+  override name = 'PoolEndedError';
+  readonly code = 'POOL_ENDED';
+  constructor(
+    readonly database: string,
+    readonly node: string,
+  ) {
+    super(`Cannot acquire a connection from pool "${database}/${node}" because the pool was ended. Please make sure that no work starts after the application shuts down.`);
+  }
+}

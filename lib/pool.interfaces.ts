@@ -62,13 +62,34 @@ export interface PoolDefaults {
   maxLifetimeMs?: number;
   /**
    * A connection idle longer than this is checked (an empty query, bounded by half of
-   * `acquireTimeoutMs`, at most 5 s) before it is handed out; a broken one is replaced unseen. `0` checks always. Default: `500`.
+   * `acquireTimeoutMs`, at most `validationTimeoutMs`) before it is handed out; a broken one is replaced unseen. `0` checks always. Default: `500`.
    */
   validateIdleAfterMs?: number;
   /** Warn (with the acquiring stack) when a client is held longer than this; `0` disables, else minimum 2000. Default: `0`. */
   leakDetectionThresholdMs?: number;
-  /** Send a TCP keep-alive on idle connections after this long; `0` disables. Default: `0`. */
+  /** Send a TCP keep-alive on idle connections after this long; `0` disables. Default: preset (`10000` in every preset). */
   keepAliveMs?: number;
+  /**
+   * How long opening one connection may take (TCP, TLS, startup, authentication), within the
+   * caller's `acquireTimeoutMs`; a server that accepts TCP but never answers fails the acquire
+   * with `PoolAcquireTimeoutError` and counts towards the breaker. Default: preset (`5000` in every preset).
+   */
+  connectTimeoutMs?: number;
+  /**
+   * Client-side deadline of a statement: a server that stops answering (a frozen host, a network
+   * partition) never fires its own `statement_timeout`, so a statement with no answer after this
+   * long fails with `PoolStatementTimeoutError` and its connection is destroyed (on a replica this
+   * bans it and the read is retried once elsewhere). `0` disables.
+   * Default: `statementTimeoutMs + 5000` (so the server's own timeout fires first), `0` when `statementTimeoutMs` is `0`.
+   */
+  queryTimeoutMs?: number;
+  /**
+   * Deadline of the library's own round trips on a connection: validation on borrow (also at
+   * most half of `acquireTimeoutMs`), `ROLLBACK` on release, the demotion check, and the default
+   * of its probes. A connection that misses it is destroyed, never pooled again.
+   * Default: preset (development/production `5000`, test `2000`).
+   */
+  validationTimeoutMs?: number;
 }
 
 export interface RoutingOptions {
@@ -146,6 +167,24 @@ export interface BreakerOptions {
    * through. A background reconnect (with backoff) closes it earlier as soon as the server answers. Default: `10000`.
    */
   resetTimeoutMs?: number;
+}
+
+/**
+ * The node monitor (enhanced failure monitoring): one extra connection per node (its
+ * `application_name` ends in `:monitor`), opened once the node's pool has a connection, sends
+ * `SELECT 1` every `intervalMs`. A probe with no answer within `timeoutMs`, while no other
+ * statement of that node answered either, marks the node hung: a replica leaves read rotation
+ * (banned) and the reads waiting on it are retried once on another node; on the primary the
+ * statements waiting on it are aborted with `NodeHungError` and their connections destroyed. A
+ * hung node is back as soon as its probes answer again.
+ */
+export interface MonitorOptions {
+  /** Watch every node. Default: `true`. */
+  enabled?: boolean;
+  /** Time between two probes of one node. Default: `250`. */
+  intervalMs?: number;
+  /** A probe unanswered this long marks the node hung (with the interval, detection takes at most their sum). Default: `500`. */
+  timeoutMs?: number;
 }
 
 export interface MetricsOptions {
@@ -312,6 +351,8 @@ export interface PoolModuleOptions extends PoolDefaults {
   breaker?: BreakerOptions;
   /** Role discovery and failover to a promoted replica. */
   failover?: FailoverOptions;
+  /** Hung-node detection. */
+  monitor?: MonitorOptions;
   /**
    * Built-in metrics endpoints. They are registered once per application and show every
    * database; only the first `PoolModule` import's value is used. With `forRootAsync`, give it

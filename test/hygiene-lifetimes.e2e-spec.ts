@@ -104,21 +104,29 @@ describe('connection lifetimes (real primary)', () => {
     }
   });
 
-  it('arms a TCP keep-alive timer on idle connections with keepAliveMs, and none without', async () => {
+  it('arms a TCP keep-alive timer on idle connections with keepAliveMs (on by default), and none with keepAliveMs: 0', async () => {
     const withKeepAlive = await startApp({ preset: 'test', applicationName: APP, primary: nodeOptions('primary'), min: 1, max: 1, keepAliveMs: 5000 });
-    const without = await startApp({ preset: 'test', applicationName: APP, primary: nodeOptions('primary'), min: 1, max: 1 });
+    const without = await startApp({ preset: 'test', applicationName: APP, primary: nodeOptions('primary'), min: 1, max: 1, keepAliveMs: 0 });
+    const byDefault = await startApp({ preset: 'test', applicationName: APP, primary: nodeOptions('primary'), min: 1, max: 1 });
     try {
       const portWith = await withKeepAlive.db.withClient((client) => localPort(client));
       const portWithout = await without.db.withClient((client) => localPort(client));
+      const portDefault = await byDefault.db.withClient((client) => localPort(client));
       await sleep(100);
       const armed = tcpTimer(portWith);
       expect(armed.timer).toBe('02');
       expect(armed.seconds).toBeGreaterThan(3);
       expect(armed.seconds).toBeLessThanOrEqual(5);
       expect(tcpTimer(portWithout).timer).toBe('00');
+      // The presets' keepAliveMs: 10000.
+      const preset = tcpTimer(portDefault);
+      expect(preset.timer).toBe('02');
+      expect(preset.seconds).toBeGreaterThan(8);
+      expect(preset.seconds).toBeLessThanOrEqual(10);
     } finally {
       await withKeepAlive.close();
       await without.close();
+      await byDefault.close();
     }
   });
 });

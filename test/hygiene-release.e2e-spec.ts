@@ -95,4 +95,55 @@ describe('release hygiene (real primary)', () => {
     await waitFor('the old session gone', async () => !(await sessions('primary', APP)).some((s) => s.pid === pid), 3000);
     expect(t.cluster.primary.counters.connectionErrors).toBeGreaterThanOrEqual(1);
   });
+
+  it('keeps the connection when the borrower throws a connection-class error of its own (not from this client)', async () => {
+    const { pid } = await facts();
+    const created = t.cluster.primary.counters.created;
+    const own = Object.assign(new Error('upstream service reset the connection'), { code: 'ECONNRESET' });
+    await expect(t.db.withClient(async (client) => {
+      await client.query('SELECT 1');
+      throw own;
+    })).rejects.toBe(own);
+    expect((await facts()).pid).toBe(pid);
+    expect(t.cluster.primary.counters.created).toBe(created);
+  });
+
+  it('a client released by hand inside withClient is dead: the library\'s own release cannot hand back the next borrower\'s checkout', async () => {
+    const { pid } = await facts();
+    let lent: { query(text: string): Promise<unknown>; release(): void } | undefined;
+    let secondHolds = false;
+    let releaseSecond!: () => void;
+    const secondMayGo = new Promise<void>((resolve) => (releaseSecond = resolve));
+    const first = t.db.withClient(async (client) => {
+      lent = client;
+      client.release();
+      client.release(); // harmless
+      await expect(client.query('SELECT 1')).rejects.toThrow(/already given back/);
+      return 'first';
+    });
+    // A second borrower gets the one connection the first gave back by hand, and holds it.
+    const second = t.db.withClient(async (client) => {
+      secondHolds = true;
+      const row = (await client.query('SELECT pg_backend_pid() AS pid')) as { rows: Array<{ pid: number }> };
+      await secondMayGo;
+      return row.rows[0]!.pid;
+    });
+    expect(await first).toBe('first');
+    await waitFor('the second borrower holds the connection', () => secondHolds, 3000);
+    // withClient's own release of the first client ran: the connection must still be the second's.
+    expect(t.db.primary.pool.idleCount).toBe(0);
+    expect(t.db.primary.pool.totalCount - t.db.primary.pool.idleCount).toBe(1);
+    let thirdDone = false;
+    const third = t.db.query<{ pid: number }>('SELECT pg_backend_pid() AS pid').then((r) => {
+      thirdDone = true;
+      return r.rows[0]!.pid;
+    });
+    await new Promise((r) => setTimeout(r, 150));
+    expect(thirdDone).toBe(false);
+    expect(t.db.primary.pool.waitingCount).toBe(1);
+    releaseSecond();
+    expect(await second).toBe(pid);
+    expect(await third).toBe(pid);
+    expect(() => (lent as unknown as { on(e: string, f: () => void): void }).on('x', () => undefined)).toThrow(/already given back/);
+  });
 });

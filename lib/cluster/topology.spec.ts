@@ -17,7 +17,7 @@ function fakeNode(name: string, answer: Answer) {
       node.role = role;
       node.roles.push(role);
     },
-    systemQuery() {
+    monitorQuery() {
       const a = node.answer;
       if (a === 'down') return Promise.reject(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }));
       return Promise.resolve({ rows: [{ recovering: a.recovering, checkpoint_timeline: a.timeline, wal_timeline: a.recovering ? null : a.timeline }] });

@@ -235,7 +235,7 @@ export class Topology {
 
   async #ask(node: NodePool, timeoutMs: number): Promise<CheckResult> {
     try {
-      const res = await node.systemQuery(ROLE_SQL, undefined, timeoutMs);
+      const res = await node.monitorQuery(ROLE_SQL, timeoutMs);
       const row = res.rows[0] as { recovering: boolean; checkpoint_timeline: number | null; wal_timeline: number | null } | undefined;
       const timelines = [row?.checkpoint_timeline, row?.wal_timeline].filter((t): t is number => typeof t === 'number');
       return { node, ok: true, recovering: row?.recovering === true, timeline: timelines.length ? Math.max(...timelines) : undefined, error: '' };

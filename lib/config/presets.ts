@@ -7,6 +7,9 @@ export interface PresetValues {
   idleTimeoutMs: number;
   statementTimeoutMs: number;
   maxUses: number;
+  connectTimeoutMs: number;
+  validationTimeoutMs: number;
+  keepAliveMs: number;
 }
 
 export const POOL_PRESETS: Readonly<Record<PoolPreset, Readonly<PresetValues>>> = Object.freeze({
@@ -17,6 +20,9 @@ export const POOL_PRESETS: Readonly<Record<PoolPreset, Readonly<PresetValues>>> 
     idleTimeoutMs: 300_000,
     statementTimeoutMs: 60_000,
     maxUses: 50_000,
+    connectTimeoutMs: 5_000,
+    validationTimeoutMs: 5_000,
+    keepAliveMs: 10_000,
   }),
   production: Object.freeze({
     min: 10,
@@ -25,6 +31,9 @@ export const POOL_PRESETS: Readonly<Record<PoolPreset, Readonly<PresetValues>>> 
     idleTimeoutMs: 300_000,
     statementTimeoutMs: 60_000,
     maxUses: 50_000,
+    connectTimeoutMs: 5_000,
+    validationTimeoutMs: 5_000,
+    keepAliveMs: 10_000,
   }),
   test: Object.freeze({
     min: 2,
@@ -33,6 +42,9 @@ export const POOL_PRESETS: Readonly<Record<PoolPreset, Readonly<PresetValues>>> 
     idleTimeoutMs: 60_000,
     statementTimeoutMs: 30_000,
     maxUses: 10_000,
+    connectTimeoutMs: 5_000,
+    validationTimeoutMs: 2_000,
+    keepAliveMs: 10_000,
   }),
 });
 

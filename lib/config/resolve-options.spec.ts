@@ -34,7 +34,11 @@ describe('resolveOptions: presets', () => {
         idleTimeoutMs: node.idleTimeoutMs,
         statementTimeoutMs: node.statementTimeoutMs,
         maxUses: node.maxUses,
+        connectTimeoutMs: node.connectTimeoutMs,
+        validationTimeoutMs: node.validationTimeoutMs,
+        keepAliveMs: node.keepAliveMs,
       }).toEqual(expected);
+      expect(node.queryTimeoutMs).toBe(expected.statementTimeoutMs + 5000);
     }
   });
 
@@ -195,7 +199,10 @@ describe('resolveOptions: defaults and the pg config', () => {
       maxLifetimeMs: 1_800_000,
       validateIdleAfterMs: 500,
       leakDetectionThresholdMs: 0,
-      keepAliveMs: 0,
+      keepAliveMs: 10_000,
+      connectTimeoutMs: 5000,
+      validationTimeoutMs: 5000,
+      queryTimeoutMs: 65_000,
     });
   });
 
@@ -392,7 +399,7 @@ describe('resolveOptions: validation', () => {
     expect(configError(() => resolve({ routing: { stategy: 'random' } as never })).message).toMatch(/^Invalid option `routing\.stategy`: .* Did you mean `routing\.strategy`\?$/);
     expect(configError(() => resolve({ breaker: { treshold: 3 } as never })).message).toMatch(/^Invalid option `breaker\.treshold`: expected one of the known options \(failureThreshold, resetTimeoutMs\), got 3 \(number\)\.$/);
     expect(configError(() => resolve({ primary: { connectionString: PRIMARY_URL, hots: 'db' } as never })).message).toBe(
-      'Invalid option `primary.hots`: expected a pg.PoolConfig field or one of name, weight, min, max, acquireTimeoutMs, idleTimeoutMs, statementTimeoutMs, maxUses, maxLifetimeMs, validateIdleAfterMs, leakDetectionThresholdMs, keepAliveMs, got "db" (string). Did you mean `primary.host`?',
+      'Invalid option `primary.hots`: expected a pg.PoolConfig field or one of name, weight, min, max, acquireTimeoutMs, idleTimeoutMs, statementTimeoutMs, maxUses, maxLifetimeMs, validateIdleAfterMs, leakDetectionThresholdMs, keepAliveMs, connectTimeoutMs, queryTimeoutMs, validationTimeoutMs, got "db" (string). Did you mean `primary.host`?',
     );
   });
 

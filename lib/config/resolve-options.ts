@@ -42,6 +42,9 @@ export interface ResolvedNode {
   readonly validateIdleAfterMs: number;
   readonly leakDetectionThresholdMs: number;
   readonly keepAliveMs: number;
+  readonly connectTimeoutMs: number;
+  readonly queryTimeoutMs: number;
+  readonly validationTimeoutMs: number;
   /** Behind PgBouncer in transaction mode: no startup `options`, no named statements, `SET LOCAL` in transactions. */
   readonly pgbouncer: boolean;
   /** Session time zone; in PgBouncer mode sent as the tracked `TimeZone` startup parameter. */
@@ -86,6 +89,7 @@ export interface ResolvedOptions {
     readonly checkTimeoutMs: number;
     readonly failoverTimeoutMs: number;
   };
+  readonly monitor: { readonly enabled: boolean; readonly intervalMs: number; readonly timeoutMs: number };
   readonly metrics: ResolvedMetricsOptions;
   readonly alerts: ResolvedAlertOptions;
   readonly loadSizing: ResolvedLoadSizingOptions;
@@ -96,8 +100,8 @@ export interface ResolvedOptions {
 const TOP_LEVEL_KEYS = new Set([
   'name', 'isGlobal', 'primary', 'replicas', 'preset', 'min', 'max', 'acquireTimeoutMs', 'idleTimeoutMs',
   'statementTimeoutMs', 'maxUses', 'maxLifetimeMs', 'validateIdleAfterMs', 'leakDetectionThresholdMs',
-  'keepAliveMs', 'applicationName', 'timezone', 'onConnect', 'lazy', 'retryAttempts', 'retryDelayMs',
-  'instances', 'sizingAdvisor', 'shutdownTimeoutMs', 'slowQueryMs', 'routing', 'breaker', 'metrics',
+  'keepAliveMs', 'connectTimeoutMs', 'queryTimeoutMs', 'validationTimeoutMs', 'applicationName', 'timezone', 'onConnect', 'lazy', 'retryAttempts', 'retryDelayMs',
+  'instances', 'sizingAdvisor', 'shutdownTimeoutMs', 'slowQueryMs', 'routing', 'breaker', 'monitor', 'metrics',
   'alerts', 'failover', 'loadSizing', 'pgbouncer', 'env',
 ]);
 const FAILOVER_KEYS = new Set(['discoverRoles', 'checkIntervalMs', 'checkTimeoutMs', 'failoverTimeoutMs']);
@@ -107,10 +111,11 @@ const ROUTING_KEYS = new Set([
   'lagCheckIntervalMs', 'consistency', 'consistencyHeader', 'readOnlyInTransaction',
 ]);
 const BREAKER_KEYS = new Set(['failureThreshold', 'resetTimeoutMs']);
+const MONITOR_KEYS = new Set(['enabled', 'intervalMs', 'timeoutMs']);
 const STRATEGIES: readonly RoutingStrategy[] = ['round-robin', 'random', 'weighted', 'least-busy'];
 const NODE_POOL_KEYS = [
   'min', 'max', 'acquireTimeoutMs', 'idleTimeoutMs', 'statementTimeoutMs', 'maxUses', 'maxLifetimeMs',
-  'validateIdleAfterMs', 'leakDetectionThresholdMs', 'keepAliveMs',
+  'validateIdleAfterMs', 'leakDetectionThresholdMs', 'keepAliveMs', 'connectTimeoutMs', 'queryTimeoutMs', 'validationTimeoutMs',
 ] as const;
 const NODE_KEYS = new Set<string>([
   ...NODE_POOL_KEYS, 'name', 'weight',
@@ -207,7 +212,7 @@ function checkNodeKeys(node: Record<string, unknown>, path: string): void {
     if (guess !== undefined) {
       fail(
         optionField(`${path}.${key}`),
-        'a pg.PoolConfig field or one of name, weight, min, max, acquireTimeoutMs, idleTimeoutMs, statementTimeoutMs, maxUses, maxLifetimeMs, validateIdleAfterMs, leakDetectionThresholdMs, keepAliveMs',
+        'a pg.PoolConfig field or one of name, weight, min, max, acquireTimeoutMs, idleTimeoutMs, statementTimeoutMs, maxUses, maxLifetimeMs, validateIdleAfterMs, leakDetectionThresholdMs, keepAliveMs, connectTimeoutMs, queryTimeoutMs, validationTimeoutMs',
         node[key],
         `Did you mean \`${path}.${guess}\`?`,
         looksSecret(key, guess),
@@ -392,6 +397,7 @@ function resolveNode(
   const {
     name: _name, weight: _weight, acquireTimeoutMs: _a, idleTimeoutMs: _i, statementTimeoutMs: _s,
     maxLifetimeMs: _l, validateIdleAfterMs: _v, leakDetectionThresholdMs: _k, keepAliveMs: _ka,
+    connectTimeoutMs: _ct, queryTimeoutMs: _qt, validationTimeoutMs: _vt,
     ...pgFields
   } = node as NodeOptions & Record<string, unknown>;
   const pool = plainPoolValues(values);
@@ -507,6 +513,9 @@ const POOL_MINIMUM: Record<PoolKey, number> = {
   validateIdleAfterMs: 0,
   leakDetectionThresholdMs: 0,
   keepAliveMs: 0,
+  connectTimeoutMs: 1,
+  queryTimeoutMs: 0,
+  validationTimeoutMs: 1,
 };
 
 function checkPoolValue(key: PoolKey, v: PoolValue): void {
@@ -539,7 +548,8 @@ function basePoolValues(input: PoolModuleOptions, preset: PoolPreset, env: Env, 
     maxLifetimeMs: 1_800_000,
     validateIdleAfterMs: 500,
     leakDetectionThresholdMs: 0,
-    keepAliveMs: 0,
+    // Derived from statementTimeoutMs in plainPoolValues.
+    queryTimeoutMs: -1,
   };
   const values = {} as PoolValues;
   for (const key of NODE_POOL_KEYS) {
@@ -577,8 +587,13 @@ function overridePoolValues(base: PoolValues, node: Record<string, unknown>, pat
 function plainPoolValues(values: PoolValues): Record<PoolKey, number> {
   const out = {} as Record<PoolKey, number>;
   for (const key of NODE_POOL_KEYS) out[key] = values[key].value;
+  // The client-side deadline sits past the server's own statement_timeout, so the server's fires first.
+  if (out.queryTimeoutMs === -1) out.queryTimeoutMs = out.statementTimeoutMs > 0 ? out.statementTimeoutMs + QUERY_DEADLINE_GRACE_MS : 0;
   return out;
 }
+
+/** How far past `statementTimeoutMs` the default client-side statement deadline (`queryTimeoutMs`) lies. */
+export const QUERY_DEADLINE_GRACE_MS = 5000;
 
 function resolvePreset(options: PoolModuleOptions, env: Env): PoolPreset {
   if (options.preset !== undefined) return checkEnum(optionField('preset'), options.preset, PRESET_NAMES);
@@ -708,6 +723,15 @@ export function resolveOptions(input: PoolModuleOptions & { name?: string; isGlo
   if (!failover.discoverRoles && candidates.length > 1) {
     fail(optionField('failover.discoverRoles'), 'true (or one host in primary): with pinned roles only the first host could ever take writes', false);
   }
+  const monitorIn = input.monitor ?? {};
+  if (typeof monitorIn !== 'object' || monitorIn === null || Array.isArray(monitorIn)) fail(optionField('monitor'), 'an object', monitorIn);
+  checkKeys(monitorIn as Record<string, unknown>, MONITOR_KEYS, 'monitor.');
+  if (monitorIn.enabled !== undefined && typeof monitorIn.enabled !== 'boolean') fail(optionField('monitor.enabled'), 'true or false', monitorIn.enabled);
+  const monitor = {
+    enabled: monitorIn.enabled ?? true,
+    intervalMs: checkMs(optionField('monitor.intervalMs'), pick(monitorIn.intervalMs, 250), 10),
+    timeoutMs: checkMs(optionField('monitor.timeoutMs'), pick(monitorIn.timeoutMs, 500), 10),
+  };
   const metrics = resolveMetricsOptions(input.metrics);
   const alerts = resolveAlertOptions(input.alerts);
   const loadSizing = resolveLoadSizingOptions(input.loadSizing);
@@ -739,6 +763,7 @@ export function resolveOptions(input: PoolModuleOptions & { name?: string; isGlo
     routing,
     breaker,
     failover,
+    monitor,
     metrics,
     alerts,
     loadSizing,

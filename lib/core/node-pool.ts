@@ -1,26 +1,32 @@
 import pg from 'pg';
-import type { PoolClient, QueryConfig, QueryResult, QueryResultRow } from 'pg';
+import type { PoolClient, PoolConfig, QueryConfig, QueryResult, QueryResultRow } from 'pg';
 import type { ResolvedNode } from '../config/resolve-options.js';
 import {
+  ClientReleasedError,
   NamedStatementUnsupportedError,
   PoolAcquireTimeoutError,
   PoolConnectionError,
+  PoolEndedError,
+  PoolStatementTimeoutError,
   PoolUnavailableError,
   type PoolStateSnapshot,
 } from '../pool.exceptions.js';
-import type { PoolEvent, RemoveReason } from '../pool.events.js';
 import type { NodeRole } from '../pool.interfaces.js';
-import { isConnectionError, isReadOnlyViolation, isServerRestartError, isSessionTerminated, sqlState as sqlStateOf } from './errors.js';
+import type { PoolEvent, RemoveReason } from '../pool.events.js';
+import { AcquireQueue } from '../pool/acquire-queue.js';
+import { CircuitBreaker } from '../pool/circuit-breaker.js';
+import { ConnectionBag } from '../pool/connection-bag.js';
+import { Housekeeper, sweep, sweepPeriodMs } from '../pool/housekeeper.js';
+import { LeakDetector } from '../pool/leak-detector.js';
+import { endLease, leasedConnection, lend, wasReturned } from '../pool/lent-client.js';
+import { PoolFacade } from '../pool/pool-facade.js';
+import { PooledConnection } from '../pool/pooled-connection.js';
+import { releaseAction, retireOrPool, type ReleaseContext } from '../pool/release-policy.js';
+import { send, sendWithin } from '../pool/statement-deadline.js';
+import { needsValidation, validate } from '../pool/validation.js';
+import { isConnectionError, isServerRestartError, isSessionTerminated } from './errors.js';
 import { LatencyHistogram, NodeCounters } from './node-stats.js';
 
-const META = Symbol('nestjs-pg-pools.client');
-const BORN = Symbol('nestjs-pg-pools.born');
-/** The role whose session settings a client was created with. */
-const BORN_ROLE = Symbol('nestjs-pg-pools.born-role');
-const LIFETIME_JITTER = 0.025;
-const ACQUIRE_QUEUE_TIMEOUT = 'timeout exceeded when trying to connect';
-/** Upper bound of a validation round trip (HikariCP's validationTimeout); at most half of acquireTimeoutMs. */
-const VALIDATION_TIMEOUT_MS = 5000;
 /** Background refill: first retry delay, doubling up to the cap, each with jitter (50–100%). */
 const REFILL_FIRST_DELAY_MS = 50;
 const REFILL_MAX_DELAY_MS = 500;
@@ -31,43 +37,9 @@ const REFILL_MAX_DELAY_MS = 500;
  * operator killed on purpose is not started again.
  */
 const STALE_RETRY_WINDOW_MS = 1000;
-
-interface ClientMeta {
-  /** Date.now() when the connection opened. */
-  connectedAt: number;
-  expiresAt: number;
-  generation: number;
-  lastReleasedAt: number;
-  acquiredAt: number;
-  ready: boolean;
-  broken: boolean;
-  /** The error that broke the connection (a server FATAL such as 57P01, or a socket error). */
-  brokenBy: unknown;
-  leaked: boolean;
-  origin: Error | undefined;
-  leakTimer: NodeJS.Timeout | undefined;
-  lifetimeTimer: NodeJS.Timeout | undefined;
-  removeReason: RemoveReason | undefined;
-}
-
-type MetaClient = PoolClient & {
-  [META]: ClientMeta;
-  [BORN]?: number;
-  [BORN_ROLE]?: NodeRole;
-  getTransactionStatus?: () => string | null;
-  _poolUseCount?: number;
-  connection?: { stream?: { destroy(): void } };
-};
-
-interface PgPoolInternals {
-  _idle?: Array<{ client: MetaClient }>;
-  _clients?: MetaClient[];
-  _pendingQueue?: PendingWaiter[];
-  options: { max?: number; connectionTimeoutMillis?: number };
-  ending?: boolean;
-  _remove?: (client: MetaClient) => void;
-  newClient?: (pending: { callback: (err: Error | undefined, client?: MetaClient) => void }) => void;
-}
+/** How long shutdown waits for one connection's socket to close before destroying it. */
+const SOCKET_CLOSE_WAIT_MS = 2000;
+const READ_ONLY_SETTING = '-c default_transaction_read_only=on';
 
 export type QueryInput = string | QueryConfig;
 
@@ -83,6 +55,8 @@ export interface NodeHost {
   initClient(client: PoolClient, node: NodePool): Promise<void>;
   warn(message: string): void;
   scrub(message: string): string;
+  /** A statement of this node got no answer within its deadline (the node may be hung). */
+  statementTimedOut?(node: NodePool, err: Error): void;
 }
 
 export interface NodeStatus extends PoolStateSnapshot {
@@ -90,6 +64,8 @@ export interface NodeStatus extends PoolStateSnapshot {
   breaker: 'closed' | 'open' | 'half-open';
   breakerRetryAt: number | undefined;
 }
+
+type Done = (err: Error | undefined, conn: PooledConnection | undefined) => void;
 
 /** Gives an error the stack of the code awaiting it (call from a promise reaction, like pg does). */
 function withCallerStack(err: unknown): never {
@@ -99,8 +75,7 @@ function withCallerStack(err: unknown): never {
 
 /**
  * Rejects a promise (through its `resolve`) with `err`, re-anchoring the stack at the code that
- * awaits it. The chain is linked before `err` is thrown into it, so the stack walk reaches the
- * caller; the success path needs no extra promise.
+ * awaits it. The chain is linked before `err` is thrown into it, so the stack walk reaches the caller.
  */
 function rejectAtCaller(resolve: (value: PromiseLike<never>) => void, err: unknown): void {
   let throwIn!: (reason: unknown) => void;
@@ -109,37 +84,6 @@ function rejectAtCaller(resolve: (value: PromiseLike<never>) => void, err: unkno
   });
   resolve(failed.catch(withCallerStack));
   throwIn(err);
-}
-
-/** One entry of pg-pool's wait queue (its `PendingItem`). */
-interface PendingWaiter {
-  callback: (err: Error | undefined, client?: PoolClient, done?: unknown) => void;
-  timedOut?: boolean;
-}
-
-/** A caller queued for a client, with the moment its acquire timeout expires. */
-interface QueuedCaller {
-  readonly deadline: number;
-  item: PendingWaiter | undefined;
-  served: boolean;
-}
-
-type ConnectCallback = (err: Error | undefined, client: PoolClient | undefined) => void;
-
-/** How long shutdown waits for one client's socket to close after pg-pool asked it to end. */
-const SOCKET_CLOSE_WAIT_MS = 2000;
-
-/** Settles when `client`'s connection has ended (at once if it never connected), or after `ms`. */
-function socketClosed(client: PoolClient, ms: number): Promise<void> {
-  const state = client as unknown as { _ended?: boolean; connection?: { _connecting?: boolean } };
-  if (state._ended === true || state.connection?._connecting !== true) return Promise.resolve();
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms).unref();
-    client.once('end', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
 }
 
 function sleep(ms: number): Promise<void> {
@@ -156,15 +100,23 @@ function isSingleStatement(text: QueryInput): boolean {
 }
 
 function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
+  const message = (err as { message?: unknown } | null)?.message;
+  return typeof message === 'string' ? message : String(err);
+}
+
+/** `options` with the replica session setting added or taken out. */
+function withReadOnly(options: string | undefined, readOnly: boolean): string | undefined {
+  const rest = (options ?? '').split(READ_ONLY_SETTING).join('').replace(/\s+/g, ' ').trim();
+  const next = readOnly ? `${rest} ${READ_ONLY_SETTING}`.trim() : rest;
+  return next === '' ? undefined : next;
 }
 
 /**
- * One server's pool: a `pg.Pool` plus what pg-pool leaves out — finite acquire timeout with a
- * useful error, validation on borrow, lifetimes with jitter, release hygiene, leak detection,
- * soft eviction after a server restart, a background refill to `min`, a circuit breaker and
- * PgBouncer transaction-mode rules. Every method is safe to call on a hot path: no per-query
- * allocation beyond the promise chain, counters are plain fields.
+ * One server's pool, owned by the library (no pg-pool): a bag of `pg.Client` connections, a FIFO
+ * acquire queue with one deadline timer, a housekeeper (lifetimes with jitter, idle above `min`,
+ * statement deadlines), validation on borrow, release hygiene, leak detection, soft eviction after
+ * a server restart, a background refill to `min`, a circuit breaker and PgBouncer
+ * transaction-mode rules. `pool` is its `pg.Pool`-compatible face.
  */
 export class NodePool {
   readonly pool: pg.Pool;
@@ -173,59 +125,114 @@ export class NodePool {
   readonly queryTime = new LatencyHistogram();
   readonly connectTime = new LatencyHistogram();
   readonly usageTime = new LatencyHistogram();
-  #generation = 0;
+  /** `performance.now()` of the last answer any connection of this node received. */
+  lastAnswerAt = 0;
+  readonly #facade: PoolFacade;
+  readonly #bag = new ConnectionBag<PooledConnection>();
+  readonly #queue: AcquireQueue<PooledConnection>;
+  readonly #breaker: CircuitBreaker;
+  readonly #leaks: LeakDetector;
+  readonly #housekeeper: Housekeeper;
+  readonly #Client: typeof pg.Client;
+  #clientConfig: PoolConfig;
   #role: NodeRole;
-  #monitor: Promise<pg.Client> | undefined;
+  #generation = 0;
   #endPromise: Promise<void> | undefined;
-  #failures = 0;
-  #openUntil = 0;
-  #trialInFlight = false;
-  #lastFailure = '';
   #refillTimer: NodeJS.Timeout | undefined;
   #refilling = false;
+  /** Connections the background refill is opening (each goes to the first waiter, or the idle stack). */
+  #refillOpening = 0;
   #refillDelay = REFILL_FIRST_DELAY_MS;
   readonly #transactionSettings: string;
-  /** Callers waiting in pg-pool's queue, oldest first; one timer watches the oldest deadline. */
-  readonly #queued: QueuedCaller[] = [];
-  #queueTimer: NodeJS.Timeout | undefined;
-  #idleSweep: NodeJS.Timeout | undefined;
+  /** The role checks' connection of its own (`monitorQuery`). */
+  #roleConn: Promise<PooledConnection> | undefined;
+  /** pg-pool's `allowExitOnIdle`: idle connections do not keep the process alive. */
+  readonly #exitOnIdle: boolean;
+  readonly #where: () => { database: string; node: string; address: string };
+  readonly #ctx: { generation: number; maxUses: number; primary: boolean; now: number };
 
   constructor(
     readonly config: ResolvedNode,
     private readonly host: NodeHost,
   ) {
-    this.#role = config.role;
     const poolConfig = config.poolConfig;
+    this.#role = config.role;
+    this.#ctx = { generation: 0, maxUses: config.maxUses, primary: config.role === 'primary', now: 0 };
     const Base = (poolConfig.Client as typeof pg.Client | undefined) ?? pg.Client;
     const timezone = config.pgbouncer ? config.timezone : undefined;
-    const sessionConfig = (args: ConstructorParameters<typeof pg.Client>) => this.#sessionConfig(args);
-    const bornRole = () => this.#role;
-    const BornClient = class extends Base {
-      constructor(...args: ConstructorParameters<typeof pg.Client>) {
-        super(...sessionConfig(args));
-        (this as unknown as MetaClient)[BORN] = performance.now();
-        (this as unknown as MetaClient)[BORN_ROLE] = bornRole();
-      }
-
-      getStartupConf(): Record<string, string> {
-        const conf = (Base.prototype as unknown as { getStartupConf(this: unknown): Record<string, string> }).getStartupConf.call(this);
-        if (timezone !== undefined) conf.TimeZone = timezone;
-        return conf;
-      }
+    this.#Client =
+      timezone === undefined
+        ? Base
+        : class extends Base {
+            getStartupConf(): Record<string, string> {
+              const conf = (Base.prototype as unknown as { getStartupConf(this: unknown): Record<string, string> }).getStartupConf.call(this);
+              conf.TimeZone = timezone;
+              return conf;
+            }
+          };
+    const { Client: _client, min: _min, max: _max, idleTimeoutMillis: _idleMs, connectionTimeoutMillis: _ct, maxUses: _uses, ...clientConfig } = poolConfig as PoolConfig & {
+      Client?: unknown;
     };
+    this.#clientConfig = clientConfig;
+    this.#exitOnIdle = (poolConfig as { allowExitOnIdle?: boolean }).allowExitOnIdle === true;
     this.#transactionSettings =
       config.pgbouncer && config.statementTimeoutMs > 0 ? `; SET LOCAL statement_timeout = ${config.statementTimeoutMs}` : '';
-    // pg-pool arms an idle timer on every release and clears it on the next checkout; a busy pool
-    // pays that on every query. Idle connections above min are closed by one sweep instead.
-    this.pool = new pg.Pool({ ...poolConfig, idleTimeoutMillis: 0, Client: BornClient });
-    const idleTimeoutMs = config.idleTimeoutMs;
-    if (idleTimeoutMs > 0) {
-      this.#idleSweep = setInterval(() => this.#closeIdle(idleTimeoutMs), Math.min(Math.max(Math.ceil(idleTimeoutMs / 4), 100), 5000));
-      this.#idleSweep.unref();
-    }
-    this.pool.on('connect', (client) => this.#onConnect(client as MetaClient));
-    this.pool.on('error', (err, client) => this.#onIdleError(err, client as MetaClient));
-    this.pool.on('remove', (client) => this.#onRemove(client as MetaClient));
+    this.#where = () => ({ database: config.database, node: config.name, address: config.address });
+    this.#queue = new AcquireQueue<PooledConnection>((waiter) => this.#timeoutError(waiter.deadline - config.acquireTimeoutMs, undefined));
+    this.#breaker = new CircuitBreaker(() => this.host.breaker, {
+      opened: (failures, retryAt, last, reopened) => {
+        if (!reopened) {
+          this.counters.breakerOpens++;
+          this.host.warn(
+            `Circuit breaker of "${config.database}/${config.name}" (${config.address}) opened after ${failures} consecutive connection failures ` +
+              `(last: ${last}). Calls fail fast with PoolUnavailableError until ${new Date(retryAt).toISOString()} or until a background reconnect succeeds.`,
+          );
+        }
+        if (this.host.emitting) this.#emit({ type: 'breaker-open', retryAt, failures });
+        this.#scheduleRefill(REFILL_FIRST_DELAY_MS);
+      },
+      closed: () => {
+        if (this.host.emitting) this.#emit({ type: 'breaker-closed' });
+      },
+    });
+    this.#leaks = new LeakDetector(config.leakDetectionThresholdMs, {
+      leaked: (_conn, heldMs, stack) => {
+        this.counters.leaks++;
+        this.host.warn(`Possible connection leak on "${config.database}/${config.name}": a client has been held for more than ${heldMs}ms. Acquired at:\n${stack}`);
+        if (this.host.emitting) this.#emit({ type: 'leak', heldMs, stack });
+      },
+      returned: (_conn, heldMs) => {
+        this.host.warn(`Previously reported leaked client of "${config.database}/${config.name}" was returned after ${heldMs}ms.`);
+      },
+    });
+    const housekeeping = { min: config.min, idleTimeoutMs: config.idleTimeoutMs, queryTimeoutMs: config.queryTimeoutMs, maxLifetimeMs: config.maxLifetimeMs };
+    this.#housekeeper = new Housekeeper(sweepPeriodMs(housekeeping), () => this.#housekeep());
+    this.#housekeeper.start();
+    const bag = this.#bag;
+    const queue = this.#queue;
+    const ended = () => this.ended;
+    this.#facade = new PoolFacade({
+      get totalCount() {
+        return bag.total;
+      },
+      get idleCount() {
+        return bag.idle;
+      },
+      get waitingCount() {
+        return queue.length;
+      },
+      get expiredCount() {
+        return 0;
+      },
+      get ended() {
+        return ended();
+      },
+      options: Object.freeze({ max: config.max, min: config.min, idleTimeoutMillis: config.idleTimeoutMs, connectionTimeoutMillis: config.connectTimeoutMs, maxUses: config.maxUses }),
+      query: (text, values) => this.query(text, values),
+      acquire: () => this.acquire(),
+      end: () => this.#end(),
+    });
+    this.pool = this.#facade as unknown as pg.Pool;
   }
 
   get name(): string {
@@ -236,122 +243,60 @@ export class NodePool {
     return this.#role;
   }
 
-  /**
-   * Changes the node's role (a failover promoted or demoted it): new connections get that role's
-   * session settings (replicas: `default_transaction_read_only`), existing sessions are retired.
-   */
-  setRole(role: 'primary' | 'replica'): void {
-    if (role === this.#role) return;
-    this.#role = role;
-    this.evictAll();
-  }
-
-  /**
-   * A monitoring statement with a deadline, on a connection of its own (application_name
-   * "<applicationName> monitor", outside the pool: an exhausted pool must not look like a dead
-   * server). A connection that does not answer within `timeoutMs` is dropped and the promise rejects.
-   */
-  systemQuery(text: string, values?: unknown[], timeoutMs = 5000): Promise<QueryResult> {
-    if (this.ended) return Promise.reject(new Error(`The pool "${this.config.database}/${this.name}" is closed.`));
-    let timer: NodeJS.Timeout | undefined;
-    const monitor = (this.#monitor ??= this.#openMonitor(timeoutMs));
-    const run = monitor.then((client) => client.query(text, values));
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        void this.#dropMonitor(monitor);
-        reject(new Error(`"${this.config.database}/${this.name}" (${this.config.address}) did not answer within ${timeoutMs}ms`));
-      }, timeoutMs);
-      timer.unref();
-    });
-    return Promise.race([run, timeout]).then(
-      (res) => {
-        clearTimeout(timer);
-        return res;
-      },
-      (err: unknown) => {
-        clearTimeout(timer);
-        if (isConnectionError(err) || sqlStateOf(err) === undefined) void this.#dropMonitor(monitor);
-        throw err;
-      },
-    );
-  }
-
-  #openMonitor(timeoutMs: number): Promise<pg.Client> {
-    const poolConfig = this.config.poolConfig;
-    const Base = (poolConfig.Client as typeof pg.Client | undefined) ?? pg.Client;
-    const name = `${String(poolConfig.application_name ?? '').slice(0, 54)} monitor`.trim();
-    const client = new Base({ ...poolConfig, application_name: name, connectionTimeoutMillis: timeoutMs, keepAlive: true } as pg.ClientConfig);
-    // An idle monitor connection that breaks is dropped; the next check opens a new one.
-    const opened: Promise<pg.Client> = client.connect().then(
-      () => {
-        // A background monitor never keeps the process alive (its queries are bounded by timers).
-        (client as unknown as { unref(): void }).unref();
-        return client;
-      },
-      (err: unknown) => {
-        if (this.#monitor === opened) this.#monitor = undefined;
-        client.end().catch(() => undefined);
-        throw err;
-      },
-    );
-    client.on('error', () => void this.#dropMonitor(opened));
-    return opened;
-  }
-
-  #dropMonitor(monitor: Promise<pg.Client> | undefined = this.#monitor): Promise<void> {
-    if (monitor === undefined) return Promise.resolve();
-    if (this.#monitor === monitor) this.#monitor = undefined;
-    return monitor.then(
-      (client) => client.end().catch(() => undefined),
-      () => undefined,
-    );
-  }
-
-  /** The client config for the node's current role (its startup `options`). */
-  #sessionConfig(args: ConstructorParameters<typeof pg.Client>): ConstructorParameters<typeof pg.Client> {
-    const byRole = this.config.roleOptions;
-    const given = args[0];
-    if (byRole === undefined || given === null || typeof given !== 'object' || this.#role === this.config.role) return args;
-    const options = byRole[this.#role];
-    const next: pg.ClientConfig = { ...given };
-    // pg-pool keeps the password as a non-enumerable property of its options.
-    if ('password' in given) Object.defineProperty(next, 'password', { value: given.password, enumerable: false, writable: true, configurable: true });
-    if (options === undefined) delete next.options;
-    else next.options = options;
-    return [next];
-  }
-
   get inUse(): number {
-    return this.pool.totalCount - this.pool.idleCount;
+    return this.#bag.total - this.#bag.idle;
   }
 
   get waiting(): number {
-    return this.pool.waitingCount;
+    return this.#queue.length;
   }
 
   get ended(): boolean {
     return this.#endPromise !== undefined;
   }
 
+  /** Statements in flight on this node's connections, and for how long the oldest has run (ms). */
+  busy(perfNow = performance.now()): { statements: number; oldestMs: number } {
+    let statements = 0;
+    let oldest = perfNow;
+    for (const conn of this.#bag.items()) {
+      if (conn.busySince === 0) continue;
+      statements++;
+      if (conn.busySince < oldest) oldest = conn.busySince;
+    }
+    return { statements, oldestMs: perfNow - oldest };
+  }
+
   state(): PoolStateSnapshot {
-    const total = this.pool.totalCount;
-    const idle = this.pool.idleCount;
-    return { total, idle, inUse: total - idle, waiting: this.pool.waitingCount, max: this.config.max };
+    const total = this.#bag.total;
+    const idle = this.#bag.idle;
+    return { total, idle, inUse: total - idle, waiting: this.#queue.length, max: this.config.max };
   }
 
   status(): NodeStatus {
-    return {
-      ...this.state(),
-      min: this.config.min,
-      breaker: this.#openUntil === 0 ? 'closed' : Date.now() >= this.#openUntil ? 'half-open' : 'open',
-      breakerRetryAt: this.#openUntil === 0 ? undefined : this.#openUntil,
-    };
+    return { ...this.state(), min: this.config.min, breaker: this.#breaker.state(), breakerRetryAt: this.#breaker.retryAt };
   }
 
   /** Breaker closed, or open long enough for a trial. Cheap; used by routing. */
   get available(): boolean {
-    return this.#openUntil === 0 || (Date.now() >= this.#openUntil && !this.#trialInFlight);
+    return this.#breaker.available;
   }
+
+  /**
+   * Changes the node's role (after a failover): replicas get `default_transaction_read_only`, the
+   * primary does not. Existing sessions carry the old settings, so they are retired (idle ones
+   * now, lent ones when given back) and the pool refills with the new ones.
+   */
+  setRole(role: NodeRole): void {
+    if (role === this.#role) return;
+    this.#role = role;
+    const byRole = this.config.roleOptions;
+    if (byRole !== undefined) this.#clientConfig = { ...this.#clientConfig, options: byRole[role] };
+    else if (!this.config.pgbouncer) this.#clientConfig = { ...this.#clientConfig, options: withReadOnly(this.#clientConfig.options, role === 'replica') };
+    this.evictAll();
+  }
+
+  // Borrowing ----------------------------------------------------------------------------
 
   /**
    * Takes a client and opens a transaction on it with `begin` (plus, behind PgBouncer, a
@@ -360,169 +305,189 @@ export class NodePool {
    */
   begin(begin: string): Promise<PoolClient> {
     const sql = begin + this.#transactionSettings;
-    return this.acquire().then((client) => this.#begin(client as MetaClient, sql, true));
+    return this.#borrow().then((conn) => this.#begin(conn, sql, true));
   }
 
+  /** Lends a client (a handle: `release()` once gives it back; any use after that throws). */
   acquire(): Promise<PoolClient> {
+    return this.#borrow().then((conn) => lend(conn, this));
+  }
+
+  /** A checked-out connection, through the breaker, armed for leak detection. */
+  #borrow(): Promise<PooledConnection> {
     const t0 = performance.now();
-    let acquired: Promise<PoolClient>;
-    if (this.#openUntil !== 0) {
-      const refused = this.#breakerGate();
-      if (refused) return Promise.reject(refused);
-      acquired = this.#connect(t0).catch((err: unknown) => {
-        this.#trialInFlight = false;
-        throw err;
-      });
-    } else {
-      acquired = this.#connect(t0);
+    let trial = false;
+    if (this.#breaker.isOpen) {
+      if (!this.#breaker.admit()) return Promise.reject(this.#unavailable());
+      trial = true;
     }
-    if (this.config.leakDetectionThresholdMs === 0) return acquired;
     // Taken here, while the caller's frames are still on the stack; formatted only if it leaks.
-    const origin = new Error('Client acquired here');
-    return acquired.then((client) => {
-      this.#armLeak((client as MetaClient)[META], origin);
-      return client;
+    const origin = this.#leaks.enabled ? new Error('Client acquired here') : undefined;
+    return new Promise<PooledConnection>((resolve) => {
+      this.#acquireConn(t0, t0 + this.config.acquireTimeoutMs, 0, (err, conn) => {
+        if (err !== undefined) {
+          if (trial) this.#breaker.trialAbandoned();
+          rejectAtCaller(resolve, err);
+          return;
+        }
+        if (origin !== undefined) this.#leaks.arm(conn!, origin);
+        resolve(conn!);
+      });
     });
   }
 
   /**
-   * Runs one statement on a client of this pool and always gives the client back. When the server
-   * had terminated the pooled session (57P01) just before, the statement runs once more on a new one.
+   * Runs one statement on a connection of this pool and always gives it back. When the server had
+   * terminated the pooled session (57P01) just before, the statement runs once more on a new one.
    */
   query<R extends QueryResultRow = any>(text: QueryInput, values?: unknown[]): Promise<QueryResult<R>> {
-    if (typeof text === 'string' && this.#openUntil === 0) return this.#queryText<R>(text, values);
     if (this.config.pgbouncer && typeof text === 'object' && text.name) return Promise.reject(this.#namedStatement(text));
-    return this.acquire().then((client) => this.#execute<R>(client as MetaClient, text, values, true, true));
-  }
-
-  /**
-   * `query` of a SQL string with the breaker closed: the steps of `acquire` + `#execute` on pg's
-   * callbacks under one promise instead of a chain of seven (the hot path). A checkout that needs
-   * I/O first (first use, validation, a replaced connection) continues on the promise path.
-   * Errors are re-anchored at the awaiting caller, as pg's own promises do.
-   */
-  #queryText<R extends QueryResultRow>(text: string, values: unknown[] | undefined): Promise<QueryResult<R>> {
+    if (this.#breaker.isOpen) return this.#borrow().then((conn) => this.#executeAsync<R>(conn, text, values, true));
     const t0 = performance.now();
-    // As in acquire(): taken while the caller's frames are on the stack; formatted only if it leaks.
-    const origin = this.config.leakDetectionThresholdMs === 0 ? undefined : new Error('Client acquired here');
+    const origin = this.#leaks.enabled ? new Error('Client acquired here') : undefined;
     return new Promise<QueryResult<R>>((resolve) => {
-      this.#poolConnect((connectError, pooled) => {
-        const client = pooled as MetaClient;
-        let checked: PoolClient | Promise<PoolClient>;
-        try {
-          checked = connectError ? this.#acquireFailed(connectError, t0) : this.#checkout(client, t0, 0);
-        } catch (failure) {
-          rejectAtCaller(resolve, failure);
+      this.#acquireConn(t0, t0 + this.config.acquireTimeoutMs, 0, (err, conn) => {
+        if (err !== undefined) {
+          rejectAtCaller(resolve, err);
           return;
         }
-        if (checked !== client) {
-          (checked as Promise<PoolClient>)
-            .then((c) => {
-              if (origin !== undefined) this.#armLeak((c as MetaClient)[META], origin);
-              return this.#execute<R>(c as MetaClient, text, values, true, true);
-            })
-            .then(resolve, (err: unknown) => rejectAtCaller(resolve, err));
-          return;
-        }
-        try {
-          if (origin !== undefined) this.#armLeak(client[META], origin);
-          const started = performance.now();
-          this.counters.queries++;
-          client.query<R>(text, values as any[], (queryError: Error | undefined, res: QueryResult<R>) => {
-            try {
-              const ms = this.#queryDone(started, text);
-              if (!queryError) {
-                this.release(client);
-                resolve(res);
-                return;
-              }
-              this.counters.queryErrors++;
-              this.release(client, queryError);
-              // The stale-session rule of #execute.
-              if (ms < STALE_RETRY_WINDOW_MS && isSessionTerminated(queryError) && isSingleStatement(text)) {
-                this.counters.staleRetries++;
-                this.acquire()
-                  .then((fresh) => this.#execute<R>(fresh as MetaClient, text, values, true, false))
-                  .then(resolve, (err: unknown) => rejectAtCaller(resolve, err));
-                return;
-              }
-              rejectAtCaller(resolve, queryError);
-            } catch (failure) {
-              rejectAtCaller(resolve, failure);
-            }
-          });
-        } catch (failure) {
-          rejectAtCaller(resolve, failure);
-        }
+        if (origin !== undefined) this.#leaks.arm(conn!, origin);
+        this.#execute<R>(conn!, text, values, true, resolve);
       });
     });
   }
 
-  /** Runs a statement on a client already taken from this pool; releases it when `release` is set. */
+  /** Runs a statement on a client already taken from this pool; gives it back when `release` is set. */
   run<R extends QueryResultRow = any>(client: PoolClient, text: QueryInput, values: unknown[] | undefined, release: boolean): Promise<QueryResult<R>> {
+    const conn = leasedConnection(client);
+    if (conn === undefined) {
+      return Promise.reject(wasReturned(client) ? new ClientReleasedError(this.config.database, this.name, 'query()') : new TypeError('Cannot run a statement on a client this pool did not lend.'));
+    }
     if (this.config.pgbouncer && typeof text === 'object' && text.name) {
       const err = this.#namedStatement(text);
       if (release) this.release(client);
       return Promise.reject(err);
     }
-    return this.#execute<R>(client as MetaClient, text, values, release, false);
+    if (release) {
+      endLease(client);
+      return this.#executeAsync<R>(conn, text, values, false);
+    }
+    this.counters.queries++;
+    if (conn.broken && conn.brokenBy !== undefined) {
+      // The server ended this connection between two statements of a transaction: report why
+      // (e.g. 57P01) rather than the driver's "not queryable".
+      this.counters.queryErrors++;
+      return Promise.reject(conn.brokenBy);
+    }
+    const t0 = performance.now();
+    return new Promise<QueryResult<R>>((resolve, reject) => {
+      send<R>(conn, text, values, (err, res) => {
+        this.#queryDone(t0, text);
+        if (err !== undefined) {
+          this.counters.queryErrors++;
+          reject(err);
+        } else resolve(res!);
+      });
+    });
   }
 
   /**
-   * Gives a client back. A connection-class error destroys it (and, for a server shutdown,
-   * soft-evicts the rest of the pool); 25006 on the primary checks for a demoted server; an open
-   * or aborted transaction is rolled back first; a retired or broken client is closed instead of pooled.
+   * The library's own statements (probes, lag and replay checks, health pings, the sizing
+   * advisor): one connection, bounded as a whole by `timeoutMs` (default `validationTimeoutMs`).
+   * On timeout the connection is destroyed, never pooled again, and the statement fails with
+   * `PoolStatementTimeoutError`. Counted like any statement; no acquire/release events. Goes
+   * through an open breaker (it is how the library finds out a node is back).
+   */
+  systemQuery<R extends QueryResultRow = any>(text: string, values?: unknown[], timeoutMs: number = this.config.validationTimeoutMs): Promise<QueryResult<R>> {
+    const t0 = performance.now();
+    this.counters.systemQueries++;
+    return new Promise<QueryResult<R>>((resolve, reject) => {
+      this.#acquireConn(t0, t0 + Math.min(timeoutMs, this.config.acquireTimeoutMs), 0, (err, conn) => {
+        if (err !== undefined) {
+          reject(err);
+          return;
+        }
+        const left = Math.max(1, Math.ceil(timeoutMs - (performance.now() - t0)));
+        const started = performance.now();
+        this.counters.queries++;
+        sendWithin<R>(conn!, text, values, left, this.#where).then(
+          (res) => {
+            this.#queryDone(started, text);
+            this.#releaseConn(conn!, undefined, true);
+            resolve(res);
+          },
+          (failure: Error) => {
+            this.#queryDone(started, text);
+            this.counters.queryErrors++;
+            if (failure instanceof PoolStatementTimeoutError) this.#timedOut(failure);
+            this.#releaseConn(conn!, failure, true);
+            reject(failure);
+          },
+        );
+      }, true);
+    });
+  }
+
+  /**
+   * Gives a client back. A connection that failed (the error came from it) or broke is destroyed —
+   * for a server shutdown the rest of the pool is soft-evicted; 25006 on the primary checks for a
+   * demoted server; an open or aborted transaction is rolled back first; a retired connection is
+   * closed instead of pooled. A client already given back is left alone.
    */
   release(client: PoolClient, err?: unknown): void {
-    const c = client as MetaClient;
-    const meta = c[META];
-    this.counters.released++;
-    const now = Date.now();
-    if (meta.acquiredAt !== 0) {
-      this.usageTime.record(now - meta.acquiredAt);
-      if (this.host.emitting) this.#emit({ type: 'release', heldMs: now - meta.acquiredAt });
+    const conn = endLease(client);
+    if (conn !== undefined) this.#releaseConn(conn, err, false);
+  }
+
+  /** `LendingPool`: `release(err?)` called on a lent handle (pg-pool's rule: a truthy error destroys it). */
+  giveBackLent(conn: PooledConnection, err: unknown, destroy: boolean): void {
+    if (destroy && !conn.broken) {
+      conn.markBroken(err !== null && typeof err === 'object' ? err : new Error('released with an error'));
+      conn.removeReason = 'error';
     }
-    if (meta.leakTimer !== undefined) this.#clearLeak(meta, now);
-    meta.acquiredAt = 0;
-    if (err !== undefined && isConnectionError(err)) {
-      this.counters.connectionErrors++;
-      meta.removeReason = 'error';
-      c.release(err as Error);
-      if (isServerRestartError(err)) this.evictAll();
-      return;
-    }
-    if (meta.broken) {
-      meta.removeReason = 'error';
-      c.release(true);
-      return;
-    }
-    if (err !== undefined && this.role === 'primary' && isReadOnlyViolation(err)) {
-      this.#checkDemoted(c, meta);
-      return;
-    }
-    const tx = c.getTransactionStatus ? c.getTransactionStatus() : null;
-    if (tx === 'T' || tx === 'E') {
-      this.#rollbackAndRelease(c, meta);
-      return;
-    }
-    this.#giveBack(c, meta, now);
+    this.#releaseConn(conn, err, false);
+  }
+
+  get database(): string {
+    return this.config.database;
   }
 
   /**
-   * Marks every current connection stale: idle ones are closed now, checked-out ones when they
-   * come back; the pool then refills to `min` in the background. Used after a server restart or a failover.
+   * Marks every current connection stale: idle ones are closed now, lent ones when they come
+   * back; the pool then refills to `min` in the background. Used after a server restart or a failover.
    */
   evictAll(): void {
     this.#generation++;
-    const internal = this.pool as unknown as PgPoolInternals;
-    if (Array.isArray(internal._idle) && typeof internal._remove === 'function') {
-      for (const item of internal._idle.slice()) {
-        item.client[META].removeReason = 'evicted';
-        this.counters.evictions++;
-        internal._remove.call(this.pool, item.client);
-      }
+    for (const conn of this.#bag.idleItems()) {
+      this.counters.evictions++;
+      this.#bag.takeIdle(conn);
+      this.#remove(conn, 'evicted');
     }
     this.#scheduleRefill(REFILL_FIRST_DELAY_MS);
+  }
+
+  /**
+   * The node stopped answering: every statement in flight and every connect under way is aborted
+   * with `err` (its connection destroyed), callers waiting for a connection get `err`, and idle
+   * connections are closed.
+   */
+  abort(err: Error): void {
+    this.#generation++;
+    for (const conn of this.#bag.items()) {
+      if (this.#bag.takeIdle(conn)) {
+        conn.destroy(err);
+        this.#remove(conn, 'error');
+      } else {
+        // Lent, running a statement, or still connecting: all wait on the silent server.
+        conn.destroy(err);
+      }
+    }
+    this.#queue.rejectAll(err);
+  }
+
+  /** The node answered the monitor again: an open breaker closes without waiting for its timeout. */
+  reachable(): void {
+    this.#breaker.success();
   }
 
   /** Opens the first connection (with backoff + jitter), then up to `min`. Throws `PoolConnectionError`. */
@@ -532,18 +497,18 @@ export class NodePool {
     let lastError = '';
     for (let attempt = 1; attempt <= attempts; attempt++) {
       try {
-        // #checkout releases a client it rejects, and may hand out another one.
-        const client = await this.pool.connect();
-        this.release(await this.#checkout(client as MetaClient, performance.now(), 0));
+        this.release(await this.acquire());
         lastError = '';
         break;
       } catch (err) {
         lastError = this.host.scrub(errorMessage(err)).replace(/\.$/, '');
+        if (this.ended) break;
         if (attempt < attempts) {
           this.host.warn(
             `Connecting to "${this.config.database}/${this.name}" at ${this.config.address} failed (attempt ${attempt}/${attempts}): ${lastError}. Retrying in ${delay}ms.`,
           );
           await sleep(delay * (0.8 + Math.random() * 0.4));
+          if (this.ended) break;
           delay = Math.min(delay * 2, 30_000);
         }
       }
@@ -553,7 +518,7 @@ export class NodePool {
       throw new PoolConnectionError(this.config.database, this.name, this.config.address, attempts, lastError);
     }
     // Holding `min` clients at once opens `min` connections: an idle one is reused by the first acquire.
-    if (this.config.min > this.pool.totalCount) {
+    if (this.config.min > this.#bag.total && !this.ended) {
       const clients = await Promise.allSettled(Array.from({ length: this.config.min }, () => this.acquire()));
       for (const r of clients) if (r.status === 'fulfilled') this.release(r.value);
     }
@@ -566,375 +531,480 @@ export class NodePool {
     return this.inUse;
   }
 
-  /** Ends the pool; later calls return the same promise. */
+  /** Ends the pool (through its `pg.Pool` face, as pg-pool users see it): later calls return the same promise. */
   end(): Promise<void> {
-    if (!this.#endPromise) {
+    return this.pool.end();
+  }
+
+  /** Waiters fail, every connection (lent ones included) is closed. */
+  #end(): Promise<void> {
+    if (this.#endPromise === undefined) {
       clearTimeout(this.#refillTimer);
       this.#refillTimer = undefined;
-      clearInterval(this.#idleSweep);
-      // Every client, idle ones included: pg-pool's end() drops the idle ones from its list at once.
-      const every = (this.pool as unknown as PgPoolInternals)._clients?.slice() ?? [];
-      const ended = this.pool.end().catch((err: unknown) => {
-        this.host.warn(`Ending pool "${this.config.database}/${this.name}" failed: ${this.host.scrub(String(err))}`);
+      this.#housekeeper.stop();
+      this.#queue.rejectAll(new PoolEndedError(this.config.database, this.name));
+      if (this.#roleConn !== undefined) this.#dropRoleConn(this.#roleConn);
+      const closing = this.#bag.items().map((conn) => {
+        this.#bag.takeIdle(conn);
+        return this.#remove(conn, 'shutdown');
       });
-      // pg-pool's end() waits for every checked-out client; one that is never released would
-      // hang shutdown, so whatever is still out (after drain) is disconnected now.
-      const held = (this.pool as unknown as PgPoolInternals)._clients?.slice() ?? [];
-      const stopped =
-        held.length === 0 ? ended : Promise.race([ended, Promise.allSettled(held.map((c) => this.#disconnect(c))).then(() => undefined)]);
-      // pg-pool settles end() once it has asked every client to close, not once they have: wait
-      // (bounded) for the sockets, so that after shutdown no session is left on the server.
-      const monitorClosed = this.#dropMonitor();
-      this.#endPromise = stopped
-        .then(() => Promise.all([monitorClosed, ...every.map((c) => socketClosed(c, SOCKET_CLOSE_WAIT_MS))]))
-        .then(() => undefined);
+      this.#endPromise = Promise.all(closing).then(() => undefined);
     }
     return this.#endPromise;
   }
 
-  #disconnect(client: MetaClient): Promise<void> {
-    const meta = client[META] as ClientMeta | undefined;
-    if (meta !== undefined) {
-      meta.broken = true;
-      meta.removeReason = 'shutdown';
-    }
-    return client.end();
-  }
-
-  #emit(partial: Record<string, unknown> & { type: PoolEvent['type'] }): void {
-    this.host.emit({
-      database: this.config.database,
-      node: this.name,
-      role: this.role,
-      at: Date.now(),
-      ...partial,
-    } as PoolEvent);
-  }
-
-  #namedStatement(text: QueryConfig): NamedStatementUnsupportedError {
-    return new NamedStatementUnsupportedError(this.config.database, String(text.name));
-  }
-
-  /** pg-pool's callback under one promise (its promise form adds two more per checkout). */
   /**
-   * pg-pool's `connect(cb)`, except that a caller who has to queue gets no timer of its own: pg-pool
-   * arms and clears one per waiter, which a busy pool pays on every query. The acquire timeout of
-   * queued callers is kept here instead, with one timer for the oldest (all share the same timeout,
-   * so deadlines come in queue order), and expiring ones leave pg-pool's queue as its own timer
-   * would make them. New connections keep pg-pool's connect timeout.
+   * A statement of the role checks, bounded by `timeoutMs` as a whole, on a connection of this
+   * node outside the pool (`application_name` suffixed `:roles`): an exhausted pool must not look
+   * like a dead server. A connection that times out or breaks is dropped; the next check opens a
+   * new one. It never keeps the process alive. Counted with the library's own statements.
    */
-  #poolConnect(cb: ConnectCallback): void {
-    const pool = this.pool as unknown as PgPoolInternals;
-    const queue = pool._pendingQueue;
-    const options = pool.options;
-    if (queue === undefined || pool.ending === true || (pool._idle?.length ?? 0) !== 0 || this.pool.totalCount < (options.max ?? 10)) {
-      this.pool.connect(cb as Parameters<pg.Pool['connect']>[0]);
-      return;
+  monitorQuery<R extends QueryResultRow = any>(text: string, timeoutMs: number): Promise<QueryResult<R>> {
+    if (this.#endPromise !== undefined) return Promise.reject(new PoolEndedError(this.config.database, this.name));
+    const t0 = performance.now();
+    this.counters.systemQueries++;
+    let opening = this.#roleConn;
+    if (opening === undefined) {
+      opening = this.openDetached(':roles', timeoutMs).then((conn) => {
+        (conn.client as unknown as { unref(): void }).unref();
+        return conn;
+      });
+      this.#roleConn = opening;
+      opening.catch(() => this.#dropRoleConn(opening!));
     }
-    const caller: QueuedCaller = { deadline: performance.now() + this.config.acquireTimeoutMs, item: undefined, served: false };
-    const timeout = options.connectionTimeoutMillis;
-    options.connectionTimeoutMillis = 0;
-    try {
-      this.pool.connect(((err: Error | undefined, client: PoolClient | undefined) => {
-        caller.served = true;
-        this.#dropServed();
-        cb(err, client);
-      }) as Parameters<pg.Pool['connect']>[0]);
-    } finally {
-      options.connectionTimeoutMillis = timeout;
-    }
-    caller.item = queue[queue.length - 1];
-    this.#queued.push(caller);
-    if (this.#queueTimer === undefined) this.#armQueueTimer(caller.deadline);
-  }
-
-  #dropServed(): void {
-    const queued = this.#queued;
-    while (queued.length !== 0 && queued[0]!.served) queued.shift();
-  }
-
-  #armQueueTimer(deadline: number): void {
-    this.#queueTimer = setTimeout(() => this.#expireQueued(), Math.max(0, Math.ceil(deadline - performance.now())));
-    this.#queueTimer.unref();
-  }
-
-  /** Fails every queued caller whose acquire timeout has passed, as pg-pool's per-waiter timer would. */
-  #expireQueued(): void {
-    this.#queueTimer = undefined;
-    const now = performance.now();
-    const queued = this.#queued;
-    const pending = (this.pool as unknown as PgPoolInternals)._pendingQueue ?? [];
-    while (queued.length !== 0) {
-      const caller = queued[0]!;
-      if (!caller.served && caller.deadline > now) break;
-      queued.shift();
-      if (caller.served || caller.item === undefined) continue;
-      const at = pending.indexOf(caller.item);
-      if (at !== -1) pending.splice(at, 1);
-      caller.served = true;
-      caller.item.timedOut = true;
-      caller.item.callback(new Error(ACQUIRE_QUEUE_TIMEOUT));
-    }
-    // A callback above may have queued a new caller, and armed the timer for it.
-    if (queued.length !== 0 && this.#queueTimer === undefined) this.#armQueueTimer(queued[0]!.deadline);
-  }
-
-  #connect(t0: number): Promise<PoolClient> {
-    return new Promise<PoolClient>((resolve) => {
-      this.#poolConnect((err, client) => {
-        try {
-          resolve(err ? this.#acquireFailed(err, t0) : this.#checkout(client as MetaClient, t0, 0));
-        } catch (failure) {
-          rejectAtCaller(resolve, failure);
-        }
+    const used = opening;
+    return used.then((conn) => {
+      if (conn.broken) {
+        this.#dropRoleConn(used);
+        return this.monitorQuery<R>(text, Math.max(1, timeoutMs - (performance.now() - t0)));
+      }
+      const left = Math.max(1, Math.ceil(timeoutMs - (performance.now() - t0)));
+      return sendWithin<R>(conn, text, undefined, left, this.#where).catch((err: unknown) => {
+        if (conn.broken || isConnectionError(err)) this.#dropRoleConn(used);
+        throw err;
       });
     });
   }
 
-  #execute<R extends QueryResultRow>(client: MetaClient, text: QueryInput, values: unknown[] | undefined, release: boolean, retry: boolean): Promise<QueryResult<R>> {
-    const t0 = performance.now();
-    const meta = client[META];
-    this.counters.queries++;
-    if (!release && meta.broken && meta.brokenBy !== undefined) {
-      // The server ended this connection between two statements of a transaction: report why
-      // (e.g. 57P01) rather than the driver's "not queryable".
-      this.counters.queryErrors++;
-      return Promise.reject(meta.brokenBy);
-    }
-    return client.query<R>(text as string, values).then(
-      (res) => {
-        this.#queryDone(t0, text);
-        if (release) this.release(client);
-        return res;
-      },
-      (err: unknown) => {
-        const ms = this.#queryDone(t0, text);
-        this.counters.queryErrors++;
-        if (release) this.release(client, err);
-        else if (isConnectionError(err)) client[META].broken = true;
-        if (retry && ms < STALE_RETRY_WINDOW_MS && isSessionTerminated(err) && isSingleStatement(text)) {
-          this.counters.staleRetries++;
-          return this.acquire().then((fresh) => this.#execute<R>(fresh as MetaClient, text, values, true, false));
-        }
-        throw err;
-      },
+  #dropRoleConn(conn: Promise<PooledConnection>): void {
+    if (this.#roleConn !== conn) return;
+    this.#roleConn = undefined;
+    conn.then(
+      (c) => void c.close(0),
+      () => undefined,
     );
   }
 
-  #begin(client: MetaClient, sql: string, retry: boolean): Promise<PoolClient> {
-    const t0 = performance.now();
-    this.counters.queries++;
-    return client.query(sql).then(
-      () => {
-        this.#queryDone(t0, sql);
-        return client;
-      },
-      (err: unknown) => {
-        const ms = this.#queryDone(t0, sql);
-        this.counters.queryErrors++;
-        this.release(client, err);
-        if (retry && ms < STALE_RETRY_WINDOW_MS && isSessionTerminated(err)) {
-          this.counters.staleRetries++;
-          return this.acquire().then((fresh) => this.#begin(fresh as MetaClient, sql, false));
-        }
-        throw err;
-      },
+  /**
+   * A connection of this node outside the pool (the node monitor's): the pool's settings with
+   * `application_name` suffixed, connected within `timeoutMs`. The caller closes it.
+   */
+  openDetached(suffix: string, timeoutMs: number): Promise<PooledConnection> {
+    const appName = String(this.#clientConfig.application_name ?? 'nestjs-pg-pools');
+    const conn = new PooledConnection(
+      { ...this.#clientConfig, application_name: `${appName}${suffix}`.slice(0, 63) },
+      this.#Client,
+      this.#generation,
+      () => undefined,
     );
-  }
-
-  #onConnect(client: MetaClient): void {
-    const now = Date.now();
-    const lifetime = this.config.maxLifetimeMs;
-    const lifetimeMs = lifetime > 0 ? lifetime * (1 - LIFETIME_JITTER + Math.random() * 2 * LIFETIME_JITTER) : 0;
-    const meta: ClientMeta = {
-      connectedAt: now,
-      expiresAt: lifetimeMs > 0 ? now + lifetimeMs : 0,
-      // A connection opened for the other role (a failover changed it while it was connecting) is stale at once.
-      generation: client[BORN_ROLE] === undefined || client[BORN_ROLE] === this.#role ? this.#generation : -1,
-      lastReleasedAt: 0,
-      acquiredAt: 0,
-      ready: false,
-      broken: false,
-      brokenBy: undefined,
-      leaked: false,
-      origin: undefined,
-      leakTimer: undefined,
-      lifetimeTimer: undefined,
-      removeReason: undefined,
-    };
-    client[META] = meta;
-    if (lifetimeMs > 0) {
-      meta.lifetimeTimer = setTimeout(() => this.#retireIfIdle(client, 'lifetime'), lifetimeMs);
-      meta.lifetimeTimer.unref();
-    }
-    client.on('error', (err: unknown) => {
-      meta.broken = true;
-      meta.brokenBy ??= err;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => conn.destroy(new Error(`connect timed out after ${timeoutMs}ms`)), timeoutMs);
+      timer.unref();
+      conn.client.connect((err?: Error) => {
+        clearTimeout(timer);
+        if (err || conn.broken) {
+          conn.destroy(err ?? new Error('connect failed'));
+          reject(conn.abortedBy ?? err);
+          return;
+        }
+        conn.opened(Date.now(), 0);
+        resolve(conn);
+      });
     });
-    this.counters.created++;
-    const born = client[BORN];
-    if (born !== undefined) {
-      const ms = performance.now() - born;
+  }
+
+  // The pool core -----------------------------------------------------------------------------
+
+  /** Finds a connection for a caller (idle, new, or by waiting) and checks it out; `done` gets it or the error. */
+  #acquireConn(t0: number, deadline: number, attempt: number, done: Done, quiet = false): void {
+    if (this.#endPromise !== undefined) {
+      done(new PoolEndedError(this.config.database, this.name), undefined);
+      return;
+    }
+    const conn = this.#bag.take();
+    if (conn !== undefined) {
+      this.#checkout(conn, t0, deadline, attempt, done, quiet);
+      return;
+    }
+    // A connection the refill is opening goes to the first waiter: wait for it rather than open one more.
+    if (this.#bag.total < this.config.max && this.#refillOpening <= this.#queue.length) {
+      this.#open(t0, deadline, (err, fresh) => (err !== undefined ? done(err, undefined) : this.#handOut(fresh!, t0, done, quiet)));
+      return;
+    }
+    this.#queue.push(deadline, (err, pooled) => (err !== undefined ? done(err, undefined) : this.#checkout(pooled!, t0, deadline, attempt, done, quiet)));
+  }
+
+  #checkout(conn: PooledConnection, t0: number, deadline: number, attempt: number, done: Done, quiet: boolean): void {
+    const now = Date.now();
+    if (conn.broken || conn.generation !== this.#generation || (conn.expiresAt !== 0 && now >= conn.expiresAt)) {
+      const reason: RemoveReason = conn.broken ? 'error' : conn.generation !== this.#generation ? 'evicted' : 'lifetime';
+      if (!conn.broken) this.counters.evictions++;
+      this.#remove(conn, reason);
+      this.#retry(t0, deadline, attempt, done, quiet);
+      return;
+    }
+    if (needsValidation(conn, now, this.config.validateIdleAfterMs)) {
+      const bound = Math.max(1, Math.min(this.config.validationTimeoutMs, Math.ceil(this.config.acquireTimeoutMs / 2)));
+      conn.acquiredAt = now;
+      validate(conn, bound, this.#where).then(
+        () => this.#handOut(conn, t0, done, quiet),
+        (err: unknown) => {
+          conn.acquiredAt = 0;
+          this.counters.validationFailures++;
+          if (this.host.emitting) this.#emit({ type: 'error', kind: 'validation', message: this.host.scrub(errorMessage(err)) });
+          this.#remove(conn, 'validation');
+          this.#retry(t0, deadline, attempt, done, quiet);
+        },
+      );
+      return;
+    }
+    this.#handOut(conn, t0, done, quiet);
+  }
+
+  #retry(t0: number, deadline: number, attempt: number, done: Done, quiet: boolean): void {
+    if (attempt >= this.config.max + 1) {
+      done(new PoolConnectionError(this.config.database, this.name, this.config.address, attempt, 'every pooled connection was stale'), undefined);
+      return;
+    }
+    if (performance.now() >= deadline) {
+      done(this.#timeoutError(t0, undefined), undefined);
+      return;
+    }
+    this.#acquireConn(t0, deadline, attempt + 1, done, quiet);
+  }
+
+  #handOut(conn: PooledConnection, t0: number, done: Done, quiet: boolean): void {
+    conn.acquiredAt = Date.now();
+    conn.uses++;
+    if (this.#exitOnIdle) (conn.client as unknown as { ref(): void }).ref();
+    if (!this.#breaker.clean) this.#breaker.success();
+    if (!quiet) {
+      this.counters.acquired++;
+      const waited = performance.now() - t0;
+      this.acquireTime.record(waited);
+      if (this.host.emitting) this.#emit({ type: 'acquire', waitMs: waited });
+      if (this.#facade.heard) this.#facade.emit('acquire', conn.client);
+    }
+    done(undefined, conn);
+  }
+
+  /** Opens a new connection for one caller, within `connectTimeoutMs` and the caller's deadline. */
+  #open(t0: number, deadline: number, done: Done, background = false): void {
+    const conn = new PooledConnection(this.#clientConfig, this.#Client, this.#generation, (c, err) => this.#onClientError(c, err));
+    this.#bag.add(conn);
+    const started = performance.now();
+    const budget = Math.max(1, Math.ceil(Math.min(this.config.connectTimeoutMs, deadline - started)));
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      conn.destroy(new Error(`connection timeout: no answer from the server within ${budget}ms`));
+    }, budget);
+    timer.unref();
+    conn.client.connect((err?: Error) => {
+      clearTimeout(timer);
+      if (err || timedOut || conn.broken || this.ended) {
+        this.#bag.remove(conn);
+        void conn.close(0);
+        const failure = this.ended
+          ? new PoolEndedError(this.config.database, this.name)
+          : timedOut
+            ? this.#connectTimeout(t0, conn.abortedBy, background)
+            : this.#connectFailed(conn.abortedBy ?? err ?? conn.brokenBy, background);
+        done(failure, undefined);
+        this.#pulse();
+        return;
+      }
+      conn.opened(Date.now(), this.config.maxLifetimeMs);
+      if (conn.expiresAt !== 0) this.#armLifetime(conn);
+      this.counters.created++;
+      this.lastAnswerAt = performance.now();
+      const ms = this.lastAnswerAt - started;
       this.connectTime.record(ms);
       if (this.host.emitting) this.#emit({ type: 'connect', durationMs: ms });
-    }
-  }
-
-  #onIdleError(err: Error, client: MetaClient): void {
-    this.counters.idleErrors++;
-    if (client[META]) client[META].removeReason = 'error';
-    if (this.host.emitting) this.#emit({ type: 'error', kind: 'idle-client', message: this.host.scrub(err.message) });
-    if (isServerRestartError(err)) this.evictAll();
-  }
-
-  #onRemove(client: MetaClient): void {
-    this.counters.removed++;
-    const meta = client[META] as ClientMeta | undefined;
-    if (meta !== undefined) {
-      clearTimeout(meta.lifetimeTimer);
-      if (meta.leakTimer !== undefined) clearTimeout(meta.leakTimer);
-    }
-    if (this.host.emitting) {
-      const reason = meta?.removeReason ?? (meta?.broken ? 'error' : this.ended ? 'shutdown' : 'idle');
-      this.#emit({ type: 'remove', reason });
-    }
-    if (!this.ended && this.pool.totalCount < this.config.min) this.#scheduleRefill(0);
-  }
-
-  /** Closes a pooled client that reached its lifetime while idle (checked-out ones retire on release). */
-  /** Closes connections idle for `idleTimeoutMs` or longer, oldest first, while the pool is above min. */
-  #closeIdle(idleTimeoutMs: number): void {
-    const internal = this.pool as unknown as PgPoolInternals;
-    const idle = internal._idle;
-    if (this.ended || idle === undefined || idle.length === 0 || typeof internal._remove !== 'function') return;
-    const now = Date.now();
-    let total = this.pool.totalCount;
-    // pg-pool hands out the most recently released client first, so the front has idled longest.
-    for (const { client } of idle.slice()) {
-      if (total <= this.config.min) break;
-      const meta = client[META] as ClientMeta | undefined;
-      if (meta === undefined || now - (meta.lastReleasedAt || meta.connectedAt) < idleTimeoutMs) continue;
-      meta.removeReason = 'idle';
-      internal._remove.call(this.pool, client);
-      total--;
-    }
-  }
-
-  #retireIfIdle(client: MetaClient, reason: RemoveReason): void {
-    const internal = this.pool as unknown as PgPoolInternals;
-    if (this.ended || !internal._idle?.some((item) => item.client === client) || typeof internal._remove !== 'function') return;
-    client[META].removeReason = reason;
-    this.counters.evictions++;
-    internal._remove.call(this.pool, client);
-  }
-
-  #checkout(client: MetaClient, t0: number, attempt: number): PoolClient | Promise<PoolClient> {
-    const meta = client[META];
-    const now = Date.now();
-    if (meta.broken || meta.generation !== this.#generation || (meta.expiresAt !== 0 && now >= meta.expiresAt)) {
-      meta.removeReason = meta.broken ? 'error' : meta.generation !== this.#generation ? 'evicted' : 'lifetime';
-      if (!meta.broken) this.counters.evictions++;
-      client.release(true);
-      return this.#retryCheckout(t0, attempt);
-    }
-    if (!meta.ready) {
-      return this.host.initClient(client, this).then(
-        () => {
-          meta.ready = true;
-          return this.#handOut(client, meta, t0, now);
-        },
-        (err: unknown) => {
-          meta.removeReason = 'error';
-          client.release(true);
-          throw err;
+      if (this.#facade.heard) this.#facade.emit('connect', conn.client);
+      this.host.initClient(conn.client as unknown as PoolClient, this).then(
+        () => done(undefined, conn),
+        (initError: Error) => {
+          this.#remove(conn, 'error');
+          done(initError, undefined);
         },
       );
-    }
-    const validateAfter = this.config.validateIdleAfterMs;
-    if (meta.lastReleasedAt !== 0 && (validateAfter === 0 || now - meta.lastReleasedAt > validateAfter)) {
-      return this.#validate(client, meta).then(
-        () => this.#handOut(client, meta, t0, now),
-        (err: unknown) => {
-          this.counters.validationFailures++;
-          meta.removeReason = 'validation';
-          if (this.host.emitting) this.#emit({ type: 'error', kind: 'validation', message: this.host.scrub(errorMessage(err)) });
-          client.release(true);
-          return this.#retryCheckout(t0, attempt);
-        },
-      );
-    }
-    return this.#handOut(client, meta, t0, now);
+    });
   }
 
-  /** An empty query, bounded so a replacement still fits in acquireTimeoutMs: a connection that does not answer is destroyed. */
-  #validate(client: MetaClient, meta: ClientMeta): Promise<unknown> {
+  /** A connect that timed out; a background one (refill) does not count towards the breaker. */
+  /** Retires the connection at its (jittered) lifetime if it is idle then; a lent one retires when given back. */
+  #armLifetime(conn: PooledConnection): void {
     const timer = setTimeout(() => {
-      meta.broken = true;
-      client.connection?.stream?.destroy();
-    }, Math.min(VALIDATION_TIMEOUT_MS, Math.ceil(this.config.acquireTimeoutMs / 2)));
+      if (this.ended || !this.#bag.takeIdle(conn)) return;
+      this.counters.evictions++;
+      void this.#remove(conn, 'lifetime');
+    }, conn.expiresAt - Date.now());
     timer.unref();
-    return client.query('').finally(() => clearTimeout(timer));
+    conn.lifetimeTimer = timer;
   }
 
-  #retryCheckout(t0: number, attempt: number): Promise<PoolClient> {
-    if (attempt >= this.config.max + 1) {
-      return Promise.reject(new PoolConnectionError(this.config.database, this.name, this.config.address, attempt, 'every pooled connection was stale'));
-    }
-    if (performance.now() - t0 >= this.config.acquireTimeoutMs) {
-      return Promise.reject(this.#timeoutError(t0, undefined));
-    }
-    return this.pool.connect().then(
-      (client) => this.#checkout(client as MetaClient, t0, attempt + 1),
-      (err: unknown) => this.#acquireFailed(err, t0),
-    );
-  }
-
-  #handOut(client: MetaClient, meta: ClientMeta, t0: number, now: number): PoolClient {
-    meta.acquiredAt = now;
-    this.counters.acquired++;
-    const waited = performance.now() - t0;
-    this.acquireTime.record(waited);
-    if (this.#openUntil !== 0 || this.#failures !== 0) this.#breakerSuccess();
-    if (this.host.emitting) this.#emit({ type: 'acquire', waitMs: waited });
-    return client;
-  }
-
-  #timeoutError(t0: number, cause: unknown): PoolAcquireTimeoutError {
-    this.counters.acquireTimeouts++;
-    const timeoutError = new PoolAcquireTimeoutError(
-      this.config.database,
-      this.name,
-      this.role,
-      Math.round(performance.now() - t0),
-      this.state(),
-      cause,
-    );
-    if (this.host.emitting) this.#emit({ type: 'error', kind: 'acquire-timeout', message: timeoutError.message });
+  #connectTimeout(t0: number, cause: unknown, background: boolean): PoolAcquireTimeoutError {
+    const timeoutError = this.#timeoutError(t0, cause);
+    (timeoutError as { connectionError?: boolean }).connectionError = true;
+    this.counters.connectionErrors++;
+    if (!background) this.#breaker.failure(this.host.scrub(errorMessage(cause)));
+    this.#scheduleRefill(REFILL_FIRST_DELAY_MS);
     return timeoutError;
   }
 
-  #acquireFailed(err: unknown, t0: number): never {
-    const message = (err as Error)?.message ?? '';
-    if (message === ACQUIRE_QUEUE_TIMEOUT || message.includes('connection timeout')) {
-      const timeoutError = this.#timeoutError(t0, err);
-      if (message !== ACQUIRE_QUEUE_TIMEOUT) {
-        (timeoutError as { connectionError?: boolean }).connectionError = true;
-        this.#breakerFailure(this.host.scrub(message));
-      }
-      throw timeoutError;
-    }
-    if (isConnectionError(err)) {
+  #connectFailed(err: unknown, background: boolean): Error {
+    const failure = (err !== null && typeof err === 'object' ? err : new Error(String(err))) as Error;
+    failure.message = this.host.scrub(failure.message);
+    if (isConnectionError(failure)) {
       this.counters.connectionErrors++;
-      this.#breakerFailure(this.host.scrub(message));
-      if (this.host.emitting) this.#emit({ type: 'error', kind: 'connection', message: this.host.scrub(message) });
+      if (!background) this.#breaker.failure(failure.message);
+      if (this.host.emitting) this.#emit({ type: 'error', kind: 'connection', message: failure.message });
       this.#scheduleRefill(REFILL_FIRST_DELAY_MS);
     }
-    if (err instanceof Error) err.message = this.host.scrub(err.message);
-    throw err;
+    return failure;
+  }
+
+  /** After a connection left: a waiter may now get a new one. */
+  #pulse(): void {
+    if (this.ended) return;
+    while (this.#queue.length !== 0 && this.#bag.total < this.config.max) {
+      const waiter = this.#queue.shift()!;
+      this.#open(performance.now(), waiter.deadline, waiter.callback);
+    }
+    if (this.#bag.total < this.config.min) this.#scheduleRefill(0);
+  }
+
+  /** Pools a connection again: straight to the oldest waiter, else on top of the idle stack. */
+  #pool(conn: PooledConnection): void {
+    conn.lastReleasedAt = Date.now();
+    const waiter = this.#queue.shift();
+    if (waiter !== undefined) waiter.callback(undefined, conn);
+    else {
+      if (this.#exitOnIdle) (conn.client as unknown as { unref(): void }).unref();
+      this.#bag.put(conn);
+    }
+  }
+
+  /** Takes a connection out of the pool and closes it (destroying it when broken). */
+  #remove(conn: PooledConnection, reason: RemoveReason): Promise<void> {
+    clearTimeout(conn.lifetimeTimer);
+    if (!this.#bag.remove(conn)) return conn.close(0);
+    conn.removeReason ??= reason;
+    this.counters.removed++;
+    if (conn.leakTimer !== undefined) this.#leaks.clear(conn, Date.now());
+    if (this.host.emitting) this.#emit({ type: 'remove', reason: conn.removeReason });
+    if (this.#facade.heard) this.#facade.emit('remove', conn.client);
+    const closed = conn.broken ? (conn.destroy(conn.abortedBy ?? new Error('connection broken')), conn.close(0)) : conn.close(SOCKET_CLOSE_WAIT_MS);
+    this.#pulse();
+    return closed;
+  }
+
+  #releaseConn(conn: PooledConnection, err: unknown, quiet: boolean): void {
+    const now = Date.now();
+    if (!quiet) {
+      this.counters.released++;
+      if (conn.acquiredAt !== 0) {
+        this.usageTime.record(now - conn.acquiredAt);
+        if (this.host.emitting) this.#emit({ type: 'release', heldMs: now - conn.acquiredAt });
+      }
+      if (this.#facade.heard) this.#facade.emit('release', err !== null && typeof err === 'object' ? err : undefined, conn.client);
+    }
+    if (conn.leakTimer !== undefined) this.#leaks.clear(conn, now);
+    conn.acquiredAt = 0;
+    if (this.ended || !this.#bag.has(conn)) {
+      void this.#remove(conn, 'shutdown');
+      return;
+    }
+    const action = releaseAction(conn, err, this.#releaseContext(now));
+    switch (action.kind) {
+      case 'pool':
+        this.#pool(conn);
+        return;
+      case 'retire':
+        this.counters.evictions++;
+        void this.#remove(conn, action.reason);
+        return;
+      case 'destroy': {
+        const cause = conn.brokenBy ?? err;
+        if (action.connectionError) this.counters.connectionErrors++;
+        void this.#remove(conn, action.reason);
+        if (isServerRestartError(cause)) this.evictAll();
+        return;
+      }
+      case 'rollback':
+        this.#rollbackAndRelease(conn);
+        return;
+      case 'check-demoted':
+        this.#checkDemoted(conn);
+        return;
+    }
+  }
+
+  /** The release rules' inputs, in one reused object (no allocation per release). */
+  #releaseContext(now: number): ReleaseContext {
+    const ctx = this.#ctx;
+    ctx.generation = this.#generation;
+    ctx.primary = this.#role === 'primary';
+    ctx.now = now;
+    return ctx;
+  }
+
+  /** ROLLBACK bounded by `validationTimeoutMs`: a connection that cannot roll back is closed. */
+  #rollbackAndRelease(conn: PooledConnection): void {
+    this.counters.rollbacksOnRelease++;
+    sendWithin(conn, 'ROLLBACK', undefined, this.config.validationTimeoutMs, this.#where).then(
+      () => this.#settle(conn),
+      (err: unknown) => {
+        if (err instanceof PoolStatementTimeoutError) this.#timedOut(err);
+        this.counters.evictions++;
+        void this.#remove(conn, 'rollback-failed');
+      },
+    );
+  }
+
+  /** After a clean rollback or recovery check: retire or pool. */
+  #settle(conn: PooledConnection): void {
+    if (this.ended || !this.#bag.has(conn)) return;
+    const action = retireOrPool(conn, this.#releaseContext(Date.now()));
+    if (action.kind === 'pool') this.#pool(conn);
+    else {
+      this.counters.evictions++;
+      void this.#remove(conn, action.kind === 'retire' ? action.reason : 'error');
+    }
+  }
+
+  /**
+   * 25006 from the primary: a read-only transaction the caller asked for, or a demoted server.
+   * Asks the server on the same connection (bounded); if it is in recovery, every connection is
+   * evicted so new ones (re-resolving the host) reach the current primary.
+   */
+  #checkDemoted(conn: PooledConnection): void {
+    const bound = this.config.validationTimeoutMs;
+    const tx = conn.client.getTransactionStatus?.() ?? null;
+    const rollback = tx === 'T' || tx === 'E' ? sendWithin(conn, 'ROLLBACK', undefined, bound, this.#where) : Promise.resolve();
+    rollback
+      .then(() => sendWithin<{ recovering: boolean }>(conn, 'SELECT pg_is_in_recovery() AS recovering', undefined, bound, this.#where))
+      .then(
+        (res) => {
+          if (res.rows[0]?.recovering !== true) {
+            this.#settle(conn);
+            return;
+          }
+          this.counters.demotions++;
+          this.counters.evictions++;
+          void this.#remove(conn, 'evicted');
+          const message =
+            `The primary "${this.config.database}/${this.name}" (${this.config.address}) is in recovery (read-only): it was demoted. ` +
+            'Every connection of its pool is closed so new ones reach the current primary.';
+          this.host.warn(message);
+          if (this.host.emitting) this.#emit({ type: 'error', kind: 'read-only', message });
+          this.evictAll();
+        },
+        () => {
+          void this.#remove(conn, 'error');
+        },
+      );
+  }
+
+  #onClientError(conn: PooledConnection, err: unknown): void {
+    if (!this.#bag.takeIdle(conn)) return;
+    this.counters.idleErrors++;
+    if (this.host.emitting) this.#emit({ type: 'error', kind: 'idle-client', message: this.host.scrub(errorMessage(err)) });
+    if (this.#facade.heard && this.#facade.listenerCount('error') !== 0) this.#facade.emit('error', err, conn.client);
+    void this.#remove(conn, 'error');
+    if (isServerRestartError(err)) this.evictAll();
+  }
+
+  #housekeep(): void {
+    if (this.ended) return;
+    const perfNow = performance.now();
+    const result = sweep(this.#bag.idleItems(), this.#bag.items(), this.#bag.total, this.config, Date.now(), perfNow);
+    for (const [conn, reason] of result.retire) {
+      if (!this.#bag.takeIdle(conn)) continue;
+      if (reason === 'lifetime') this.counters.evictions++;
+      void this.#remove(conn, reason);
+    }
+    for (const conn of result.overdue) {
+      const err = new PoolStatementTimeoutError(this.config.database, this.name, this.config.address, this.config.queryTimeoutMs, 'the statement in flight');
+      conn.destroy(err);
+      this.#timedOut(err);
+    }
+    if (this.#bag.total < this.config.min) this.#scheduleRefill(0);
+  }
+
+  #timedOut(err: Error): void {
+    this.counters.statementTimeouts++;
+    if (this.host.emitting) this.#emit({ type: 'error', kind: 'query', message: err.message });
+    this.host.statementTimedOut?.(this, err);
+  }
+
+  #execute<R extends QueryResultRow>(conn: PooledConnection, text: QueryInput, values: unknown[] | undefined, retry: boolean, resolve: (value: QueryResult<R> | PromiseLike<QueryResult<R>>) => void): void {
+    const started = performance.now();
+    this.counters.queries++;
+    send<R>(conn, text, values, (err, res) => {
+      const ms = this.#queryDone(started, text);
+      if (err === undefined) {
+        this.#releaseConn(conn, undefined, false);
+        resolve(res!);
+        return;
+      }
+      this.counters.queryErrors++;
+      this.#releaseConn(conn, err, false);
+      if (retry && ms < STALE_RETRY_WINDOW_MS && isSessionTerminated(err) && isSingleStatement(text)) {
+        this.counters.staleRetries++;
+        this.#borrow().then(
+          (fresh) => this.#execute<R>(fresh, text, values, false, resolve),
+          (failure: unknown) => rejectAtCaller(resolve, failure),
+        );
+        return;
+      }
+      rejectAtCaller(resolve, err);
+    });
+  }
+
+  #executeAsync<R extends QueryResultRow>(conn: PooledConnection, text: QueryInput, values: unknown[] | undefined, retry: boolean): Promise<QueryResult<R>> {
+    return new Promise<QueryResult<R>>((resolve) => this.#execute<R>(conn, text, values, retry, resolve));
+  }
+
+  #begin(conn: PooledConnection, sql: string, retry: boolean): Promise<PoolClient> {
+    const t0 = performance.now();
+    this.counters.queries++;
+    return new Promise<PoolClient>((resolve, reject) => {
+      send(conn, sql, undefined, (err) => {
+        const ms = this.#queryDone(t0, sql);
+        if (err === undefined) {
+          resolve(lend(conn, this));
+          return;
+        }
+        this.counters.queryErrors++;
+        this.#releaseConn(conn, err, false);
+        if (retry && ms < STALE_RETRY_WINDOW_MS && isSessionTerminated(err)) {
+          this.counters.staleRetries++;
+          this.#borrow()
+            .then((fresh) => this.#begin(fresh, sql, false))
+            .then(resolve, reject);
+          return;
+        }
+        reject(err);
+      });
+    });
   }
 
   #queryDone(t0: number, text: QueryInput): number {
-    const ms = performance.now() - t0;
+    const now = performance.now();
+    this.lastAnswerAt = now;
+    const ms = now - t0;
     this.queryTime.record(ms);
     const slow = this.host.slowQueryMs;
     if (slow > 0 && ms >= slow) {
@@ -947,98 +1017,28 @@ export class NodePool {
     return ms;
   }
 
-  /** Pools the client again unless it is stale (evicted generation), past its lifetime or at `maxUses`. */
-  #giveBack(c: MetaClient, meta: ClientMeta, now: number): void {
-    if (meta.generation !== this.#generation || (meta.expiresAt !== 0 && now >= meta.expiresAt)) {
-      this.counters.evictions++;
-      meta.removeReason = meta.generation !== this.#generation ? 'evicted' : 'lifetime';
-      c.release(true);
-      return;
-    }
-    if ((c._poolUseCount ?? 0) + 1 >= this.config.maxUses) {
-      this.counters.evictions++;
-      meta.removeReason = 'max-uses';
-    }
-    meta.lastReleasedAt = now;
-    c.release();
+  #timeoutError(t0: number, cause: unknown): PoolAcquireTimeoutError {
+    this.counters.acquireTimeouts++;
+    const timeoutError = new PoolAcquireTimeoutError(this.config.database, this.name, this.#role, Math.round(performance.now() - t0), this.state(), cause);
+    if (this.host.emitting) this.#emit({ type: 'error', kind: 'acquire-timeout', message: timeoutError.message });
+    return timeoutError;
   }
 
-  #rollbackAndRelease(client: MetaClient, meta: ClientMeta): void {
-    this.counters.rollbacksOnRelease++;
-    client.query('ROLLBACK').then(
-      () => this.#giveBack(client, meta, Date.now()),
-      () => {
-        meta.removeReason = 'rollback-failed';
-        this.counters.evictions++;
-        client.release(true);
-      },
+  #unavailable(): PoolUnavailableError {
+    const b = this.#breaker;
+    return new PoolUnavailableError(
+      this.config.database,
+      this.name,
+      this.config.address,
+      new Date(Math.max(b.retryAt ?? 0, Date.now())),
+      `${b.failures} consecutive connection failures (last: ${b.lastFailure})`,
     );
-  }
-
-  /**
-   * 25006 from the primary: a read-only transaction the caller asked for, or a demoted server.
-   * Asks the server on the same connection; if it is in recovery, every connection is evicted so
-   * new ones (re-resolving the host) reach the current primary.
-   */
-  #checkDemoted(client: MetaClient, meta: ClientMeta): void {
-    const tx = client.getTransactionStatus ? client.getTransactionStatus() : null;
-    const rollback = tx === 'T' || tx === 'E' ? client.query('ROLLBACK') : Promise.resolve();
-    rollback
-      .then(() => client.query<{ recovering: boolean }>('SELECT pg_is_in_recovery() AS recovering'))
-      .then(
-        (res) => {
-          if (res.rows[0]?.recovering !== true) {
-            this.#giveBack(client, meta, Date.now());
-            return;
-          }
-          this.counters.demotions++;
-          this.counters.evictions++;
-          meta.removeReason = 'evicted';
-          client.release(true);
-          const message =
-            `The primary "${this.config.database}/${this.name}" (${this.config.address}) is in recovery (read-only): it was demoted. ` +
-            'Every connection of its pool is closed so new ones reach the current primary.';
-          this.host.warn(message);
-          if (this.host.emitting) this.#emit({ type: 'error', kind: 'read-only', message });
-          this.evictAll();
-        },
-        () => {
-          meta.removeReason = 'error';
-          client.release(true);
-        },
-      );
-  }
-
-  #armLeak(meta: ClientMeta, origin: Error): void {
-    meta.origin = origin;
-    meta.leaked = false;
-    const threshold = this.config.leakDetectionThresholdMs;
-    meta.leakTimer = setTimeout(() => {
-      meta.leaked = true;
-      this.counters.leaks++;
-      const stack = meta.origin?.stack ?? '';
-      this.host.warn(
-        `Possible connection leak on "${this.config.database}/${this.name}": a client has been held for more than ${threshold}ms. Acquired at:\n${stack}`,
-      );
-      if (this.host.emitting) this.#emit({ type: 'leak', heldMs: threshold, stack });
-    }, threshold);
-    meta.leakTimer.unref();
-  }
-
-  #clearLeak(meta: ClientMeta, now: number): void {
-    clearTimeout(meta.leakTimer);
-    meta.leakTimer = undefined;
-    if (meta.leaked) {
-      meta.leaked = false;
-      this.host.warn(`Previously reported leaked client of "${this.config.database}/${this.name}" was returned after ${now - meta.acquiredAt}ms.`);
-    }
-    meta.origin = undefined;
   }
 
   // Background refill ------------------------------------------------------------------------
 
   #needsRefill(): boolean {
-    return !this.ended && (this.pool.totalCount < this.config.min || this.#openUntil !== 0);
+    return !this.ended && (this.#bag.total < this.config.min || this.#breaker.isOpen);
   }
 
   #scheduleRefill(delayMs: number): void {
@@ -1059,7 +1059,7 @@ export class NodePool {
     this.#refilling = true;
     let failed = false;
     try {
-      const missing = Math.max(1, this.config.min - this.pool.totalCount);
+      const missing = Math.max(1, this.config.min - this.#bag.total);
       const results = await Promise.allSettled(Array.from({ length: missing }, () => this.#refillOne()));
       failed = results.some((r) => r.status === 'rejected');
     } finally {
@@ -1075,81 +1075,31 @@ export class NodePool {
     }
   }
 
-  /** A new physical connection, even while idle ones are pooled (pg-pool's `connect()` would hand those out). */
-  #openNew(): Promise<MetaClient> {
-    const internal = this.pool as unknown as PgPoolInternals;
-    if (typeof internal.newClient !== 'function' || this.pool.totalCount >= this.config.max) {
-      return this.pool.connect() as Promise<MetaClient>;
-    }
-    return new Promise((resolve, reject) => {
-      internal.newClient!.call(this.pool, { callback: (err, client) => (err ? reject(err) : resolve(client!)) });
+  /** One background connection: opened (when the pool has room) and pooled. */
+  #refillOne(): Promise<void> {
+    if (this.ended || this.#bag.total >= this.config.max) return Promise.resolve();
+    const t0 = performance.now();
+    this.#refillOpening++;
+    return new Promise<void>((resolve, reject) => {
+      this.#open(t0, t0 + this.config.connectTimeoutMs, (err, conn) => {
+        this.#refillOpening--;
+        if (err !== undefined) {
+          reject(err);
+          return;
+        }
+        this.counters.refills++;
+        this.#breaker.success();
+        this.#pool(conn!);
+        resolve();
+      }, true);
     });
   }
 
-  /** One background connection: opened (or, when the pool is full, a pooled one validated) and given straight back. */
-  async #refillOne(): Promise<void> {
-    if (this.ended) return;
-    const client = await this.#openNew();
-    const meta = client[META];
-    try {
-      if (!meta.ready) {
-        await this.host.initClient(client, this);
-        meta.ready = true;
-        this.counters.refills++;
-      } else {
-        await this.#validate(client, meta);
-      }
-    } catch (err) {
-      meta.removeReason = 'error';
-      client.release(true);
-      throw err;
-    }
-    if (this.#openUntil !== 0 || this.#failures !== 0) this.#breakerSuccess();
-    this.#giveBack(client, meta, Date.now());
+  #emit(partial: Record<string, unknown> & { type: PoolEvent['type'] }): void {
+    this.host.emit({ database: this.config.database, node: this.name, role: this.#role, at: Date.now(), ...partial } as PoolEvent);
   }
 
-  // Circuit breaker ---------------------------------------------------------------------------
-
-  #breakerGate(): PoolUnavailableError | undefined {
-    const now = Date.now();
-    if (now < this.#openUntil || this.#trialInFlight) {
-      return new PoolUnavailableError(
-        this.config.database,
-        this.name,
-        this.config.address,
-        new Date(Math.max(this.#openUntil, now)),
-        `${this.#failures} consecutive connection failures (last: ${this.#lastFailure})`,
-      );
-    }
-    this.#trialInFlight = true;
-    return undefined;
-  }
-
-  #breakerSuccess(): void {
-    const wasOpen = this.#openUntil !== 0;
-    this.#failures = 0;
-    this.#openUntil = 0;
-    this.#trialInFlight = false;
-    if (wasOpen && this.host.emitting) this.#emit({ type: 'breaker-closed' });
-  }
-
-  #breakerFailure(message: string): void {
-    this.#failures++;
-    this.#lastFailure = message;
-    const { failureThreshold, resetTimeoutMs } = this.host.breaker;
-    if (this.#trialInFlight || this.#failures >= failureThreshold) {
-      const reopened = this.#openUntil !== 0;
-      this.#trialInFlight = false;
-      this.#openUntil = Date.now() + resetTimeoutMs;
-      if (!reopened) {
-        this.counters.breakerOpens++;
-        this.host.warn(
-          `Circuit breaker of "${this.config.database}/${this.name}" (${this.config.address}) opened after ${this.#failures} consecutive connection failures ` +
-            `(last: ${message}). Calls fail fast with PoolUnavailableError until ${new Date(this.#openUntil).toISOString()} or until a background reconnect succeeds.`,
-        );
-      }
-      if (this.host.emitting) this.#emit({ type: 'breaker-open', retryAt: this.#openUntil, failures: this.#failures });
-      this.#scheduleRefill(REFILL_FIRST_DELAY_MS);
-    }
+  #namedStatement(text: QueryConfig): NamedStatementUnsupportedError {
+    return new NamedStatementUnsupportedError(this.config.database, String(text.name));
   }
 }

@@ -84,4 +84,8 @@ export class NodeCounters {
   staleRetries = 0;
   /** Times the primary answered 25006 while in recovery (demoted) and every connection was evicted. */
   demotions = 0;
+  /** Statements that got no answer within their client-side deadline (the connection was destroyed). */
+  statementTimeouts = 0;
+  /** The library's own statements (probes, lag and replay checks, health pings, the sizing advisor). */
+  systemQueries = 0;
 }

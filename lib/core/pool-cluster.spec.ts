@@ -185,8 +185,8 @@ describe('PoolCluster routing', () => {
       for (let i = 0; i < 3; i++) expect((await cluster.read(scope, 'SELECT 1')).rows[0].node).toBe('r2');
       expect(served.filter((n) => n === 'primary')).toHaveLength(1);
       replica(cluster, 1).replayLsn = 0x2fffn;
-      (replica(cluster, 1).node.pool as { query: unknown }).query = () => Promise.resolve(result([{ replay: '0/2FFF' }]));
-      (replica(cluster, 0).node.pool as { query: unknown }).query = () => Promise.resolve(result([{ replay: '0/2000' }]));
+      (replica(cluster, 1).node as { systemQuery: unknown }).systemQuery = () => Promise.resolve(result([{ replay: '0/2FFF' }]));
+      (replica(cluster, 0).node as { systemQuery: unknown }).systemQuery = () => Promise.resolve(result([{ replay: '0/2000' }]));
       expect((await cluster.read(scope, 'SELECT 1')).rows[0].node).toBe('primary');
       expect(cluster.primary.counters.fallbacks).toBe(1);
     });
@@ -197,8 +197,8 @@ describe('PoolCluster routing', () => {
       replica(cluster, 0).replayLsn = 0x1000n;
       replica(cluster, 1).replayLsn = 0x1000n;
       const checks = jest.fn(() => Promise.resolve(result([{ replay: '0/3000' }])));
-      (replica(cluster, 0).node.pool as { query: unknown }).query = checks;
-      (replica(cluster, 1).node.pool as { query: unknown }).query = checks;
+      (replica(cluster, 0).node as { systemQuery: unknown }).systemQuery = checks;
+      (replica(cluster, 1).node as { systemQuery: unknown }).systemQuery = checks;
       const scope = readOnlyScope();
       markWrite(scope, 'default');
       const [a, b] = await Promise.all([cluster.read(scope, 'SELECT 1'), cluster.read(scope, 'SELECT 1')]);
@@ -367,7 +367,7 @@ describe('PoolCluster: follows the discovered primary', () => {
   type Role = { recovering: boolean; timeline: number } | 'down';
   function roles(cluster: PoolCluster, answers: Record<string, Role>): void {
     for (const n of cluster.nodes) {
-      (n as { systemQuery: NodePool['systemQuery'] }).systemQuery = () => {
+      (n as { monitorQuery: NodePool['monitorQuery'] }).monitorQuery = () => {
         const a = answers[n.name]!;
         if (a === 'down') return Promise.reject(connectionRefused());
         return Promise.resolve(result([{ recovering: a.recovering, checkpoint_timeline: a.timeline, wal_timeline: a.recovering ? null : a.timeline }]));
@@ -412,6 +412,9 @@ describe('PoolCluster: follows the discovered primary', () => {
       }
       connect(cb: (err: Error) => void): void {
         setImmediate(() => cb(connectionRefused()));
+      }
+      end(): Promise<void> {
+        return Promise.resolve();
       }
     }
     const cluster = makeCluster({ replicas: [{ host: '127.0.0.1', port: 3, user: 'u', password: 'cluster-spec-secret', database: 'd', Client: RecordingClient }] } as never);

@@ -21,6 +21,8 @@ import {
   type RoutingSession,
 } from '../routing/routing-context.js';
 import { START_UP, Topology } from '../cluster/topology.js';
+import { NodeMonitor } from '../cluster/node-monitor.js';
+import { NodeHungError } from '../pool.exceptions.js';
 import { isConnectionError, isReadOnlyViolation, neverSent } from './errors.js';
 import { NodePool, type NodeHost, type QueryInput } from './node-pool.js';
 
@@ -40,7 +42,14 @@ export class ReplicaState {
   probe: NodeJS.Timeout | undefined;
   /** An in-flight read-your-writes check of the replay position. */
   refreshing: Promise<void> | undefined;
+  /** A lag figure older than this (ms) is reported as unknown. */
+  staleAfterMs = Infinity;
   constructor(readonly node: NodePool) {}
+
+  /** `lagMs` while it is fresh (measured within `staleAfterMs`), else `undefined`: an old figure is unknown, not 0. */
+  get reportedLagMs(): number | undefined {
+    return Date.now() - this.lastCheckedAt > this.staleAfterMs ? undefined : this.lagMs;
+  }
 }
 
 const LAG_SQL =
@@ -131,6 +140,7 @@ export class PoolCluster implements NodeHost {
   #lagRunning = false;
   #closed = false;
   readonly #transactions = new TransactionRunner(this);
+  readonly #monitor: NodeMonitor | undefined;
 
   constructor(readonly options: ResolvedOptions) {
     this.logger = new Logger(`PoolModule:${options.database}`);
@@ -141,6 +151,11 @@ export class PoolCluster implements NodeHost {
     this.topology = new Topology(primary, replicas, options.failover, this);
     const routing = options.routing;
     this.#wal = new WalHistory(Math.max(60_000, routing.maxReplicationLagMs * 3, routing.lagCheckIntervalMs * 10));
+    for (const r of this.#states) r.staleAfterMs = routing.lagCheckIntervalMs * 2 + this.#checkTimeoutMs();
+    if (options.monitor.enabled) {
+      this.#monitor = new NodeMonitor(this.nodes, options.monitor, { hung: (node, reason) => this.#onHung(node, reason), answering: (node) => this.#onAnswering(node) });
+      this.#monitor.start();
+    }
   }
 
   get name(): string {
@@ -230,6 +245,9 @@ export class PoolCluster implements NodeHost {
   }
   scrub(message: string): string {
     return scrubSecrets(message, this.options.secrets);
+  }
+  statementTimedOut(node: NodePool): void {
+    this.#monitor?.suspect(node);
   }
   async initClient(client: PoolClient, node: NodePool): Promise<void> {
     const hook = this.options.onConnect;
@@ -330,7 +348,7 @@ export class PoolCluster implements NodeHost {
     const checks: Promise<void>[] = [];
     for (const r of this.replicas) {
       if ((r.replayLsn !== undefined && r.replayLsn >= required) || !this.usable(r, undefined, now)) continue;
-      r.refreshing ??= this.#bounded(r.node.pool.query<{ replay: string | null }>(REPLAY_SQL), REFRESH_TIMEOUT_MS)
+      r.refreshing ??= r.node.systemQuery<{ replay: string | null }>(REPLAY_SQL, undefined, REFRESH_TIMEOUT_MS)
         .then(
           (res) => {
             const replay = parseLsn(res.rows[0]?.replay);
@@ -650,7 +668,7 @@ export class PoolCluster implements NodeHost {
   async #probe(r: ReplicaState): Promise<void> {
     if (this.#closed) return;
     try {
-      await r.node.pool.query('SELECT 1');
+      await r.node.systemQuery('SELECT 1', undefined, this.#checkTimeoutMs());
       await this.#samplePrimary();
       await this.#measureReplica(r);
       if (this.#closed) return;
@@ -667,6 +685,36 @@ export class PoolCluster implements NodeHost {
     }
   }
 
+  // Hung nodes ----------------------------------------------------------------------------
+  /** Why the node monitor considers `node` hung, or `undefined`. */
+  hungReason(node: NodePool): string | undefined {
+    return this.#monitor?.hungReason(node);
+  }
+
+  /** A hung replica leaves rotation (its waiting reads are retried elsewhere); a hung node's waiting statements are aborted. */
+  #onHung(node: NodePool, reason: string): void {
+    if (this.#closed) return;
+    const err = new NodeHungError(this.name, node.name, node.config.address, reason);
+    this.logger.warn(`Node "${this.name}/${node.name}" (${node.config.address}) stopped answering (${reason}): its waiting statements are aborted${node.role === 'replica' ? ' and it leaves read rotation' : ''}.`);
+    if (this.emitting) this.emit({ type: 'error', kind: 'connection', database: this.name, node: node.name, role: node.role, at: Date.now(), message: err.message });
+    const replica = this.replicas.find((r) => r.node === node);
+    if (replica !== undefined) this.ban(replica, err);
+    node.abort(err);
+    if (node === this.primary && this.topology.discovering) void this.topology.check('the write node stopped answering');
+  }
+
+  #onAnswering(node: NodePool): void {
+    if (this.#closed) return;
+    this.logger.log(`Node "${this.name}/${node.name}" (${node.config.address}) answers again.`);
+    node.reachable();
+    const replica = this.replicas.find((r) => r.node === node);
+    if (replica !== undefined && replica.bannedUntil !== 0) {
+      clearTimeout(replica.probe);
+      replica.probe = setTimeout(() => void this.#probe(replica), 0);
+      replica.probe.unref();
+    }
+  }
+
   // Lag monitor --------------------------------------------------------------------------
   startLagMonitor(): void {
     this.topology.start();
@@ -678,7 +726,7 @@ export class PoolCluster implements NodeHost {
   /** Measures every replica's replay position and lag against the primary. */
   async checkLag(): Promise<void> {
     if (this.#lagRunning || this.#closed || this.replicas.length === 0) return;
-    if (this.options.lazy && this.nodes.every((n) => n.pool.totalCount === 0)) return;
+    if (this.options.lazy && this.nodes.every((n) => n.state().total === 0)) return;
     this.#lagRunning = true;
     try {
       await this.#samplePrimary();
@@ -699,7 +747,7 @@ export class PoolCluster implements NodeHost {
   /** Records the primary's WAL position; a primary that cannot answer leaves the history as it is. */
   async #samplePrimary(): Promise<void> {
     try {
-      const res = await this.#bounded(this.primary.pool.query<{ lsn: string }>(PRIMARY_FLUSH_LSN_SQL));
+      const res = await this.primary.systemQuery<{ lsn: string }>(PRIMARY_FLUSH_LSN_SQL, undefined, this.#checkTimeoutMs());
       const lsn = parseLsn(res.rows[0]?.lsn);
       if (lsn !== undefined) this.#wal.record(recordEnd(lsn), Date.now());
     } catch {
@@ -708,7 +756,7 @@ export class PoolCluster implements NodeHost {
   }
 
   async #measureReplica(r: ReplicaState): Promise<void> {
-    const res = await this.#bounded(r.node.pool.query<{ replay: string | null; since_ms: string | number | null }>(LAG_SQL));
+    const res = await r.node.systemQuery<{ replay: string | null; since_ms: string | number | null }>(LAG_SQL, undefined, this.#checkTimeoutMs());
     const row = res.rows[0];
     const replay = parseLsn(row?.replay);
     const now = Date.now();
@@ -734,14 +782,9 @@ export class PoolCluster implements NodeHost {
     r.lagMs = behind === 0n ? 0 : this.#wal.lagMs(replay, since, now);
   }
 
-  /** A lag query that hangs (a half-open socket) must not stall the monitor, or a read, for long. */
-  #bounded<T>(promise: Promise<T>, ms = Math.max(5_000, this.options.routing.lagCheckIntervalMs * 2)): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`lag check timed out after ${ms}ms`)), ms);
-      timer.unref();
-    });
-    return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+  /** The deadline of a lag check or probe: a node that does not answer within it has its connection destroyed. */
+  #checkTimeoutMs(): number {
+    return Math.max(1000, Math.min(5000, this.options.routing.lagCheckIntervalMs * 2));
   }
 
   // Client-level helpers ---------------------------------------------------------------------
@@ -907,6 +950,7 @@ export class PoolCluster implements NodeHost {
     this.topology.close();
     clearInterval(this.#lagTimer);
     for (const r of this.#states) clearTimeout(r.probe);
+    await this.#monitor?.stop();
     const nodes = this.nodes;
     const timeout = this.options.shutdownTimeoutMs;
     const outstanding = await Promise.all(nodes.map((n) => n.drain(timeout)));

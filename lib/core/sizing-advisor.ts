@@ -28,7 +28,7 @@ export async function adviseSizing(cluster: PoolCluster): Promise<SizingReport[]
   for (const [address, node] of byAddress) {
     let maxConnections: number;
     try {
-      const res = await node.pool.query<{ max_connections: string }>('SHOW max_connections');
+      const res = await node.systemQuery<{ max_connections: string }>('SHOW max_connections');
       maxConnections = Number(res.rows[0]?.max_connections);
     } catch {
       continue;

@@ -3,6 +3,9 @@ import { ModuleRef } from '@nestjs/core';
 import { PoolRegistry } from '../core/cluster-registry.js';
 import { isConnectionError } from '../core/errors.js';
 import type { NodePool } from '../core/node-pool.js';
+
+/** A ping's statement deadline lies just past the check's timeout, so the check reports its own timeout first. */
+const PING_GRACE_MS = 50;
 import type { PoolCluster, ReplicaState } from '../core/pool-cluster.js';
 import { DEFAULT_DATABASE } from '../pool.constants.js';
 import { PoolError } from '../pool.exceptions.js';
@@ -253,8 +256,10 @@ export class PoolHealthIndicator {
   async #probe(cluster: PoolCluster, node: NodePool, timeoutMs: number, replica: ReplicaState | undefined): Promise<NodeHealth> {
     const started = performance.now();
     let failure: string | undefined;
+    const hung = cluster.hungReason(node);
     try {
-      const recovery = await withTimeout(this.#ping(node), timeoutMs);
+      if (hung !== undefined) throw new Error(`the node stopped answering: ${hung}`);
+      const recovery = await withTimeout(this.#ping(node, timeoutMs), timeoutMs);
       if (node.role === 'primary' && recovery) failure = PRIMARY_IN_RECOVERY;
     } catch (err) {
       failure = err === PING_TIMED_OUT ? PING_TIMEOUT(timeoutMs) : cluster.scrub(reasonOf(err));
@@ -272,7 +277,8 @@ export class PoolHealthIndicator {
     if (failure !== undefined) health.message = NODE_DOWN(node.role, node.name, node.config.address, failure);
     if (status.breakerRetryAt !== undefined) health.breakerRetryAt = new Date(status.breakerRetryAt).toISOString();
     if (replica !== undefined) {
-      health.replicationLagMs = replica.lagMs === undefined || failure !== undefined ? null : round2(replica.lagMs);
+      const lagMs = replica.reportedLagMs;
+      health.replicationLagMs = lagMs === undefined || failure !== undefined ? null : round2(lagMs);
       health.banned = replica.bannedUntil !== 0;
       if (health.banned) {
         health.bannedUntil = new Date(replica.bannedUntil).toISOString();
@@ -284,13 +290,15 @@ export class PoolHealthIndicator {
   }
 
   /** `SELECT pg_is_in_recovery()` through the node's pool, once more on a connection error (a stale idle client). */
-  async #ping(node: NodePool): Promise<boolean> {
+  async #ping(node: NodePool, timeoutMs: number): Promise<boolean> {
     const sql = 'SELECT pg_is_in_recovery() AS recovery';
+    // The library's managed path: past the check's own timeout the connection is destroyed, not pooled.
+    const bound = timeoutMs + PING_GRACE_MS;
     try {
-      return (await node.pool.query<{ recovery: boolean }>(sql)).rows[0]?.recovery === true;
+      return (await node.systemQuery<{ recovery: boolean }>(sql, undefined, bound)).rows[0]?.recovery === true;
     } catch (err) {
       if (!isConnectionError(err)) throw err;
-      return (await node.pool.query<{ recovery: boolean }>(sql)).rows[0]?.recovery === true;
+      return (await node.systemQuery<{ recovery: boolean }>(sql, undefined, bound)).rows[0]?.recovery === true;
     }
   }
 }

@@ -72,6 +72,7 @@ describe('registerPoolMetrics', () => {
     cluster.primary.counters.connectionErrors = 4;
     replica.bannedUntil = Date.now() + 1000;
     replica.lagMs = 1500;
+    replica.lastCheckedAt = Date.now();
     replica.lagBytes = 2048;
     const text = await registry.metrics();
     expect(text).toContain('db_routing_total{database="default",node="r\\"1",role="replica",reason="read"} 7');

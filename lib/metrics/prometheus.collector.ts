@@ -122,7 +122,7 @@ function buildMetrics(views: () => NodeView[]): ScrapeMetric[] {
       if (v.replica) push(v.labels, v.replica.bannedUntil !== 0 ? 1 : 0);
     }, 'max'),
     gauge('db_replica_lag_seconds', 'Replay lag of a replica behind the primary at the last lag check, in seconds.', (v, push) => {
-      if (v.replica?.lagMs !== undefined) push(v.labels, v.replica.lagMs / 1000);
+      if (v.replica?.reportedLagMs !== undefined) push(v.labels, v.replica.reportedLagMs / 1000);
     }, 'max'),
     gauge('db_replica_lag_bytes', 'WAL bytes a replica has not replayed yet at the last lag check.', (v, push) => {
       if (v.replica?.lagBytes !== undefined) push(v.labels, v.replica.lagBytes);

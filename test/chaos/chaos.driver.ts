@@ -15,6 +15,7 @@ import {
   type TestApp,
 } from './chaos.support.js';
 import { sleep, waitFor } from '../support/wait.js';
+import { freezeNode } from './freeze.js';
 
 // The chaos driver behind `npm run chaos` (full) and test/chaos.e2e-spec.ts (short): one Nest
 // application with a primary + two replicas under a steady mixed load (reads on replicas, writes
@@ -28,12 +29,19 @@ import { sleep, waitFor } from '../support/wait.js';
 // connections, nothing in use or waiting, breakers closed, replicas in rotation) with no server
 // session left over. Every node the driver stops is started again before it returns.
 
-export type ScenarioName = 'replica-kill' | 'primary-restart' | 'terminate-all' | 'terminate-busy' | 'leak' | 'exhaust' | 'primary-promoted';
+export type ScenarioName = 'replica-kill' | 'primary-restart' | 'terminate-all' | 'terminate-busy' | 'leak' | 'exhaust' | 'replica-freeze' | 'primary-freeze' | 'primary-promoted';
 
 /** The scenarios of the issue, (a)–(e); the short e2e form runs these. */
 export const SCENARIOS: readonly ScenarioName[] = ['replica-kill', 'primary-restart', 'terminate-all', 'leak', 'exhaust'];
 /** Plus (c′): sessions killed in the middle of statements and transactions, to show what callers see then. */
 export const FULL_SCENARIOS: readonly ScenarioName[] = ['replica-kill', 'primary-restart', 'terminate-all', 'terminate-busy', 'leak', 'exhaust', 'primary-promoted'];
+/**
+ * Hung nodes (SIGSTOP: sockets stay open, nothing answers), run with `FREEZE_POOL`:
+ *   (f) replica1 frozen under read load; (g) the primary frozen under mixed load.
+ */
+export const FREEZE_SCENARIOS: readonly ScenarioName[] = ['replica-freeze', 'primary-freeze'];
+/** The freeze rows' pool: the chaos pool with `acquireTimeoutMs: 2000`, as the issue states them. */
+export const FREEZE_POOL = Object.freeze({ acquireTimeoutMs: 2000 });
 
 const SCENARIO_LABEL: Record<ScenarioName, string> = {
   'replica-kill': '(a) kill -9 replica1, restart it',
@@ -42,7 +50,9 @@ const SCENARIO_LABEL: Record<ScenarioName, string> = {
   'terminate-busy': "(c′) pg_terminate_backend every connection, busy ones too",
   leak: '(d) hold 2 clients past the leak threshold',
   exhaust: '(e) exhaust the primary pool',
-  'primary-promoted': '(f) primary promoted: stop primary -m immediate, promote replica1',
+  'replica-freeze': '(f) SIGSTOP replica1 under read load, SIGCONT',
+  'primary-freeze': '(g) SIGSTOP the primary under mixed load, SIGCONT',
+  'primary-promoted': '(h) primary promoted: stop primary -m immediate, promote replica1',
 };
 
 export interface ChaosTiming {
@@ -57,10 +67,12 @@ export interface ChaosTiming {
   readers: number;
   writers: number;
   paceMs: number;
+  /** How long a node stays frozen in (f) and (g). */
+  freezeMs: number;
 }
 
-export const FULL_TIMING: ChaosTiming = { warmMs: 3000, disruptMs: 3000, afterMs: 3000, baselineTimeoutMs: 20_000, readers: 6, writers: 6, paceMs: 2 };
-export const SHORT_TIMING: ChaosTiming = { warmMs: 800, disruptMs: 1200, afterMs: 1200, baselineTimeoutMs: 15_000, readers: 3, writers: 3, paceMs: 5 };
+export const FULL_TIMING: ChaosTiming = { warmMs: 3000, disruptMs: 3000, afterMs: 3000, baselineTimeoutMs: 20_000, readers: 6, writers: 6, paceMs: 2, freezeMs: 8000 };
+export const SHORT_TIMING: ChaosTiming = { warmMs: 800, disruptMs: 1200, afterMs: 1200, baselineTimeoutMs: 15_000, readers: 3, writers: 3, paceMs: 5, freezeMs: 4000 };
 
 export const CHAOS_POOL = Object.freeze({
   min: 2,
@@ -119,6 +131,8 @@ export interface ChaosOptions {
   applicationName: string;
   timing: ChaosTiming;
   scenarios?: readonly ScenarioName[];
+  /** Pool settings that differ from `CHAOS_POOL`. */
+  pool?: { acquireTimeoutMs?: number };
   log?: (line: string) => void;
 }
 
@@ -504,7 +518,76 @@ async function scenarioExhaust(t: TestApp, load: Load, timing: ChaosTiming): Pro
   };
 }
 
+/** Completed reads per second among `ops` that ended in [from, to). */
+function readRate(ops: Op[], from: number, to: number): number {
+  const n = ops.filter((o) => o.kind === 'read' && o.ok && o.end >= from && o.end < to).length;
+  return to > from ? (n * 1000) / (to - from) : 0;
+}
+
+async function scenarioReplicaFreeze(t: TestApp, load: Load, timing: ChaosTiming): Promise<{ recoveryMs: number | undefined; facts: Record<string, unknown> }> {
+  const replica1 = t.cluster.replicas[0]!;
+  const thaw = freezeNode('replica1');
+  const frozenAt = Date.now();
+  let thawedAt = frozenAt;
+  let outOfRotationAt: number | undefined;
+  try {
+    outOfRotationAt = await waitFor('replica1 out of rotation', () => (replica1.bannedUntil !== 0 ? Date.now() : undefined), timing.freezeMs, 10).catch(() => undefined);
+    await sleep(Math.max(0, timing.freezeMs - (Date.now() - frozenAt)));
+  } finally {
+    thaw();
+    thawedAt = Date.now();
+  }
+  const readsBefore = replica1.node.counters.routedReads;
+  const servedAgainAt = await waitFor('replica1 serving reads again', () => (replica1.node.counters.routedReads > readsBefore ? Date.now() : undefined), 15_000, 10).catch(() => undefined);
+  await sleep(timing.afterMs);
+  const readsDuring = load.ops.filter((o) => o.kind === 'read' && o.start >= frozenAt && o.start < thawedAt);
+  return {
+    recoveryMs: servedAgainAt === undefined ? undefined : servedAgainAt - thawedAt,
+    facts: {
+      frozenAt,
+      thawedAt,
+      outOfRotationMs: outOfRotationAt === undefined ? undefined : outOfRotationAt - frozenAt,
+      readsPerSecondBefore: readRate(load.ops, frozenAt - timing.warmMs, frozenAt),
+      readsPerSecondDuring: readRate(load.ops, frozenAt, thawedAt),
+      slowestReadMs: load.ops.filter((o) => o.kind === 'read').reduce((m, o) => Math.max(m, o.end - o.start), 0),
+      failedReadsDuring: readsDuring.filter((o) => !o.ok).length,
+      servedAgainAt,
+    },
+  };
+}
+
+async function scenarioPrimaryFreeze(t: TestApp, load: Load, timing: ChaosTiming): Promise<{ recoveryMs: number | undefined; facts: Record<string, unknown> }> {
+  const thaw = freezeNode('primary');
+  const frozenAt = Date.now();
+  let thawedAt = frozenAt;
+  try {
+    await sleep(timing.freezeMs);
+  } finally {
+    thaw();
+    thawedAt = Date.now();
+  }
+  const firstWriteOk = await waitFor('a write that started after the thaw succeeds', () => load.ops.find((o) => o.kind === 'write' && o.ok && o.start >= thawedAt)?.end, 10_000, 5).catch(() => undefined);
+  await sleep(timing.afterMs);
+  const writesDuring = load.ops.filter((o) => o.kind === 'write' && o.end >= frozenAt && o.start < thawedAt);
+  const readsDuring = load.ops.filter((o) => o.kind === 'read' && o.start >= frozenAt && o.end < thawedAt);
+  return {
+    recoveryMs: firstWriteOk === undefined ? undefined : Math.max(0, firstWriteOk - thawedAt),
+    facts: {
+      frozenAt,
+      thawedAt,
+      writesDuring: writesDuring.length,
+      failedWritesDuring: writesDuring.filter((o) => !o.ok).length,
+      slowestWriteMs: load.ops.filter((o) => o.kind === 'write').reduce((m, o) => Math.max(m, o.end - o.start), 0),
+      readsOkDuring: readsDuring.filter((o) => o.ok).length,
+      failedReadsDuring: readsDuring.filter((o) => !o.ok).length,
+      firstWriteOkAfterThawMs: firstWriteOk === undefined ? undefined : firstWriteOk - thawedAt,
+    },
+  };
+}
+
 const RECOVERY_OF: Record<ScenarioName, string> = {
+  'replica-freeze': 'SIGCONT → replica1 serves reads again',
+  'primary-freeze': 'SIGCONT → first successful write that started after it',
   'replica-kill': 'replica1 accepts again → it serves reads again',
   'primary-restart': 'primary accepts again → first successful write',
   'terminate-all': 'last termination → every pool back at min',
@@ -530,7 +613,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosRun> {
     replicas: replicaOptions(),
     min: CHAOS_POOL.min,
     max: CHAOS_POOL.max,
-    acquireTimeoutMs: CHAOS_POOL.acquireTimeoutMs,
+    acquireTimeoutMs: options.pool?.acquireTimeoutMs ?? CHAOS_POOL.acquireTimeoutMs,
     idleTimeoutMs: CHAOS_POOL.idleTimeoutMs,
     leakDetectionThresholdMs: CHAOS_POOL.leakDetectionThresholdMs,
     routing: { replicaBanMs: CHAOS_POOL.replicaBanMs },
@@ -552,6 +635,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosRun> {
           if (scenario === 'terminate-all') return await scenarioTerminate(t, timing, applicationName, true);
           if (scenario === 'terminate-busy') return await scenarioTerminate(t, timing, applicationName, false);
           if (scenario === 'leak') return await scenarioLeak(t, load, timing);
+          if (scenario === 'replica-freeze') return await scenarioReplicaFreeze(t, load, timing);
+          if (scenario === 'primary-freeze') return await scenarioPrimaryFreeze(t, load, timing);
           if (scenario === 'primary-promoted') return await scenarioPrimaryPromoted(load, timing);
           return await scenarioExhaust(t, load, timing);
         } finally {

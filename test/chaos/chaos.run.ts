@@ -2,7 +2,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { clusterConfig } from './chaos.support.js';
-import { FULL_SCENARIOS, FULL_TIMING, renderNotes, renderTable, runChaos, type ChaosRun } from './chaos.driver.js';
+import { FREEZE_POOL, FREEZE_SCENARIOS, FULL_SCENARIOS, FULL_TIMING, renderNotes, renderTable, runChaos, type ChaosRun } from './chaos.driver.js';
 
 // `npm run chaos`: the full chaos suite against the real cluster (PGPOOLS_CLUSTER_OFFSET picks a
 // copy). Prints the table and writes it to docs/CHAOS.md with the command that produced it
@@ -10,7 +10,7 @@ import { FULL_SCENARIOS, FULL_TIMING, renderNotes, renderTable, runChaos, type C
 
 const COMMAND = process.env.PGPOOLS_CLUSTER_OFFSET && process.env.PGPOOLS_CLUSTER_OFFSET !== '0' ? `PGPOOLS_CLUSTER_OFFSET=${process.env.PGPOOLS_CLUSTER_OFFSET} npm run chaos` : 'npm run chaos';
 
-function renderDocument(run: ChaosRun): string {
+function renderDocument(run: ChaosRun, frozen: ChaosRun): string {
   const t = run.timing;
   return `# Chaos suite
 
@@ -37,8 +37,46 @@ ${renderNotes(run)}
 Reproduce: \`${COMMAND}\` (it starts the cluster first; \`PGPOOLS_CLUSTER_OFFSET=N\` runs it on an independent copy of the
 cluster with every port shifted by N×10). The suite kills and restarts nodes and starts every node again before it returns.
 A short form of scenarios (a)–(e) with the assertions of issue 4 runs in \`npm test\` (\`test/chaos.e2e-spec.ts\`).
+
+## Hung nodes (SIGSTOP)
+
+A frozen server keeps its sockets open and answers nothing (a network partition, a stuck VM, a black-holing load
+balancer): \`kill -STOP\` of the postmaster and every process it started, for ${frozen.timing.freezeMs / 1000} s, then \`kill -CONT\` (in a
+\`finally\`). A second application, the same pools with acquireTimeoutMs ${FREEZE_POOL.acquireTimeoutMs} and everything else default
+(node monitor: a probe every 250 ms, hung after 500 ms without an answer), under the same mixed load. The whole run took
+${Math.round(frozen.durationMs / 1000)} s.
+
+${renderTable(frozen)}
+
+${renderNotes(frozen)}
+${freezeFacts(frozen)}
+
+A short form of (f) and (g) with these assertions runs in \`npm test\` (\`test/chaos-freeze.e2e-spec.ts\`): (f) 0 failed reads,
+out of rotation within 1 s, read rate during the freeze at least half the rate before, slowest read ≤ 2 s; (g) every write
+answers within 5 s, replica reads go on, a write succeeds within 1 s of SIGCONT, no session left over.
 *(db.transaction)* in the notes marks failures of the load's transactions.
 `;
+}
+
+function freezeFacts(run: ChaosRun): string {
+  const lines: string[] = [];
+  for (const r of run.results) {
+    const f = r.facts as Record<string, number | undefined>;
+    const n = (v: number | undefined) => (v === undefined ? '—' : String(Math.round(v)));
+    if (r.scenario === 'replica-freeze') {
+      lines.push(
+        `- **(f) measured**: out of rotation ${n(f.outOfRotationMs)} ms after SIGSTOP; reads ${n(f.readsPerSecondBefore)}/s before, ${n(f.readsPerSecondDuring)}/s during the freeze; ` +
+          `slowest read ${n(f.slowestReadMs)} ms; failed reads during the freeze ${n(f.failedReadsDuring)}.`,
+      );
+    }
+    if (r.scenario === 'primary-freeze') {
+      lines.push(
+        `- **(g) measured**: ${n(f.writesDuring)} writes during the freeze, ${n(f.failedWritesDuring)} failed (with an error, none hung); slowest write ${n(f.slowestWriteMs)} ms; ` +
+          `${n(f.readsOkDuring)} replica reads succeeded during the freeze, ${n(f.failedReadsDuring)} failed; first write after SIGCONT succeeded ${n(f.firstWriteOkAfterThawMs)} ms after it.`,
+      );
+    }
+  }
+  return lines.join('\n');
 }
 
 it('chaos suite (full)', async () => {
@@ -49,13 +87,21 @@ it('chaos suite (full)', async () => {
     log: (line) => process.stdout.write(`${line}\n`),
   });
   process.stdout.write(`\n${renderTable(run)}\n\n${renderNotes(run)}\n\n`);
+  const frozen = await runChaos({
+    applicationName: 'chaos-freeze',
+    timing: FULL_TIMING,
+    scenarios: FREEZE_SCENARIOS,
+    pool: FREEZE_POOL,
+    log: (line) => process.stdout.write(`${line}\n`),
+  });
+  process.stdout.write(`\n${renderTable(frozen)}\n\n${renderNotes(frozen)}\n${freezeFacts(frozen)}\n\n`);
   if (process.env.CHAOS_WRITE !== '0') {
     const file = path.join(clusterConfig.repoRoot, 'docs', 'CHAOS.md');
     mkdirSync(path.dirname(file), { recursive: true });
-    writeFileSync(file, renderDocument(run));
+    writeFileSync(file, renderDocument(run, frozen));
     process.stdout.write(`Wrote ${path.relative(clusterConfig.repoRoot, file)}\n`);
   }
-  for (const r of run.results) {
+  for (const r of [...run.results, ...frozen.results]) {
     expect(r.crashes).toBe(0);
     expect(r.baselineReached).toBe(true);
   }

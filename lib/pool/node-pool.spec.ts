@@ -1,0 +1,245 @@
+import { EventEmitter } from 'node:events';
+import type net from 'node:net';
+import type { PoolClient, QueryResult } from 'pg';
+import { resolveOptions } from '../config/resolve-options.js';
+import { NodePool, type NodeHost } from '../core/node-pool.js';
+import type { PoolModuleOptions } from '../pool.interfaces.js';
+import { ClientReleasedError, PoolAcquireTimeoutError, PoolStatementTimeoutError } from '../pool.exceptions.js';
+import type { PoolEvent } from '../pool.events.js';
+
+// The library's pool driven by a fake pg.Client: no server, so acquire order, deadlines, the
+// lent handle and the release rules are checked in milliseconds. e2e (test/) stays the proof of
+// what a user sees against real servers.
+
+const RESULT: QueryResult = { command: 'SELECT', rowCount: 1, oid: 0, fields: [], rows: [{ ok: 1 }] };
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+type Callback = (err: Error | null, res?: QueryResult) => void;
+
+/** A stand-in for pg.Client: answers on the next macrotask, or never while `FakeClient.silent`. */
+class FakeClient extends EventEmitter {
+  static silent = false;
+  static opened = 0;
+  static instances: FakeClient[] = [];
+  readonly #config: { stream?: (c: unknown) => net.Socket };
+  #pending: Callback[] = [];
+  #tx = 'I';
+  ended = false;
+  readonly id = ++FakeClient.opened;
+
+  constructor(config: { stream?: (c: unknown) => net.Socket }) {
+    super();
+    this.#config = config;
+    FakeClient.instances.push(this);
+  }
+
+  connect(callback: (err?: Error) => void): void {
+    const socket = this.#config.stream?.(this.#config);
+    socket?.once('close', () => this.#terminate());
+    setImmediate(callback);
+  }
+
+  query(text: unknown, values?: unknown, callback?: Callback): Promise<QueryResult> | void {
+    const cb = (typeof values === 'function' ? values : callback) as Callback | undefined;
+    const sql = typeof text === 'string' ? text : (text as { text: string }).text;
+    if (cb === undefined) return new Promise((resolve, reject) => this.query(text, values, (err, res) => (err ? reject(err) : resolve(res!))));
+    if (this.ended) {
+      setImmediate(cb, new Error('Client was closed and is not queryable'));
+      return;
+    }
+    if (FakeClient.silent) {
+      this.#pending.push(cb);
+      return;
+    }
+    if (/^BEGIN/.test(sql)) this.#tx = 'T';
+    if (/^(COMMIT|ROLLBACK)/.test(sql)) this.#tx = 'I';
+    setImmediate(cb, null, { ...RESULT, rows: [{ client: this.id }] });
+  }
+
+  #terminate(): void {
+    const pending = this.#pending.splice(0);
+    for (const cb of pending) cb(new Error('Connection terminated unexpectedly'));
+    if (!this.ended) {
+      this.ended = true;
+      this.emit('end');
+    }
+  }
+
+  getTransactionStatus(): string {
+    return this.#tx;
+  }
+
+  end(): Promise<void> {
+    this.#terminate();
+    return Promise.resolve();
+  }
+
+  ref(): void {}
+  unref(): void {}
+}
+
+function makePool(options: Partial<PoolModuleOptions> = {}): { pool: NodePool; events: PoolEvent[]; warnings: string[] } {
+  const resolved = resolveOptions({ primary: { host: '127.0.0.1', port: 1, user: 'u', password: 'node-pool-spec', database: 'd' }, preset: 'test', env: {}, lazy: true, min: 0, max: 2, ...options });
+  const node = { ...resolved.primary };
+  Object.defineProperty(node, 'poolConfig', { value: { ...resolved.primary.poolConfig, Client: FakeClient } });
+  const events: PoolEvent[] = [];
+  const warnings: string[] = [];
+  const host: NodeHost = {
+    slowQueryMs: 0,
+    retryAttempts: 1,
+    retryDelayMs: 1,
+    breaker: { failureThreshold: 5, resetTimeoutMs: 1000 },
+    emitting: true,
+    emit: (e) => events.push(e),
+    initClient: () => Promise.resolve(),
+    warn: (m) => warnings.push(m),
+    scrub: (m) => m,
+  };
+  return { pool: new NodePool(node as typeof resolved.primary, host), events, warnings };
+}
+
+const clientOf = async (p: Promise<QueryResult>) => (await p).rows[0].client as number;
+
+describe('NodePool (fake client)', () => {
+  const pools: NodePool[] = [];
+  const track = (made: ReturnType<typeof makePool>) => {
+    pools.push(made.pool);
+    return made;
+  };
+
+  beforeEach(() => {
+    FakeClient.silent = false;
+  });
+
+  afterEach(async () => {
+    FakeClient.silent = false;
+    await Promise.all(pools.splice(0).map((p) => p.end()));
+  });
+
+  it('reuses the most recently released connection and opens no more than max', async () => {
+    const { pool } = track(makePool({ max: 2 }));
+    const first = await clientOf(pool.query('SELECT 1'));
+    expect(await clientOf(pool.query('SELECT 1'))).toBe(first);
+    const results = await Promise.all([1, 2, 3, 4].map(() => clientOf(pool.query('SELECT 1'))));
+    expect(new Set(results).size).toBe(2);
+    expect(pool.state()).toMatchObject({ total: 2, idle: 2, inUse: 0, waiting: 0 });
+  });
+
+  it('serves waiters in FIFO order and fails the ones past acquireTimeoutMs with the pool state', async () => {
+    const { pool } = track(makePool({ max: 1, acquireTimeoutMs: 50 }));
+    const held = await pool.acquire();
+    const order: string[] = [];
+    const a = pool.acquire().then((c) => {
+      order.push('a');
+      return c;
+    });
+    const b = pool.acquire().then((c) => {
+      order.push('b');
+      pool.release(c);
+    });
+    expect(pool.waiting).toBe(2);
+    pool.release(held);
+    pool.release(await a);
+    await b;
+    expect(order).toEqual(['a', 'b']);
+    const holder = await pool.acquire();
+    const err = await pool.acquire().then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(PoolAcquireTimeoutError);
+    expect((err as Error).message).toMatch(/within \d+ms \(total=1 idle=0 in-use=1 waiting=0 max=1\)/);
+    pool.release(holder);
+  });
+
+  it('a lent handle: release twice is harmless, any later call throws, and the next borrower keeps its checkout', async () => {
+    const { pool } = track(makePool({ max: 1 }));
+    const first = await pool.acquire();
+    first.release();
+    first.release();
+    const second = await pool.acquire();
+    pool.release(first);
+    expect(pool.state()).toMatchObject({ inUse: 1, idle: 0 });
+    await expect(first.query('SELECT 1')).rejects.toBeInstanceOf(ClientReleasedError);
+    expect(() => (first as unknown as EventEmitter).on('x', () => undefined)).toThrow(ClientReleasedError);
+    expect((await second.query('SELECT 1')).rows).toHaveLength(1);
+    pool.release(second);
+    expect(pool.state()).toMatchObject({ inUse: 0, idle: 1 });
+  });
+
+  it('keeps a connection after an error the caller threw, destroys it after one it raised', async () => {
+    const { pool } = track(makePool({ max: 1 }));
+    const client = await pool.acquire();
+    const id = (await client.query('SELECT 1')).rows[0].client;
+    pool.release(client, Object.assign(new Error('upstream reset'), { code: 'ECONNRESET' }));
+    const again = await pool.acquire();
+    expect((await again.query('SELECT 1')).rows[0].client).toBe(id);
+    FakeClient.instances.find((c) => c.id === id)!.end();
+    const failure = await again.query('SELECT 1').then(() => undefined, (e: unknown) => e);
+    pool.release(again, failure);
+    expect(await clientOf(pool.query('SELECT 1'))).not.toBe(id);
+  });
+
+  it('rolls back a transaction left open before the connection is lent again', async () => {
+    const { pool } = track(makePool({ max: 1 }));
+    const client = await pool.begin('BEGIN');
+    expect(client.getTransactionStatus?.()).toBe('T');
+    pool.release(client);
+    await sleep(5);
+    expect(pool.counters.rollbacksOnRelease).toBe(1);
+    const next = await pool.acquire();
+    expect(next.getTransactionStatus?.()).toBe('I');
+    pool.release(next);
+  });
+
+  it('a statement with no answer past queryTimeoutMs fails with PoolStatementTimeoutError and its connection is destroyed', async () => {
+    const { pool } = track(makePool({ max: 1, statementTimeoutMs: 0, queryTimeoutMs: 80 }));
+    const id = await clientOf(pool.query('SELECT 1'));
+    FakeClient.silent = true;
+    const started = performance.now();
+    const err = await pool.query('SELECT pg_sleep(10)').then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(PoolStatementTimeoutError);
+    expect(performance.now() - started).toBeLessThan(1000);
+    expect(pool.counters.statementTimeouts).toBe(1);
+    FakeClient.silent = false;
+    expect(await clientOf(pool.query('SELECT 1'))).not.toBe(id);
+  });
+
+  it('systemQuery is bounded by its own deadline and destroys the connection on timeout, with no acquire events', async () => {
+    const { pool, events } = track(makePool({ max: 1 }));
+    expect((await pool.systemQuery('SELECT 1', undefined, 100)).rows).toHaveLength(1);
+    expect(events.filter((e) => e.type === 'acquire')).toHaveLength(0);
+    FakeClient.silent = true;
+    const err = await pool.systemQuery('SELECT 1', undefined, 60).then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(PoolStatementTimeoutError);
+    expect(pool.counters.systemQueries).toBe(2);
+    expect(pool.state().total).toBe(0);
+  });
+
+  it('abort() fails statements in flight and waiting callers at once', async () => {
+    const { pool } = track(makePool({ max: 1, acquireTimeoutMs: 5000 }));
+    await pool.query('SELECT 1');
+    FakeClient.silent = true;
+    const inFlight = pool.query('SELECT 1').then(() => undefined, (e: unknown) => e);
+    const waiting = pool.query('SELECT 1').then(() => undefined, (e: unknown) => e);
+    await sleep(5);
+    const hung = Object.assign(new Error('hung'), { connectionError: true });
+    pool.abort(hung);
+    expect(await waiting).toBe(hung);
+    expect(await inFlight).toBe(hung);
+  });
+
+  it('is pg.Pool-compatible: query with a callback, connect/release, counts and events', async () => {
+    const { pool } = track(makePool({ max: 2 }));
+    const face = pool.pool;
+    const seen: string[] = [];
+    for (const name of ['connect', 'acquire', 'release', 'remove'] as const) face.on(name as 'connect', () => seen.push(name));
+    const res = await new Promise<QueryResult>((resolve, reject) => face.query('SELECT 1', (err, r) => (err ? reject(err) : resolve(r))));
+    expect(res.rows).toHaveLength(1);
+    const client: PoolClient = await face.connect();
+    expect(face.totalCount).toBe(1);
+    expect(face.idleCount).toBe(0);
+    expect(face.waitingCount).toBe(0);
+    client.release(true);
+    await face.end();
+    expect(seen).toEqual(['connect', 'acquire', 'release', 'acquire', 'release', 'remove']);
+    expect(face.totalCount).toBe(0);
+  });
+});

@@ -1,0 +1,51 @@
+import type { QueryResult, QueryResultRow } from 'pg';
+import { PoolStatementTimeoutError } from '../pool.exceptions.js';
+import type { PooledConnection } from './pooled-connection.js';
+
+export type QueryCallback<R extends QueryResultRow> = (err: Error | undefined, res: QueryResult<R> | undefined) => void;
+
+/**
+ * Sends one statement on `conn` and reports through `cb`, marking the connection busy while it
+ * runs (the housekeeper enforces the pool's statement deadline on busy connections) and
+ * remembering a failure as the connection's own. An error replaced by the deadline that
+ * destroyed the connection is reported as that deadline.
+ */
+export function send<R extends QueryResultRow>(conn: PooledConnection, text: unknown, values: unknown, cb: QueryCallback<R>): void {
+  conn.began();
+  (conn.client.query as (t: unknown, v: unknown, c: (e: Error | undefined, r: QueryResult<R>) => void) => void)(text, values, (err, res) => {
+    const reported = conn.finished(err);
+    if (reported !== undefined) cb(reported, undefined);
+    else cb(undefined, res);
+  });
+}
+
+/** `send` as a promise. */
+export function sendAsync<R extends QueryResultRow>(conn: PooledConnection, text: unknown, values: unknown): Promise<QueryResult<R>> {
+  return new Promise((resolve, reject) => send<R>(conn, text, values, (err, res) => (err ? reject(err) : resolve(res!))));
+}
+
+/**
+ * `send` with its own deadline (validation, rollback, the library's own statements): when the
+ * server has not answered within `timeoutMs`, the connection is destroyed — never pooled again —
+ * and the statement fails with `PoolStatementTimeoutError`.
+ */
+export function sendWithin<R extends QueryResultRow>(
+  conn: PooledConnection,
+  text: string,
+  values: unknown[] | undefined,
+  timeoutMs: number,
+  describe: () => { database: string; node: string; address: string },
+): Promise<QueryResult<R>> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      const where = describe();
+      conn.destroy(new PoolStatementTimeoutError(where.database, where.node, where.address, timeoutMs, text));
+    }, timeoutMs);
+    timer.unref();
+    send<R>(conn, text, values, (err, res) => {
+      clearTimeout(timer);
+      if (err) reject(err);
+      else resolve(res!);
+    });
+  });
+}

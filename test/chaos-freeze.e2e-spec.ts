@@ -1,0 +1,65 @@
+import { clusterCtl } from './chaos/chaos.support.js';
+import { sessionCounts } from './support/sessions.js';
+import { FREEZE_POOL, FREEZE_SCENARIOS, renderNotes, renderTable, runChaos, SHORT_TIMING, type ChaosRun, type ScenarioResult } from './chaos/chaos.driver.js';
+
+// Hung nodes, the short form of the freeze rows of `npm run chaos` (test/chaos/chaos.driver.ts):
+// a server frozen with SIGSTOP keeps its sockets open and answers nothing (a partition, a stuck
+// VM). (f) replica1 frozen under read load; (g) the primary frozen under mixed load with
+// acquireTimeoutMs 2000. Every frozen process gets SIGCONT in a finally; the cluster is checked
+// (and started if need be) before the file ends.
+
+const APP = 'e2e-chaos-freeze';
+
+describe('hung nodes (SIGSTOP, real cluster)', () => {
+  let run: ChaosRun;
+  const result = (scenario: ScenarioResult['scenario']): ScenarioResult => {
+    const r = run.results.find((x) => x.scenario === scenario);
+    if (!r) throw new Error(`scenario ${scenario} did not run`);
+    return r;
+  };
+
+  beforeAll(async () => {
+    try {
+      run = await runChaos({ applicationName: APP, timing: SHORT_TIMING, scenarios: FREEZE_SCENARIOS, pool: FREEZE_POOL });
+    } finally {
+      await clusterCtl('start');
+    }
+    process.stdout.write(`\n${renderTable(run)}\n\n${renderNotes(run)}\n`);
+  }, 240_000);
+
+  afterAll(async () => {
+    expect(await sessionCounts(APP)).toEqual({ primary: 0, replica1: 0, replica2: 0 });
+  });
+
+  it('never crashes, and every pool is back to its baseline with no leaked session after each freeze', () => {
+    for (const r of run.results) {
+      expect({ scenario: r.scenario, crashes: r.crashes, baseline: r.baselineReached, leaked: r.leakedAfter, detail: r.facts.baselineDetail }).toEqual({
+        scenario: r.scenario,
+        crashes: 0,
+        baseline: true,
+        leaked: 0,
+        detail: '',
+      });
+    }
+  });
+
+  it('(f) a frozen replica: 0 failed reads, out of rotation within 1 s, reads keep at least half their rate, slowest read ≤ 2 s, back after SIGCONT', () => {
+    const r = result('replica-freeze');
+    const f = r.facts as Record<string, number>;
+    expect(r.failedReads).toBe(0);
+    expect(f.outOfRotationMs).toBeLessThanOrEqual(1000);
+    expect(f.readsPerSecondDuring).toBeGreaterThanOrEqual(0.5 * f.readsPerSecondBefore);
+    expect(f.slowestReadMs).toBeLessThanOrEqual(2000);
+    expect(r.recoveryMs).toBeDefined();
+  });
+
+  it('(g) a frozen primary with acquireTimeoutMs 2000: every write answers within 5 s, replica reads go on, writes succeed within 1 s of SIGCONT', () => {
+    const r = result('primary-freeze');
+    const f = r.facts as Record<string, number>;
+    expect(f.writesDuring).toBeGreaterThan(0);
+    expect(f.slowestWriteMs).toBeLessThanOrEqual(5000);
+    expect(f.readsOkDuring).toBeGreaterThan(10);
+    expect(f.failedReadsDuring).toBe(0);
+    expect(f.firstWriteOkAfterThawMs).toBeLessThanOrEqual(1000);
+  });
+});
