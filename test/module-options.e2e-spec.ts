@@ -129,6 +129,7 @@ describe('isGlobal', () => {
     } finally {
       await app.close();
     }
+    expect(await waitUntil(() => totalSessions(SCOPED_APP_NAME), (n) => n === 0)).toBe(0);
   });
 
   it('with isGlobal: false, a sibling module that does not import PoolModule cannot', async () => {

@@ -1,4 +1,4 @@
-import { Injectable } from '@nestjs/common';
+import { Injectable, type OnApplicationBootstrap } from '@nestjs/common';
 import type { ResolvedMetricsOptions } from '../metrics/metrics.options.js';
 import { DEFAULT_CONSISTENCY_HEADER } from '../pool.constants.js';
 import { PoolError } from '../pool.exceptions.js';
@@ -13,7 +13,9 @@ const live: PoolRegistry[] = [];
  * dependency injection by the request scope, health, metrics and the sizing advisor.
  */
 @Injectable()
-export class PoolRegistry {
+export class PoolRegistry implements OnApplicationBootstrap {
+  /** Set once the application started: a registry left by a failed start is only used when no started one has the database. */
+  started = false;
   readonly #clusters: { cluster: PoolCluster; order: number }[] = [];
   #all: readonly PoolCluster[] = [];
   #headers: readonly string[] = [DEFAULT_CONSISTENCY_HEADER];
@@ -67,6 +69,10 @@ export class PoolRegistry {
     return this.#clusters.find((entry) => entry.cluster.name === name)?.cluster;
   }
 
+  onApplicationBootstrap(): void {
+    this.started = true;
+  }
+
   /** Every database of the application, in import order (closed ones included until shutdown removes them). */
   all(): readonly PoolCluster[] {
     return this.#all;
@@ -86,10 +92,11 @@ export class PoolRegistry {
 /**
  * The database `name` for method decorators, which run outside dependency injection: from the
  * registry of the request's application when there is one, else from the most recently started
- * application that has it.
+ * application that has it (one whose start failed only when no started one has it).
  */
 export function findCluster(name: string, registry?: PoolRegistry): PoolCluster {
   let cluster = registry?.get(name);
+  for (let i = live.length - 1; cluster === undefined && i >= 0; i--) if (live[i]!.started) cluster = live[i]!.get(name);
   for (let i = live.length - 1; cluster === undefined && i >= 0; i--) cluster = live[i]!.get(name);
   if (!cluster) {
     throw new PoolError(

@@ -565,10 +565,7 @@ export class NodePool {
     this.counters.systemQueries++;
     let opening = this.#roleConn;
     if (opening === undefined) {
-      opening = this.openDetached(':roles', timeoutMs).then((conn) => {
-        (conn.client as unknown as { unref(): void }).unref();
-        return conn;
-      });
+      opening = this.openDetached(':roles', timeoutMs);
       this.#roleConn = opening;
       opening.catch(() => this.#dropRoleConn(opening!));
     }
@@ -596,8 +593,9 @@ export class NodePool {
   }
 
   /**
-   * A connection of this node outside the pool (the node monitor's): the pool's settings with
-   * `application_name` suffixed, connected within `timeoutMs`. The caller closes it.
+   * A connection of this node outside the pool (the monitors'): the pool's settings with
+   * `application_name` suffixed, connected within `timeoutMs`, never keeping the process alive.
+   * The caller closes it.
    */
   openDetached(suffix: string, timeoutMs: number): Promise<PooledConnection> {
     const appName = String(this.#clientConfig.application_name ?? 'nestjs-pg-pools');
@@ -618,6 +616,8 @@ export class NodePool {
           return;
         }
         conn.opened(Date.now(), 0);
+        // A background connection (the monitors') never keeps the process alive.
+        (conn.client as unknown as { unref(): void }).unref();
         resolve(conn);
       });
     });
