@@ -53,7 +53,8 @@ describe('warm-up', () => {
     const opts = options({ replicas: replicaNodes(), min: 3, lazy: true, instances: 50, routing: { lagCheckIntervalMs: 50 } });
     const logger = new CapturingLogger();
     const app = await start([PoolModule.forRoot(opts)], logger);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // Longer than the housekeeper's period (at most 1 s): it does not refill a pool that was never used to min.
+    await new Promise((resolve) => setTimeout(resolve, 1300));
     expect(await sessionCounts(opts.applicationName!)).toEqual({ [primary]: 0, [replica1]: 0, [replica2]: 0 });
     const answer = (await app.get(DatabaseService).query<Answer>(WHO_ANSWERS)).rows[0]!;
     expect(answer).toMatchObject({ port: primary, inRecovery: false });

@@ -940,7 +940,8 @@ export class NodePool {
       conn.destroy(err);
       this.#timedOut(err);
     }
-    if (this.#bag.total < this.config.min) this.#scheduleRefill(0);
+    // A lazy pool that never connected stays empty until its first use.
+    if (this.#bag.total < this.config.min && this.counters.created > 0) this.#scheduleRefill(0);
   }
 
   #timedOut(err: Error): void {
