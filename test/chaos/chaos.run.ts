@@ -28,7 +28,7 @@ ${renderTable(run)}
 
 - *requests*: requests the load made during the scenario; *failed reads/writes*: requests that rejected.
 - *max latency*: slowest request of the scenario (including failed ones).
-- *recovery*: see the notes; the goal for (b) is ≤ 1 s after the primary accepts connections again, for (f) ≤ 2 s (at most 5 s) after \`pg_ctl promote\` finished.
+- *recovery*: see the notes; the goal for (b) is ≤ 1 s after the primary accepts connections again, for (h) ≤ 2 s (at most 5 s) after \`pg_ctl promote\` finished.
 - *leaked clients after*: clients still checked out plus server sessions the pools do not account for, once the baseline wait ends.
 - *crashes*: uncaught exceptions during the scenario (each would end a plain Node process).
 
