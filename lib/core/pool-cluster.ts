@@ -25,32 +25,8 @@ import { NodeMonitor } from '../cluster/node-monitor.js';
 import { NodeHungError } from '../pool.exceptions.js';
 import { isConnectionError, isReadOnlyViolation, neverSent } from './errors.js';
 import { NodePool, type NodeHost, type QueryInput } from './node-pool.js';
-
-/** What routing knows about one replica. */
-export class ReplicaState {
-  /** `0` when in rotation; else when the next probe runs (the ban lasts until a probe succeeds). */
-  bannedUntil = 0;
-  banReason = '';
-  /** Replication lag in ms: `0` when the replica replayed the primary's last known position. */
-  lagMs: number | undefined = undefined;
-  /** WAL bytes the replica's replay is behind the primary's last known position. */
-  lagBytes: number | undefined = undefined;
-  replayLsn: bigint | undefined = undefined;
-  lastCheckedAt = 0;
-  /** Smooth weighted round-robin accumulator. */
-  current = 0;
-  probe: NodeJS.Timeout | undefined;
-  /** An in-flight read-your-writes check of the replay position. */
-  refreshing: Promise<void> | undefined;
-  /** A lag figure older than this (ms) is reported as unknown. */
-  staleAfterMs = Infinity;
-  constructor(readonly node: NodePool) {}
-
-  /** `lagMs` while it is fresh (measured within `staleAfterMs`), else `undefined`: an old figure is unknown, not 0. */
-  get reportedLagMs(): number | undefined {
-    return Date.now() - this.lastCheckedAt > this.staleAfterMs ? undefined : this.lagMs;
-  }
-}
+import { ReplicaState } from '../cluster/replica-state.js';
+import { recordEnd, WalHistory } from '../routing/wal-history.js';
 
 const LAG_SQL =
   'SELECT pg_last_wal_replay_lsn()::text AS replay, pg_is_in_recovery() AS recovering, ' +
@@ -63,67 +39,9 @@ const REPLAY_SQL = 'SELECT pg_last_wal_replay_lsn()::text AS replay';
 const PRIMARY_LSN_SQL = 'SELECT pg_current_wal_insert_lsn()::text AS lsn';
 /** Lag monitor: the flushed position, the most a replica can have received. */
 const PRIMARY_FLUSH_LSN_SQL = 'SELECT pg_current_wal_flush_lsn()::text AS lsn';
-const WAL_HISTORY_MAX = 600;
 /** Command tags of statements that write nothing; any other statement that fell back to the primary counts as a write. */
 const READ_TAGS = new Set(['SELECT', 'SHOW', 'FETCH', 'MOVE']);
 const REFRESH_TIMEOUT_MS = 1000;
-
-interface WalMark {
-  readonly lsn: bigint;
-  /** When the primary was first and last seen at exactly this position. */
-  readonly firstSeen: number;
-  lastSeen: number;
-}
-
-/**
- * The primary's flushed WAL position over time, as sampled by the lag monitor.
- * It dates a replica's replay position: the WAL after it was written after the last time the
- * primary was seen at or before it, and before the first time it was seen past it.
- */
-export class WalHistory {
-  readonly #marks: WalMark[] = [];
-  constructor(private readonly keepMs: number) {}
-
-  get latest(): bigint | undefined {
-    return this.#marks[this.#marks.length - 1]?.lsn;
-  }
-
-  record(lsn: bigint, at: number): void {
-    const marks = this.#marks;
-    const last = marks[marks.length - 1];
-    if (last !== undefined && lsn === last.lsn) {
-      if (at > last.lastSeen) last.lastSeen = at;
-      return;
-    }
-    if (last !== undefined && lsn < last.lsn) {
-      // An older position than already seen: a stale answer, or a new primary after a failover.
-      if (at - last.lastSeen < 1000) return;
-      marks.length = 0;
-    }
-    marks.push({ lsn, firstSeen: at, lastSeen: at });
-    while (marks.length > 2 && (marks.length > WAL_HISTORY_MAX || marks[1]!.lastSeen < at - this.keepMs)) marks.shift();
-  }
-
-  /**
-   * Estimated age in ms of the oldest WAL the replica at `replay` has not replayed, at `now`
-   * (`0` when caught up). The WAL past `replay` was written after the last time the primary was
-   * seen at or before `replay`, and after the last transaction the replica replayed (`sinceMs`
-   * ago): the smaller of the two is the estimate. When the history does not reach back that far,
-   * the time since the primary was first seen past `replay` (a lower bound) is used: right after
-   * start-up, an idle database's old replay timestamp must not make a healthy replica look hours behind.
-   */
-  lagMs(replay: bigint, sinceMs: number | undefined, now: number): number {
-    const marks = this.#marks;
-    if (marks.length === 0 || replay >= marks[marks.length - 1]!.lsn) return 0;
-    let i = marks.length - 1;
-    while (i > 0 && marks[i - 1]!.lsn > replay) i--;
-    const lower = Math.max(0, now - marks[i]!.firstSeen);
-    if (i === 0) return lower;
-    let upper = Math.max(0, now - marks[i - 1]!.lastSeen);
-    if (sinceMs !== undefined && sinceMs >= 0 && sinceMs < upper) upper = sinceMs;
-    return Math.max(lower, upper);
-  }
-}
 
 /**
  * All pools of one database (primary + replicas) and the routing between them: scope-aware
@@ -964,17 +882,6 @@ export class PoolCluster implements NodeHost {
   get closed(): boolean {
     return this.#closed;
   }
-}
-
-const WAL_PAGE = 8192n;
-const WAL_PAGE_HEADER = 24n;
-
-/**
- * A primary position just past a WAL page header (where the next record would start) is the
- * same point as the page boundary a replica reports once it replayed the record ending there.
- */
-export function recordEnd(lsn: bigint): bigint {
-  return lsn % WAL_PAGE === WAL_PAGE_HEADER ? lsn - WAL_PAGE_HEADER : lsn;
 }
 
 function describe(value: unknown): string {
