@@ -3,16 +3,15 @@ import type { PoolClient, QueryResult, QueryResultRow } from 'pg';
 import { Subject, type Observable } from 'rxjs';
 import type { ResolvedOptions } from '../config/resolve-options.js';
 import { scrubSecrets } from '../config/redact.js';
-import { NoReplicaAvailableError, PoolError, ReadOnlyInTransactionError, TransactionInProgressError } from '../pool.exceptions.js';
+import { NoReplicaAvailableError, ReadOnlyInTransactionError, TransactionInProgressError } from '../pool.exceptions.js';
 import type { PoolEvent } from '../pool.events.js';
-import type { ReplicaCandidate, TransactionOptions } from '../pool.interfaces.js';
+import type { TransactionOptions } from '../pool.interfaces.js';
 import { watchLent } from '../transactions/pinned-client.js';
 import type { TransactionHandle } from '../transactions/pinned-transaction.js';
 import { TransactionRunner } from '../transactions/transaction-runner.js';
 import { DEFAULT_DATABASE } from '../pool.constants.js';
 import {
   formatConsistencyToken,
-  formatLsn,
   markWrite,
   parseLsn,
   routingStorage,
@@ -27,6 +26,8 @@ import { isConnectionError, isReadOnlyViolation, neverSent } from './errors.js';
 import { NodePool, type NodeHost, type QueryInput } from './node-pool.js';
 import { ReplicaState } from '../cluster/replica-state.js';
 import { recordEnd, WalHistory } from '../routing/wal-history.js';
+import { Eligibility } from '../routing/eligibility.js';
+import { ReplicaPicker } from '../routing/replica-strategies.js';
 
 const LAG_SQL =
   'SELECT pg_last_wal_replay_lsn()::text AS replay, pg_is_in_recovery() AS recovering, ' +
@@ -53,10 +54,11 @@ export class PoolCluster implements NodeHost {
   readonly #events = new Subject<PoolEvent>();
   readonly events$: Observable<PoolEvent> = this.#events.asObservable();
   readonly #wal: WalHistory;
-  #rr = 0;
   #lagTimer: NodeJS.Timeout | undefined;
   #lagRunning = false;
   #closed = false;
+  readonly #eligibility: Eligibility;
+  readonly #picker: ReplicaPicker;
   readonly #transactions = new TransactionRunner(this);
   readonly #monitor: NodeMonitor | undefined;
 
@@ -68,6 +70,8 @@ export class PoolCluster implements NodeHost {
     this.#replicas = this.#states.slice(1);
     this.topology = new Topology(primary, replicas, options.failover, this);
     const routing = options.routing;
+    this.#eligibility = new Eligibility(routing);
+    this.#picker = new ReplicaPicker(options.database, routing.strategy);
     this.#wal = new WalHistory(Math.max(60_000, routing.maxReplicationLagMs * 3, routing.lagCheckIntervalMs * 10));
     for (const r of this.#states) r.staleAfterMs = routing.lagCheckIntervalMs * 2 + this.#checkTimeoutMs();
     if (options.monitor.enabled) {
@@ -313,7 +317,7 @@ export class PoolCluster implements NodeHost {
       counters.fallbacks++;
       if (failure !== undefined) counters.retries++;
     } else if (!this.options.routing.fallbackToPrimary) {
-      return Promise.reject(new NoReplicaAvailableError(this.name, this.#unusableDetail(required)));
+      return Promise.reject(new NoReplicaAvailableError(this.name, this.#eligibility.explain(this.replicas, required)));
     }
     counters.routedReads++;
     const scope = routingStorage.getStore();
@@ -332,7 +336,7 @@ export class PoolCluster implements NodeHost {
   }
 
   #noReplica(required: bigint | undefined, failure: unknown): NoReplicaAvailableError {
-    const err = new NoReplicaAvailableError(this.name, this.#unusableDetail(required));
+    const err = new NoReplicaAvailableError(this.name, this.#eligibility.explain(this.replicas, required));
     if (failure !== undefined) Object.defineProperty(err, 'cause', { value: failure, configurable: true, writable: true });
     return err;
   }
@@ -452,112 +456,12 @@ export class PoolCluster implements NodeHost {
 
   /** True when this replica may serve a read that must see `required`. */
   usable(r: ReplicaState, required: bigint | undefined, now: number): boolean {
-    if (r.bannedUntil !== 0 || !r.node.available) return false;
-    const routing = this.options.routing;
-    if (routing.maxReplicationLagMs > 0 && r.lagMs !== undefined && r.lagMs > routing.maxReplicationLagMs) return false;
-    if (routing.maxReplicationLagBytes > 0 && r.lagBytes !== undefined && r.lagBytes > routing.maxReplicationLagBytes) return false;
-    if (required !== undefined && (r.replayLsn === undefined || r.replayLsn < required)) return false;
-    void now;
-    return true;
+    return this.#eligibility.usable(r, required, now);
   }
 
   /** Picks a usable replica with the configured strategy, skipping `exclude`. */
   pickReplica(required: bigint | undefined, exclude: ReplicaState | undefined): ReplicaState | undefined {
-    const replicas = this.replicas;
-    const n = replicas.length;
-    if (n === 0) return undefined;
-    const now = Date.now();
-    const strategy = this.options.routing.strategy;
-    if (strategy === 'round-robin') {
-      for (let i = 0; i < n; i++) {
-        const r = replicas[(this.#rr + i) % n]!;
-        if (r !== exclude && this.usable(r, required, now)) {
-          this.#rr = (this.#rr + i + 1) % n;
-          return r;
-        }
-      }
-      return undefined;
-    }
-    if (strategy === 'random') {
-      const start = Math.floor(Math.random() * n);
-      for (let i = 0; i < n; i++) {
-        const r = replicas[(start + i) % n]!;
-        if (r !== exclude && this.usable(r, required, now)) return r;
-      }
-      return undefined;
-    }
-    if (strategy === 'weighted') {
-      let best: ReplicaState | undefined;
-      let total = 0;
-      for (const r of replicas) {
-        if (r === exclude || !this.usable(r, required, now)) continue;
-        const w = r.node.config.weight;
-        r.current += w;
-        total += w;
-        if (best === undefined || r.current > best.current) best = r;
-      }
-      if (best !== undefined) best.current -= total;
-      return best;
-    }
-    if (strategy === 'least-busy') {
-      let best: ReplicaState | undefined;
-      let bestLoad = Infinity;
-      for (let i = 0; i < n; i++) {
-        const r = replicas[(this.#rr + i) % n]!;
-        if (r === exclude || !this.usable(r, required, now)) continue;
-        const load = r.node.inUse + r.node.waiting;
-        if (load < bestLoad) {
-          best = r;
-          bestLoad = load;
-        }
-      }
-      this.#rr = (this.#rr + 1) % n;
-      return best;
-    }
-    return this.#pickWith(strategy, required, exclude, now);
-  }
-
-  #pickWith(selector: (candidates: readonly ReplicaCandidate[]) => ReplicaCandidate | undefined, required: bigint | undefined, exclude: ReplicaState | undefined, now: number): ReplicaState | undefined {
-    const states: ReplicaState[] = [];
-    const candidates: ReplicaCandidate[] = [];
-    for (const r of this.replicas) {
-      if (r === exclude || !this.usable(r, required, now)) continue;
-      const s = r.node.state();
-      states.push(r);
-      candidates.push({ name: r.node.name, weight: r.node.config.weight, inUse: s.inUse, waiting: s.waiting, idle: s.idle, total: s.total, lagMs: r.lagMs });
-    }
-    if (candidates.length === 0) return undefined;
-    const chosen = selector(candidates);
-    if (chosen === undefined || chosen === null) return undefined;
-    let i = candidates.indexOf(chosen);
-    if (i === -1) i = candidates.findIndex((c) => c.name === (chosen as { name?: unknown }).name);
-    if (i === -1) {
-      throw new PoolError(
-        `Cannot route a read on database "${this.name}" because the routing.strategy function returned ${describe(chosen)}, which is not one of the candidates it was given ` +
-          `(${candidates.map((c) => c.name).join(', ')}). Please make sure that it returns one of its candidates, or undefined to use the primary.`,
-      );
-    }
-    return states[i];
-  }
-
-  #unusableDetail(required?: bigint): string {
-    if (this.replicas.length === 0) return 'none is configured';
-    const routing = this.options.routing;
-    return this.replicas
-      .map((r) => {
-        let why = typeof routing.strategy === 'function' ? 'in rotation, but the routing.strategy function picked none' : 'in rotation';
-        if (r.bannedUntil !== 0) why = `banned after a connection failure: ${r.banReason}`;
-        else if (!r.node.available) why = 'circuit breaker open';
-        else if (routing.maxReplicationLagMs > 0 && r.lagMs !== undefined && r.lagMs > routing.maxReplicationLagMs) {
-          why = `lagging ${Math.round(r.lagMs)}ms behind the primary (maxReplicationLagMs ${routing.maxReplicationLagMs})`;
-        } else if (routing.maxReplicationLagBytes > 0 && r.lagBytes !== undefined && r.lagBytes > routing.maxReplicationLagBytes) {
-          why = `lagging ${r.lagBytes} bytes behind the primary (maxReplicationLagBytes ${routing.maxReplicationLagBytes})`;
-        } else if (required !== undefined && (r.replayLsn === undefined || r.replayLsn < required)) {
-          why = `has not replayed ${formatLsn(required)} yet`;
-        }
-        return `${r.node.name} ${why}`;
-      })
-      .join('; ');
+    return this.#picker.pick(this.#replicas, this.#eligibility, required, exclude);
   }
 
   // Bans and probes --------------------------------------------------------------------
@@ -779,7 +683,7 @@ export class PoolCluster implements NodeHost {
         counters.fallbacks++;
         if (failure !== undefined) counters.retries++;
       } else if (!this.options.routing.fallbackToPrimary) {
-        throw new NoReplicaAvailableError(this.name, this.#unusableDetail(required));
+        throw new NoReplicaAvailableError(this.name, this.#eligibility.explain(this.replicas, required));
       }
       counters.routedReads++;
       node = this.primary;
@@ -882,12 +786,4 @@ export class PoolCluster implements NodeHost {
   get closed(): boolean {
     return this.#closed;
   }
-}
-
-function describe(value: unknown): string {
-  if (value !== null && typeof value === 'object') {
-    const name = (value as { name?: unknown }).name;
-    return typeof name === 'string' ? `an object named ${JSON.stringify(name)}` : 'an object';
-  }
-  return `${JSON.stringify(value)} (${typeof value})`;
 }
