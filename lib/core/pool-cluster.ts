@@ -3,62 +3,43 @@ import type { PoolClient, QueryResult, QueryResultRow } from 'pg';
 import { Subject, type Observable } from 'rxjs';
 import type { ResolvedOptions } from '../config/resolve-options.js';
 import { scrubSecrets } from '../config/redact.js';
-import { NoReplicaAvailableError, ReadOnlyInTransactionError, TransactionInProgressError } from '../pool.exceptions.js';
+import { NoReplicaAvailableError, NodeHungError, ReadOnlyInTransactionError } from '../pool.exceptions.js';
 import type { PoolEvent } from '../pool.events.js';
 import type { TransactionOptions } from '../pool.interfaces.js';
 import { watchLent } from '../transactions/pinned-client.js';
 import type { TransactionHandle } from '../transactions/pinned-transaction.js';
 import { TransactionRunner } from '../transactions/transaction-runner.js';
-import { DEFAULT_DATABASE } from '../pool.constants.js';
-import {
-  formatConsistencyToken,
-  markWrite,
-  parseLsn,
-  routingStorage,
-  type PinnedTransaction,
-  type RoutingScope,
-  type RoutingSession,
-} from '../routing/routing-context.js';
+import { markWrite, routingStorage, type PinnedTransaction, type RoutingScope } from '../routing/routing-context.js';
+import { Eligibility } from '../routing/eligibility.js';
+import { ReadYourWrites } from '../routing/read-your-writes.js';
+import { ReplicaPicker } from '../routing/replica-strategies.js';
+import { LagMonitor } from '../cluster/lag-monitor.js';
+import { ReplicaProbes } from '../cluster/replica-probes.js';
+import { ReplicaState } from '../cluster/replica-state.js';
 import { START_UP, Topology } from '../cluster/topology.js';
 import { NodeMonitor } from '../cluster/node-monitor.js';
-import { NodeHungError } from '../pool.exceptions.js';
 import { isConnectionError, isReadOnlyViolation, neverSent } from './errors.js';
 import { NodePool, type NodeHost, type QueryInput } from './node-pool.js';
-import { ReplicaState } from '../cluster/replica-state.js';
-import { recordEnd, WalHistory } from '../routing/wal-history.js';
-import { Eligibility } from '../routing/eligibility.js';
-import { ReplicaPicker } from '../routing/replica-strategies.js';
 
-const LAG_SQL =
-  'SELECT pg_last_wal_replay_lsn()::text AS replay, pg_is_in_recovery() AS recovering, ' +
-  'EXTRACT(EPOCH FROM (clock_timestamp() - pg_last_xact_replay_timestamp())) * 1000 AS since_ms';
-const REPLAY_SQL = 'SELECT pg_last_wal_replay_lsn()::text AS replay';
-/**
- * Read-your-writes: the insert position, which covers every record made so far, commits included
- * (the write position does not while `synchronous_commit` is off).
- */
-const PRIMARY_LSN_SQL = 'SELECT pg_current_wal_insert_lsn()::text AS lsn';
-/** Lag monitor: the flushed position, the most a replica can have received. */
-const PRIMARY_FLUSH_LSN_SQL = 'SELECT pg_current_wal_flush_lsn()::text AS lsn';
 /** Command tags of statements that write nothing; any other statement that fell back to the primary counts as a write. */
 const READ_TAGS = new Set(['SELECT', 'SHOW', 'FETCH', 'MOVE']);
-const REFRESH_TIMEOUT_MS = 1000;
 
 /**
  * All pools of one database (primary + replicas) and the routing between them: scope-aware
- * node choice, replica bans with background probes, lag monitoring, read-your-writes and
- * pinned transactions.
+ * node choice, fallback and retry, replica bans, and the host callbacks of its pools. It wires
+ * the topology, the node and lag monitors, the replica probes, eligibility, the strategies,
+ * read-your-writes and the transaction runner.
  */
 export class PoolCluster implements NodeHost {
   readonly logger: Logger;
   readonly #events = new Subject<PoolEvent>();
   readonly events$: Observable<PoolEvent> = this.#events.asObservable();
-  readonly #wal: WalHistory;
-  #lagTimer: NodeJS.Timeout | undefined;
-  #lagRunning = false;
   #closed = false;
   readonly #eligibility: Eligibility;
   readonly #picker: ReplicaPicker;
+  readonly #consistency: ReadYourWrites;
+  readonly #lag: LagMonitor;
+  readonly #probes: ReplicaProbes;
   readonly #transactions = new TransactionRunner(this);
   readonly #monitor: NodeMonitor | undefined;
 
@@ -72,8 +53,10 @@ export class PoolCluster implements NodeHost {
     const routing = options.routing;
     this.#eligibility = new Eligibility(routing);
     this.#picker = new ReplicaPicker(options.database, routing.strategy);
-    this.#wal = new WalHistory(Math.max(60_000, routing.maxReplicationLagMs * 3, routing.lagCheckIntervalMs * 10));
-    for (const r of this.#states) r.staleAfterMs = routing.lagCheckIntervalMs * 2 + this.#checkTimeoutMs();
+    this.#consistency = new ReadYourWrites(this, this.#eligibility);
+    this.#lag = new LagMonitor(this, routing, options.lazy);
+    this.#probes = new ReplicaProbes(this, this.#lag, routing.replicaBanMs);
+    for (const r of this.#states) r.staleAfterMs = routing.lagCheckIntervalMs * 2 + this.#lag.timeoutMs;
     if (options.monitor.enabled) {
       this.#monitor = new NodeMonitor(this.nodes, options.monitor, { hung: (node, reason) => this.#onHung(node, reason), answering: (node) => this.#onAnswering(node) });
       this.#monitor.start();
@@ -230,7 +213,7 @@ export class PoolCluster implements NodeHost {
 
   /** Runs a read on a usable replica (retrying once elsewhere on a connection error), else the primary. */
   read<R extends QueryResultRow = any>(scope: RoutingScope | undefined, text: QueryInput, values?: unknown[]): Promise<QueryResult<R>> {
-    const required = this.#requiredLsn(scope);
+    const required = this.#consistency.requiredLsn(scope);
     if (required !== undefined && typeof required !== 'bigint') {
       return required.then((lsn) => this.#readAt<R>(lsn, text, values));
     }
@@ -240,8 +223,8 @@ export class PoolCluster implements NodeHost {
   #readAt<R extends QueryResultRow>(required: bigint | undefined, text: QueryInput, values: unknown[] | undefined): Promise<QueryResult<R>> {
     const first = this.pickReplica(required, undefined);
     if (first === undefined) {
-      if (required !== undefined && this.#refreshable(required)) {
-        return this.#refreshReplay(required).then(() => this.#readOn<R>(this.pickReplica(required, undefined), required, text, values));
+      if (required !== undefined && this.#consistency.refreshable(required)) {
+        return this.#consistency.refreshReplay(required).then(() => this.#readOn<R>(this.pickReplica(required, undefined), required, text, values));
       }
       return this.#onPrimary<R>(required, text, values, undefined);
     }
@@ -252,38 +235,6 @@ export class PoolCluster implements NodeHost {
     if (replica === undefined) return this.#onPrimary<R>(required, text, values, undefined);
     replica.node.counters.routedReads++;
     return replica.node.query<R>(text, values).catch((err: unknown) => this.#retryRead<R>(err, replica, required, text, values));
-  }
-
-  /** True when a replica is in rotation and only its last known replay position keeps it from serving `required`. */
-  #refreshable(required: bigint): boolean {
-    const now = Date.now();
-    return this.replicas.some((r) => (r.replayLsn === undefined || r.replayLsn < required) && this.usable(r, undefined, now));
-  }
-
-  /**
-   * The cheap check of read-your-writes: asks the replicas that look behind `required` for their
-   * replay position now (one `SELECT` each, shared by concurrent reads) instead of sending the
-   * read to the primary on the lag monitor's older figure.
-   */
-  #refreshReplay(required: bigint): Promise<void> {
-    const now = Date.now();
-    const checks: Promise<void>[] = [];
-    for (const r of this.replicas) {
-      if ((r.replayLsn !== undefined && r.replayLsn >= required) || !this.usable(r, undefined, now)) continue;
-      r.refreshing ??= r.node.systemQuery<{ replay: string | null }>(REPLAY_SQL, undefined, REFRESH_TIMEOUT_MS)
-        .then(
-          (res) => {
-            const replay = parseLsn(res.rows[0]?.replay);
-            if (replay !== undefined && (r.replayLsn === undefined || replay > r.replayLsn)) r.replayLsn = replay;
-          },
-          () => undefined,
-        )
-        .finally(() => {
-          r.refreshing = undefined;
-        });
-      checks.push(r.refreshing);
-    }
-    return Promise.all(checks).then(() => undefined);
   }
 
   /** After a connection-class failure on `failed`: one more replica, then the primary. */
@@ -385,73 +336,9 @@ export class PoolCluster implements NodeHost {
     return tx.query<R>(text, values);
   }
 
-  /** The WAL position reads of this scope must see (`undefined`: any), resolving a pending write lazily. */
-  #requiredLsn(scope: RoutingScope | undefined): bigint | undefined | Promise<bigint | undefined> {
-    if (scope === undefined || this.replicas.length === 0) return undefined;
-    return this.#sessionLsn(scope.session, true);
-  }
-
-  /**
-   * The highest of: the carried token for this database, and the primary position after the
-   * session's writes. With `bestEffort` (a read), a primary that cannot tell its position does not
-   * fail the read: see `#unverifiedLsn`.
-   */
-  #sessionLsn(session: RoutingSession, bestEffort: boolean): bigint | undefined | Promise<bigint | undefined> {
-    const carried = session.minLsn?.get(this.name);
-    const version = session.writes?.get(this.name);
-    const seen = session.seen?.get(this.name);
-    if (version !== undefined && (seen === undefined || seen.version < version)) {
-      const fetched = this.#currentPrimaryLsn().then((lsn) => {
-        const latest = session.seen?.get(this.name);
-        const written = latest !== undefined && latest.lsn > lsn ? latest.lsn : lsn;
-        (session.seen ??= new Map()).set(this.name, { version: latest !== undefined && latest.version > version ? latest.version : version, lsn: written });
-        return carried !== undefined && carried > written ? carried : written;
-      });
-      if (!bestEffort) return fetched;
-      return fetched.catch(() => {
-        const known = session.seen?.get(this.name)?.lsn;
-        return this.#unverifiedLsn(carried !== undefined && (known === undefined || carried > known) ? carried : known);
-      });
-    }
-    if (seen === undefined) return carried;
-    return carried !== undefined && carried > seen.lsn ? carried : seen.lsn;
-  }
-
-  /**
-   * The primary's position could not be fetched (down, unreachable, no connection in time): the read
-   * asks for the highest position the session knows when a usable replica has reached it, else for
-   * the position of the usable replica that replayed the most. Counted in the primary's `rywUnverified`.
-   */
-  #unverifiedLsn(known: bigint | undefined): bigint | undefined {
-    this.primary.counters.rywUnverified++;
-    const now = Date.now();
-    let furthest: bigint | undefined;
-    for (const r of this.replicas) {
-      if (r.replayLsn === undefined || !this.usable(r, undefined, now)) continue;
-      if (known !== undefined && r.replayLsn >= known) return known;
-      if (furthest === undefined || r.replayLsn > furthest) furthest = r.replayLsn;
-    }
-    return furthest;
-  }
-
-  async #currentPrimaryLsn(): Promise<bigint> {
-    const res = await this.primary.query<{ lsn: string }>(PRIMARY_LSN_SQL);
-    return recordEnd(parseLsn(res.rows[0]?.lsn) ?? 0n);
-  }
-
-  /**
-   * The token a client carries to a later request so its reads see this scope's writes: the
-   * primary WAL position after them (see `parseConsistencyToken` for the form). `undefined` when
-   * the scope wrote nothing and carried no token. Outside any scope, or with
-   * `consistency: 'eventual'` (writes are not tracked), it is the primary's current position.
-   */
-  async consistencyToken(): Promise<string | undefined> {
-    const scope = routingStorage.getStore();
-    const tx = scope?.tx?.get(this.name);
-    if (tx !== undefined && tx.state !== 'ended') throw new TransactionInProgressError(this.name);
-    const lsn =
-      scope === undefined || this.options.routing.consistency !== 'read-your-writes' ? await this.#currentPrimaryLsn() : await this.#sessionLsn(scope.session, false);
-    return lsn === undefined ? undefined : formatConsistencyToken(this.name, lsn, DEFAULT_DATABASE);
+  /** See `ReadYourWrites.token`. */
+  consistencyToken(): Promise<string | undefined> {
+    return this.#consistency.token();
   }
 
   /** True when this replica may serve a read that must see `required`. */
@@ -481,30 +368,7 @@ export class PoolCluster implements NodeHost {
   }
 
   #scheduleProbe(r: ReplicaState): void {
-    clearTimeout(r.probe);
-    const delay = Math.max(50, r.bannedUntil - Date.now());
-    r.probe = setTimeout(() => void this.#probe(r), delay);
-    r.probe.unref();
-  }
-
-  async #probe(r: ReplicaState): Promise<void> {
-    if (this.#closed) return;
-    try {
-      await r.node.systemQuery('SELECT 1', undefined, this.#checkTimeoutMs());
-      await this.#samplePrimary();
-      await this.#measureReplica(r);
-      if (this.#closed) return;
-      r.bannedUntil = 0;
-      r.banReason = '';
-      r.current = 0;
-      this.logger.log(`Replica "${this.name}/${r.node.name}" (${r.node.config.address}) is healthy again and back in rotation.`);
-      if (this.emitting) this.emit({ type: 'replica-restored', database: this.name, node: r.node.name, role: 'replica', at: Date.now() });
-    } catch (err) {
-      if (this.#closed) return;
-      r.bannedUntil = Date.now() + this.options.routing.replicaBanMs;
-      r.banReason = this.scrub((err as Error)?.message ?? String(err));
-      this.#scheduleProbe(r);
-    }
+    this.#probes.schedule(r);
   }
 
   // Hung nodes ----------------------------------------------------------------------------
@@ -530,83 +394,18 @@ export class PoolCluster implements NodeHost {
     this.logger.log(`Node "${this.name}/${node.name}" (${node.config.address}) answers again.`);
     node.reachable();
     const replica = this.replicas.find((r) => r.node === node);
-    if (replica !== undefined && replica.bannedUntil !== 0) {
-      clearTimeout(replica.probe);
-      replica.probe = setTimeout(() => void this.#probe(replica), 0);
-      replica.probe.unref();
-    }
+    if (replica !== undefined && replica.bannedUntil !== 0) this.#probes.probeNow(replica);
   }
 
   // Lag monitor --------------------------------------------------------------------------
   startLagMonitor(): void {
     this.topology.start();
-    if (this.#states.length < 2 || this.#lagTimer !== undefined || this.#closed) return;
-    this.#lagTimer = setInterval(() => void this.checkLag(), this.options.routing.lagCheckIntervalMs);
-    this.#lagTimer.unref();
+    this.#lag.start(this.#states.length);
   }
 
   /** Measures every replica's replay position and lag against the primary. */
-  async checkLag(): Promise<void> {
-    if (this.#lagRunning || this.#closed || this.replicas.length === 0) return;
-    if (this.options.lazy && this.nodes.every((n) => n.state().total === 0)) return;
-    this.#lagRunning = true;
-    try {
-      await this.#samplePrimary();
-      await Promise.all(
-        this.replicas
-          .filter((r) => r.bannedUntil === 0)
-          .map((r) =>
-            this.#measureReplica(r).catch((err: unknown) => {
-              if (isConnectionError(err)) this.ban(r, err);
-            }),
-          ),
-      );
-    } finally {
-      this.#lagRunning = false;
-    }
-  }
-
-  /** Records the primary's WAL position; a primary that cannot answer leaves the history as it is. */
-  async #samplePrimary(): Promise<void> {
-    try {
-      const res = await this.primary.systemQuery<{ lsn: string }>(PRIMARY_FLUSH_LSN_SQL, undefined, this.#checkTimeoutMs());
-      const lsn = parseLsn(res.rows[0]?.lsn);
-      if (lsn !== undefined) this.#wal.record(recordEnd(lsn), Date.now());
-    } catch {
-      // The primary being down is reported by health checks; replicas are still measured.
-    }
-  }
-
-  async #measureReplica(r: ReplicaState): Promise<void> {
-    const res = await r.node.systemQuery<{ replay: string | null; since_ms: string | number | null }>(LAG_SQL, undefined, this.#checkTimeoutMs());
-    const row = res.rows[0];
-    const replay = parseLsn(row?.replay);
-    const now = Date.now();
-    r.lastCheckedAt = now;
-    if ((row as { recovering?: boolean } | undefined)?.recovering === false) void this.topology.check('a replica answered as a primary');
-    if (replay === undefined) {
-      r.replayLsn = undefined;
-      r.lagMs = undefined;
-      r.lagBytes = undefined;
-      return;
-    }
-    if (r.replayLsn === undefined || replay > r.replayLsn || r.replayLsn - replay > 1n << 32n) r.replayLsn = replay;
-    const primaryLsn = this.#wal.latest;
-    if (primaryLsn === undefined) {
-      // Not measurable (no primary position known yet): unknown, not 0.
-      r.lagBytes = undefined;
-      r.lagMs = undefined;
-      return;
-    }
-    const behind = primaryLsn !== undefined && primaryLsn > replay ? primaryLsn - replay : 0n;
-    r.lagBytes = Number(behind);
-    const since = row?.since_ms === null || row?.since_ms === undefined ? undefined : Number(row.since_ms);
-    r.lagMs = behind === 0n ? 0 : this.#wal.lagMs(replay, since, now);
-  }
-
-  /** The deadline of a lag check or probe: a node that does not answer within it has its connection destroyed. */
-  #checkTimeoutMs(): number {
-    return Math.max(1000, Math.min(5000, this.options.routing.lagCheckIntervalMs * 2));
+  checkLag(): Promise<void> {
+    return this.#lag.check();
   }
 
   // Client-level helpers ---------------------------------------------------------------------
@@ -623,7 +422,7 @@ export class PoolCluster implements NodeHost {
       }
       return fn(tx.handle.client);
     }
-    if (readOnly ?? scope?.readOnly ?? false) return this.#withReadClient(fn, await this.#requiredLsn(scope));
+    if (readOnly ?? scope?.readOnly ?? false) return this.#withReadClient(fn, await this.#consistency.requiredLsn(scope));
     const node = this.topology.writable();
     node.counters.routedWrites++;
     const tracked = scope !== undefined && this.options.routing.consistency === 'read-your-writes';
@@ -659,8 +458,8 @@ export class PoolCluster implements NodeHost {
     let failure: unknown;
     for (let attempt = 0; attempt < 2 && client === undefined; attempt++) {
       let r = this.pickReplica(required, failed);
-      if (r === undefined && attempt === 0 && required !== undefined && this.#refreshable(required)) {
-        await this.#refreshReplay(required);
+      if (r === undefined && attempt === 0 && required !== undefined && this.#consistency.refreshable(required)) {
+        await this.#consistency.refreshReplay(required);
         r = this.pickReplica(required, undefined);
       }
       if (r === undefined) break;
@@ -770,7 +569,7 @@ export class PoolCluster implements NodeHost {
     if (this.#closed) return;
     this.#closed = true;
     this.topology.close();
-    clearInterval(this.#lagTimer);
+    this.#lag.stop();
     for (const r of this.#states) clearTimeout(r.probe);
     await this.#monitor?.stop();
     const nodes = this.nodes;
