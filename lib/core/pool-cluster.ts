@@ -3,7 +3,7 @@ import type { PoolClient, QueryResult, QueryResultRow } from 'pg';
 import { Subject, type Observable } from 'rxjs';
 import type { ResolvedOptions } from '../config/resolve-options.js';
 import { scrubSecrets } from '../config/redact.js';
-import { NoReplicaAvailableError, NodeHungError, ReadOnlyInTransactionError } from '../pool.exceptions.js';
+import { NodeHungError, ReadOnlyInTransactionError } from '../pool.exceptions.js';
 import type { PoolEvent } from '../pool.events.js';
 import type { TransactionOptions } from '../pool.interfaces.js';
 import { watchLent } from '../transactions/pinned-client.js';
@@ -13,6 +13,7 @@ import { markWrite, routingStorage, type PinnedTransaction, type RoutingScope } 
 import { Eligibility } from '../routing/eligibility.js';
 import { ReadYourWrites } from '../routing/read-your-writes.js';
 import { ReplicaPicker } from '../routing/replica-strategies.js';
+import { ReplicaReads } from '../routing/replica-reads.js';
 import { LagMonitor } from '../cluster/lag-monitor.js';
 import { ReplicaProbes } from '../cluster/replica-probes.js';
 import { ReplicaState } from '../cluster/replica-state.js';
@@ -21,14 +22,11 @@ import { NodeMonitor } from '../cluster/node-monitor.js';
 import { isConnectionError, isReadOnlyViolation, neverSent } from './errors.js';
 import { NodePool, type NodeHost, type QueryInput } from './node-pool.js';
 
-/** Command tags of statements that write nothing; any other statement that fell back to the primary counts as a write. */
-const READ_TAGS = new Set(['SELECT', 'SHOW', 'FETCH', 'MOVE']);
-
 /**
- * All pools of one database (primary + replicas) and the routing between them: scope-aware
- * node choice, fallback and retry, replica bans, and the host callbacks of its pools. It wires
- * the topology, the node and lag monitors, the replica probes, eligibility, the strategies,
- * read-your-writes and the transaction runner.
+ * All pools of one database (primary + replicas): sends each statement where its scope says
+ * (pinned transaction, replica read, primary write), bans replicas, and is the host of its
+ * pools. It wires the topology, the node and lag monitors, the replica probes and reads,
+ * eligibility, the strategies, read-your-writes and the transaction runner.
  */
 export class PoolCluster implements NodeHost {
   readonly logger: Logger;
@@ -38,6 +36,7 @@ export class PoolCluster implements NodeHost {
   readonly #eligibility: Eligibility;
   readonly #picker: ReplicaPicker;
   readonly #consistency: ReadYourWrites;
+  readonly #reads: ReplicaReads;
   readonly #lag: LagMonitor;
   readonly #probes: ReplicaProbes;
   readonly #transactions = new TransactionRunner(this);
@@ -54,6 +53,7 @@ export class PoolCluster implements NodeHost {
     this.#eligibility = new Eligibility(routing);
     this.#picker = new ReplicaPicker(options.database, routing.strategy);
     this.#consistency = new ReadYourWrites(this, this.#eligibility);
+    this.#reads = new ReplicaReads(this, this.#picker, this.#eligibility, this.#consistency);
     this.#lag = new LagMonitor(this, routing, options.lazy);
     this.#probes = new ReplicaProbes(this, this.#lag, routing.replicaBanMs);
     for (const r of this.#states) r.staleAfterMs = routing.lagCheckIntervalMs * 2 + this.#lag.timeoutMs;
@@ -168,7 +168,7 @@ export class PoolCluster implements NodeHost {
         const tx = scope.tx.get(this.name);
         if (tx !== undefined) return this.#inTransaction<R>(tx, scope, text, values);
       }
-      if (scope.readOnly) return this.read<R>(scope, text, values);
+      if (scope.readOnly) return this.#reads.read<R>(scope, text, values);
     }
     return this.write<R>(scope, text, values);
   }
@@ -183,7 +183,7 @@ export class PoolCluster implements NodeHost {
 
   /** `db.replica.query`: a usable replica (bans, lag, retry and fallback apply), ignoring the scope. */
   replicaQuery<R extends QueryResultRow = any>(text: QueryInput, values?: unknown[]): Promise<QueryResult<R>> {
-    return this.#readAt<R>(undefined, text, values);
+    return this.#reads.readAt<R>(undefined, text, values);
   }
 
   /**
@@ -213,104 +213,7 @@ export class PoolCluster implements NodeHost {
 
   /** Runs a read on a usable replica (retrying once elsewhere on a connection error), else the primary. */
   read<R extends QueryResultRow = any>(scope: RoutingScope | undefined, text: QueryInput, values?: unknown[]): Promise<QueryResult<R>> {
-    const required = this.#consistency.requiredLsn(scope);
-    if (required !== undefined && typeof required !== 'bigint') {
-      return required.then((lsn) => this.#readAt<R>(lsn, text, values));
-    }
-    return this.#readAt<R>(required, text, values);
-  }
-
-  #readAt<R extends QueryResultRow>(required: bigint | undefined, text: QueryInput, values: unknown[] | undefined): Promise<QueryResult<R>> {
-    const first = this.pickReplica(required, undefined);
-    if (first === undefined) {
-      if (required !== undefined && this.#consistency.refreshable(required)) {
-        return this.#consistency.refreshReplay(required).then(() => this.#readOn<R>(this.pickReplica(required, undefined), required, text, values));
-      }
-      return this.#onPrimary<R>(required, text, values, undefined);
-    }
-    return this.#readOn<R>(first, required, text, values);
-  }
-
-  #readOn<R extends QueryResultRow>(replica: ReplicaState | undefined, required: bigint | undefined, text: QueryInput, values: unknown[] | undefined): Promise<QueryResult<R>> {
-    if (replica === undefined) return this.#onPrimary<R>(required, text, values, undefined);
-    replica.node.counters.routedReads++;
-    return replica.node.query<R>(text, values).catch((err: unknown) => this.#retryRead<R>(err, replica, required, text, values));
-  }
-
-  /** After a connection-class failure on `failed`: one more replica, then the primary. */
-  async #retryRead<R extends QueryResultRow>(
-    err: unknown,
-    failed: ReplicaState,
-    required: bigint | undefined,
-    text: QueryInput,
-    values: unknown[] | undefined,
-  ): Promise<QueryResult<R>> {
-    if (!isConnectionError(err)) throw this.#explain(err, failed.node);
-    this.ban(failed, err);
-    const next = this.pickReplica(required, failed);
-    if (next === undefined) return this.#onPrimary<R>(required, text, values, err);
-    next.node.counters.retries++;
-    next.node.counters.routedReads++;
-    try {
-      return await next.node.query<R>(text, values);
-    } catch (err2) {
-      if (!isConnectionError(err2)) throw this.#explain(err2, next.node);
-      this.ban(next, err2);
-      return this.#onPrimary<R>(required, text, values, err2);
-    }
-  }
-
-  /** A read no replica can serve: on the primary when allowed, else `NoReplicaAvailableError`. */
-  #onPrimary<R extends QueryResultRow>(required: bigint | undefined, text: QueryInput, values: unknown[] | undefined, failure: unknown): Promise<QueryResult<R>> {
-    const counters = this.primary.counters;
-    if (this.replicas.length !== 0) {
-      if (!this.#mayUsePrimary(required)) return Promise.reject(this.#noReplica(required, failure));
-      counters.fallbacks++;
-      if (failure !== undefined) counters.retries++;
-    } else if (!this.options.routing.fallbackToPrimary) {
-      return Promise.reject(new NoReplicaAvailableError(this.name, this.#eligibility.explain(this.replicas, required)));
-    }
-    counters.routedReads++;
-    const scope = routingStorage.getStore();
-    if (scope === undefined || this.options.routing.consistency !== 'read-your-writes') return this.primary.query<R>(text, values);
-    // A write sent as a read (a forgotten @ReadOnly()) succeeds here: it counts for read-your-writes.
-    return this.primary.query<R>(text, values).then(
-      (res) => {
-        if (!READ_TAGS.has((res as { command?: string }).command as string)) markWrite(scope, this.name);
-        return res;
-      },
-      (err: unknown) => {
-        if (isConnectionError(err) && !neverSent(err)) markWrite(scope, this.name);
-        throw err;
-      },
-    );
-  }
-
-  #noReplica(required: bigint | undefined, failure: unknown): NoReplicaAvailableError {
-    const err = new NoReplicaAvailableError(this.name, this.#eligibility.explain(this.replicas, required));
-    if (failure !== undefined) Object.defineProperty(err, 'cause', { value: failure, configurable: true, writable: true });
-    return err;
-  }
-
-  /**
-   * `fallbackToPrimary`, or a read-your-writes read that a live replica cannot serve yet only
-   * because it has not replayed the write: consistency then beats `fallbackToPrimary: false`.
-   */
-  #mayUsePrimary(required: bigint | undefined): boolean {
-    if (this.options.routing.fallbackToPrimary) return true;
-    if (required === undefined) return false;
-    const now = Date.now();
-    return this.replicas.some((r) => this.usable(r, undefined, now));
-  }
-
-  #explain(err: unknown, node: NodePool): unknown {
-    if (isReadOnlyViolation(err) && err instanceof Error && !err.message.includes('read replica')) {
-      err.message +=
-        ` — Cannot write on read replica "${this.name}/${node.name}" because the statement ran in a @ReadOnly() scope, ` +
-        'withClient({ readOnly: true }) or db.replica, and replicas only accept reads; nothing was written. ' +
-        'Please make sure that methods which write are not decorated with @ReadOnly(), or send the statement through db.primary.';
-    }
-    return err;
+    return this.#reads.read<R>(scope, text, values);
   }
 
   /** The error (or `undefined`) for read-only work inside `tx`, per `routing.readOnlyInTransaction`. */
@@ -422,7 +325,7 @@ export class PoolCluster implements NodeHost {
       }
       return fn(tx.handle.client);
     }
-    if (readOnly ?? scope?.readOnly ?? false) return this.#withReadClient(fn, await this.#consistency.requiredLsn(scope));
+    if (readOnly ?? scope?.readOnly ?? false) return this.#reads.withClient(fn, await this.#consistency.requiredLsn(scope));
     const node = this.topology.writable();
     node.counters.routedWrites++;
     const tracked = scope !== undefined && this.options.routing.consistency === 'read-your-writes';
@@ -448,60 +351,7 @@ export class PoolCluster implements NodeHost {
 
   /** `db.replica.withClient`: a replica client whatever the scope says (no transaction, no read-your-writes). */
   withReplicaClient<T>(fn: (client: PoolClient) => Promise<T> | T): Promise<T> {
-    return this.#withReadClient(fn, undefined);
-  }
-
-  async #withReadClient<T>(fn: (client: PoolClient) => Promise<T> | T, required: bigint | undefined): Promise<T> {
-    let node: NodePool | undefined;
-    let client: PoolClient | undefined;
-    let failed: ReplicaState | undefined;
-    let failure: unknown;
-    for (let attempt = 0; attempt < 2 && client === undefined; attempt++) {
-      let r = this.pickReplica(required, failed);
-      if (r === undefined && attempt === 0 && required !== undefined && this.#consistency.refreshable(required)) {
-        await this.#consistency.refreshReplay(required);
-        r = this.pickReplica(required, undefined);
-      }
-      if (r === undefined) break;
-      r.node.counters.routedReads++;
-      if (attempt > 0) r.node.counters.retries++;
-      try {
-        client = await r.node.acquire();
-        node = r.node;
-      } catch (err) {
-        if (!isConnectionError(err)) throw err;
-        this.ban(r, err);
-        failed = r;
-        failure = err;
-      }
-    }
-    if (client === undefined || node === undefined) {
-      const counters = this.primary.counters;
-      if (this.replicas.length !== 0) {
-        if (!this.#mayUsePrimary(required)) throw this.#noReplica(required, failure);
-        counters.fallbacks++;
-        if (failure !== undefined) counters.retries++;
-      } else if (!this.options.routing.fallbackToPrimary) {
-        throw new NoReplicaAvailableError(this.name, this.#eligibility.explain(this.replicas, required));
-      }
-      counters.routedReads++;
-      node = this.primary;
-      client = await node.acquire();
-    }
-    const scope = node === this.primary && this.options.routing.consistency === 'read-your-writes' ? routingStorage.getStore() : undefined;
-    const { watch, lent } = watchLent(client);
-    let error: unknown;
-    try {
-      return await fn(lent);
-    } catch (err) {
-      error = err;
-      throw node.role === 'replica' ? this.#explain(err, node) : err;
-    } finally {
-      watch.detach();
-      node.release(client, watch.releaseError(error));
-      // On the primary, what `fn` ran may have written (a forgotten readOnly): it counts for read-your-writes.
-      if (scope !== undefined) markWrite(scope, this.name);
-    }
+    return this.#reads.withClient(fn, undefined);
   }
 
   /** Runs `fn` in a transaction on one pinned primary client; nested calls join it. */
