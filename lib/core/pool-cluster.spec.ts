@@ -8,7 +8,9 @@ import { NoReplicaAvailableError, PoolError, PoolUnavailableError, PrimaryUnavai
 import { markWrite, newSession, routingStorage, type RoutingScope } from '../routing/routing-context.js';
 import { PinnedTransaction } from '../transactions/pinned-transaction.js';
 import { checkTransactionOptions } from '../transactions/transaction-options.js';
-import { PoolCluster, recordEnd, WalHistory, type ReplicaState } from './pool-cluster.js';
+import type { ReplicaState } from '../cluster/replica-state.js';
+import { recordEnd, WalHistory } from '../routing/wal-history.js';
+import { PoolCluster } from './pool-cluster.js';
 import type { NodePool } from './node-pool.js';
 
 // Routing decisions of a real PoolCluster whose pools never connect: each node's `query` is

@@ -6,7 +6,8 @@ import type { NodePool } from '../core/node-pool.js';
 
 /** A ping's statement deadline lies just past the check's timeout, so the check reports its own timeout first. */
 const PING_GRACE_MS = 50;
-import type { PoolCluster, ReplicaState } from '../core/pool-cluster.js';
+import type { ReplicaState } from '../cluster/replica-state.js';
+import type { PoolCluster } from '../core/pool-cluster.js';
 import { DEFAULT_DATABASE } from '../pool.constants.js';
 import { PoolError } from '../pool.exceptions.js';
 import {

@@ -1,6 +1,7 @@
 import type { NodePool } from '../core/node-pool.js';
 import { LATENCY_BUCKETS_MS, type LatencyHistogram } from '../core/node-stats.js';
-import type { PoolCluster, ReplicaState } from '../core/pool-cluster.js';
+import type { ReplicaState } from '../cluster/replica-state.js';
+import type { PoolCluster } from '../core/pool-cluster.js';
 import type { NodeRole, PoolPreset } from '../pool.interfaces.js';
 import type { TopologyRole } from '../pool.events.js';
 import type { TopologySnapshot } from '../cluster/topology.js';

@@ -1,7 +1,8 @@
 import type { Registry, RegistryContentType } from 'prom-client';
 import type { NodePool } from '../core/node-pool.js';
 import { LATENCY_BUCKETS_MS, type LatencyHistogram } from '../core/node-stats.js';
-import type { PoolCluster, ReplicaState } from '../core/pool-cluster.js';
+import type { ReplicaState } from '../cluster/replica-state.js';
+import type { PoolCluster } from '../core/pool-cluster.js';
 import { PoolError } from '../pool.exceptions.js';
 import type { TopologyRole } from '../pool.events.js';
 import { sizingOf } from './sizing.monitor.js';

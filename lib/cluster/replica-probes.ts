@@ -1,0 +1,51 @@
+import type { PoolCluster } from '../core/pool-cluster.js';
+import type { LagMonitor } from './lag-monitor.js';
+import type { ReplicaState } from './replica-state.js';
+
+type ProbeHost = Pick<PoolCluster, 'name' | 'closed' | 'logger' | 'emitting' | 'emit' | 'scrub'>;
+
+/** The background probe that puts a banned replica back in rotation once it answers and its lag is measured. */
+export class ReplicaProbes {
+  constructor(
+    private readonly host: ProbeHost,
+    private readonly lag: LagMonitor,
+    private readonly banMs: number,
+  ) {}
+
+  /** Probes `r` when its ban runs out (at the earliest in 50 ms). */
+  schedule(r: ReplicaState): void {
+    this.#arm(r, Math.max(50, r.bannedUntil - Date.now()));
+  }
+
+  /** Probes `r` at once (a hung node answers again). */
+  probeNow(r: ReplicaState): void {
+    this.#arm(r, 0);
+  }
+
+  #arm(r: ReplicaState, delayMs: number): void {
+    clearTimeout(r.probe);
+    r.probe = setTimeout(() => void this.#probe(r), delayMs);
+    r.probe.unref();
+  }
+
+  async #probe(r: ReplicaState): Promise<void> {
+    const host = this.host;
+    if (host.closed) return;
+    try {
+      await r.node.systemQuery('SELECT 1', undefined, this.lag.timeoutMs);
+      await this.lag.samplePrimary();
+      await this.lag.measure(r);
+      if (host.closed) return;
+      r.bannedUntil = 0;
+      r.banReason = '';
+      r.current = 0;
+      host.logger.log(`Replica "${host.name}/${r.node.name}" (${r.node.config.address}) is healthy again and back in rotation.`);
+      if (host.emitting) host.emit({ type: 'replica-restored', database: host.name, node: r.node.name, role: 'replica', at: Date.now() });
+    } catch (err) {
+      if (host.closed) return;
+      r.bannedUntil = Date.now() + this.banMs;
+      r.banReason = host.scrub((err as Error)?.message ?? String(err));
+      this.schedule(r);
+    }
+  }
+}
