@@ -652,6 +652,7 @@ export class PoolCluster implements NodeHost {
     r.banReason = reason;
     if (!first) return;
     r.node.counters.bans++;
+    r.node.pauseRefill();
     r.node.evictAll();
     this.logger.warn(`Replica "${this.name}/${r.node.name}" (${r.node.config.address}) banned for ${this.options.routing.replicaBanMs}ms: ${reason}`);
     if (this.emitting) this.emit({ type: 'replica-banned', database: this.name, node: r.node.name, role: 'replica', at: Date.now(), untilMs: r.bannedUntil, reason });
@@ -675,6 +676,7 @@ export class PoolCluster implements NodeHost {
       r.bannedUntil = 0;
       r.banReason = '';
       r.current = 0;
+      r.node.resumeRefill();
       this.logger.log(`Replica "${this.name}/${r.node.name}" (${r.node.config.address}) is healthy again and back in rotation.`);
       if (this.emitting) this.emit({ type: 'replica-restored', database: this.name, node: r.node.name, role: 'replica', at: Date.now() });
     } catch (err) {
