@@ -619,6 +619,9 @@ export class NodePool {
     if (opening === undefined) {
       opening = this.openDetached(':roles', timeoutMs).then((conn) => {
         (conn.client as unknown as { unref(): void }).unref();
+        // A new connection reached the server: an open breaker closes and the pool refills now,
+        // rather than at its next trial (the role checks are the one low-rate probe of a down node).
+        this.reachable();
         return conn;
       });
       this.#roleConn = opening;
