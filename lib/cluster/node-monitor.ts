@@ -48,7 +48,8 @@ class NodeWatch {
     }
     if (this.#sentAt !== 0) return;
     if (this.#conn === undefined || this.#conn.broken) {
-      this.#connect();
+      // A banned node or one with an open breaker: its probe or trial finds out when it is back.
+      if (!node.resting) this.#connect();
       return;
     }
     this.#probe(this.#conn);

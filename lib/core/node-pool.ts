@@ -499,6 +499,14 @@ export class NodePool {
     this.#scheduleRefill(0);
   }
 
+  /**
+   * Banned, or its breaker open and not yet due for a trial: only the ban's probe or the
+   * breaker's trial may connect to it (the node monitor opens nothing meanwhile).
+   */
+  get resting(): boolean {
+    return this.#refillPaused || (this.#breaker.isOpen && !this.#breaker.available);
+  }
+
   /** The node is banned: the background refill waits until `resumeRefill()` (a probe succeeded). */
   pauseRefill(): void {
     this.#refillPaused = true;
@@ -522,6 +530,9 @@ export class NodePool {
     } finally {
       this.#warmingUp = false;
       this.#wakeWarmUp = undefined;
+      // Whatever the warm-up could not open (a replica that failed is banned, which pauses this;
+      // an ended pool refills nothing).
+      this.#scheduleRefill(REFILL_FIRST_DELAY_MS);
     }
   }
 
@@ -548,9 +559,6 @@ export class NodePool {
       }
     }
     if (lastError) {
-      // A replica that failed is banned (its refill waits for the probe); an ended pool refills nothing.
-      this.#warmingUp = false;
-      this.#scheduleRefill(REFILL_MAX_DELAY_MS);
       throw new PoolConnectionError(this.config.database, this.name, this.config.address, attempts, lastError);
     }
     // Holding `min` clients at once opens `min` connections: an idle one is reused by the first acquire.

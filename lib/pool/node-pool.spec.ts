@@ -86,7 +86,7 @@ class FakeClient extends EventEmitter {
   unref(): void {}
 }
 
-function makePool(options: Partial<PoolModuleOptions> = {}): { pool: NodePool; events: PoolEvent[]; warnings: string[] } {
+function makePool(options: Partial<PoolModuleOptions> = {}, hostExtra: Partial<NodeHost> = {}): { pool: NodePool; events: PoolEvent[]; warnings: string[] } {
   const resolved = resolveOptions({ primary: { host: '127.0.0.1', port: 1, user: 'u', password: 'node-pool-spec', database: 'd' }, preset: 'test', env: {}, lazy: true, min: 0, max: 2, ...options });
   const node = { ...resolved.primary };
   Object.defineProperty(node, 'poolConfig', { value: { ...resolved.primary.poolConfig, Client: FakeClient } });
@@ -102,6 +102,7 @@ function makePool(options: Partial<PoolModuleOptions> = {}): { pool: NodePool; e
     initClient: () => Promise.resolve(),
     warn: (m) => warnings.push(m),
     scrub: (m) => m,
+    ...hostExtra,
   };
   return { pool: new NodePool(node as typeof resolved.primary, host), events, warnings };
 }
@@ -289,5 +290,34 @@ describe('NodePool (fake client)', () => {
     const deadline = Date.now() + 2000;
     while (pool.state().total < 2 && Date.now() < deadline) await sleep(5);
     expect(pool.state().total).toBe(2);
+  });
+
+  it('warm-up: ending the pool during its backoff stops it at once, and nothing connects afterwards', async () => {
+    const { pool } = track(makePool({ min: 2, max: 4 }, { retryAttempts: 5, retryDelayMs: 10_000 }));
+    FakeClient.refuse = true;
+    FakeClient.refused = 0;
+    const warming = pool.warmUp().then(() => undefined, (e: unknown) => e);
+    while (FakeClient.refused === 0) await sleep(1);
+    const t0 = Date.now();
+    await pool.end();
+    expect(await warming).toMatchObject({ name: 'PoolConnectionError' });
+    expect(Date.now() - t0).toBeLessThan(500);
+    const refused = FakeClient.refused;
+    await sleep(300);
+    expect(FakeClient.refused).toBe(refused);
+    expect(pool.resting).toBe(false);
+  });
+
+  it('resting: while paused (banned) or while the breaker is open before its trial', async () => {
+    const { pool } = track(makePool({ min: 0, max: 2 }));
+    expect(pool.resting).toBe(false);
+    pool.pauseRefill();
+    expect(pool.resting).toBe(true);
+    pool.resumeRefill();
+    expect(pool.resting).toBe(false);
+    FakeClient.refuse = true;
+    for (let i = 0; i < 5; i++) await pool.query('SELECT 1').catch(() => undefined);
+    expect(pool.status().breaker).toBe('open');
+    expect(pool.resting).toBe(true);
   });
 });
