@@ -298,6 +298,8 @@ export class NodePool {
   setRole(role: NodeRole): void {
     if (role === this.#role) return;
     this.#role = role;
+    // The write node answered as such: a replica ban it carried must not keep it below `min`.
+    if (role === 'primary') this.#refillPaused = false;
     const byRole = this.config.roleOptions;
     if (byRole !== undefined) this.#clientConfig = { ...this.#clientConfig, options: byRole[role] };
     else if (!this.config.pgbouncer) this.#clientConfig = { ...this.#clientConfig, options: withReadOnly(this.#clientConfig.options, role === 'replica') };
