@@ -21,7 +21,8 @@ describe('circuit breaker per node (real servers behind a relay)', () => {
     const { t, relay } = await startAppBehindRelay({
       preset: 'test',
       applicationName: APP,
-      min: 1,
+      // No background refill (min 0): every failure counted here is a caller's.
+      min: 0,
       max: 4,
       breaker: { failureThreshold: 3, resetTimeoutMs: 1000 },
     });
@@ -61,23 +62,32 @@ describe('circuit breaker per node (real servers behind a relay)', () => {
     }
   }, 20_000);
 
-  it('closes as soon as a background reconnect succeeds, long before resetTimeoutMs', async () => {
+  it('refill failures open it without any caller; while open the refill only makes the trial, which closes it once the server is back', async () => {
     const { t, relay } = await startAppBehindRelay({
       preset: 'test',
       applicationName: APP,
-      min: 1,
+      min: 2,
       max: 4,
-      breaker: { failureThreshold: 2, resetTimeoutMs: 60_000 },
+      breaker: { failureThreshold: 3, resetTimeoutMs: 1000 },
     });
     try {
       relay.reject();
-      await waitFor('pool emptied', () => t.db.primary.pool.totalCount === 0, 3000);
-      for (let i = 0; i < 2; i++) await expect(t.db.query('SELECT 1')).rejects.toThrow();
-      await expect(t.db.query('SELECT 1')).rejects.toBeInstanceOf(PoolUnavailableError);
+      // Each failed refill round (2 connects here) counts once: 3 rounds open it, no caller involved.
+      await waitFor('breaker opened by the refill', () => t.cluster.primary.status().breaker === 'open', 5000, 10);
+      expect(t.events.filter((e) => e.type === 'breaker-open')).toMatchObject([{ failures: 3 }]);
+      const openedAt = Date.now();
+      const attempts = relay.accepted;
+      await sleep(2300);
+      // One trial per resetTimeoutMs (at about 1 s and 2 s), never the refill's backoff loop, and
+      // nothing from the node monitor (it waits for the breaker too).
+      expect(relay.accepted - attempts).toBeGreaterThanOrEqual(1);
+      expect(relay.accepted - attempts).toBeLessThanOrEqual(Math.ceil((Date.now() - openedAt) / 1000) + 1);
+      expect(t.cluster.primary.status().breaker).not.toBe('closed');
       await relay.restore();
       const restoredAt = Date.now();
       await waitFor('breaker closed', () => t.cluster.primary.status().breaker === 'closed', 3000, 10);
-      expect(Date.now() - restoredAt).toBeLessThan(2000);
+      expect(Date.now() - restoredAt).toBeLessThanOrEqual(1000 + 1000);
+      await waitFor('refilled to min', () => t.db.primary.pool.totalCount === 2, 3000, 10);
       expect((await t.db.query('SELECT 1 AS ok')).rows[0].ok).toBe(1);
       expect(t.events.filter((e) => e.type === 'breaker-closed')).toHaveLength(1);
     } finally {

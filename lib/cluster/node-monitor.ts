@@ -28,6 +28,7 @@ const LOOP_LAG_TOLERANCE_MS = 100;
 class NodeWatch {
   #conn: PooledConnection | undefined;
   #connecting = false;
+  #closed = false;
   #sentAt = 0;
   hungReason: string | undefined;
   /** The node had a connection once: watching starts then (lazy pools open nothing at start). */
@@ -41,14 +42,15 @@ class NodeWatch {
 
   tick(): void {
     const node = this.node;
-    if (node.ended) return;
+    if (node.ended || this.#closed) return;
     if (!this.#active) {
       if (node.state().total === 0) return;
       this.#active = true;
     }
     if (this.#sentAt !== 0) return;
     if (this.#conn === undefined || this.#conn.broken) {
-      this.#connect();
+      // A banned node or one with an open breaker: its probe or trial finds out when it is back.
+      if (!node.resting) this.#connect();
       return;
     }
     this.#probe(this.#conn);
@@ -61,7 +63,8 @@ class NodeWatch {
     this.node.openDetached(APPLICATION_SUFFIX, this.node.config.connectTimeoutMs).then(
       (conn) => {
         this.#connecting = false;
-        if (this.node.ended) {
+        // Stopped while connecting (a failed start or a shutdown stops the monitor before the pools end).
+        if (this.#closed || this.node.ended) {
           void conn.close(0);
           return;
         }
@@ -137,6 +140,7 @@ class NodeWatch {
   }
 
   close(): Promise<void> {
+    this.#closed = true;
     const conn = this.#conn;
     this.#conn = undefined;
     this.#sentAt = 0;

@@ -39,6 +39,7 @@ export class ReplicaProbes {
       r.bannedUntil = 0;
       r.banReason = '';
       r.current = 0;
+      r.node.resumeRefill();
       host.logger.log(`Replica "${host.name}/${r.node.name}" (${r.node.config.address}) is healthy again and back in rotation.`);
       if (host.emitting) host.emit({ type: 'replica-restored', database: host.name, node: r.node.name, role: 'replica', at: Date.now() });
     } catch (err) {

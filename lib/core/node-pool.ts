@@ -143,6 +143,12 @@ export class NodePool {
   /** Connections the background refill is opening (each goes to the first waiter, or the idle stack). */
   #refillOpening = 0;
   #refillDelay = REFILL_FIRST_DELAY_MS;
+  /** The node is banned (its ban lasts until a probe succeeds): no background connection until then. */
+  #refillPaused = false;
+  /** The warm-up retries on its own schedule: no background refill beside it. */
+  #warmingUp = false;
+  /** Wakes the warm-up's backoff sleep when the pool ends (no timer outlives a rejected start). */
+  #wakeWarmUp: (() => void) | undefined;
   readonly #transactionSettings: string;
   /** The role checks' connection of its own (`monitorQuery`). */
   #roleConn: Promise<PooledConnection> | undefined;
@@ -189,10 +195,12 @@ export class NodePool {
           );
         }
         if (this.host.emitting) this.#emit({ type: 'breaker-open', retryAt, failures });
-        this.#scheduleRefill(REFILL_FIRST_DELAY_MS);
+        // The refill makes the next trial, when the breaker lets one through: no reconnect storm.
+        this.#scheduleRefill(Math.max(0, retryAt - Date.now()));
       },
       closed: () => {
         if (this.host.emitting) this.#emit({ type: 'breaker-closed' });
+        this.#scheduleRefill(0);
       },
     });
     this.#leaks = new LeakDetector(config.leakDetectionThresholdMs, {
@@ -290,6 +298,8 @@ export class NodePool {
   setRole(role: NodeRole): void {
     if (role === this.#role) return;
     this.#role = role;
+    // The write node answered as such: a replica ban it carried must not keep it below `min`.
+    if (role === 'primary') this.#refillPaused = false;
     const byRole = this.config.roleOptions;
     if (byRole !== undefined) this.#clientConfig = { ...this.#clientConfig, options: byRole[role] };
     else if (!this.config.pgbouncer) this.#clientConfig = { ...this.#clientConfig, options: withReadOnly(this.#clientConfig.options, role === 'replica') };
@@ -488,10 +498,47 @@ export class NodePool {
   /** The node answered the monitor again: an open breaker closes without waiting for its timeout. */
   reachable(): void {
     this.#breaker.success();
+    this.#scheduleRefill(0);
+  }
+
+  /**
+   * Banned, or its breaker open and not yet due for a trial: only the ban's probe or the
+   * breaker's trial may connect to it (the node monitor opens nothing meanwhile).
+   */
+  get resting(): boolean {
+    return this.#refillPaused || (this.#breaker.isOpen && !this.#breaker.available);
+  }
+
+  /** The node is banned: the background refill waits until `resumeRefill()` (a probe succeeded). */
+  pauseRefill(): void {
+    this.#refillPaused = true;
+    clearTimeout(this.#refillTimer);
+    this.#refillTimer = undefined;
+  }
+
+  /** The ban is lifted: the pool refills to `min` again. */
+  resumeRefill(): void {
+    if (!this.#refillPaused) return;
+    this.#refillPaused = false;
+    this.#refillDelay = REFILL_FIRST_DELAY_MS;
+    this.#scheduleRefill(0);
   }
 
   /** Opens the first connection (with backoff + jitter), then up to `min`. Throws `PoolConnectionError`. */
   async warmUp(): Promise<void> {
+    this.#warmingUp = true;
+    try {
+      await this.#warmUp();
+    } finally {
+      this.#warmingUp = false;
+      this.#wakeWarmUp = undefined;
+      // Whatever the warm-up could not open (a replica that failed is banned, which pauses this;
+      // an ended pool refills nothing).
+      this.#scheduleRefill(REFILL_FIRST_DELAY_MS);
+    }
+  }
+
+  async #warmUp(): Promise<void> {
     const attempts = this.host.retryAttempts;
     let delay = this.host.retryDelayMs;
     let lastError = '';
@@ -507,14 +554,13 @@ export class NodePool {
           this.host.warn(
             `Connecting to "${this.config.database}/${this.name}" at ${this.config.address} failed (attempt ${attempt}/${attempts}): ${lastError}. Retrying in ${delay}ms.`,
           );
-          await sleep(delay * (0.8 + Math.random() * 0.4));
+          await this.#backOff(delay * (0.8 + Math.random() * 0.4));
           if (this.ended) break;
           delay = Math.min(delay * 2, 30_000);
         }
       }
     }
     if (lastError) {
-      this.#scheduleRefill(REFILL_MAX_DELAY_MS);
       throw new PoolConnectionError(this.config.database, this.name, this.config.address, attempts, lastError);
     }
     // Holding `min` clients at once opens `min` connections: an idle one is reused by the first acquire.
@@ -522,6 +568,21 @@ export class NodePool {
       const clients = await Promise.allSettled(Array.from({ length: this.config.min }, () => this.acquire()));
       for (const r of clients) if (r.status === 'fulfilled') this.release(r.value);
     }
+  }
+
+  /** The warm-up's wait between two attempts; `#end()` cuts it short. */
+  #backOff(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.#wakeWarmUp = undefined;
+        resolve();
+      }, ms);
+      timer.unref();
+      this.#wakeWarmUp = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
   }
 
   /** Waits until no client is checked out, up to `timeoutMs`. Returns how many were still out. */
@@ -541,6 +602,7 @@ export class NodePool {
     if (this.#endPromise === undefined) {
       clearTimeout(this.#refillTimer);
       this.#refillTimer = undefined;
+      this.#wakeWarmUp?.();
       this.#housekeeper.stop();
       this.#queue.rejectAll(new PoolEndedError(this.config.database, this.name));
       if (this.#roleConn !== undefined) this.#dropRoleConn(this.#roleConn);
@@ -565,7 +627,12 @@ export class NodePool {
     this.counters.systemQueries++;
     let opening = this.#roleConn;
     if (opening === undefined) {
-      opening = this.openDetached(':roles', timeoutMs);
+      opening = this.openDetached(':roles', timeoutMs).then((conn) => {
+        // A new connection reached the server: an open breaker closes and the pool refills now,
+        // rather than at its next trial (the role checks are the one low-rate probe of a down node).
+        this.reachable();
+        return conn;
+      });
       this.#roleConn = opening;
       opening.catch(() => this.#dropRoleConn(opening!));
     }
@@ -1039,7 +1106,7 @@ export class NodePool {
   // Background refill ------------------------------------------------------------------------
 
   #needsRefill(): boolean {
-    return !this.ended && (this.#bag.total < this.config.min || this.#breaker.isOpen);
+    return !this.ended && !this.#refillPaused && !this.#warmingUp && this.#bag.total < this.config.min;
   }
 
   #scheduleRefill(delayMs: number): void {
@@ -1052,33 +1119,56 @@ export class NodePool {
   }
 
   /**
-   * Opens connections until the pool holds `min` again (one when only probing an open breaker).
-   * A success closes the breaker; a failure retries with exponential backoff and jitter.
+   * Opens connections until the pool holds `min` again; a failure retries with exponential
+   * backoff and jitter. The breaker rules (README "Circuit breaker"): while it is closed, a round
+   * that fails counts as one failure (however many connects it made); while it is open the
+   * refill waits for `retryAt` and then is the half-open trial itself (one connect): a success
+   * closes it, a failure reopens it for another `resetTimeoutMs`.
    */
   async #refill(): Promise<void> {
     if (!this.#needsRefill()) return;
+    const breaker = this.#breaker;
+    const trial = breaker.isOpen;
+    if (trial && !breaker.admit()) {
+      // Not yet time, or a caller holds the trial: look again when it may be over.
+      this.#scheduleRefill(Math.max(REFILL_FIRST_DELAY_MS, (breaker.retryAt ?? 0) - Date.now()));
+      return;
+    }
     this.#refilling = true;
-    let failed = false;
+    let failure: Error | undefined;
+    let attempted = 0;
     try {
-      const missing = Math.max(1, this.config.min - this.#bag.total);
-      const results = await Promise.allSettled(Array.from({ length: missing }, () => this.#refillOne()));
-      failed = results.some((r) => r.status === 'rejected');
+      const missing = trial ? 1 : this.config.min - this.#bag.total;
+      const results = await Promise.allSettled(
+        Array.from({ length: missing }, () => {
+          if (this.ended || this.#bag.total >= this.config.max) return Promise.resolve();
+          attempted++;
+          return this.#refillOne();
+        }),
+      );
+      for (const r of results) if (r.status === 'rejected') failure ??= r.reason as Error;
     } finally {
       this.#refilling = false;
     }
-    if (failed) {
-      const delay = this.#refillDelay;
-      this.#refillDelay = Math.min(delay * 2, REFILL_MAX_DELAY_MS);
-      this.#scheduleRefill(delay * (0.5 + Math.random() * 0.5));
-    } else {
+    if (this.ended) return;
+    if (failure === undefined) {
+      if (trial && attempted === 0) breaker.trialAbandoned();
       this.#refillDelay = REFILL_FIRST_DELAY_MS;
       this.#scheduleRefill(REFILL_FIRST_DELAY_MS);
+      return;
     }
+    // Only a failure to reach the server counts (a connection-class error or a connect timeout).
+    const counts = (failure as { connectionError?: boolean }).connectionError === true || isConnectionError(failure);
+    if (counts && (trial || !breaker.isOpen)) breaker.failure(this.host.scrub(errorMessage(failure)));
+    else if (trial) breaker.trialAbandoned();
+    const delay = this.#refillDelay;
+    this.#refillDelay = Math.min(delay * 2, REFILL_MAX_DELAY_MS);
+    const retryIn = breaker.isOpen ? Math.max(0, (breaker.retryAt ?? 0) - Date.now()) : delay * (0.5 + Math.random() * 0.5);
+    this.#scheduleRefill(retryIn);
   }
 
-  /** One background connection: opened (when the pool has room) and pooled. */
+  /** One background connection, opened and pooled (it goes to the first waiter, if any). */
   #refillOne(): Promise<void> {
-    if (this.ended || this.#bag.total >= this.config.max) return Promise.resolve();
     const t0 = performance.now();
     this.#refillOpening++;
     return new Promise<void>((resolve, reject) => {

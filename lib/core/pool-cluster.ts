@@ -264,6 +264,7 @@ export class PoolCluster implements NodeHost {
     r.banReason = reason;
     if (!first) return;
     r.node.counters.bans++;
+    r.node.pauseRefill();
     r.node.evictAll();
     this.logger.warn(`Replica "${this.name}/${r.node.name}" (${r.node.config.address}) banned for ${this.options.routing.replicaBanMs}ms: ${reason}`);
     if (this.emitting) this.emit({ type: 'replica-banned', database: this.name, node: r.node.name, role: 'replica', at: Date.now(), untilMs: r.bannedUntil, reason });

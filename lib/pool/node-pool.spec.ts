@@ -19,6 +19,9 @@ type Callback = (err: Error | null, res?: QueryResult) => void;
 /** A stand-in for pg.Client: answers on the next macrotask, or never while `FakeClient.silent`. */
 class FakeClient extends EventEmitter {
   static silent = false;
+  /** Every connect fails with ECONNREFUSED (a server that is down); counted in `refused`. */
+  static refuse = false;
+  static refused = 0;
   static opened = 0;
   static instances: FakeClient[] = [];
   readonly #config: { stream?: (c: unknown) => net.Socket };
@@ -36,6 +39,11 @@ class FakeClient extends EventEmitter {
   connect(callback: (err?: Error) => void): void {
     const socket = this.#config.stream?.(this.#config);
     socket?.once('close', () => this.#terminate());
+    if (FakeClient.refuse) {
+      FakeClient.refused++;
+      setImmediate(callback, Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }));
+      return;
+    }
     setImmediate(callback);
   }
 
@@ -78,7 +86,7 @@ class FakeClient extends EventEmitter {
   unref(): void {}
 }
 
-function makePool(options: Partial<PoolModuleOptions> = {}): { pool: NodePool; events: PoolEvent[]; warnings: string[] } {
+function makePool(options: Partial<PoolModuleOptions> = {}, hostExtra: Partial<NodeHost> = {}): { pool: NodePool; events: PoolEvent[]; warnings: string[] } {
   const resolved = resolveOptions({ primary: { host: '127.0.0.1', port: 1, user: 'u', password: 'node-pool-spec', database: 'd' }, preset: 'test', env: {}, lazy: true, min: 0, max: 2, ...options });
   const node = { ...resolved.primary };
   Object.defineProperty(node, 'poolConfig', { value: { ...resolved.primary.poolConfig, Client: FakeClient } });
@@ -94,6 +102,7 @@ function makePool(options: Partial<PoolModuleOptions> = {}): { pool: NodePool; e
     initClient: () => Promise.resolve(),
     warn: (m) => warnings.push(m),
     scrub: (m) => m,
+    ...hostExtra,
   };
   return { pool: new NodePool(node as typeof resolved.primary, host), events, warnings };
 }
@@ -109,6 +118,7 @@ describe('NodePool (fake client)', () => {
 
   beforeEach(() => {
     FakeClient.silent = false;
+    FakeClient.refuse = false;
   });
 
   afterEach(async () => {
@@ -241,5 +251,73 @@ describe('NodePool (fake client)', () => {
     await face.end();
     expect(seen).toEqual(['connect', 'acquire', 'release', 'acquire', 'release', 'remove']);
     expect(face.totalCount).toBe(0);
+  });
+
+  it('refill: a failed round counts once towards the breaker; while open only the trial connects, once per resetTimeoutMs', async () => {
+    // The host's breaker: failureThreshold 5, resetTimeoutMs 1000.
+    const { pool, events } = track(makePool({ min: 2, max: 4 }));
+    await pool.warmUp();
+    FakeClient.refuse = true;
+    FakeClient.refused = 0;
+    pool.evictAll();
+    const deadline = Date.now() + 2000;
+    while (pool.status().breaker !== 'open' && Date.now() < deadline) await sleep(5);
+    expect(events.filter((e) => e.type === 'breaker-open')).toMatchObject([{ failures: 5 }]);
+    // Five rounds of two connects each opened it (not five connects).
+    expect(FakeClient.refused).toBe(10);
+    const before = FakeClient.refused;
+    await sleep(1300);
+    // One trial at about 1000 ms: nothing of the 50-500 ms backoff loop.
+    expect(FakeClient.refused - before).toBeGreaterThanOrEqual(1);
+    expect(FakeClient.refused - before).toBeLessThanOrEqual(2);
+    FakeClient.refuse = false;
+    const back = Date.now() + 2000;
+    while (pool.state().total < 2 && Date.now() < back) await sleep(5);
+    expect(pool.status().breaker).toBe('closed');
+    expect(pool.state().total).toBe(2);
+  }, 10_000);
+
+  it('refill: paused (a banned node) opens nothing until resumed, then refills to min', async () => {
+    const { pool } = track(makePool({ min: 2, max: 4 }));
+    await pool.warmUp();
+    const opened = FakeClient.opened;
+    pool.pauseRefill();
+    pool.evictAll();
+    await sleep(200);
+    expect(FakeClient.opened).toBe(opened);
+    expect(pool.state().total).toBe(0);
+    pool.resumeRefill();
+    const deadline = Date.now() + 2000;
+    while (pool.state().total < 2 && Date.now() < deadline) await sleep(5);
+    expect(pool.state().total).toBe(2);
+  });
+
+  it('warm-up: ending the pool during its backoff stops it at once, and nothing connects afterwards', async () => {
+    const { pool } = track(makePool({ min: 2, max: 4 }, { retryAttempts: 5, retryDelayMs: 10_000 }));
+    FakeClient.refuse = true;
+    FakeClient.refused = 0;
+    const warming = pool.warmUp().then(() => undefined, (e: unknown) => e);
+    while (FakeClient.refused === 0) await sleep(1);
+    const t0 = Date.now();
+    await pool.end();
+    expect(await warming).toMatchObject({ name: 'PoolConnectionError' });
+    expect(Date.now() - t0).toBeLessThan(500);
+    const refused = FakeClient.refused;
+    await sleep(300);
+    expect(FakeClient.refused).toBe(refused);
+    expect(pool.resting).toBe(false);
+  });
+
+  it('resting: while paused (banned) or while the breaker is open before its trial', async () => {
+    const { pool } = track(makePool({ min: 0, max: 2 }));
+    expect(pool.resting).toBe(false);
+    pool.pauseRefill();
+    expect(pool.resting).toBe(true);
+    pool.resumeRefill();
+    expect(pool.resting).toBe(false);
+    FakeClient.refuse = true;
+    for (let i = 0; i < 5; i++) await pool.query('SELECT 1').catch(() => undefined);
+    expect(pool.status().breaker).toBe('open');
+    expect(pool.resting).toBe(true);
   });
 });
