@@ -31,6 +31,10 @@ describe('hung nodes (SIGSTOP, real cluster)', () => {
     expect(await sessionCounts(APP)).toEqual({ primary: 0, replica1: 0, replica2: 0 });
   });
 
+  it('leaves no session of the application (its :monitor and :roles ones included) after app.close()', () => {
+    expect(run.sessionsLeftAfterClose).toEqual([]);
+  });
+
   it('never crashes, and every pool is back to its baseline with no leaked session after each freeze', () => {
     for (const r of run.results) {
       expect({ scenario: r.scenario, crashes: r.crashes, baseline: r.baselineReached, leaked: r.leakedAfter, detail: r.facts.baselineDetail }).toEqual({

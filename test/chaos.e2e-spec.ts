@@ -31,6 +31,10 @@ describe('chaos (short form, real cluster)', () => {
     expect(await sessionCounts(APP)).toEqual({ primary: 0, replica1: 0, replica2: 0 });
   });
 
+  it('leaves no session of the application (its :monitor and :roles ones included) after app.close()', () => {
+    expect(run.sessionsLeftAfterClose).toEqual([]);
+  });
+
   it('never crashes, and every pool is back to its baseline with no leaked client after every scenario', () => {
     expect(run.results.map((r) => r.scenario)).toEqual(['replica-kill', 'primary-restart', 'terminate-all', 'leak', 'exhaust']);
     for (const r of run.results) {

@@ -12,6 +12,7 @@ import {
   terminateSessions,
   within,
   type PgNodeName,
+  type SessionRow,
   type TestApp,
 } from './chaos.support.js';
 import { sleep, waitFor } from '../support/wait.js';
@@ -108,7 +109,11 @@ export interface ScenarioResult {
   /** What `recoveryMs` measures for this scenario. */
   recoveryOf: string;
   recoveryMs: number | undefined;
-  /** Clients still checked out plus server sessions the pools do not account for, after the baseline wait. */
+  /**
+   * Clients still checked out once the load stopped and every caller had returned, plus server
+   * sessions of the application (its pools' and its `<app>:monitor` / `<app>:roles` ones) the
+   * pools do not account for when the baseline wait ended.
+   */
   leakedAfter: number;
   /** Uncaught exceptions during the scenario (each would have crashed a plain Node process). */
   crashes: number;
@@ -125,6 +130,15 @@ export interface ChaosRun {
   startedAt: Date;
   durationMs: number;
   results: ScenarioResult[];
+  /** Sessions of the application (its `<app>:*` ones included) still on any node 5 s after `app.close()`, by application_name. */
+  sessionsLeftAfterClose: string[];
+}
+
+/** Waits up to `timeoutMs` for every session of the application to end on every node; returns the names still there. */
+async function sessionsLeftAfter(applicationName: string, timeoutMs: number): Promise<string[]> {
+  const left = async () => (await Promise.all((['primary', 'replica1', 'replica2'] as const).map((node) => sessions(node, applicationName)))).flat().map((r) => r.application_name);
+  await waitFor(`no ${applicationName} session left`, async () => (await left()).length === 0, timeoutMs, 50).catch(() => undefined);
+  return left();
 }
 
 export interface ChaosOptions {
@@ -242,15 +256,37 @@ function nodesOf(t: TestApp): NodePool[] {
 
 const SERVER_OF: Record<string, PgNodeName> = { primary: 'primary', 'replica-1': 'replica1', 'replica-2': 'replica2' };
 
-interface BaselineCheck {
+export interface BaselineCheck {
   reached: boolean;
   ms: number;
+  /** Server sessions of the application the pools do not account for when the wait ended (see `unaccountedSessions`). */
   leaked: number;
   detail: string;
 }
 
-/** Waits (bounded) until every pool is back at min, idle, breakers closed, replicas in rotation, server sessions = pool sizes. */
-async function waitForBaseline(t: TestApp, applicationName: string, timeoutMs: number): Promise<BaselineCheck> {
+/**
+ * What a node's server sessions hold beyond its pool: pool sessions (`application_name` exactly)
+ * above the pool's `total`, plus every `<app>:*` session beyond one of each name (one `:monitor`,
+ * one `:roles` per node is what the library keeps). Problems are described in `problems`.
+ */
+function unaccountedSessions(node: string, rows: SessionRow[], applicationName: string, poolTotal: number, problems: string[]): number {
+  const pooled = rows.filter((r) => r.application_name === applicationName).length;
+  if (pooled !== poolTotal) problems.push(`${node} server sessions=${pooled} pool total=${poolTotal}`);
+  let extra = Math.max(0, pooled - poolTotal);
+  const companions = new Map<string, number>();
+  for (const r of rows) if (r.application_name !== applicationName) companions.set(r.application_name, (companions.get(r.application_name) ?? 0) + 1);
+  for (const [name, n] of companions) {
+    if (n > 1) problems.push(`${node} ${n} sessions named ${name}`);
+    extra += n - 1;
+  }
+  return extra;
+}
+
+/**
+ * Waits (bounded) until every pool is back at min, idle, breakers closed, replicas in rotation,
+ * and the server holds the pools' sessions and at most one `<app>:monitor` / `<app>:roles` each.
+ */
+export async function waitForBaseline(t: TestApp, applicationName: string, timeoutMs: number): Promise<BaselineCheck> {
   const started = Date.now();
   let detail = '';
   let leaked = 0;
@@ -260,27 +296,38 @@ async function waitForBaseline(t: TestApp, applicationName: string, timeoutMs: n
     leaked = 0;
     for (const node of nodesOf(t)) {
       const s = node.status();
-      leaked += s.inUse;
       if (s.inUse !== 0 || s.waiting !== 0 || s.total !== node.config.min || s.idle !== node.config.min || s.breaker !== 'closed') {
         problems.push(`${node.name} total=${s.total} idle=${s.idle} inUse=${s.inUse} waiting=${s.waiting} breaker=${s.breaker}`);
       }
       try {
-        const server = (await sessions(SERVER_OF[node.name]!, applicationName)).length;
-        if (server !== s.total) problems.push(`${node.name} server sessions=${server} pool total=${s.total}`);
-        leaked += Math.max(0, server - s.total);
+        leaked += unaccountedSessions(node.name, await sessions(SERVER_OF[node.name]!, applicationName), applicationName, s.total, problems);
       } catch (err) {
         problems.push(`${node.name} not reachable: ${String(err)}`);
       }
     }
     for (const r of t.cluster.replicas) if (r.bannedUntil !== 0) problems.push(`${r.node.name} banned`);
     detail = problems.join('; ');
-    if (problems.length === 0) return { reached: true, ms: Date.now() - started, leaked: 0, detail: '' };
+    if (problems.length === 0) break;
     await sleep(100);
   }
-  return { reached: false, ms: Date.now() - started, leaked, detail };
+  return { reached: detail === '', ms: Date.now() - started, leaked, detail };
 }
 
-function summarize(scenario: ScenarioName, ops: Op[], crashes: CrashCounter, base: BaselineCheck, recoveryOf: string, recoveryMs: number | undefined, facts: Record<string, unknown>): ScenarioResult {
+/** Clients checked out of any pool of the application (once every caller has returned, each one is a leak). */
+function checkedOut(t: TestApp): number {
+  return nodesOf(t).reduce((n, node) => n + node.status().inUse, 0);
+}
+
+function summarize(
+  scenario: ScenarioName,
+  ops: Op[],
+  crashes: CrashCounter,
+  heldAfterLoad: number,
+  base: BaselineCheck,
+  recoveryOf: string,
+  recoveryMs: number | undefined,
+  facts: Record<string, unknown>,
+): ScenarioResult {
   const reads = ops.filter((o) => o.kind === 'read');
   const writes = ops.filter((o) => o.kind === 'write');
   const failuresByCode: Record<string, number> = {};
@@ -301,12 +348,12 @@ function summarize(scenario: ScenarioName, ops: Op[], crashes: CrashCounter, bas
     maxLatencyMs: ops.reduce((m, o) => Math.max(m, o.end - o.start), 0),
     recoveryOf,
     recoveryMs,
-    leakedAfter: base.leaked,
+    leakedAfter: heldAfterLoad + base.leaked,
     crashes: crashes.count,
     baselineReached: base.reached,
     baselineMs: base.ms,
     ops,
-    facts: { ...facts, baselineDetail: base.detail, crashMessages: crashes.messages },
+    facts: { ...facts, heldAfterLoad, baselineDetail: base.detail, crashMessages: crashes.messages },
   };
 }
 
@@ -643,8 +690,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosRun> {
           await load.stop();
         }
       });
+      const heldAfterLoad = checkedOut(t);
       const base = await waitForBaseline(t, applicationName, timing.baselineTimeoutMs);
-      const result = summarize(scenario, load.ops, crashes, base, RECOVERY_OF[scenario], outcome.recoveryMs, outcome.facts);
+      const result = summarize(scenario, load.ops, crashes, heldAfterLoad, base, RECOVERY_OF[scenario], outcome.recoveryMs, outcome.facts);
       results.push(result);
       log(`chaos: ${scenario}: ${result.requests} requests, ${result.failedReads} failed reads, ${result.failedWrites} failed writes, recovery ${result.recoveryMs ?? '—'} ms, baseline ${base.reached ? `after ${base.ms} ms` : `NOT reached (${base.detail})`}`);
     }
@@ -652,7 +700,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosRun> {
     await t.close();
     await clusterCtl('start');
   }
-  return { applicationName, timing, startedAt, durationMs: Date.now() - startedAt.getTime(), results };
+  const sessionsLeftAfterClose = await sessionsLeftAfter(applicationName, 5000);
+  return { applicationName, timing, startedAt, durationMs: Date.now() - startedAt.getTime(), results, sessionsLeftAfterClose };
 }
 
 function ms(value: number | undefined): string {
