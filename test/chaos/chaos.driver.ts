@@ -9,7 +9,8 @@ import {
   replicaOptions,
   sessions,
   startApp,
-  terminateSessions,
+  poolSessions,
+  terminateSessionPids,
   within,
   type PgNodeName,
   type SessionRow,
@@ -136,7 +137,7 @@ export interface ChaosRun {
 
 /** Waits up to `timeoutMs` for every session of the application to end on every node; returns the names still there. */
 async function sessionsLeftAfter(applicationName: string, timeoutMs: number): Promise<string[]> {
-  const left = async () => (await Promise.all((['primary', 'replica1', 'replica2'] as const).map((node) => sessions(node, applicationName)))).flat().map((r) => r.application_name);
+  const left = async () => (await Promise.all(PG_NODES.map((node) => sessions(node, applicationName)))).flat().map((r) => r.application_name);
   await waitFor(`no ${applicationName} session left`, async () => (await left()).length === 0, timeoutMs, 50).catch(() => undefined);
   return left();
 }
@@ -255,6 +256,7 @@ function nodesOf(t: TestApp): NodePool[] {
 }
 
 const SERVER_OF: Record<string, PgNodeName> = { primary: 'primary', 'replica-1': 'replica1', 'replica-2': 'replica2' };
+const PG_NODES: readonly PgNodeName[] = ['primary', 'replica1', 'replica2'];
 
 export interface BaselineCheck {
   reached: boolean;
@@ -461,19 +463,41 @@ async function scenarioTerminate(
   const terminated: number[] = [];
   const refillsBefore = nodesOf(t).reduce((n, node) => n + node.counters.refills, 0);
   const retriesBefore = nodesOf(t).reduce((n, node) => n + node.counters.staleRetries, 0);
+  const pids = new Map<PgNodeName, number[]>(PG_NODES.map((node) => [node, []]));
+  const firstAt = Date.now();
   let lastAt = 0;
   for (let round = 0; round < 2; round++) {
     if (round > 0) await sleep(timing.disruptMs / 2);
-    const counts = await Promise.all((['primary', 'replica1', 'replica2'] as const).map((node) => terminateSessions(node, applicationName, onlyIdle)));
+    const killed = await Promise.all(PG_NODES.map((node) => terminateSessionPids(node, applicationName, onlyIdle)));
     lastAt = Date.now();
-    terminated.push(counts.reduce((a, b) => a + b, 0));
+    killed.forEach((list, i) => pids.get(PG_NODES[i]!)!.push(...list));
+    terminated.push(killed.reduce((a, b) => a + b.length, 0));
   }
-  const backAt = await waitFor('every pool back at min after the terminations', () => (nodesOf(t).every((n) => n.pool.totalCount >= n.config.min) ? Date.now() : undefined), 10_000, 10).catch(() => undefined);
+  // Recovered when every pool has taken out (a `remove` event each) at least as many connections
+  // as were terminated on its server, so it went below min, and is back at min since.
+  const removals = (node: NodePool) => t.events.filter((e) => e.type === 'remove' && e.node === node.name && e.at >= firstAt).length;
+  const recovered = () => nodesOf(t).every((node) => removals(node) >= pids.get(SERVER_OF[node.name]!)!.length && node.pool.totalCount >= node.config.min);
+  const backAt = await waitFor('every pool below min, then back at min', () => (recovered() ? Date.now() : undefined), 10_000, 5).catch(() => undefined);
+  // …with new server sessions: none of the terminated backends is left, and each node has min of its own.
+  const validated = await waitFor(
+    'every terminated backend gone and min new sessions on each node',
+    async () => {
+      for (const node of nodesOf(t)) {
+        const server = SERVER_OF[node.name]!;
+        const live = (await poolSessions(server, applicationName)).map((r) => r.pid);
+        if (live.some((pid) => pids.get(server)!.includes(pid)) || live.length < node.config.min) return false;
+      }
+      return true;
+    },
+    5000,
+    50,
+  ).catch(() => false);
   await sleep(timing.afterMs);
   return {
     recoveryMs: backAt === undefined ? undefined : Math.max(0, backAt - lastAt),
     facts: {
       terminated,
+      validated,
       refills: nodesOf(t).reduce((n, node) => n + node.counters.refills, 0) - refillsBefore,
       staleRetries: nodesOf(t).reduce((n, node) => n + node.counters.staleRetries, 0) - retriesBefore,
     },
@@ -637,8 +661,8 @@ const RECOVERY_OF: Record<ScenarioName, string> = {
   'primary-freeze': 'SIGCONT → first successful write that started after it',
   'replica-kill': 'replica1 accepts again → it serves reads again',
   'primary-restart': 'primary accepts again → first successful write',
-  'terminate-all': 'last termination → every pool back at min',
-  'terminate-busy': 'last termination → every pool back at min',
+  'terminate-all': 'last termination → every pool took its terminated connections out and is back at min (new server sessions checked)',
+  'terminate-busy': 'last termination → every pool took its terminated connections out and is back at min (new server sessions checked)',
   leak: '—',
   exhaust: 'held clients released → first successful write',
   'primary-promoted': 'pg_ctl promote replica1 finished → first successful write (on replica1)',

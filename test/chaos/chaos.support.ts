@@ -55,24 +55,27 @@ export function poolSessions(node: PgNodeName, applicationName: string): Promise
 }
 
 /**
- * Terminates every backend of `applicationName` on `node`; returns how many. With `onlyIdle`, only
- * sessions idle outside a transaction (pooled connections), each re-checked in its own statement:
- * pg_stat_activity is a snapshot per statement, and a pid found idle may have begun a transaction
- * since (terminating that one would fail a transaction in flight, which is not what this asks for).
+ * Terminates every backend of `applicationName` (its pools' sessions, `application_name` exactly)
+ * on `node`; returns the pids. With `onlyIdle`, only sessions idle outside a transaction (pooled
+ * connections), each re-checked in its own statement: pg_stat_activity is a snapshot per
+ * statement, and a pid found idle may have begun a transaction since (terminating that one would
+ * fail a transaction in flight, which is not what this asks for).
  */
-export async function terminateSessions(node: PgNodeName, applicationName: string, onlyIdle = false): Promise<number> {
+export async function terminateSessionPids(node: PgNodeName, applicationName: string, onlyIdle = false): Promise<number[]> {
   const admin = { applicationName: 'chaos-admin' };
   if (!onlyIdle) {
-    const rows = await adminQuery<{ n: string }>(
+    const rows = await adminQuery<{ pid: number }>(
       node,
-      'SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) AS n FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()',
+      // MATERIALIZED: the filter runs before pg_terminate_backend(), never interleaved with it.
+      `WITH targets AS MATERIALIZED (SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid())
+       SELECT pid FROM targets WHERE pg_terminate_backend(pid)`,
       [applicationName],
       admin,
     );
-    return Number(rows[0]?.n ?? 0);
+    return rows.map((r) => r.pid);
   }
   const idle = await adminQuery<{ pid: number }>(node, "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND state = 'idle'", [applicationName], admin);
-  let terminated = 0;
+  const terminated: number[] = [];
   for (const { pid } of idle) {
     const rows = await adminQuery<{ done: boolean }>(
       node,
@@ -80,9 +83,14 @@ export async function terminateSessions(node: PgNodeName, applicationName: strin
       [pid],
       admin,
     );
-    if (rows[0]?.done === true) terminated++;
+    if (rows[0]?.done === true) terminated.push(pid);
   }
   return terminated;
+}
+
+/** `terminateSessionPids`, counted. */
+export async function terminateSessions(node: PgNodeName, applicationName: string, onlyIdle = false): Promise<number> {
+  return (await terminateSessionPids(node, applicationName, onlyIdle)).length;
 }
 
 /** Rejects with a message naming `what` when `promise` has not settled after `ms`. */
