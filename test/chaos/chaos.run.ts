@@ -4,6 +4,7 @@ import path from 'node:path';
 import { clusterConfig } from './chaos.support.js';
 import { FREEZE_POOL, FREEZE_SCENARIOS, FULL_SCENARIOS, FULL_TIMING, renderNotes, renderTable, runChaos, type ChaosRun } from './chaos.driver.js';
 import { missedGoals, renderGoals, TIME_MARGIN_MS } from './chaos.goals.js';
+import { commitOf, renderStamp } from '../support/stamp.js';
 
 // `npm run chaos`: the full chaos suite against the real cluster (PGPOOLS_CLUSTER_OFFSET picks a
 // copy). Prints the table and the goals it checks and writes them to docs/CHAOS.md with the
@@ -12,11 +13,11 @@ import { missedGoals, renderGoals, TIME_MARGIN_MS } from './chaos.goals.js';
 
 const COMMAND = process.env.PGPOOLS_CLUSTER_OFFSET && process.env.PGPOOLS_CLUSTER_OFFSET !== '0' ? `PGPOOLS_CLUSTER_OFFSET=${process.env.PGPOOLS_CLUSTER_OFFSET} npm run chaos` : 'npm run chaos';
 
-function renderDocument(run: ChaosRun, frozen: ChaosRun): string {
+function renderDocument(run: ChaosRun, frozen: ChaosRun, commit: string): string {
   const t = run.timing;
   return `# Chaos suite
 
-Produced by \`${COMMAND}\` on ${run.startedAt.toISOString()} (${os.cpus().length} CPUs, Node ${process.version}, PostgreSQL 15 cluster of
+${renderStamp(COMMAND, commit, run.startedAt.toISOString())} (${os.cpus().length} CPUs, Node ${process.version}, PostgreSQL 15 cluster of
 \`scripts/cluster.sh\`: primary + 2 streaming replicas on loopback${clusterConfig.ports.primary !== 55432 ? `, ports ${clusterConfig.ports.primary}–${clusterConfig.ports.replica2}` : ''}). The whole run took ${Math.round(run.durationMs / 1000)} s.
 
 One Nest application (\`PoolModule.forRoot\`, preset \`test\`, min 2 / max 6 per node, acquireTimeoutMs 1000, idleTimeoutMs 1000,
@@ -89,6 +90,8 @@ function freezeFacts(run: ChaosRun): string {
 }
 
 it('chaos suite (full)', async () => {
+  // Taken before the run: the code measured is the code at the start (docs/CHAOS.md, which it writes, does not count).
+  const commit = commitOf(clusterConfig.repoRoot, ['docs/CHAOS.md']);
   const run = await runChaos({
     applicationName: 'chaos-suite',
     timing: FULL_TIMING,
@@ -107,7 +110,7 @@ it('chaos suite (full)', async () => {
   if (process.env.CHAOS_WRITE !== '0') {
     const file = path.join(clusterConfig.repoRoot, 'docs', 'CHAOS.md');
     mkdirSync(path.dirname(file), { recursive: true });
-    writeFileSync(file, renderDocument(run, frozen));
+    writeFileSync(file, renderDocument(run, frozen, commit));
     process.stdout.write(`Wrote ${path.relative(clusterConfig.repoRoot, file)}\n`);
   }
   const missed = [...missedGoals(run), ...missedGoals(frozen)];
