@@ -61,6 +61,15 @@ describe('published figures', () => {
     expect(stamp?.commit ?? /\| Commit \| ([0-9a-f]{7,40})/.exec(text)?.[1]).toMatch(/^[0-9a-f]{7,40}$/);
   });
 
+  it('the subset counts the README gives are the ones the subset scripts check', () => {
+    const readme = read('README.md');
+    const expected = (script: string) => /^subset_tests=(\d+)$/m.exec(read(script))?.[1];
+    expect(expected('scripts/node-lts.sh')).toMatch(/^\d+$/);
+    expect(readme).toContain(`interop: ${expected('scripts/node-lts.sh')} tests, a count the script checks)`);
+    expect(readme).toContain(`it must pass its ${expected('scripts/node-lts.sh')} tests`);
+    expect(readme).toContain(`fewer tests pass than the subset holds (${expected('scripts/nest11.sh')})`);
+  });
+
   it('docs/CHAOS.md names the command that produced it', () => {
     expect(/Produced by `([^`]+)`/.exec(documents['docs/CHAOS.md'])?.[1]).toMatch(/npm run chaos$/);
   });
