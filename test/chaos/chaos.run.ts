@@ -25,7 +25,8 @@ leakDetectionThresholdMs 2000, routing.replicaBanMs 1000, everything else defaul
 (\`db.replica.query\`) and ${t.writers} writers (\`db.query\` INSERT; every 4th write a \`db.transaction\`), each pausing ${t.paceMs} ms
 between requests. Each scenario: ${t.warmMs / 1000} s of load, the disruption, ${t.afterMs / 1000} s more load after recovery; then the load stops
 and the pools must return to their baseline (every node at min, nothing in use or waiting, breakers closed, replicas in
-rotation, as many server sessions in \`pg_stat_activity\` as pooled connections).
+rotation, as many server sessions in \`pg_stat_activity\` as pooled connections, and at most one \`<app>:monitor\` and one
+\`<app>:roles\` session per node); after the last scenario, \`app.close()\` must leave no session of the application at all.
 
 ${renderTable(run)}
 
