@@ -111,7 +111,7 @@ export interface ScenarioResult {
   recoveryOf: string;
   recoveryMs: number | undefined;
   /**
-   * Clients still checked out once the load stopped and every caller had returned, plus server
+   * Clients still checked out 1 s after the load stopped and every caller had returned, plus server
    * sessions of the application (its pools' and its `<app>:monitor` / `<app>:roles` ones) the
    * pools do not account for when the baseline wait ended.
    */
@@ -315,9 +315,34 @@ export async function waitForBaseline(t: TestApp, applicationName: string, timeo
   return { reached: detail === '', ms: Date.now() - started, leaked, detail };
 }
 
-/** Clients checked out of any pool of the application (once every caller has returned, each one is a leak). */
+/** Clients checked out of any pool of the application. */
 function checkedOut(t: TestApp): number {
   return nodesOf(t).reduce((n, node) => n + node.status().inUse, 0);
+}
+
+/**
+ * How long a client may still be out after its caller returned: the release work in flight (a
+ * ROLLBACK or the discard of a broken connection after the caller got its error), each bounded
+ * by the pool's own deadlines well below this.
+ */
+const RELEASE_SETTLE_MS = 1000;
+
+/** Clients still checked out `RELEASE_SETTLE_MS` after every caller returned (each one is a leak), and how many were out at once. */
+async function leakedAfterLoad(t: TestApp): Promise<{ held: number; outWhenLoadStopped: number }> {
+  const outWhenLoadStopped = checkedOut(t);
+  await waitFor('every client given back', () => checkedOut(t) === 0, RELEASE_SETTLE_MS, 10).catch(() => undefined);
+  return { held: checkedOut(t), outWhenLoadStopped };
+}
+
+/** Failed requests by error name/SQLSTATE (transactions marked). */
+function failureCodes(ops: readonly Op[]): Record<string, number> {
+  const byCode: Record<string, number> = {};
+  for (const o of ops) {
+    if (o.ok) continue;
+    const key = `${o.code ?? '?'}${o.transaction ? ' (db.transaction)' : ''}`;
+    byCode[key] = (byCode[key] ?? 0) + 1;
+  }
+  return byCode;
 }
 
 function summarize(
@@ -332,12 +357,7 @@ function summarize(
 ): ScenarioResult {
   const reads = ops.filter((o) => o.kind === 'read');
   const writes = ops.filter((o) => o.kind === 'write');
-  const failuresByCode: Record<string, number> = {};
-  for (const o of ops) {
-    if (o.ok) continue;
-    const key = `${o.code ?? '?'}${o.transaction ? ' (db.transaction)' : ''}`;
-    failuresByCode[key] = (failuresByCode[key] ?? 0) + 1;
-  }
+  const failuresByCode = failureCodes(ops);
   return {
     scenario,
     label: SCENARIO_LABEL[scenario],
@@ -445,9 +465,13 @@ async function scenarioPrimaryPromoted(load: Load, timing: ChaosTiming): Promise
       5,
     ).catch(() => undefined);
     await sleep(timing.afterMs);
+    // What the failover cost readers; the rebuild below (the harness restoring the initial topology
+    // under the same load: a switchover back, replicas re-based) is not part of it.
+    const rebuildAt = Date.now();
+    const readsFailedInFailover = load.ops.filter((o) => o.kind === 'read' && !o.ok && o.start < rebuildAt);
     return {
       recoveryMs: firstWriteOk === undefined ? undefined : Math.max(0, firstWriteOk - promotedAt),
-      facts: { downAt, promotedAt, firstWriteOk },
+      facts: { downAt, promotedAt, firstWriteOk, rebuildAt, failedReadsInFailover: readsFailedInFailover.length, failedReadsInFailoverCodes: failureCodes(readsFailedInFailover) },
     };
   } finally {
     await clusterCtl('rebuild');
@@ -665,7 +689,8 @@ const RECOVERY_OF: Record<ScenarioName, string> = {
   'terminate-busy': 'last termination → every pool took its terminated connections out and is back at min (new server sessions checked)',
   leak: '—',
   exhaust: 'held clients released → first successful write',
-  'primary-promoted': 'pg_ctl promote replica1 finished → first successful write (on replica1)',
+  'primary-promoted':
+    'pg_ctl promote replica1 finished → first successful write (on replica1); the row also counts the requests made while the harness rebuilds the initial topology afterwards (a switchover back, replicas re-based)',
 };
 
 /** Runs the scenarios in order against the real cluster; always leaves every node up and both replicas streaming. */
@@ -714,9 +739,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosRun> {
           await load.stop();
         }
       });
-      const heldAfterLoad = checkedOut(t);
+      const afterLoad = await leakedAfterLoad(t);
       const base = await waitForBaseline(t, applicationName, timing.baselineTimeoutMs);
-      const result = summarize(scenario, load.ops, crashes, heldAfterLoad, base, RECOVERY_OF[scenario], outcome.recoveryMs, outcome.facts);
+      const facts = { ...outcome.facts, clientsOutWhenLoadStopped: afterLoad.outWhenLoadStopped, readFailures: failureCodes(load.ops.filter((o) => o.kind === 'read')) };
+      const result = summarize(scenario, load.ops, crashes, afterLoad.held, base, RECOVERY_OF[scenario], outcome.recoveryMs, facts);
       results.push(result);
       log(`chaos: ${scenario}: ${result.requests} requests, ${result.failedReads} failed reads, ${result.failedWrites} failed writes, recovery ${result.recoveryMs ?? '—'} ms, baseline ${base.reached ? `after ${base.ms} ms` : `NOT reached (${base.detail})`}`);
     }
@@ -750,7 +776,11 @@ export function renderNotes(run: ChaosRun): string {
         .sort((a, b) => b[1] - a[1])
         .map(([code, n]) => `${code} ×${n}`)
         .join(', ');
-      return `- **${r.label}** — recovery: ${r.recoveryOf}. Errors callers saw: ${failures || 'none'}. Back to baseline after ${r.baselineMs} ms.`;
+      const reads = Object.entries((r.facts.readFailures ?? {}) as Record<string, number>)
+        .sort((a, b) => b[1] - a[1])
+        .map(([code, n]) => `${code} ×${n}`)
+        .join(', ');
+      return `- **${r.label}** — recovery: ${r.recoveryOf}. Errors callers saw: ${failures || 'none'}${reads ? ` (reads: ${reads})` : ''}. Back to baseline after ${r.baselineMs} ms.`;
     })
     .join('\n');
 }

@@ -33,7 +33,7 @@ ${renderTable(run)}
 - *requests*: requests the load made during the scenario; *failed reads/writes*: requests that rejected.
 - *max latency*: slowest request of the scenario (including failed ones).
 - *recovery*: see the notes; the goals are in the table below.
-- *leaked clients after*: clients still checked out once the load stopped and every caller had returned, plus server
+- *leaked clients after*: clients still checked out 1 s after the load stopped and every caller had returned, plus server
   sessions of the application (its pools', its \`:monitor\` and \`:roles\` ones) the pools do not account for when the baseline wait ended.
 - *crashes*: uncaught exceptions during the scenario (each would end a plain Node process).
 
