@@ -154,9 +154,11 @@ export class PoolCluster implements NodeHost {
   statementTimedOut(node: NodePool): void {
     this.#monitor?.suspect(node);
   }
-  async initClient(client: PoolClient, node: NodePool): Promise<void> {
+  async initClient(client: PoolClient, node: NodePool): Promise<boolean> {
     const hook = this.options.onConnect;
-    if (hook) await hook(client, { database: this.name, pool: node.name, role: node.role });
+    if (!hook) return false;
+    await hook(client, { database: this.name, pool: node.name, role: node.role });
+    return true;
   }
 
   // Routing ----------------------------------------------------------------------------

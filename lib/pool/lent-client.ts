@@ -63,6 +63,7 @@ export function lend(conn: PooledConnection, pool: LendingPool): PoolClient {
       return undefined;
     }
     const first = args[0] as { submit?: unknown } | undefined;
+    conn.note(first);
     if (first !== null && typeof first === 'object' && typeof first.submit === 'function') return (client.query as AnyFn).apply(client, args);
     const last = args.length - 1;
     const cb = args[last];
