@@ -1,3 +1,4 @@
+import type { SessionOptions } from './session/session-context.js';
 import type { ResetOnRelease } from './pool/session-reset.js';
 import type { CanActivate, ModuleMetadata, Type, InjectionToken, OptionalFactoryDependency } from '@nestjs/common';
 import type { PoolClient, PoolConfig } from 'pg';
@@ -384,6 +385,14 @@ export interface PoolModuleOptions extends PoolDefaults {
    * transaction-local). Default: `'auto'`.
    */
   resetOnRelease?: ResetOnRelease;
+  /**
+   * Per-request session context: `fromRequest(req)` returns `{ role?, settings? }` for the request
+   * (read at its first statement); every statement of the request then runs in a transaction with
+   * them applied by `set_config(…, true)` (`SET LOCAL`): on the primary, on replicas, in
+   * transactions, through `withClient` and `db.routedPool`. `secret` lists settings whose values are
+   * never logged. Default: no context (`db.withSession()` sets one for code no request reaches).
+   */
+  session?: SessionOptions;
   /** Environment to read `DB_*` overrides and presets from. Default: `process.env`. */
   env?: Record<string, string | undefined>;
 }

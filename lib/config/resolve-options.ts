@@ -1,3 +1,4 @@
+import type { SessionOptions } from '../session/session-context.js';
 import type { ResetOnRelease } from '../pool/session-reset.js';
 import type { PoolConfig } from 'pg';
 import { MAX_TIMER_MS, msRange } from './timer-limit.js';
@@ -75,6 +76,7 @@ export interface ResolvedOptions {
   readonly slowQueryMs: number;
   readonly pgbouncer: boolean;
   readonly resetOnRelease: ResetOnRelease;
+  readonly session: { readonly fromRequest?: SessionOptions['fromRequest']; readonly secret: readonly string[] };
   readonly routing: {
     readonly strategy: RoutingStrategy | ReplicaSelector;
     readonly fallbackToPrimary: boolean;
@@ -106,7 +108,7 @@ const TOP_LEVEL_KEYS = new Set([
   'statementTimeoutMs', 'maxUses', 'maxLifetimeMs', 'validateIdleAfterMs', 'leakDetectionThresholdMs',
   'keepAliveMs', 'connectTimeoutMs', 'queryTimeoutMs', 'validationTimeoutMs', 'applicationName', 'timezone', 'onConnect', 'lazy', 'retryAttempts', 'retryDelayMs',
   'instances', 'sizingAdvisor', 'shutdownTimeoutMs', 'slowQueryMs', 'routing', 'breaker', 'monitor', 'metrics',
-  'alerts', 'failover', 'loadSizing', 'pgbouncer', 'resetOnRelease', 'env',
+  'alerts', 'failover', 'loadSizing', 'pgbouncer', 'resetOnRelease', 'session', 'env',
 ]);
 const FAILOVER_KEYS = new Set(['discoverRoles', 'checkIntervalMs', 'checkTimeoutMs', 'failoverTimeoutMs']);
 const TARGET_SESSION_ATTRS = ['any', 'read-write', 'primary'];
@@ -768,6 +770,7 @@ export function resolveOptions(input: PoolModuleOptions & { name?: string; isGlo
     slowQueryMs: checkMs(optionField('slowQueryMs'), pick(input.slowQueryMs, 1000), 0),
     pgbouncer,
     resetOnRelease,
+    session: resolveSession(input.session),
     routing,
     breaker,
     failover,
@@ -779,6 +782,20 @@ export function resolveOptions(input: PoolModuleOptions & { name?: string; isGlo
   };
   hide(resolved, 'secrets', secrets);
   return resolved;
+}
+
+const SESSION_KEYS = new Set(['fromRequest', 'secret']);
+
+function resolveSession(input: SessionOptions | undefined): ResolvedOptions['session'] {
+  if (input === undefined) return { secret: [] };
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) fail(optionField('session'), 'an object { fromRequest?, secret? }', input);
+  checkKeys(input as Record<string, unknown>, SESSION_KEYS, 'session.');
+  if (input.fromRequest !== undefined && typeof input.fromRequest !== 'function') {
+    fail(optionField('session.fromRequest'), 'a function (request) => ({ role?, settings? }) | undefined', input.fromRequest);
+  }
+  const secret = input.secret ?? [];
+  if (!Array.isArray(secret) || secret.some((name) => typeof name !== 'string')) fail(optionField('session.secret'), 'an array of setting names', secret);
+  return { fromRequest: input.fromRequest, secret: [...secret] };
 }
 
 export { redactSecrets };

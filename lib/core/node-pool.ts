@@ -23,7 +23,9 @@ import { PoolFacade } from '../pool/pool-facade.js';
 import { PooledConnection } from '../pool/pooled-connection.js';
 import { releaseAction, retireOrPool, type ReleaseContext } from '../pool/release-policy.js';
 import { RESET_SESSION_SQL } from '../pool/session-reset.js';
-import { send, sendWithin } from '../pool/statement-deadline.js';
+import { send, sendAsync, sendWithin } from '../pool/statement-deadline.js';
+import { routingStorage } from '../routing/routing-context.js';
+import type { CompiledSessionContext } from '../session/session-context.js';
 import { needsValidation, validate } from '../pool/validation.js';
 import { isConnectionError, isServerRestartError, isSessionTerminated } from './errors.js';
 import { LatencyHistogram, NodeCounters } from './node-stats.js';
@@ -59,6 +61,9 @@ export interface NodeHost {
   scrub(message: string): string;
   /** A statement of this node got no answer within its deadline (the node may be hung). */
   statementTimedOut?(node: NodePool, err: Error): void;
+  /** A session context is applied on this node (debug log; called only when `debugging`). */
+  contextApplied?(node: NodePool, ctx: CompiledSessionContext): void;
+  readonly debugging?: boolean;
 }
 
 export interface NodeStatus extends PoolStateSnapshot {
@@ -323,12 +328,71 @@ export class NodePool {
    */
   begin(begin: string): Promise<PoolClient> {
     const sql = begin + this.#transactionSettings;
-    return this.#borrow().then((conn) => this.#begin(conn, sql, true));
+    let ctx: CompiledSessionContext | undefined;
+    try {
+      ctx = this.#sessionContext();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const opened = this.#borrow().then((conn) => this.#begin(conn, sql, true));
+    return ctx === undefined ? opened : opened.then((client) => this.#applyContext(client, ctx));
   }
 
-  /** Lends a client (a handle: `release()` once gives it back; any use after that throws). */
+  /**
+   * Lends a client (a handle: `release()` once gives it back; any use after that throws). In a
+   * scope with a session context, each of its statements runs in a transaction with the context.
+   */
   acquire(): Promise<PoolClient> {
-    return this.#borrow().then((conn) => lend(conn, this));
+    let ctx: CompiledSessionContext | undefined;
+    try {
+      ctx = this.#sessionContext();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (ctx === undefined) return this.#borrow().then((conn) => lend(conn, this));
+    const context = { ctx, begin: `BEGIN${this.#transactionSettings}` };
+    return this.#borrow().then((conn) => {
+      this.#contextApplied(ctx);
+      return lend(conn, this, context);
+    });
+  }
+
+  /** The session context of the current scope for this database (`undefined`: none, or empty). */
+  #sessionContext(): CompiledSessionContext | undefined {
+    const ctx = routingStorage.getStore()?.contexts?.get(this.config.database);
+    return ctx === undefined || ctx.sql === '' ? undefined : ctx;
+  }
+
+  #contextApplied(ctx: CompiledSessionContext): void {
+    if (this.host.debugging === true) this.host.contextApplied?.(this, ctx);
+  }
+
+  /** Applies the context in the transaction just opened on `client`; gives the client back if that fails. */
+  #applyContext(client: PoolClient, ctx: CompiledSessionContext): Promise<PoolClient> {
+    this.#contextApplied(ctx);
+    return sendAsync(leasedConnection(client)!, ctx.sql, ctx.values).then(
+      () => client,
+      (err: unknown) => {
+        this.release(client, err);
+        throw err;
+      },
+    );
+  }
+
+  /** One statement in a transaction with the scope's session context: BEGIN, the context, the statement, COMMIT. */
+  async #queryInContext<R extends QueryResultRow>(text: QueryInput, values: unknown[] | undefined): Promise<QueryResult<R>> {
+    const client = await this.begin('BEGIN');
+    let failure: unknown;
+    try {
+      const res = await this.run<R>(client, text, values, false);
+      await this.run(client, 'COMMIT', undefined, false);
+      return res;
+    } catch (err) {
+      failure = err;
+      throw err;
+    } finally {
+      this.release(client, failure);
+    }
   }
 
   /** A checked-out connection, through the breaker, armed for leak detection. */
@@ -360,6 +424,14 @@ export class NodePool {
    */
   query<R extends QueryResultRow = any>(text: QueryInput, values?: unknown[]): Promise<QueryResult<R>> {
     if (this.config.pgbouncer && typeof text === 'object' && text.name) return Promise.reject(this.#namedStatement(text));
+    const scope = routingStorage.getStore();
+    if (scope?.contexts !== undefined) {
+      try {
+        if (this.#sessionContext() !== undefined) return this.#queryInContext<R>(text, values);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
     if (this.#breaker.isOpen) return this.#borrow().then((conn) => this.#executeAsync<R>(conn, text, values, true));
     const t0 = performance.now();
     const origin = this.#leaks.enabled ? new Error('Client acquired here') : undefined;

@@ -1,4 +1,5 @@
 import { Logger } from '@nestjs/common';
+import type { CompiledSessionContext } from '../session/session-context.js';
 import type { PoolClient, QueryResult, QueryResultRow } from 'pg';
 import { Subject, type Observable } from 'rxjs';
 import type { ResolvedOptions } from '../config/resolve-options.js';
@@ -138,6 +139,13 @@ export class PoolCluster implements NodeHost {
   }
   get breaker() {
     return this.options.breaker;
+  }
+  /** Debug logging is on (checked per applied session context, cheap). */
+  get debugging(): boolean {
+    return Logger.isLevelEnabled('debug');
+  }
+  contextApplied(node: NodePool, ctx: CompiledSessionContext): void {
+    this.logger.debug(`Session context on "${this.name}/${node.name}": ${ctx.description}`);
   }
   get emitting(): boolean {
     return this.#events.observed;
