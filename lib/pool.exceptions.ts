@@ -319,6 +319,7 @@ export class PoolEndedError extends PoolError {
 /** `db.withSession()` called inside an open transaction of the same database. */
 export class SessionContextInTransactionError extends PoolError {
   override name = 'SessionContextInTransactionError';
+  readonly code = 'SESSION_CONTEXT_IN_TRANSACTION';
   constructor(readonly database: string) {
     super(
       `Cannot set a session context for "${database}" inside an open transaction because the context is applied when a transaction begins. ` +
