@@ -61,7 +61,7 @@ export interface NodeHost {
   scrub(message: string): string;
   /** A statement of this node got no answer within its deadline (the node may be hung). */
   statementTimedOut?(node: NodePool, err: Error): void;
-  /** A session context is applied on this node (debug log; called only when `debugging`). */
+  /** A session context is applied on this node (debug log; called once per context, only when `debugging`). */
   contextApplied?(node: NodePool, ctx: CompiledSessionContext): void;
   readonly debugging?: boolean;
 }
@@ -166,6 +166,7 @@ export class NodePool {
   /** Session state a borrower changed is reset on release (`resetOnRelease`, never behind PgBouncer with 'auto'). */
   readonly #resets: boolean;
   readonly #resetAlways: boolean;
+  readonly #loggedContexts = new WeakSet<CompiledSessionContext>();
 
   constructor(
     readonly config: ResolvedNode,
@@ -363,8 +364,11 @@ export class NodePool {
     return ctx === undefined || ctx.sql === '' ? undefined : ctx;
   }
 
+  /** Debug log: once per context (a request's, a `withSession` call's) and node. */
   #contextApplied(ctx: CompiledSessionContext): void {
-    if (this.host.debugging === true) this.host.contextApplied?.(this, ctx);
+    if (this.#loggedContexts.has(ctx) || this.host.debugging !== true) return;
+    this.#loggedContexts.add(ctx);
+    this.host.contextApplied?.(this, ctx);
   }
 
   /** Applies the context in the transaction just opened on `client`; gives the client back if that fails. */
