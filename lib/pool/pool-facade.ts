@@ -8,6 +8,8 @@ export interface FacadeTarget {
   readonly waitingCount: number;
   readonly expiredCount: number;
   readonly ended: boolean;
+  /** Ended, and no connection left. */
+  readonly finished: boolean;
   readonly options: Readonly<Record<string, unknown>>;
   query<R extends QueryResultRow>(text: string | QueryConfig, values?: unknown[]): Promise<QueryResult<R>>;
   acquire(): Promise<PoolClient>;
@@ -26,6 +28,7 @@ type Callback<T> = (err: Error | undefined, value: T | undefined) => void;
  */
 export class PoolFacade extends EventEmitter {
   readonly #target: FacadeTarget;
+  #endCalled = false;
   /** Listeners for any of the pg-pool events: the pool only builds event arguments then. */
   heard = false;
 
@@ -58,7 +61,7 @@ export class PoolFacade extends EventEmitter {
   }
 
   get ended(): boolean {
-    return this.#target.ended;
+    return this.#target.finished;
   }
 
   get options(): Readonly<Record<string, unknown>> {
@@ -93,7 +96,15 @@ export class PoolFacade extends EventEmitter {
     return undefined;
   }
 
+  /** As pg-pool's: checked-out clients finish first; a second call fails (the module's own shutdown is not one). */
   end(callback?: (err?: Error) => void): any {
+    if (this.#endCalled) {
+      const err = new Error('Called end on pool more than once');
+      if (callback === undefined) return Promise.reject(err);
+      callback(err);
+      return undefined;
+    }
+    this.#endCalled = true;
     const ended = this.#target.end();
     if (callback === undefined) return ended;
     ended.then(
