@@ -5,7 +5,7 @@ import type pg from 'pg';
 import { DatabaseService, getPoolToken, PoolModule, type PoolModuleRootOptions } from 'nestjs-pg-pools';
 import { nodeOf, routingOptions } from './support/routing.support.js';
 import { sessionCounts, waitForNoSessions } from './support/sessions.js';
-import { sleep } from './support/wait.js';
+import { sleep, waitFor } from './support/wait.js';
 
 // The pools the module lends, used as a pg.Pool user uses one, on the real cluster: an argument pg
 // rejects before sending (leaks nothing, settles, no unhandled rejection), end() with checked-out
@@ -208,5 +208,162 @@ describe('clients and handles', () => {
       pool.off('acquire', onAcquire);
       pool.off('release', onRelease);
     }
+  });
+});
+
+describe('pg-pool option names on a node: honoured, or refused naming the module’s own', () => {
+  const running: INestApplication[] = [];
+  afterAll(async () => {
+    for (const app of running) await app.close();
+  });
+  async function withPrimary(app: string, node: Record<string, unknown>): Promise<pg.Pool> {
+    const started = await start(app, { primary: { ...nodeOf('primary'), ...node } as never, max: undefined, min: undefined, routing: { lagCheckIntervalMs: 60_000 } });
+    running.push(started.app);
+    return started.pool;
+  }
+  const pid = async (pool: pg.Pool) => (await pool.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+
+  it('max, min and idleTimeoutMillis: an idle connection above min closes after idleTimeoutMillis', async () => {
+    const pool = await withPrimary(`${APP}-opt-idle`, { max: 2, min: 0, idleTimeoutMillis: 200 });
+    // (The lag checks' statements, every 60 s here, would otherwise keep one connection busy.)
+    const [a, b] = [await pool.connect(), await pool.connect()];
+    expect(pool.totalCount).toBe(2);
+    a.release();
+    b.release();
+    expect(pool.options.idleTimeoutMillis).toBe(200);
+    await waitFor('idle connections to close', () => pool.totalCount === 0, 3000, 20);
+  });
+
+  it('connectionTimeoutMillis bounds the wait for a client, with pg-pool’s wording', async () => {
+    const pool = await withPrimary(`${APP}-opt-ct`, { max: 1, min: 0, connectionTimeoutMillis: 300 });
+    const held = await pool.connect();
+    const t0 = Date.now();
+    const err = await pool.query('SELECT 1').then(() => undefined, (e: Error) => e);
+    expect(Date.now() - t0).toBeLessThan(2000);
+    expect(err?.message).toMatch(/timeout exceeded when trying to connect/);
+    held.release();
+  });
+
+  it('maxUses retires a connection after that many checkouts', async () => {
+    const pool = await withPrimary(`${APP}-opt-uses`, { max: 1, min: 0, maxUses: 2 });
+    const first = await pid(pool);
+    expect(await pid(pool)).toBe(first);
+    expect(await pid(pool)).not.toBe(first);
+  });
+
+  it('maxLifetimeSeconds retires a connection; one expired while checked out counts in expiredCount', async () => {
+    const pool = await withPrimary(`${APP}-opt-life`, { max: 1, min: 0, maxLifetimeSeconds: 1 });
+    const client = await pool.connect();
+    const first = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+    await waitFor('the checked-out connection to expire', () => pool.expiredCount === 1, 3000, 20);
+    client.release();
+    expect(pool.totalCount).toBe(0);
+    expect(await pid(pool)).not.toBe(first);
+  });
+
+  it('a node’s own onConnect runs once per new connection, on the client connect() hands out', async () => {
+    const seen: unknown[] = [];
+    const pool = await withPrimary(`${APP}-opt-hook`, {
+      max: 1,
+      min: 0,
+      onConnect: async (client: pg.PoolClient) => {
+        seen.push(client);
+        await client.query('SET application_name = DEFAULT');
+      },
+    });
+    const client = await pool.connect();
+    client.release();
+    const again = await pool.connect();
+    again.release();
+    expect(seen).toEqual([client]);
+    expect(again).toBe(client);
+  });
+
+  it.each([
+    ['poolSize', 4, /use `max`/],
+    ['verify', () => undefined, /validateIdleAfterMs/],
+    ['log', () => undefined, /Logger/],
+    ['Promise', Promise, /native promises/],
+  ])('%s is refused with one error naming what to use', async (key, value, hint) => {
+    const err = await start(`${APP}-opt-refused`, { primary: { ...nodeOf('primary'), [key]: value } as never }).then(
+      (s) => (running.push(s.app), undefined),
+      (e: Error) => e,
+    );
+    expect(err?.message).toMatch(new RegExp(`option \`primary\\.${key}\``));
+    expect(err?.message).toMatch(hint);
+  });
+
+  it('connectionTimeoutMillis: 0 (pg-pool’s "wait forever") is refused; pg-pool and module names that disagree are refused', async () => {
+    for (const node of [{ connectionTimeoutMillis: 0 }, { idleTimeoutMillis: 100, idleTimeoutMs: 200 }]) {
+      const err = await start(`${APP}-opt-refused`, { primary: { ...nodeOf('primary'), ...node } as never }).then(
+        (s) => (running.push(s.app), undefined),
+        (e: Error) => e,
+      );
+      expect(err?.message).toMatch(/^Invalid option `primary\.(connectionTimeoutMillis|idleTimeoutMillis)`/);
+    }
+  });
+});
+
+describe('callbacks', () => {
+  let app: INestApplication;
+  let pool: pg.Pool;
+  let db: DatabaseService;
+  beforeAll(async () => ({ app, pool, db } = await start(`${APP}-callbacks`)));
+  afterAll(async () => app?.close());
+
+  it.each([
+    ['@InjectPool()', () => pool],
+    ['db.routedPool', () => db.routedPool],
+  ])('%s.query(fn) calls fn back with an error instead of ignoring it', async (_label, get) => {
+    const err = await new Promise<Error>((resolve) => (get().query as unknown as (fn: (e: Error) => void) => void)((e) => resolve(e)));
+    expect(err.message).toMatch(/Passing a function as the first parameter to pool.query is not supported/);
+  });
+
+  /** Runs `fire` with uncaught exceptions captured (Jest's own handling set aside meanwhile); resolves with what reached the process. */
+  async function thrownFrom(fire: (boom: Error) => void): Promise<{ uncaught: unknown[]; unhandled: unknown[] }> {
+    const boom = new Error('thrown by the callback');
+    const uncaught: unknown[] = [];
+    const unhandled: unknown[] = [];
+    const onUnhandled = (err: unknown) => unhandled.push(err);
+    process.setUncaughtExceptionCaptureCallback((err) => uncaught.push(err));
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      fire(boom);
+      await waitFor('the callback to throw', () => uncaught.length + unhandled.length > 0, 3000, 10);
+      await sleep(50);
+    } finally {
+      process.setUncaughtExceptionCaptureCallback(null);
+      process.off('unhandledRejection', onUnhandled);
+    }
+    expect([...uncaught, ...unhandled].every((e) => e === boom)).toBe(true);
+    return { uncaught, unhandled };
+  }
+
+  it.each([
+    ['@InjectPool().query', () => pool],
+    ['db.routedPool.query', () => db.routedPool],
+  ])('%s: a callback that throws is an uncaught exception (as with pg.Pool), called once, not an unhandled rejection', async (_label, get) => {
+    let calls = 0;
+    const seen = await thrownFrom((boom) =>
+      get().query('SELECT 1', () => {
+        calls++;
+        throw boom;
+      }),
+    );
+    expect(seen.unhandled).toEqual([]);
+    expect(seen.uncaught).toHaveLength(1);
+    expect(calls).toBe(1);
+    expect(pool.totalCount - pool.idleCount).toBe(0);
+  });
+
+  it('connect(callback) and end-style callbacks that throw are uncaught exceptions too', async () => {
+    const seen = await thrownFrom((boom) =>
+      pool.connect((err, client, done) => {
+        done();
+        throw boom;
+      }),
+    );
+    expect(seen.unhandled).toEqual([]);
+    expect(seen.uncaught).toHaveLength(1);
   });
 });

@@ -141,6 +141,8 @@ export class NodePool {
   #endResolve: (() => void) | undefined;
   #forcedEnd = false;
   #shuttingDown = false;
+  /** The node's own pg-pool `onConnect(client)` hook (after the module's `onConnect`). */
+  readonly #onConnect: ((client: PoolClient) => unknown) | undefined;
   /** Sockets closing since the end. */
   readonly #closing: Promise<void>[] = [];
   #refillTimer: NodeJS.Timeout | undefined;
@@ -181,9 +183,17 @@ export class NodePool {
               return conf;
             }
           };
-    const { Client: _client, min: _min, max: _max, idleTimeoutMillis: _idleMs, connectionTimeoutMillis: _ct, maxUses: _uses, ...clientConfig } = poolConfig as PoolConfig & {
-      Client?: unknown;
-    };
+    const {
+      Client: _client,
+      min: _min,
+      max: _max,
+      idleTimeoutMillis: _idleMs,
+      connectionTimeoutMillis: _ct,
+      maxUses: _uses,
+      onConnect,
+      ...clientConfig
+    } = poolConfig as PoolConfig & { Client?: unknown; onConnect?: (client: PoolClient) => unknown };
+    this.#onConnect = typeof onConnect === 'function' ? onConnect : undefined;
     this.#clientConfig = clientConfig;
     this.#exitOnIdle = (poolConfig as { allowExitOnIdle?: boolean }).allowExitOnIdle === true;
     this.#transactionSettings =
@@ -235,7 +245,10 @@ export class NodePool {
         return queue.length;
       },
       get expiredCount() {
-        return 0;
+        const now = Date.now();
+        let expired = 0;
+        for (const conn of bag.items()) if (conn.acquiredAt !== 0 && conn.expiresAt !== 0 && now >= conn.expiresAt) expired++;
+        return expired;
       },
       get ended() {
         return ended();
@@ -837,7 +850,8 @@ export class NodePool {
       this.connectTime.record(ms);
       if (this.host.emitting) this.#emit({ type: 'connect', durationMs: ms });
       if (this.#facade.heard) this.#facade.emit('connect', sharedHandle(conn));
-      this.host.initClient(conn.client as unknown as PoolClient, this).then(
+      const own = this.#onConnect;
+      this.host.initClient(conn.client as unknown as PoolClient, this).then(own === undefined ? undefined : () => own(sharedHandle(conn))).then(
         () => done(undefined, conn),
         (initError: Error) => {
           this.#remove(conn, 'error');

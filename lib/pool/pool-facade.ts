@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { PoolClient, QueryConfig, QueryResult, QueryResultRow } from 'pg';
+import { callBack, functionAsQuery, type NodeCallback } from './node-callback.js';
 
 /** What the facade needs from the node pool behind it. */
 export interface FacadeTarget {
@@ -69,27 +70,23 @@ export class PoolFacade extends EventEmitter {
   }
 
   query<R extends QueryResultRow = any>(text: string | QueryConfig, values?: unknown[] | Callback<QueryResult<R>>, callback?: Callback<QueryResult<R>>): any {
+    if (typeof text === 'function') return functionAsQuery(text as NodeCallback<unknown>);
     if (typeof values === 'function') {
       callback = values;
       values = undefined;
     }
     const result = this.#target.query<R>(text, values);
     if (callback === undefined) return result;
-    const cb = callback;
-    result.then(
-      (res) => cb(undefined, res),
-      (err: Error) => cb(err, undefined),
-    );
-    return undefined;
+    return callBack(result, callback);
   }
 
   connect(callback?: (err: Error | undefined, client: PoolClient | undefined, done: (release?: unknown) => void) => void): any {
     const acquired = this.#target.acquire();
     if (callback === undefined) return acquired;
     acquired.then(
-      (client) => callback(undefined, client, (err?: unknown) => client.release(err as Error | boolean | undefined)),
+      (client) => process.nextTick(callback, undefined, client, (err?: unknown) => client.release(err as Error | boolean | undefined)),
       (err: Error) =>
-        callback(err, undefined, () => {
+        process.nextTick(callback, err, undefined, () => {
           /* nothing was lent */
         }),
     );
@@ -101,16 +98,11 @@ export class PoolFacade extends EventEmitter {
     if (this.#endCalled) {
       const err = new Error('Called end on pool more than once');
       if (callback === undefined) return Promise.reject(err);
-      callback(err);
-      return undefined;
+      return callBack(Promise.reject(err), callback);
     }
     this.#endCalled = true;
     const ended = this.#target.end();
     if (callback === undefined) return ended;
-    ended.then(
-      () => callback(),
-      (err: Error) => callback(err),
-    );
-    return undefined;
+    return callBack(ended, callback);
   }
 }

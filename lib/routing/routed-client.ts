@@ -3,6 +3,7 @@ import pg from 'pg';
 import type { PoolClient, QueryConfig, QueryResult } from 'pg';
 import type { PoolCluster } from '../core/pool-cluster.js';
 import { isConnectionError, sqlState } from '../core/errors.js';
+import { callBack } from '../pool/node-callback.js';
 import { PoolError } from '../pool.exceptions.js';
 import { routingStorage } from './routing-context.js';
 import { isSubmittable, statementKind, statementText, type StatementKind } from './statement-kind.js';
@@ -126,12 +127,7 @@ export class RoutedClient extends EventEmitter {
     if (isSubmittable(text)) return this.#submit(text);
     const result = this.#run(text, values);
     if (callback === undefined) return result;
-    const cb = callback;
-    result.then(
-      (res) => cb(undefined, res),
-      (err: Error) => cb(err),
-    );
-    return undefined;
+    return callBack(result, callback);
   }
 
   release(err?: Error | boolean): void {

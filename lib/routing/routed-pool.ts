@@ -2,6 +2,7 @@ import type { EventEmitter } from 'node:events';
 import pg from 'pg';
 import type { PoolClient, QueryConfig, QueryResult } from 'pg';
 import type { PoolCluster } from '../core/pool-cluster.js';
+import { callBack, functionAsQuery, type NodeCallback } from '../pool/node-callback.js';
 import { PoolError } from '../pool.exceptions.js';
 import { notOpenedHere, RoutedClient, type QueryCallback } from './routed-client.js';
 import { routingStorage } from './routing-context.js';
@@ -54,6 +55,7 @@ export class RoutedPool extends pg.Pool {
 
   /** `query(text | config, values?, callback?)`: one statement, routed by the current scope. Cursors and streams need `connect()`. */
   override query(text: unknown, values?: unknown, callback?: unknown): any {
+    if (typeof text === 'function') return functionAsQuery(text as NodeCallback<unknown>);
     if (typeof values === 'function') {
       callback = values;
       values = undefined;
@@ -67,12 +69,7 @@ export class RoutedPool extends pg.Pool {
         )
       : this.#routed(text as string | QueryConfig, values as unknown[] | undefined);
     if (typeof callback !== 'function') return result;
-    const cb = callback as QueryCallback;
-    result.then(
-      (res: QueryResult) => cb(undefined, res),
-      (err: Error) => cb(err),
-    );
-    return undefined;
+    return callBack(result, callback as QueryCallback);
   }
 
   #routed(text: string | QueryConfig, values: unknown[] | undefined): Promise<QueryResult> {
@@ -95,8 +92,8 @@ export class RoutedPool extends pg.Pool {
     if (typeof callback !== 'function') return result;
     const cb = callback as ConnectCallback;
     result.then(
-      (client) => cb(undefined, client, (err?: unknown) => client.release(err as Error | boolean | undefined)),
-      (err: Error) => cb(err, undefined, () => undefined),
+      (client) => process.nextTick(cb, undefined, client, (err?: unknown) => client.release(err as Error | boolean | undefined)),
+      (err: Error) => process.nextTick(cb, err, undefined, () => undefined),
     );
     return undefined;
   }
