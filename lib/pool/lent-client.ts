@@ -42,6 +42,15 @@ type AnyFn = (...args: unknown[]) => unknown;
 export const RELEASED_TWICE = 'Release called on client which has already been released to the pool.';
 
 /**
+ * pg-pool's `release(err)` rule, for every handle the module lends (`connect()` on a node pool,
+ * `db.routedPool.connect()`, `withClient`): a truthy `err` (or `true`) discards the connection
+ * instead of pooling it again; `release()`, `release(false)` and `release(null)` pool it.
+ */
+export function discards(err: unknown): boolean {
+  return err !== undefined && err !== false && err !== null;
+}
+
+/**
  * Sends through `client.query`, keeping the connection's statement bookkeeping right when pg
  * rejects the arguments before sending (it throws synchronously, e.g. for `null`): nothing was
  * sent, the connection is not busy, and the error is thrown to the caller as pg throws it.
@@ -73,7 +82,7 @@ export function lend(conn: PooledConnection, pool: LendingPool): PoolClient {
   const release = (err?: Error | boolean) => {
     if (lease.returned) throw new Error(RELEASED_TWICE);
     lease.returned = true;
-    pool.giveBackLent(conn, err === true ? undefined : err, err !== undefined && err !== false && err !== null);
+    pool.giveBackLent(conn, err === true ? undefined : err, discards(err));
   };
   const end = (...args: unknown[]) => {
     if (lease.returned) throw refuse('end()');
