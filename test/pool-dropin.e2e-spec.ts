@@ -279,12 +279,34 @@ describe('pg-pool option names on a node: honoured, or refused naming the module
     expect(again).toBe(client);
   });
 
+  it('poolSize (pg-pool’s old name for max), log and verify are honoured', async () => {
+    const messages: string[] = [];
+    const verified: unknown[] = [];
+    const pool = await withPrimary(`${APP}-opt-hooks`, {
+      poolSize: 1,
+      min: 0,
+      maxUses: 1,
+      log: (message: string) => messages.push(message),
+      verify: (client: pg.PoolClient, cb: (err?: Error) => void) => {
+        verified.push(client);
+        cb();
+      },
+    });
+    expect(pool.options.max).toBe(1);
+    const client = await pool.connect();
+    expect(verified).toEqual([client]);
+    client.release();
+    expect(messages).toEqual(expect.arrayContaining(['connecting new client', 'new client connected', 'remove expended client']));
+    const refused = await withPrimary(`${APP}-opt-verify`, { min: 0, verify: (_client: unknown, cb: (err?: Error) => void) => cb(new Error('nope')) });
+    await expect(refused.connect()).rejects.toThrow('nope');
+    expect(refused.totalCount).toBe(0);
+  });
+
   it.each([
-    ['poolSize', 4, /use `max`/],
-    ['verify', () => undefined, /validateIdleAfterMs/],
-    ['log', () => undefined, /Logger/],
     ['Promise', Promise, /native promises/],
-  ])('%s is refused with one error naming what to use', async (key, value, hint) => {
+    ['log', 'verbose', /a function/],
+    ['verify', true, /a function/],
+  ])('%s: %p is refused with one error naming what to use', async (key, value, hint) => {
     const err = await start(`${APP}-opt-refused`, { primary: { ...nodeOf('primary'), [key]: value } as never }).then(
       (s) => (running.push(s.app), undefined),
       (e: Error) => e,

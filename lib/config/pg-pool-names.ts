@@ -6,21 +6,23 @@ const MAPPED: Readonly<Record<string, { to: string; scale: number }>> = {
   idleTimeoutMillis: { to: 'idleTimeoutMs', scale: 1 },
   connectionTimeoutMillis: { to: 'acquireTimeoutMs', scale: 1 },
   maxLifetimeSeconds: { to: 'maxLifetimeMs', scale: 1000 },
+  poolSize: { to: 'max', scale: 1 },
 };
 
 /** pg-pool option names the module refuses, with what to use instead. */
 const REFUSED: Readonly<Record<string, string>> = {
-  poolSize: 'use `max`',
-  verify: 'connections idle longer than `validateIdleAfterMs` are checked on borrow; run your own check in `onConnect`',
-  log: 'the module logs through Nest\'s Logger; subscribe to its events for more',
   Promise: 'the module returns native promises',
 };
+
+/** pg-pool hooks the module calls as pg-pool does (a function, if given). */
+const HOOKS = ['log', 'verify', 'onConnect'];
 
 /**
  * A node's pg-pool option names, read as `new pg.Pool(config)` reads them:
  * `idleTimeoutMillis` → `idleTimeoutMs`, `connectionTimeoutMillis` → `acquireTimeoutMs` (0, pg-pool's
- * "no deadline", is refused: every wait has one), `maxLifetimeSeconds` → `maxLifetimeMs`. Names the
- * module has no use for (`poolSize`, `verify`, `log`, `Promise`) fail with the module's own option.
+ * "no deadline", is refused: every wait has one), `maxLifetimeSeconds` → `maxLifetimeMs`, `poolSize`
+ * → `max`. The hooks `log`, `verify` and `onConnect` must be functions (the node pool calls them);
+ * `Promise` fails naming what the module does instead.
  * Giving both a pg-pool name and the module's name for one setting, with different values, fails.
  */
 export function translatePgPoolNames<T extends object>(node: T, path: string): T {
@@ -32,6 +34,9 @@ export function translatePgPoolNames<T extends object>(node: T, path: string): T
     const refused = REFUSED[key];
     if (refused !== undefined) {
       throw new PoolConfigurationError(`option \`${path}.${key}\``, `no \`${key}\` (pg-pool's option; this module has none)`, describeValue(value, false), `Instead, ${refused}.`);
+    }
+    if (HOOKS.includes(key) && typeof value !== 'function') {
+      throw new PoolConfigurationError(`option \`${path}.${key}\``, "a function (pg-pool's hook)", describeValue(value, false));
     }
     const mapped = MAPPED[key];
     if (mapped === undefined) continue;

@@ -43,6 +43,13 @@ const READ_ONLY_SETTING = '-c default_transaction_read_only=on';
 
 export type QueryInput = string | QueryConfig;
 
+/** pg-pool's `log` wording for a removed connection, by reason. */
+const REMOVE_LOG: Partial<Record<RemoveReason, string>> = {
+  'max-uses': 'remove expended client',
+  lifetime: 'remove expired client',
+  idle: 'remove idle client',
+};
+
 /** What a node pool needs from the database that owns it. */
 export interface NodeHost {
   readonly slowQueryMs: number;
@@ -141,8 +148,10 @@ export class NodePool {
   #endResolve: (() => void) | undefined;
   #forcedEnd = false;
   #shuttingDown = false;
-  /** The node's own pg-pool `onConnect(client)` hook (after the module's `onConnect`). */
+  /** The node's own pg-pool hooks: `onConnect(client)` (after the module's `onConnect`), `verify(client, cb)` and `log(message)`. */
   readonly #onConnect: ((client: PoolClient) => unknown) | undefined;
+  readonly #verify: ((client: PoolClient, cb: (err?: Error) => void) => void) | undefined;
+  readonly #log: ((message: string, ...rest: unknown[]) => void) | undefined;
   /** Sockets closing since the end. */
   readonly #closing: Promise<void>[] = [];
   #refillTimer: NodeJS.Timeout | undefined;
@@ -191,9 +200,18 @@ export class NodePool {
       connectionTimeoutMillis: _ct,
       maxUses: _uses,
       onConnect,
+      verify,
+      log,
       ...clientConfig
-    } = poolConfig as PoolConfig & { Client?: unknown; onConnect?: (client: PoolClient) => unknown };
-    this.#onConnect = typeof onConnect === 'function' ? onConnect : undefined;
+    } = poolConfig as PoolConfig & {
+      Client?: unknown;
+      onConnect?: (client: PoolClient) => unknown;
+      verify?: (client: PoolClient, cb: (err?: Error) => void) => void;
+      log?: (message: string, ...rest: unknown[]) => void;
+    };
+    this.#onConnect = onConnect;
+    this.#verify = verify;
+    this.#log = log;
     this.#clientConfig = clientConfig;
     this.#exitOnIdle = (poolConfig as { allowExitOnIdle?: boolean }).allowExitOnIdle === true;
     this.#transactionSettings =
@@ -634,6 +652,7 @@ export class NodePool {
       this.#refillTimer = undefined;
       this.#wakeWarmUp?.();
       this.#housekeeper.stop();
+      this.#log?.('ending');
       this.#endPromise = new Promise<void>((resolve) => {
         this.#endResolve = resolve;
       });
@@ -816,6 +835,7 @@ export class NodePool {
 
   /** Opens a new connection for one caller, within `connectTimeoutMs` and the caller's deadline. */
   #open(t0: number, deadline: number, done: Done, background = false): void {
+    this.#log?.('connecting new client');
     const conn = new PooledConnection(this.#clientConfig, this.#Client, this.#generation, (c, err) => this.#onClientError(c, err));
     this.#bag.add(conn);
     const started = performance.now();
@@ -837,6 +857,7 @@ export class NodePool {
           : timedOut
             ? this.#connectTimeout(t0, conn.abortedBy, background)
             : this.#connectFailed(conn.abortedBy ?? err ?? conn.brokenBy, background);
+        this.#log?.('client failed to connect', failure);
         done(failure, undefined);
         this.#pulse();
         this.#settleEnd();
@@ -850,8 +871,8 @@ export class NodePool {
       this.connectTime.record(ms);
       if (this.host.emitting) this.#emit({ type: 'connect', durationMs: ms });
       if (this.#facade.heard) this.#facade.emit('connect', sharedHandle(conn));
-      const own = this.#onConnect;
-      this.host.initClient(conn.client as unknown as PoolClient, this).then(own === undefined ? undefined : () => own(sharedHandle(conn))).then(
+      this.#log?.('new client connected');
+      this.host.initClient(conn.client as unknown as PoolClient, this).then(() => this.#ownHooks(conn)).then(
         () => done(undefined, conn),
         (initError: Error) => {
           this.#remove(conn, 'error');
@@ -861,7 +882,16 @@ export class NodePool {
     });
   }
 
-  /** A connect that timed out; a background one (refill) does not count towards the breaker. */
+  /** The node's own pg-pool hooks on a new connection: `verify(client, cb)`, then `onConnect(client)`. */
+  #ownHooks(conn: PooledConnection): Promise<unknown> | undefined {
+    const verify = this.#verify;
+    const onConnect = this.#onConnect;
+    if (verify === undefined && onConnect === undefined) return undefined;
+    const client = sharedHandle(conn);
+    const verified = verify === undefined ? Promise.resolve() : new Promise<void>((resolve, reject) => verify(client, (err) => (err ? reject(err) : resolve())));
+    return onConnect === undefined ? verified : verified.then(() => onConnect(client));
+  }
+
   /** Retires the connection at its (jittered) lifetime if it is idle then; a lent one retires when given back. */
   #armLifetime(conn: PooledConnection): void {
     const timer = setTimeout(() => {
@@ -925,6 +955,7 @@ export class NodePool {
     if (!this.#bag.remove(conn)) return conn.close(0);
     conn.removeReason ??= reason;
     this.counters.removed++;
+    if (this.#log !== undefined) this.#log(REMOVE_LOG[conn.removeReason] ?? `remove client (${conn.removeReason})`);
     if (conn.leakTimer !== undefined) this.#leaks.clear(conn, Date.now());
     if (this.host.emitting) this.#emit({ type: 'remove', reason: conn.removeReason });
     if (this.#facade.heard) this.#facade.emit('remove', sharedHandle(conn));
