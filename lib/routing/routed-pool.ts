@@ -79,7 +79,14 @@ export class RoutedPool extends pg.Pool {
     return this.#cluster.query(text, values);
   }
 
-  /** A client that follows the scope (see `RoutedClient`); it holds a real connection only from BEGIN, a session command or a cursor until `release()`. */
+  /**
+   * Inside a routing scope (a request, `@ReadOnly()`, a transaction): a client that follows the scope
+   * (see `RoutedClient`); it holds a real connection only from BEGIN, a session command or a cursor
+   * until `release()`. Outside any scope every statement would go to the primary: the current
+   * primary's client is lent, as `pg.Pool.connect()` lends one (a real connection, one object per
+   * physical connection, released with pg-pool's rules) — except behind PgBouncer, where the routed
+   * client adds the statement deadline to the builder's transactions.
+   */
   override connect(callback?: unknown): any {
     const result = this.#cluster.closed
       ? Promise.reject(
@@ -88,7 +95,9 @@ export class RoutedPool extends pg.Pool {
               'Please make sure that the application is not shutting down when the query builder runs.',
           ),
         )
-      : Promise.resolve((this.#free.pop()?.open() ?? new RoutedClient(this.#cluster, this.#recycle)) as unknown as PoolClient);
+      : routingStorage.getStore() === undefined && !this.#cluster.primary.config.pgbouncer
+        ? this.#primaryClient()
+        : Promise.resolve((this.#free.pop()?.open() ?? new RoutedClient(this.#cluster, this.#recycle)) as unknown as PoolClient);
     if (typeof callback !== 'function') return result;
     const cb = callback as ConnectCallback;
     result.then(
@@ -96,6 +105,14 @@ export class RoutedPool extends pg.Pool {
       (err: Error) => process.nextTick(cb, err, undefined, () => undefined),
     );
     return undefined;
+  }
+
+  #primaryClient(): Promise<PoolClient> {
+    try {
+      return this.#cluster.topology.writable().pool.connect();
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
   }
 
   /**
