@@ -262,7 +262,7 @@ export class PoolStatementTimeoutError extends PoolError {
     const sql = statement.length > 80 ? `${statement.slice(0, 80)}…` : statement;
     super(
       `Cannot finish the statement ${JSON.stringify(sql)} on "${database}/${node}" (${address}) because the server sent no answer within ${timeoutMs}ms; ` +
-        'its connection was closed. Please make sure that the server is reachable and not overloaded, or raise queryTimeoutMs.',
+        'it was cancelled on the server and its connection closed. Please make sure that the server is reachable and not overloaded, or raise queryTimeoutMs.',
     );
   }
 }

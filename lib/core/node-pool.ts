@@ -22,7 +22,7 @@ import { endLease, leasedConnection, lend, wasReturned } from '../pool/lent-clie
 import { PoolFacade } from '../pool/pool-facade.js';
 import { PooledConnection } from '../pool/pooled-connection.js';
 import { releaseAction, retireOrPool, type ReleaseContext } from '../pool/release-policy.js';
-import { send, sendWithin } from '../pool/statement-deadline.js';
+import { CANCEL_TIMEOUT_MS, send, sendWithin } from '../pool/statement-deadline.js';
 import { needsValidation, validate } from '../pool/validation.js';
 import { isConnectionError, isServerRestartError, isSessionTerminated } from './errors.js';
 import { LatencyHistogram, NodeCounters } from './node-stats.js';
@@ -1004,7 +1004,7 @@ export class NodePool {
     }
     for (const conn of result.overdue) {
       const err = new PoolStatementTimeoutError(this.config.database, this.name, this.config.address, this.config.queryTimeoutMs, 'the statement in flight');
-      conn.destroy(err);
+      void conn.abandon(err, CANCEL_TIMEOUT_MS);
       this.#timedOut(err);
     }
     // A lazy pool that never connected stays empty until its first use.
