@@ -36,7 +36,7 @@ export function isReadOnlyViolation(err: unknown): boolean {
 }
 
 /** Library errors raised before a statement was handed to a connection. */
-const UNSENT_CODES = new Set(['PRIMARY_UNAVAILABLE', 'POOL_UNAVAILABLE', 'POOL_ACQUIRE_TIMEOUT', 'POOL_CONNECTION_FAILED', 'NAMED_STATEMENT_UNSUPPORTED']);
+const UNSENT_CODES = new Set(['PRIMARY_UNAVAILABLE', 'POOL_UNAVAILABLE', 'POOL_ACQUIRE_TIMEOUT', 'POOL_CONNECTION_FAILED', 'POOL_SERVER_FULL', 'NAMED_STATEMENT_UNSUPPORTED']);
 /** Failures that only opening a connection can produce: no statement was sent on it. */
 const CONNECT_ONLY_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', '53300', '57P03', '28P01', '28000', '3D000']);
 

@@ -7,6 +7,7 @@ import {
   PoolAcquireTimeoutError,
   PoolConnectionError,
   PoolEndedError,
+  PoolServerFullError,
   PoolStatementTimeoutError,
   PoolUnavailableError,
   type PoolStateSnapshot,
@@ -24,12 +25,16 @@ import { PooledConnection } from '../pool/pooled-connection.js';
 import { releaseAction, retireOrPool, type ReleaseContext } from '../pool/release-policy.js';
 import { CANCEL_TIMEOUT_MS, send, sendWithin } from '../pool/statement-deadline.js';
 import { needsValidation, validate } from '../pool/validation.js';
-import { isConnectionError, isServerRestartError, isSessionTerminated } from './errors.js';
+import { isServerRestartError, isSessionTerminated } from './errors.js';
+import { breaksConnection, classifyFailure, countsForBreaker, FailureClass } from '../errors/failure-class.js';
 import { LatencyHistogram, NodeCounters } from './node-stats.js';
 
 /** Background refill: first retry delay, doubling up to the cap, each with jitter (50–100%). */
 const REFILL_FIRST_DELAY_MS = 50;
 const REFILL_MAX_DELAY_MS = 500;
+/** A full server (53300): opening waits this long, doubling up to the cap, while open connections keep serving. */
+const FULL_FIRST_DELAY_MS = 50;
+const FULL_MAX_DELAY_MS = 500;
 /**
  * A single statement (or BEGIN) that fails with 57P01 this soon after it was sent is run once more
  * on a new connection: the server terminated the session before running it, or while running it
@@ -149,6 +154,11 @@ export class NodePool {
   #warmingUp = false;
   /** Wakes the warm-up's backoff sleep when the pool ends (no timer outlives a rejected start). */
   #wakeWarmUp: (() => void) | undefined;
+  /** The server had no slot left: no connection opens before this `Date.now()`; callers use open ones. */
+  #fullUntil = 0;
+  #fullDelay = FULL_FIRST_DELAY_MS;
+  #lastFull: PoolServerFullError | undefined;
+  #fullTimer: NodeJS.Timeout | undefined;
   readonly #transactionSettings: string;
   /** The role checks' connection of its own (`monitorQuery`). */
   #roleConn: Promise<PooledConnection> | undefined;
@@ -327,7 +337,8 @@ export class NodePool {
   #borrow(): Promise<PooledConnection> {
     const t0 = performance.now();
     let trial = false;
-    if (this.#breaker.isOpen) {
+    // An open breaker stops opening connections; an idle one is still served (validated on borrow).
+    if (this.#breaker.isOpen && this.#bag.idle === 0) {
       if (!this.#breaker.admit()) return Promise.reject(this.#unavailable());
       trial = true;
     }
@@ -352,7 +363,7 @@ export class NodePool {
    */
   query<R extends QueryResultRow = any>(text: QueryInput, values?: unknown[]): Promise<QueryResult<R>> {
     if (this.config.pgbouncer && typeof text === 'object' && text.name) return Promise.reject(this.#namedStatement(text));
-    if (this.#breaker.isOpen) return this.#borrow().then((conn) => this.#executeAsync<R>(conn, text, values, true));
+    if (this.#breaker.isOpen && this.#bag.idle === 0) return this.#borrow().then((conn) => this.#executeAsync<R>(conn, text, values, true));
     const t0 = performance.now();
     const origin = this.#leaks.enabled ? new Error('Client acquired here') : undefined;
     return new Promise<QueryResult<R>>((resolve) => {
@@ -602,6 +613,7 @@ export class NodePool {
     if (this.#endPromise === undefined) {
       clearTimeout(this.#refillTimer);
       this.#refillTimer = undefined;
+      clearTimeout(this.#fullTimer);
       this.#wakeWarmUp?.();
       this.#housekeeper.stop();
       this.#queue.rejectAll(new PoolEndedError(this.config.database, this.name));
@@ -644,7 +656,7 @@ export class NodePool {
       }
       const left = Math.max(1, Math.ceil(timeoutMs - (performance.now() - t0)));
       return sendWithin<R>(conn, text, undefined, left, this.#where).catch((err: unknown) => {
-        if (conn.broken || isConnectionError(err)) this.#dropRoleConn(used);
+        if (conn.broken || breaksConnection(err)) this.#dropRoleConn(used);
         throw err;
       });
     });
@@ -704,10 +716,25 @@ export class NodePool {
       return;
     }
     // A connection the refill is opening goes to the first waiter: wait for it rather than open one more.
-    if (this.#bag.total < this.config.max && this.#refillOpening <= this.#queue.length) {
-      this.#open(t0, deadline, (err, fresh) => (err !== undefined ? done(err, undefined) : this.#handOut(fresh!, t0, done, quiet)));
+    const opening = this.#bag.total < this.config.max ? this.#opening() : 'wait';
+    if (opening instanceof PoolServerFullError) {
+      done(opening, undefined);
       return;
     }
+    if (opening === 'open' && this.#bag.total < this.config.max && this.#refillOpening <= this.#queue.length) {
+      this.#open(t0, deadline, (err, fresh) => {
+        if (err === undefined) this.#handOut(fresh!, t0, done, quiet);
+        // A full server: wait for one of the open connections to come back rather than fail.
+        else if (err instanceof PoolServerFullError && this.inUse > 0 && !this.ended) this.#await(t0, deadline, attempt, done, quiet);
+        else done(err, undefined);
+      });
+      return;
+    }
+    this.#await(t0, deadline, attempt, done, quiet);
+  }
+
+  /** Queues the caller for the next connection given back (or opened for it), until `deadline`. */
+  #await(t0: number, deadline: number, attempt: number, done: Done, quiet: boolean): void {
     this.#queue.push(deadline, (err, pooled) => (err !== undefined ? done(err, undefined) : this.#checkout(pooled!, t0, deadline, attempt, done, quiet)));
   }
 
@@ -792,6 +819,7 @@ export class NodePool {
         return;
       }
       conn.opened(Date.now(), this.config.maxLifetimeMs);
+      this.#slotsAgain();
       if (conn.expiresAt !== 0) this.#armLifetime(conn);
       this.counters.created++;
       this.lastAnswerAt = performance.now();
@@ -833,18 +861,59 @@ export class NodePool {
   #connectFailed(err: unknown, background: boolean): Error {
     const failure = (err !== null && typeof err === 'object' ? err : new Error(String(err))) as Error;
     failure.message = this.host.scrub(failure.message);
-    if (isConnectionError(failure)) {
+    const cls = classifyFailure(failure);
+    if (cls === FailureClass.ServerFull) return this.#serverFull(failure);
+    if (cls === FailureClass.NodeGone || cls === FailureClass.RoleChange) {
       this.counters.connectionErrors++;
-      if (!background) this.#breaker.failure(failure.message);
+      if (!background && cls === FailureClass.NodeGone) this.#breaker.failure(failure.message);
       if (this.host.emitting) this.#emit({ type: 'error', kind: 'connection', message: failure.message });
       this.#scheduleRefill(REFILL_FIRST_DELAY_MS);
     }
     return failure;
   }
 
+  /**
+   * A connect met 53300 / 53400: not a dead node (no breaker, no ban). Opening backs off (50 ms
+   * doubling to 500 ms) while callers are served from open connections; counted and reported.
+   */
+  #serverFull(cause: Error): PoolServerFullError {
+    const now = Date.now();
+    const first = this.#fullUntil === 0;
+    this.counters.serverFull++;
+    this.#fullUntil = now + this.#fullDelay * (0.5 + Math.random() * 0.5);
+    this.#fullDelay = Math.min(this.#fullDelay * 2, FULL_MAX_DELAY_MS);
+    const err = new PoolServerFullError(this.config.database, this.name, this.config.address, cause.message, cause);
+    this.#lastFull = err;
+    if (first) this.host.warn(err.message);
+    if (this.host.emitting) this.#emit({ type: 'error', kind: 'server-full', message: err.message });
+    if (this.#fullTimer === undefined) {
+      this.#fullTimer = setTimeout(() => {
+        this.#fullTimer = undefined;
+        this.#pulse();
+      }, this.#fullUntil - now);
+      this.#fullTimer.unref();
+    }
+    return err;
+  }
+
+  /** A connection opened: a full server has slots again. */
+  #slotsAgain(): void {
+    if (this.#fullUntil === 0) return;
+    this.#fullUntil = 0;
+    this.#fullDelay = FULL_FIRST_DELAY_MS;
+    this.#lastFull = undefined;
+  }
+
+  /** Opening backs off after a full server; the error to give a caller who has no open connection to wait for. */
+  #opening(): 'open' | 'wait' | PoolServerFullError {
+    if (this.#fullUntil === 0 || Date.now() >= this.#fullUntil) return 'open';
+    return this.inUse > 0 ? 'wait' : this.#lastFull!;
+  }
+
   /** After a connection left: a waiter may now get a new one. */
   #pulse(): void {
     if (this.ended) return;
+    if (this.#queue.length !== 0 && this.#opening() !== 'open') return;
     while (this.#queue.length !== 0 && this.#bag.total < this.config.max) {
       const waiter = this.#queue.shift()!;
       this.#open(performance.now(), waiter.deadline, waiter.callback);
@@ -1158,12 +1227,12 @@ export class NodePool {
       return;
     }
     // Only a failure to reach the server counts (a connection-class error or a connect timeout).
-    const counts = (failure as { connectionError?: boolean }).connectionError === true || isConnectionError(failure);
+    const counts = countsForBreaker(failure);
     if (counts && (trial || !breaker.isOpen)) breaker.failure(this.host.scrub(errorMessage(failure)));
     else if (trial) breaker.trialAbandoned();
     const delay = this.#refillDelay;
     this.#refillDelay = Math.min(delay * 2, REFILL_MAX_DELAY_MS);
-    const retryIn = breaker.isOpen ? Math.max(0, (breaker.retryAt ?? 0) - Date.now()) : delay * (0.5 + Math.random() * 0.5);
+    const retryIn = breaker.isOpen ? Math.max(0, (breaker.retryAt ?? 0) - Date.now()) : Math.max(delay * (0.5 + Math.random() * 0.5), this.#fullUntil - Date.now());
     this.#scheduleRefill(retryIn);
   }
 
