@@ -581,14 +581,17 @@ export class NodePool {
     }
   }
 
-  /** The warm-up's wait between two attempts; `#end()` cuts it short. */
+  /**
+   * The warm-up's wait between two attempts; `#end()` cuts it short. Not `unref()`'d: while the
+   * start is retrying nothing else may keep the process alive, and an application that cannot
+   * start must end with the error (non-zero), not exit 0 in the middle of its retries.
+   */
   #backOff(ms: number): Promise<void> {
     return new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         this.#wakeWarmUp = undefined;
         resolve();
       }, ms);
-      timer.unref();
       this.#wakeWarmUp = () => {
         clearTimeout(timer);
         resolve();
