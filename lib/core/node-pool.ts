@@ -159,6 +159,8 @@ export class NodePool {
   #fullDelay = FULL_FIRST_DELAY_MS;
   #lastFull: PoolServerFullError | undefined;
   #fullTimer: NodeJS.Timeout | undefined;
+  /** The node monitor declared the node hung (`abort`): a caller whose connection failed then gets this, not another try here. */
+  #hung: Error | undefined;
   readonly #transactionSettings: string;
   /** The role checks' connection of its own (`monitorQuery`). */
   #roleConn: Promise<PooledConnection> | undefined;
@@ -494,6 +496,7 @@ export class NodePool {
    */
   abort(err: Error): void {
     this.#generation++;
+    this.#hung = err;
     for (const conn of this.#bag.items()) {
       if (this.#bag.takeIdle(conn)) {
         conn.destroy(err);
@@ -508,6 +511,7 @@ export class NodePool {
 
   /** The node answered the monitor again: an open breaker closes without waiting for its timeout. */
   reachable(): void {
+    this.#hung = undefined;
     this.#breaker.success();
     this.#scheduleRefill(0);
   }
@@ -769,6 +773,12 @@ export class NodePool {
   }
 
   #retry(t0: number, deadline: number, attempt: number, done: Done, quiet: boolean): void {
+    // The node was declared hung while this caller was validating or checking out: it fails over
+    // now (a read is retried elsewhere) rather than opening a connection to the silent server.
+    if (this.#hung !== undefined) {
+      done(this.#hung, undefined);
+      return;
+    }
     if (attempt >= this.config.max + 1) {
       done(new PoolConnectionError(this.config.database, this.name, this.config.address, attempt, 'every pooled connection was stale'), undefined);
       return;
@@ -823,6 +833,7 @@ export class NodePool {
       }
       conn.opened(Date.now(), this.config.maxLifetimeMs);
       this.#slotsAgain();
+      this.#hung = undefined;
       if (conn.expiresAt !== 0) this.#armLifetime(conn);
       this.counters.created++;
       this.lastAnswerAt = performance.now();
