@@ -344,18 +344,26 @@ export class NodePool {
       if (!this.#breaker.admit()) return Promise.reject(this.#unavailable());
       trial = true;
     }
+    const mayOpen = trial || !this.#breaker.isOpen;
     // Taken here, while the caller's frames are still on the stack; formatted only if it leaks.
     const origin = this.#leaks.enabled ? new Error('Client acquired here') : undefined;
     return new Promise<PooledConnection>((resolve) => {
-      this.#acquireConn(t0, t0 + this.config.acquireTimeoutMs, 0, (err, conn) => {
-        if (err !== undefined) {
-          if (trial) this.#breaker.trialAbandoned();
-          rejectAtCaller(resolve, err);
-          return;
-        }
-        if (origin !== undefined) this.#leaks.arm(conn!, origin);
-        resolve(conn!);
-      });
+      this.#acquireConn(
+        t0,
+        t0 + this.config.acquireTimeoutMs,
+        0,
+        (err, conn) => {
+          if (err !== undefined) {
+            if (trial) this.#breaker.trialAbandoned();
+            rejectAtCaller(resolve, err);
+            return;
+          }
+          if (origin !== undefined) this.#leaks.arm(conn!, origin);
+          resolve(conn!);
+        },
+        false,
+        mayOpen,
+      );
     });
   }
 
@@ -366,17 +374,25 @@ export class NodePool {
   query<R extends QueryResultRow = any>(text: QueryInput, values?: unknown[]): Promise<QueryResult<R>> {
     if (this.config.pgbouncer && typeof text === 'object' && text.name) return Promise.reject(this.#namedStatement(text));
     if (this.#breaker.isOpen && this.#bag.idle === 0) return this.#borrow().then((conn) => this.#executeAsync<R>(conn, text, values, true));
+    const mayOpen = !this.#breaker.isOpen;
     const t0 = performance.now();
     const origin = this.#leaks.enabled ? new Error('Client acquired here') : undefined;
     return new Promise<QueryResult<R>>((resolve) => {
-      this.#acquireConn(t0, t0 + this.config.acquireTimeoutMs, 0, (err, conn) => {
-        if (err !== undefined) {
-          rejectAtCaller(resolve, err);
-          return;
-        }
-        if (origin !== undefined) this.#leaks.arm(conn!, origin);
-        this.#execute<R>(conn!, text, values, true, resolve);
-      });
+      this.#acquireConn(
+        t0,
+        t0 + this.config.acquireTimeoutMs,
+        0,
+        (err, conn) => {
+          if (err !== undefined) {
+            rejectAtCaller(resolve, err);
+            return;
+          }
+          if (origin !== undefined) this.#leaks.arm(conn!, origin);
+          this.#execute<R>(conn!, text, values, true, resolve);
+        },
+        false,
+        mayOpen,
+      );
     });
   }
 
@@ -712,17 +728,22 @@ export class NodePool {
   // The pool core -----------------------------------------------------------------------------
 
   /** Finds a connection for a caller (idle, new, or by waiting) and checks it out; `done` gets it or the error. */
-  #acquireConn(t0: number, deadline: number, attempt: number, done: Done, quiet = false): void {
+  #acquireConn(t0: number, deadline: number, attempt: number, done: Done, quiet = false, mayOpen = true): void {
     if (this.#endPromise !== undefined) {
       done(new PoolEndedError(this.config.database, this.name), undefined);
       return;
     }
     const conn = this.#bag.take();
     if (conn !== undefined) {
-      this.#checkout(conn, t0, deadline, attempt, done, quiet);
+      this.#checkout(conn, t0, deadline, attempt, done, quiet, mayOpen);
       return;
     }
     // A connection the refill is opening goes to the first waiter: wait for it rather than open one more.
+    // A caller let through an open breaker only because a connection was idle opens nothing.
+    if (!mayOpen) {
+      done(this.#unavailable(), undefined);
+      return;
+    }
     const opening = this.#bag.total < this.config.max ? this.#opening() : 'wait';
     if (opening instanceof PoolServerFullError) {
       done(opening, undefined);
@@ -732,26 +753,26 @@ export class NodePool {
       this.#open(t0, deadline, (err, fresh) => {
         if (err === undefined) this.#handOut(fresh!, t0, done, quiet);
         // A full server: wait for one of the open connections to come back rather than fail.
-        else if (err instanceof PoolServerFullError && this.inUse > 0 && !this.ended) this.#await(t0, deadline, attempt, done, quiet);
+        else if (err instanceof PoolServerFullError && this.inUse > 0 && !this.ended) this.#await(t0, deadline, attempt, done, quiet, mayOpen);
         else done(err, undefined);
       });
       return;
     }
-    this.#await(t0, deadline, attempt, done, quiet);
+    this.#await(t0, deadline, attempt, done, quiet, mayOpen);
   }
 
   /** Queues the caller for the next connection given back (or opened for it), until `deadline`. */
-  #await(t0: number, deadline: number, attempt: number, done: Done, quiet: boolean): void {
-    this.#queue.push(deadline, (err, pooled) => (err !== undefined ? done(err, undefined) : this.#checkout(pooled!, t0, deadline, attempt, done, quiet)));
+  #await(t0: number, deadline: number, attempt: number, done: Done, quiet: boolean, mayOpen: boolean): void {
+    this.#queue.push(deadline, (err, pooled) => (err !== undefined ? done(err, undefined) : this.#checkout(pooled!, t0, deadline, attempt, done, quiet, mayOpen)));
   }
 
-  #checkout(conn: PooledConnection, t0: number, deadline: number, attempt: number, done: Done, quiet: boolean): void {
+  #checkout(conn: PooledConnection, t0: number, deadline: number, attempt: number, done: Done, quiet: boolean, mayOpen: boolean): void {
     const now = Date.now();
     if (conn.broken || conn.generation !== this.#generation || (conn.expiresAt !== 0 && now >= conn.expiresAt)) {
       const reason: RemoveReason = conn.broken ? 'error' : conn.generation !== this.#generation ? 'evicted' : 'lifetime';
       if (!conn.broken) this.counters.evictions++;
       this.#remove(conn, reason);
-      this.#retry(t0, deadline, attempt, done, quiet);
+      this.#retry(t0, deadline, attempt, done, quiet, mayOpen);
       return;
     }
     if (needsValidation(conn, now, this.config.validateIdleAfterMs)) {
@@ -764,7 +785,7 @@ export class NodePool {
           this.counters.validationFailures++;
           if (this.host.emitting) this.#emit({ type: 'error', kind: 'validation', message: this.host.scrub(errorMessage(err)) });
           this.#remove(conn, 'validation');
-          this.#retry(t0, deadline, attempt, done, quiet);
+          this.#retry(t0, deadline, attempt, done, quiet, mayOpen);
         },
       );
       return;
@@ -772,7 +793,7 @@ export class NodePool {
     this.#handOut(conn, t0, done, quiet);
   }
 
-  #retry(t0: number, deadline: number, attempt: number, done: Done, quiet: boolean): void {
+  #retry(t0: number, deadline: number, attempt: number, done: Done, quiet: boolean, mayOpen: boolean): void {
     // The node was declared hung while this caller was validating or checking out: it fails over
     // now (a read is retried elsewhere) rather than opening a connection to the silent server.
     if (this.#hung !== undefined) {
@@ -787,7 +808,7 @@ export class NodePool {
       done(this.#timeoutError(t0, undefined), undefined);
       return;
     }
-    this.#acquireConn(t0, deadline, attempt + 1, done, quiet);
+    this.#acquireConn(t0, deadline, attempt + 1, done, quiet, mayOpen);
   }
 
   #handOut(conn: PooledConnection, t0: number, done: Done, quiet: boolean): void {
