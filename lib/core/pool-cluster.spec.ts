@@ -318,6 +318,17 @@ describe('PoolCluster routing', () => {
 });
 
 describe('WalHistory (replication lag in ms)', () => {
+  it('after reset() (a new primary) the outage before it is not lag: only the time since the new primary was first seen past the replica', () => {
+    const wal = new WalHistory(60_000);
+    for (let t = 0; t <= 10_000; t += 200) wal.record(BigInt(t + 1), t);
+    // The old primary was last seen at 10_001 at t = 10_000; the new one answers 20 s later, a little further on.
+    wal.reset();
+    expect(wal.latest).toBeUndefined();
+    wal.record(10_100n, 30_000);
+    expect(wal.lagMs(10_001n, 25_000, 30_300)).toBe(300);
+    expect(wal.lagMs(10_100n, 25_000, 30_300)).toBe(0);
+  });
+
   it('is 0 when the replica replayed the latest primary position', () => {
     const wal = new WalHistory(60_000);
     wal.record(0x100n, 1000);

@@ -49,6 +49,7 @@ export class PoolCluster implements NodeHost {
     this.#states = [primary, ...replicas].map((n) => new ReplicaState(n));
     this.#replicas = this.#states.slice(1);
     this.topology = new Topology(primary, replicas, options.failover, this);
+    this.#lagWriter = primary;
     const routing = options.routing;
     this.#eligibility = new Eligibility(routing);
     this.#picker = new ReplicaPicker(options.database, routing.strategy);
@@ -76,6 +77,8 @@ export class PoolCluster implements NodeHost {
   /** Routing state of every configured node, in configuration order. */
   readonly #states: readonly ReplicaState[];
   #replicas: readonly ReplicaState[];
+  /** The write node the lag history is measured against (`undefined` while none answers as the primary). */
+  #lagWriter: NodePool | undefined;
 
   /** The node that takes the writes now (a promoted replica after a failover). */
   get primary(): NodePool {
@@ -88,6 +91,12 @@ export class PoolCluster implements NodeHost {
   }
 
   topologyChanged(): void {
+    const writer = this.topology.lostSince === 0 ? this.topology.writer : undefined;
+    if (writer !== this.#lagWriter) {
+      // A new primary, none, or the same one back after an outage: lag history starts again.
+      this.#lagWriter = writer;
+      this.#lag.restart();
+    }
     const before = this.#replicas;
     this.#replicas = this.#states.filter((s) => this.topology.isReader(s.node));
     for (const r of this.#replicas) {
