@@ -129,6 +129,11 @@ export class Topology {
     return this.#lostSince;
   }
 
+  /** True while a role check runs. */
+  get checking(): boolean {
+    return this.#running !== undefined;
+  }
+
   /** True for a node in read rotation (a replica as far as the checks know). */
   isReader(node: NodePool): boolean {
     return this.#state.get(node)?.role === 'replica';

@@ -461,7 +461,9 @@ describe('resolveOptions: multi-host primary and failover', () => {
   });
 
   it('validates failover options and applies the defaults', () => {
-    expect(resolve({}).failover).toEqual({ discoverRoles: true, checkIntervalMs: 1000, checkTimeoutMs: 1000, failoverTimeoutMs: 30_000 });
+    expect(resolve({}).failover).toEqual({ discoverRoles: true, checkIntervalMs: 1000, checkTimeoutMs: 1000, failoverTimeoutMs: 30_000, holdWritesMs: 5000 });
+    expect(resolve({ failover: { holdWritesMs: 0 } }).failover.holdWritesMs).toBe(0);
+    expect(configError(() => resolve({ failover: { holdWritesMs: -1 } })).message).toContain('failover.holdWritesMs');
     expect(configError(() => resolve({ failover: { checkIntervalMs: 10 } })).message).toContain('failover.checkIntervalMs');
     expect(configError(() => resolve({ failover: { discoverRole: true } as never })).message).toContain('failover.discoverRole');
   });

@@ -88,6 +88,7 @@ export interface ResolvedOptions {
     readonly checkIntervalMs: number;
     readonly checkTimeoutMs: number;
     readonly failoverTimeoutMs: number;
+    readonly holdWritesMs: number;
   };
   readonly monitor: { readonly enabled: boolean; readonly intervalMs: number; readonly timeoutMs: number };
   readonly metrics: ResolvedMetricsOptions;
@@ -104,7 +105,13 @@ const TOP_LEVEL_KEYS = new Set([
   'instances', 'sizingAdvisor', 'shutdownTimeoutMs', 'slowQueryMs', 'routing', 'breaker', 'monitor', 'metrics',
   'alerts', 'failover', 'loadSizing', 'pgbouncer', 'env',
 ]);
-const FAILOVER_KEYS = new Set(['discoverRoles', 'checkIntervalMs', 'checkTimeoutMs', 'failoverTimeoutMs']);
+/**
+ * A planned Patroni switchover leaves no primary for ~1.1 s (the old one shuts down before the
+ * candidate is promoted); 5 s covers it four times over on a loaded host and stays well below
+ * common HTTP client timeouts.
+ */
+export const DEFAULT_HOLD_WRITES_MS = 5000;
+const FAILOVER_KEYS = new Set(['discoverRoles', 'checkIntervalMs', 'checkTimeoutMs', 'failoverTimeoutMs', 'holdWritesMs']);
 const TARGET_SESSION_ATTRS = ['any', 'read-write', 'primary'];
 const ROUTING_KEYS = new Set([
   'strategy', 'fallbackToPrimary', 'replicaBanMs', 'maxReplicationLagMs', 'maxReplicationLagBytes',
@@ -719,6 +726,7 @@ export function resolveOptions(input: PoolModuleOptions & { name?: string; isGlo
     checkIntervalMs: checkMs(optionField('failover.checkIntervalMs'), pick(failoverIn.checkIntervalMs, 1000), 50),
     checkTimeoutMs: checkMs(optionField('failover.checkTimeoutMs'), pick(failoverIn.checkTimeoutMs, 1000), 50),
     failoverTimeoutMs: checkMs(optionField('failover.failoverTimeoutMs'), pick(failoverIn.failoverTimeoutMs, 30_000), 0),
+    holdWritesMs: checkMs(optionField('failover.holdWritesMs'), pick(failoverIn.holdWritesMs, DEFAULT_HOLD_WRITES_MS), 0),
   };
   if (!failover.discoverRoles && candidates.length > 1) {
     fail(optionField('failover.discoverRoles'), 'true (or one host in primary): with pinned roles only the first host could ever take writes', false);

@@ -19,6 +19,7 @@ import { ReplicaProbes } from '../cluster/replica-probes.js';
 import { ReplicaState } from '../cluster/replica-state.js';
 import { START_UP, Topology } from '../cluster/topology.js';
 import { NodeMonitor } from '../cluster/node-monitor.js';
+import { WriteHold } from '../cluster/write-hold.js';
 import { isConnectionError, isReadOnlyViolation, neverSent } from './errors.js';
 import { NodePool, type NodeHost, type QueryInput } from './node-pool.js';
 
@@ -41,6 +42,7 @@ export class PoolCluster implements NodeHost {
   readonly #probes: ReplicaProbes;
   readonly #transactions = new TransactionRunner(this);
   readonly #monitor: NodeMonitor | undefined;
+  readonly #hold: WriteHold;
 
   constructor(readonly options: ResolvedOptions) {
     this.logger = new Logger(`PoolModule:${options.database}`);
@@ -50,6 +52,7 @@ export class PoolCluster implements NodeHost {
     this.#replicas = this.#states.slice(1);
     this.topology = new Topology(primary, replicas, options.failover, this);
     this.#lagWriter = primary;
+    this.#hold = new WriteHold(this, options.failover.holdWritesMs);
     const routing = options.routing;
     this.#eligibility = new Eligibility(routing);
     this.#picker = new ReplicaPicker(options.database, routing.strategy);
@@ -97,6 +100,7 @@ export class PoolCluster implements NodeHost {
       this.#lagWriter = writer;
       this.#lag.restart();
     }
+    this.#hold.changed();
     const before = this.#replicas;
     this.#replicas = this.#states.filter((s) => this.topology.isReader(s.node));
     for (const r of this.#replicas) {
@@ -116,14 +120,22 @@ export class PoolCluster implements NodeHost {
     this.logger.log(this.scrub(message));
   }
 
+  debug(message: string): void {
+    this.logger.debug(this.scrub(message));
+  }
+
   idle(): boolean {
     return this.options.lazy && this.nodes.every((n) => n.pool.totalCount === 0);
   }
 
   /** A write's failure that may mean the write node changed: the roles are checked at once. */
   #writeFailed(err: unknown): void {
-    if (isConnectionError(err)) void this.topology.check('connection loss of the write node');
-    else if (isReadOnlyViolation(err)) void this.topology.check('25006 from the write node');
+    const reason = isConnectionError(err) ? 'connection loss of the write node' : isReadOnlyViolation(err) ? '25006 from the write node' : undefined;
+    if (reason === undefined) return;
+    // Held writes wait for a check that started after this failure (one already running may have asked before it).
+    const joined = this.topology.checking;
+    const check = this.topology.check(reason);
+    this.#hold.suspect(joined ? check.then(() => this.topology.check(reason)) : check);
   }
 
   #watchWrite<R extends QueryResultRow>(promise: Promise<QueryResult<R>>): Promise<QueryResult<R>> {
@@ -200,15 +212,13 @@ export class PoolCluster implements NodeHost {
    * unless it was refused before it reached the server (open breaker, acquire timeout, connect failure).
    */
   write<R extends QueryResultRow = any>(scope: RoutingScope | undefined, text: QueryInput, values?: unknown[]): Promise<QueryResult<R>> {
-    let node: NodePool;
-    try {
-      node = this.topology.writable();
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    node.counters.routedWrites++;
-    if (scope === undefined || this.options.routing.consistency !== 'read-your-writes') return this.#watchWrite(node.query<R>(text, values));
-    return this.#watchWrite(node.query<R>(text, values)).then(
+    const send = (node: NodePool): Promise<QueryResult<R>> => {
+      node.counters.routedWrites++;
+      return this.#watchWrite(node.query<R>(text, values));
+    };
+    const sent = this.#hold.run(Date.now(), send);
+    if (scope === undefined || this.options.routing.consistency !== 'read-your-writes') return sent;
+    return sent.then(
       (res) => {
         markWrite(scope, this.name);
         return res;
@@ -336,10 +346,17 @@ export class PoolCluster implements NodeHost {
       return fn(tx.handle.client);
     }
     if (readOnly ?? scope?.readOnly ?? false) return this.#reads.withClient(fn, await this.#consistency.requiredLsn(scope));
-    const node = this.topology.writable();
-    node.counters.routedWrites++;
+    let node!: NodePool;
+    const client = await this.#hold.run(
+      Date.now(),
+      (writer) => {
+        node = writer;
+        writer.counters.routedWrites++;
+        return this.#watchAcquire(writer.acquire());
+      },
+      true,
+    );
     const tracked = scope !== undefined && this.options.routing.consistency === 'read-your-writes';
-    const client = await this.#watchAcquire(node.acquire());
     // Marked once the client is there (what `fn` sends may write, and a read may come before `fn`
     // settles, e.g. a query builder's transaction that resolves before it releases the client) and again at the end.
     if (tracked) markWrite(scope, this.name);
@@ -369,9 +386,25 @@ export class PoolCluster implements NodeHost {
     return this.#transactions.run(fn, options);
   }
 
-  /** The node writes go to now (`PrimaryUnavailableError` while none is known); used by the transaction runner. */
-  writeNode(): NodePool {
-    return this.topology.writable();
+  /**
+   * Takes a client of the write node and sends `begin` on it; while the primary is changing, waits
+   * for it (`failover.holdWritesMs`): nothing of the transaction ran before its BEGIN succeeded.
+   */
+  beginOnWriter(begin: (node: NodePool) => Promise<PoolClient>): Promise<{ node: NodePool; client: PoolClient }> {
+    return this.#hold.run(
+      Date.now(),
+      (node) => {
+        node.counters.routedWrites++;
+        return begin(node).then(
+          (client) => ({ node, client }),
+          (err: unknown) => {
+            this.writeFailed(err);
+            throw err;
+          },
+        );
+      },
+      true,
+    );
   }
 
   /** A write (or its acquire) failed on the write node: a connection loss or 25006 triggers a role check. */
