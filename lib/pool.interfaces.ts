@@ -163,9 +163,10 @@ export interface FailoverOptions {
    * "shutting down / starting up" or 25006 "read-only"), a write that has not been sent waits for
    * the new primary for up to this long (counted from the call) instead of failing; a write the
    * write node refused without running it (57P03 at connect, 25006, connection refused) waits
-   * for the role check and runs on the new primary. In a transaction only the `BEGIN` waits. A
-   * write that was sent and lost its connection still fails (its outcome is unknown): never run
-   * again. Each held write counts in `db_writes_held_total`, emits a `write-held` event and logs
+   * for the role check and runs on the new primary, as does a single statement the server
+   * terminated with 57P01 (a fast shutdown rolled it back). In a transaction only the `BEGIN`
+   * waits. A write that was sent and lost its connection still fails (its outcome is unknown):
+   * never run again. Each held write counts in `db_writes_held_total`, emits a `write-held` event and logs
    * (debug) how long it waited. `0` disables. Default: `5000` (a planned Patroni switchover leaves
    * no primary for ~1.1 s).
    */

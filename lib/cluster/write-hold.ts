@@ -1,8 +1,16 @@
 import type { NodePool } from '../core/node-pool.js';
-import { isConnectionError, neverSent } from '../core/errors.js';
+import { isConnectionError, isSessionTerminated, neverSent } from '../core/errors.js';
 import type { PoolEvent } from '../pool.events.js';
 import { isRoleChange } from './role-change.js';
 import type { Topology } from './topology.js';
+
+/**
+ * Which failures of a held write prove it did not run, so it may run again on the new primary:
+ * `unsent` every failure (an acquire, a BEGIN); `refused` a refusal (57P03, 25006, a failed
+ * connect, an open breaker); `terminated` also a single statement the server terminated with
+ * 57P01 (a fast shutdown: its transaction was rolled back, the error says so).
+ */
+export type Rerun = 'unsent' | 'refused' | 'terminated';
 
 /** Pause between two attempts of one held write, so a node that keeps refusing is not hammered. */
 const RETRY_PAUSE_MS = 20;
@@ -63,12 +71,11 @@ export class WriteHold {
 
   /**
    * Runs `send` on the write node; while the primary is changing, first waits for it (up to
-   * `holdMs` from `startedAt`), and runs `send` again on the new primary when it failed without
-   * running (`unsentOnly`: every failure of `send` happened before a statement ran, e.g. an
-   * acquire or a BEGIN).
+   * `holdMs` from `startedAt`), and runs `send` again on the new primary when it failed in a way
+   * `rerun` says proves it did not run.
    */
-  run<T>(startedAt: number, send: (node: NodePool) => Promise<T>, unsentOnly = false): Promise<T> {
-    const write: HeldWrite = { startedAt, deadline: startedAt + this.holdMs, unsentOnly, held: false, reported: false };
+  run<T>(startedAt: number, send: (node: NodePool) => Promise<T>, rerun: Rerun): Promise<T> {
+    const write: HeldWrite = { startedAt, deadline: startedAt + this.holdMs, rerun, held: false, reported: false };
     if (this.changing) return this.#held(write, send);
     let node: NodePool;
     try {
@@ -109,7 +116,7 @@ export class WriteHold {
   /** Rethrows `err` unless the write may run again: it did not run, the bound is not reached, and the role check it started found a change. */
   async #afterFailure(write: HeldWrite, err: unknown, node: NodePool, changes: number): Promise<void> {
     const topology = this.host.topology;
-    if ((write.unsentOnly || this.#notRun(err)) && Date.now() < write.deadline) {
+    if (didNotRun(err, write.rerun) && Date.now() < write.deadline) {
       await this.#wait(write.deadline, () => this.#suspect === undefined || this.#changes !== changes);
       const unchanged = this.#suspect === undefined && this.#changes === changes && topology.lostSince === 0 && topology.writer === node;
       if (!unchanged && Date.now() < write.deadline) {
@@ -119,11 +126,6 @@ export class WriteHold {
     }
     this.#report(write, node, 'failed');
     throw err;
-  }
-
-  /** A failure proving the statement did not run on a node that may be changing role. */
-  #notRun(err: unknown): boolean {
-    return isRoleChange(err) || (neverSent(err) && isConnectionError(err));
   }
 
   /** Resolves on the next topology change or settled role check, when `done()` holds, or at `deadline`. */
@@ -164,8 +166,13 @@ interface HeldWrite {
   readonly startedAt: number;
   /** `startedAt + holdMs`: the write is not held past it. */
   readonly deadline: number;
-  readonly unsentOnly: boolean;
+  readonly rerun: Rerun;
   /** It waited for the primary (or ran again): reported once, when it is sent or fails. */
   held: boolean;
   reported: boolean;
+}
+
+function didNotRun(err: unknown, rerun: Rerun): boolean {
+  if (rerun === 'unsent' || isRoleChange(err) || (neverSent(err) && isConnectionError(err))) return true;
+  return rerun === 'terminated' && isSessionTerminated(err);
 }

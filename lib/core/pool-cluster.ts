@@ -21,7 +21,7 @@ import { START_UP, Topology } from '../cluster/topology.js';
 import { NodeMonitor } from '../cluster/node-monitor.js';
 import { WriteHold } from '../cluster/write-hold.js';
 import { isConnectionError, isReadOnlyViolation, neverSent } from './errors.js';
-import { NodePool, type NodeHost, type QueryInput } from './node-pool.js';
+import { isSingleStatement, NodePool, type NodeHost, type QueryInput } from './node-pool.js';
 
 /**
  * All pools of one database (primary + replicas): sends each statement where its scope says
@@ -216,7 +216,7 @@ export class PoolCluster implements NodeHost {
       node.counters.routedWrites++;
       return this.#watchWrite(node.query<R>(text, values));
     };
-    const sent = this.#hold.run(Date.now(), send);
+    const sent = this.#hold.run(Date.now(), send, isSingleStatement(text) ? 'terminated' : 'refused');
     if (scope === undefined || this.options.routing.consistency !== 'read-your-writes') return sent;
     return sent.then(
       (res) => {
@@ -354,7 +354,7 @@ export class PoolCluster implements NodeHost {
         writer.counters.routedWrites++;
         return this.#watchAcquire(writer.acquire());
       },
-      true,
+      'unsent',
     );
     const tracked = scope !== undefined && this.options.routing.consistency === 'read-your-writes';
     // Marked once the client is there (what `fn` sends may write, and a read may come before `fn`
@@ -403,7 +403,7 @@ export class PoolCluster implements NodeHost {
           },
         );
       },
-      true,
+      'unsent',
     );
   }
 
