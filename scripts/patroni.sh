@@ -19,6 +19,8 @@
 #                      publishes a new leader; print "killed NODE, new leader NODE after N ms"
 #   rejoin [NODE]      start the Patroni of NODE (default: every node that is down) and wait
 #                      until it streams from the leader (pg_rewind / re-clone as Patroni decides)
+#   sync on|off        Patroni's synchronous_mode (patronictl edit-config), then wait until the
+#                      leader's synchronous_standby_names shows it
 #   reset              stop + delete $PATRONI_DIR + start
 #   psql NODE [ARGS]   psql to NODE as the superuser over its unix socket
 #   env                print the settings (KEY=value), ports included
@@ -235,7 +237,6 @@ bootstrap:
         max_replication_slots: 10
         wal_keep_size: 128MB
         fsync: "off"
-        synchronous_commit: "off"
         full_page_writes: "on"
   initdb:
     - encoding: UTF8
@@ -511,6 +512,22 @@ cmd_rejoin() {
 }
 rejoined() { local l; l=$(leader_name 2>/dev/null) && [[ $l != "$1" ]] && streaming "$1" "$l"; }
 
+cmd_sync() {
+  local mode=${1:-} want
+  case $mode in on) want=true ;; off) want=false ;; *) die "usage: sync on|off" ;; esac
+  # synchronous_commit on (the default) is what makes a commit wait for the synchronous standby.
+  patronictl_ edit-config --force -s "synchronous_mode=$want" -s postgresql.parameters.synchronous_commit=on "$PATRONI_SCOPE" >>"$LOG_DIR/patronictl.log" 2>&1 ||
+    die "patronictl edit-config failed (see $LOG_DIR/patronictl.log)"
+  wait_until "sync" "$PATRONI_WAIT_SECONDS" sync_is "$want" || die "synchronous_mode=$want not in effect within ${PATRONI_WAIT_SECONDS}s"
+  say "synchronous_mode $mode"
+}
+sync_is() {
+  local leader names
+  leader=$(leader_name 2>/dev/null) || return 1
+  names=$(su_query "$leader" -c 'SHOW synchronous_standby_names' 2>/dev/null) || return 1
+  if [[ $1 == true ]]; then [[ -n $names ]]; else [[ -z $names ]]; fi
+}
+
 cmd_env() {
   local key
   for key in PATRONI_DIR PATRONI_HOST PATRONI_PG_PORT1 PATRONI_PG_PORT2 PATRONI_PG_PORT3 PATRONI_REST_PORT1 PATRONI_REST_PORT2 \
@@ -530,6 +547,7 @@ main() {
     switchover) take_lock && cmd_switchover "$@" ;;
     failover) take_lock && cmd_failover ;;
     rejoin) take_lock && cmd_rejoin "$@" ;;
+    sync) take_lock && cmd_sync "$@" ;;
     reset) mkdir -p "$PATRONI_DIR" && take_lock && do_stop && rm -rf "${PATRONI_DIR:?}"/* && ensure_packages && do_start ;;
     psql) local n=${1:?node}; shift; su_query "$n" "$@" ;;
     env) cmd_env ;;

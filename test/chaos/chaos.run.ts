@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { clusterConfig } from './chaos.support.js';
@@ -98,7 +98,9 @@ it('chaos suite (full)', async () => {
   if (process.env.CHAOS_WRITE !== '0') {
     const file = path.join(clusterConfig.repoRoot, 'docs', 'CHAOS.md');
     mkdirSync(path.dirname(file), { recursive: true });
-    writeFileSync(file, renderDocument(run, frozen));
+    // The Patroni section (`npm run chaos:patroni`) is kept as it is.
+    const patroniSection = /<!-- patroni-chaos:start -->[\s\S]*<!-- patroni-chaos:end -->/.exec(existsSync(file) ? readFileSync(file, 'utf8') : '')?.[0];
+    writeFileSync(file, patroniSection ? `${renderDocument(run, frozen).trimEnd()}\n\n${patroniSection}\n` : renderDocument(run, frozen));
     process.stdout.write(`Wrote ${path.relative(clusterConfig.repoRoot, file)}\n`);
   }
   for (const r of [...run.results, ...frozen.results]) {
