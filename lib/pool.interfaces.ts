@@ -28,6 +28,16 @@ export interface NodeOptions extends PoolConfig, PoolDefaults {
   name?: string;
   /** Relative share of reads for the `weighted` strategy. Default: `1`. */
   weight?: number;
+  /**
+   * This entry is a load-balancer / VIP / DNS endpoint (e.g. HAProxy over Patroni's REST checks),
+   * not one server: it keeps the role it is configured in (`primary` or `replicas`) whatever server
+   * a role check reaches through it (never re-roled, never fenced); each new connection it hands
+   * out is checked with `pg_is_in_recovery()` and closed unused if it reached the other role
+   * (`EndpointRoleError`, a connection-class error: writes wait for the new primary, reads retry);
+   * a read endpoint that fails is out of rotation for at most 1 s (not `replicaBanMs`) and probed
+   * again at once. Default: `false`.
+   */
+  endpoint?: boolean;
   /** Minimum connections kept open (warmed up at start unless `lazy`). Default: from the preset. */
   min?: number;
   /** Maximum connections. Default: from the preset. */

@@ -261,7 +261,8 @@ export class Topology {
       }
       s.detail = r.ok ? '' : r.error;
     }
-    const primaries = results.filter((r) => r.ok && !r.recovering);
+    // A read-only endpoint never takes the writes nor is fenced: the server behind it answered, not the endpoint.
+    const primaries = results.filter((r) => r.ok && !r.recovering && !(r.node.config.endpoint && r.node.config.role === 'replica'));
     let writer = this.#writer;
     if (primaries.length > 0) {
       // The newest timeline wins; on a tie the current write node keeps the writes, else configuration order.
@@ -319,6 +320,8 @@ export class Topology {
 
   #roleFor(r: CheckResult): TopologyRole {
     if (r.node === this.#writer) return 'primary';
+    // An endpoint keeps its configured role whatever server its check reached.
+    if (r.node.config.endpoint) return r.node.config.role === 'replica' ? 'replica' : 'unknown';
     const current = this.#state.get(r.node)!.role;
     if (!r.ok) {
       // A replica that does not answer stays in rotation (bans and probes handle it); a former write node is unknown until it answers.

@@ -399,7 +399,7 @@ describe('resolveOptions: validation', () => {
     expect(configError(() => resolve({ routing: { stategy: 'random' } as never })).message).toMatch(/^Invalid option `routing\.stategy`: .* Did you mean `routing\.strategy`\?$/);
     expect(configError(() => resolve({ breaker: { treshold: 3 } as never })).message).toMatch(/^Invalid option `breaker\.treshold`: expected one of the known options \(failureThreshold, resetTimeoutMs\), got 3 \(number\)\.$/);
     expect(configError(() => resolve({ primary: { connectionString: PRIMARY_URL, hots: 'db' } as never })).message).toBe(
-      'Invalid option `primary.hots`: expected a pg.PoolConfig field or one of name, weight, min, max, acquireTimeoutMs, idleTimeoutMs, statementTimeoutMs, maxUses, maxLifetimeMs, validateIdleAfterMs, leakDetectionThresholdMs, keepAliveMs, connectTimeoutMs, queryTimeoutMs, validationTimeoutMs, got "db" (string). Did you mean `primary.host`?',
+      'Invalid option `primary.hots`: expected a pg.PoolConfig field or one of name, weight, endpoint, min, max, acquireTimeoutMs, idleTimeoutMs, statementTimeoutMs, maxUses, maxLifetimeMs, validateIdleAfterMs, leakDetectionThresholdMs, keepAliveMs, connectTimeoutMs, queryTimeoutMs, validationTimeoutMs, got "db" (string). Did you mean `primary.host`?',
     );
   });
 

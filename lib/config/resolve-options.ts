@@ -30,6 +30,8 @@ export interface ResolvedNode {
   readonly role: NodeRole;
   readonly index: number;
   readonly weight: number;
+  /** A load-balancer / VIP / DNS endpoint: its role is the configured one, checked on each new connection. */
+  readonly endpoint: boolean;
   /** `host:port`, never with credentials. */
   readonly address: string;
   readonly min: number;
@@ -125,7 +127,7 @@ const NODE_POOL_KEYS = [
   'validateIdleAfterMs', 'leakDetectionThresholdMs', 'keepAliveMs', 'connectTimeoutMs', 'queryTimeoutMs', 'validationTimeoutMs',
 ] as const;
 const NODE_KEYS = new Set<string>([
-  ...NODE_POOL_KEYS, 'name', 'weight',
+  ...NODE_POOL_KEYS, 'name', 'weight', 'endpoint',
   // pg.ClientConfig / pg.PoolConfig (pg 8.x)
   'user', 'database', 'password', 'port', 'host', 'connectionString', 'keepAlive', 'stream', 'statement_timeout',
   'ssl', 'enableChannelBinding', 'sslnegotiation', 'query_timeout', 'lock_timeout', 'keepAliveInitialDelayMillis',
@@ -219,7 +221,7 @@ function checkNodeKeys(node: Record<string, unknown>, path: string): void {
     if (guess !== undefined) {
       fail(
         optionField(`${path}.${key}`),
-        'a pg.PoolConfig field or one of name, weight, min, max, acquireTimeoutMs, idleTimeoutMs, statementTimeoutMs, maxUses, maxLifetimeMs, validateIdleAfterMs, leakDetectionThresholdMs, keepAliveMs, connectTimeoutMs, queryTimeoutMs, validationTimeoutMs',
+        'a pg.PoolConfig field or one of name, weight, endpoint, min, max, acquireTimeoutMs, idleTimeoutMs, statementTimeoutMs, maxUses, maxLifetimeMs, validateIdleAfterMs, leakDetectionThresholdMs, keepAliveMs, connectTimeoutMs, queryTimeoutMs, validationTimeoutMs',
         node[key],
         `Did you mean \`${path}.${guess}\`?`,
         looksSecret(key, guess),
@@ -397,12 +399,13 @@ function resolveNode(
     fail(optionField(`${path}.weight`), 'a number greater than 0', weight);
   }
 
+  const endpoint = node.endpoint === undefined ? false : checkBool(optionField(`${path}.endpoint`), node.endpoint);
   checkNodeKeys(node as Record<string, unknown>, path);
   if (common.pgbouncer) checkPgBouncerNode(node as Record<string, unknown>, path);
   const values = overridePoolValues(defaults, node as Record<string, unknown>, path);
 
   const {
-    name: _name, weight: _weight, acquireTimeoutMs: _a, idleTimeoutMs: _i, statementTimeoutMs: _s,
+    name: _name, weight: _weight, endpoint: _endpoint, acquireTimeoutMs: _a, idleTimeoutMs: _i, statementTimeoutMs: _s,
     maxLifetimeMs: _l, validateIdleAfterMs: _v, leakDetectionThresholdMs: _k, keepAliveMs: _ka,
     connectTimeoutMs: _ct, queryTimeoutMs: _qt, validationTimeoutMs: _vt,
     ...pgFields
@@ -436,6 +439,7 @@ function resolveNode(
     role,
     index,
     weight,
+    endpoint,
     address: nodeAddress(node, env),
     pgbouncer: common.pgbouncer,
     timezone: common.timezone,

@@ -483,6 +483,33 @@ describe('PoolCluster: follows the discovered primary', () => {
     }
   });
 
+  it('endpoints keep their configured role: a read endpoint reaching the primary is neither the writer nor fenced; a write endpoint reaching a standby means no primary', async () => {
+    const node = (port: number, name: string) => ({ host: '127.0.0.1', port, user: 'u', password: 'cluster-spec-secret', database: 'd', name, endpoint: true });
+    const cluster = makeCluster({ primary: node(1, 'rw'), replicas: [node(2, 'ro')], failover: { holdWritesMs: 0 } });
+    const answers: Record<string, Role> = { rw: { recovering: false, timeline: 1 }, ro: { recovering: false, timeline: 2 } };
+    roles(cluster, answers);
+    stub(cluster);
+    try {
+      await cluster.topology.check();
+      expect(cluster.primary.name).toBe('rw');
+      expect(cluster.topology.fenced).toEqual([]);
+      expect(cluster.replicas.map((r) => r.node.name)).toEqual(['ro']);
+      answers.rw = { recovering: true, timeline: 1 };
+      await cluster.topology.check();
+      expect(cluster.topology.lostSince).not.toBe(0);
+      expect(cluster.replicas.map((r) => r.node.name)).toEqual(['ro']);
+      await expect(cluster.query('INSERT INTO t VALUES (1)')).rejects.toBeInstanceOf(PrimaryUnavailableError);
+      answers.rw = { recovering: false, timeline: 2 };
+      await cluster.topology.check();
+      await expect(cluster.query('INSERT INTO t VALUES (1)')).resolves.toMatchObject({ rows: [{ node: 'rw' }] });
+      // A failed read endpoint is out of rotation for at most 1 s.
+      cluster.ban(cluster.replicas[0]!, connectionRefused());
+      expect(cluster.replicas[0]!.bannedUntil - Date.now()).toBeLessThanOrEqual(1000);
+    } finally {
+      await cluster.close();
+    }
+  });
+
   it('gives new connections the session settings of the node’s current role, password included', async () => {
     const seen: Array<{ options: unknown; password: unknown }> = [];
     class RecordingClient extends EventEmitter {

@@ -3,7 +3,7 @@ import type { PoolClient, QueryResult, QueryResultRow } from 'pg';
 import { Subject, type Observable } from 'rxjs';
 import type { ResolvedOptions } from '../config/resolve-options.js';
 import { scrubSecrets } from '../config/redact.js';
-import { NodeHungError, ReadOnlyInTransactionError } from '../pool.exceptions.js';
+import { EndpointRoleError, NodeHungError, ReadOnlyInTransactionError } from '../pool.exceptions.js';
 import type { PoolEvent } from '../pool.events.js';
 import type { TransactionOptions } from '../pool.interfaces.js';
 import { watchLent } from '../transactions/pinned-client.js';
@@ -176,6 +176,12 @@ export class PoolCluster implements NodeHost {
     this.#monitor?.suspect(node);
   }
   async initClient(client: PoolClient, node: NodePool): Promise<void> {
+    if (node.config.endpoint) {
+      // An endpoint's role is its configuration; each connection it hands out is checked against it.
+      const expected = node.config.role;
+      const res = await client.query<{ recovering: boolean }>('SELECT pg_is_in_recovery() AS recovering');
+      if (res.rows[0]?.recovering !== (expected === 'replica')) throw new EndpointRoleError(this.name, node.name, node.config.address, expected);
+    }
     const hook = this.options.onConnect;
     if (hook) await hook(client, { database: this.name, pool: node.name, role: node.role });
   }
@@ -279,13 +285,14 @@ export class PoolCluster implements NodeHost {
     if (this.#closed) return;
     const reason = this.scrub((err as Error)?.message ?? String(err));
     const first = r.bannedUntil === 0;
-    r.bannedUntil = Date.now() + this.options.routing.replicaBanMs;
+    const banMs = this.#probes.banMsFor(r);
+    r.bannedUntil = Date.now() + banMs;
     r.banReason = reason;
     if (!first) return;
     r.node.counters.bans++;
     r.node.pauseRefill();
     r.node.evictAll();
-    this.logger.warn(`Replica "${this.name}/${r.node.name}" (${r.node.config.address}) banned for ${this.options.routing.replicaBanMs}ms: ${reason}`);
+    this.logger.warn(`Replica "${this.name}/${r.node.name}" (${r.node.config.address}) banned for ${banMs}ms: ${reason}`);
     if (this.emitting) this.emit({ type: 'replica-banned', database: this.name, node: r.node.name, role: 'replica', at: Date.now(), untilMs: r.bannedUntil, reason });
     this.#scheduleProbe(r);
   }

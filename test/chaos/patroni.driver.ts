@@ -61,7 +61,7 @@ function moduleOptions(config: PatroniConfig, extra: Partial<PoolModuleRootOptio
   const base: PoolModuleRootOptions =
     config === 'multi-host'
       ? { primary: { connectionString: patroniUrl(ports, { target_session_attrs: 'read-write' }) } }
-      : { primary: { connectionString: patroniUrl([patroni.haproxyRw]) }, replicas: [{ connectionString: patroniUrl([patroni.haproxyRo]) }] };
+      : { primary: { connectionString: patroniUrl([patroni.haproxyRw]), endpoint: true }, replicas: [{ connectionString: patroniUrl([patroni.haproxyRo]), endpoint: true }] };
   return { ...base, applicationName: 'chaos-patroni', ...extra };
 }
 
