@@ -28,6 +28,21 @@ export class ReplicaProbes {
     this.#arm(r, Math.max(50, r.bannedUntil - Date.now()));
   }
 
+  /** `undefined` when a statement on `r` (on a new connection when its idle ones are gone) answers, else the error. */
+  async answers(r: ReplicaState): Promise<unknown> {
+    let failure: unknown;
+    // Twice: the first may take another pooled session to the server that went away.
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        await r.node.systemQuery('SELECT 1', undefined, this.lag.timeoutMs);
+        return undefined;
+      } catch (err) {
+        failure = err;
+      }
+    }
+    return failure;
+  }
+
   /** Probes `r` at once (a hung node answers again). */
   probeNow(r: ReplicaState): void {
     this.#arm(r, 0);

@@ -502,9 +502,14 @@ describe('PoolCluster: follows the discovered primary', () => {
       answers.rw = { recovering: false, timeline: 2 };
       await cluster.topology.check();
       await expect(cluster.query('INSERT INTO t VALUES (1)')).resolves.toMatchObject({ rows: [{ node: 'rw' }] });
-      // A failed read endpoint is out of rotation for at most 1 s.
-      cluster.ban(cluster.replicas[0]!, connectionRefused());
-      expect(cluster.replicas[0]!.bannedUntil - Date.now()).toBeLessThanOrEqual(1000);
+      // A failed read endpoint stays in rotation until a new connection through it fails too, then is out for at most 1 s.
+      const ro = cluster.replicas[0]!;
+      cluster.ban(ro, connectionRefused());
+      expect(ro.bannedUntil).toBe(0);
+      const deadline = Date.now() + 3000;
+      while (ro.bannedUntil === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(ro.bannedUntil).not.toBe(0);
+      expect(ro.bannedUntil - Date.now()).toBeLessThanOrEqual(1000);
     } finally {
       await cluster.close();
     }

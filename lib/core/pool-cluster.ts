@@ -283,6 +283,23 @@ export class PoolCluster implements NodeHost {
   /** Takes a replica out of rotation after a connection-class failure until a probe succeeds. */
   ban(r: ReplicaState, err: unknown): void {
     if (this.#closed) return;
+    if (r.node.config.endpoint && r.bannedUntil === 0) {
+      // One session of a load balancer dropped: the endpoint stays in rotation unless a new connection through it fails too.
+      if (this.#verifying.has(r)) return;
+      this.#verifying.add(r);
+      void this.#probes.answers(r).then((failure) => {
+        this.#verifying.delete(r);
+        if (failure !== undefined) this.#banNow(r, failure);
+      });
+      return;
+    }
+    this.#banNow(r, err);
+  }
+
+  readonly #verifying = new Set<ReplicaState>();
+
+  #banNow(r: ReplicaState, err: unknown): void {
+    if (this.#closed) return;
     const reason = this.scrub((err as Error)?.message ?? String(err));
     const first = r.bannedUntil === 0;
     const banMs = this.#probes.banMsFor(r);

@@ -119,7 +119,8 @@ export class ReplicaReads {
   ): Promise<QueryResult<R>> {
     if (!isConnectionError(err)) throw this.#explain(err, failed.node);
     this.host.ban(failed, err);
-    const next = this.#pick(required, failed);
+    // An endpoint (a load balancer) hands the retry a new connection, to a server that answers.
+    const next = this.#pick(required, failed.node.config.endpoint ? undefined : failed);
     if (next === undefined) return this.#onPrimary<R>(required, text, values, err);
     next.node.counters.retries++;
     next.node.counters.routedReads++;
