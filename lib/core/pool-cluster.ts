@@ -3,7 +3,7 @@ import type { PoolClient, QueryResult, QueryResultRow } from 'pg';
 import { Subject, type Observable } from 'rxjs';
 import type { ResolvedOptions } from '../config/resolve-options.js';
 import { scrubSecrets } from '../config/redact.js';
-import { EndpointRoleError, NodeHungError, ReadOnlyInTransactionError } from '../pool.exceptions.js';
+import { EndpointRoleError, NodeHungError, PoolConfigurationError, ReadOnlyInTransactionError } from '../pool.exceptions.js';
 import type { PoolEvent } from '../pool.events.js';
 import type { TransactionOptions } from '../pool.interfaces.js';
 import { watchLent } from '../transactions/pinned-client.js';
@@ -478,6 +478,17 @@ export class PoolCluster implements NodeHost {
       ),
     );
     await this.topology.check(START_UP);
+    const duplicate = this.topology.duplicates[0];
+    if (duplicate !== undefined) {
+      const [first, second, identity] = duplicate;
+      const entry = (n: NodePool) => (n.config.role === 'primary' ? 'primary' : `replicas[${n.config.index}]`);
+      throw new PoolConfigurationError(
+        `option \`${entry(second)}\``,
+        'a server that no other entry reaches',
+        `${second.name} (${second.config.address}), the same server as ${first.name} (${first.config.address}): system ${identity}`,
+        'Please make sure that every server is listed once (a multi-host primary already names every node), or mark load balancers with endpoint: true.',
+      );
+    }
     if (primaryError !== undefined && this.topology.writer === configured) throw primaryError;
     if (this.topology.lostSince !== 0) throw this.topology.unavailable();
   }

@@ -41,6 +41,8 @@ ${renderPatroniTable(results)}
 - *acknowledged writes missing*: acknowledged writes not on the new leader afterwards (asynchronous replication may lose the last
   ones in a failover; none with \`synchronous_mode\`).
 - *held writes*: \`write-held\` events (writes that waited for the new primary) and the longest wait.
+- *back in reads* is not measured behind HAProxy (—): pooled read connections stay on the backend they were opened to, so the
+  old leader serves reads through the read-only port as new connections are opened (\`maxLifetimeMs\`), as HAProxy balances them.
 - Goals: switchover: 0 failed writes (but those lost in flight), 0 failed reads, 0 acknowledged writes missing, slowest write
   ≤ holdWritesMs, the old leader back in reads ≤ 1 s after it is in recovery; failover: first write on the new leader ≤ 1 s after
   Patroni published it, 0 failed reads, the killed node back in reads ≤ 1 s after it is in recovery again.
@@ -93,7 +95,8 @@ it('Patroni chaos suite', async () => {
       failedWrites: switchover ? r.failedWrites - r.lostInFlight : 0,
       missingAcks: switchover || r.label === 'failover (sync)' ? r.missingAcks : 0,
       slowestWithinHold: switchover ? r.slowestWriteMs <= DEFAULT_HOLD_WRITES_MS : true,
-      backInReadsWithin1s: r.backInReadsMs !== undefined && r.backInReadsMs <= 1000,
+      // Behind HAProxy the pooled read connections stay on the backends they were opened to: HAProxy, not the library, decides when the old leader serves reads again.
+      backInReadsWithin1s: r.config === 'haproxy' || (r.backInReadsMs !== undefined && r.backInReadsMs <= 1000),
       firstWriteWithin1s: switchover || (r.firstWriteAfterPublishMs !== undefined && r.firstWriteAfterPublishMs <= 1000),
     };
   });
