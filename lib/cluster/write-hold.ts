@@ -172,7 +172,12 @@ interface HeldWrite {
   reported: boolean;
 }
 
+/** The socket failed while connecting (e.g. `connect ECONNRESET` from a server shutting down): no statement was sent on it. */
+function failedToConnect(err: unknown): boolean {
+  return (err as { syscall?: unknown } | null)?.syscall === 'connect' && isConnectionError(err);
+}
+
 function didNotRun(err: unknown, rerun: Rerun): boolean {
-  if (rerun === 'unsent' || isRoleChange(err) || (neverSent(err) && isConnectionError(err))) return true;
+  if (rerun === 'unsent' || isRoleChange(err) || (neverSent(err) && isConnectionError(err)) || failedToConnect(err)) return true;
   return rerun === 'terminated' && isSessionTerminated(err);
 }
