@@ -19,6 +19,7 @@ import { memoryScenario } from './scenarios/memory.scenario.js';
 import { queryBuilderScenario } from './scenarios/query-builder.scenario.js';
 import { queryPathScenario } from './scenarios/query-path.scenario.js';
 import { routedReadsScenario } from './scenarios/routed-reads.scenario.js';
+import { sessionContextScenario } from './scenarios/session-context.scenario.js';
 
 const SCENARIOS: readonly Scenario[] = [
   queryPathScenario,
@@ -29,6 +30,7 @@ const SCENARIOS: readonly Scenario[] = [
   contentionScenario,
   memoryScenario,
   queryBuilderScenario,
+  sessionContextScenario,
 ];
 
 /** The command as run, with the cluster copy when it is not the default one. */

@@ -1,3 +1,5 @@
+import type { SessionOptions } from '../session/session-context.js';
+import type { ResetOnRelease } from '../pool/session-reset.js';
 import type { PoolConfig } from 'pg';
 import { MAX_TIMER_MS, msRange } from './timer-limit.js';
 import {
@@ -51,6 +53,8 @@ export interface ResolvedNode {
   readonly pgbouncer: boolean;
   /** Session time zone; in PgBouncer mode sent as the tracked `TimeZone` startup parameter. */
   readonly timezone: string;
+  /** When a connection given back has its session state reset. */
+  readonly resetOnRelease: ResetOnRelease;
   /** The config handed to `new pg.Pool()`. Non-enumerable so it never shows when logged. */
   readonly poolConfig: PoolConfig;
   /** Startup `options` per role, for a node a failover promotes or demotes. Non-enumerable. */
@@ -73,6 +77,8 @@ export interface ResolvedOptions {
   readonly shutdownTimeoutMs: number;
   readonly slowQueryMs: number;
   readonly pgbouncer: boolean;
+  readonly resetOnRelease: ResetOnRelease;
+  readonly session: { readonly fromRequest?: SessionOptions['fromRequest']; readonly secret: readonly string[] };
   readonly routing: {
     readonly strategy: RoutingStrategy | ReplicaSelector;
     readonly fallbackToPrimary: boolean;
@@ -105,7 +111,7 @@ const TOP_LEVEL_KEYS = new Set([
   'statementTimeoutMs', 'maxUses', 'maxLifetimeMs', 'validateIdleAfterMs', 'leakDetectionThresholdMs',
   'keepAliveMs', 'connectTimeoutMs', 'queryTimeoutMs', 'validationTimeoutMs', 'applicationName', 'timezone', 'onConnect', 'lazy', 'retryAttempts', 'retryDelayMs',
   'instances', 'sizingAdvisor', 'shutdownTimeoutMs', 'slowQueryMs', 'routing', 'breaker', 'monitor', 'metrics',
-  'alerts', 'failover', 'loadSizing', 'pgbouncer', 'env',
+  'alerts', 'failover', 'loadSizing', 'pgbouncer', 'resetOnRelease', 'session', 'env',
 ]);
 /**
  * A planned Patroni switchover leaves no primary for ~1.1 s (the old one shuts down before the
@@ -119,6 +125,7 @@ const ROUTING_KEYS = new Set([
   'strategy', 'fallbackToPrimary', 'replicaBanMs', 'maxReplicationLagMs', 'maxReplicationLagBytes',
   'lagCheckIntervalMs', 'consistency', 'consistencyHeader', 'readOnlyInTransaction',
 ]);
+const RESET_MODES: readonly ResetOnRelease[] = ['auto', 'always', 'never'];
 const BREAKER_KEYS = new Set(['failureThreshold', 'resetTimeoutMs']);
 const MONITOR_KEYS = new Set(['enabled', 'intervalMs', 'timeoutMs']);
 const STRATEGIES: readonly RoutingStrategy[] = ['round-robin', 'random', 'weighted', 'least-busy'];
@@ -374,7 +381,7 @@ function resolveNode(
   path: string,
   database: string,
   defaults: PoolValues,
-  common: { applicationName: string; timezone: string; pgbouncer: boolean },
+  common: { applicationName: string; timezone: string; pgbouncer: boolean; resetOnRelease: ResetOnRelease },
   env: Env,
 ): ResolvedNode {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw) || Object.keys(raw).length === 0) {
@@ -443,6 +450,7 @@ function resolveNode(
     address: nodeAddress(node, env),
     pgbouncer: common.pgbouncer,
     timezone: common.timezone,
+    resetOnRelease: common.resetOnRelease,
     ...plainPoolValues(values),
   } as ResolvedNode;
   hide(resolved, 'poolConfig', poolConfig);
@@ -682,7 +690,8 @@ export function resolveOptions(input: PoolModuleOptions & { name?: string; isGlo
   }
   if (!Array.isArray(replicasRaw)) fail(optionField('replicas'), 'an array of connection objects', replicasRaw);
 
-  const common = { applicationName, timezone, pgbouncer };
+  const resetOnRelease = checkEnum(optionField('resetOnRelease'), pick<string>(input.resetOnRelease, 'auto'), RESET_MODES);
+  const common = { applicationName, timezone, pgbouncer, resetOnRelease };
   const primary = resolveNode(candidates[0], 'primary', 0, candidates.length > 1 ? 'primary[0]' : 'primary', database, defaults, common, env);
   const replicas = (replicasRaw as unknown[]).map((r, i) =>
     resolveNode(r, 'replica', i, `replicas[${i}]`, database, defaults, common, env),
@@ -772,6 +781,8 @@ export function resolveOptions(input: PoolModuleOptions & { name?: string; isGlo
     shutdownTimeoutMs: checkMs(optionField('shutdownTimeoutMs'), pick(input.shutdownTimeoutMs, 10_000), 0),
     slowQueryMs: checkMs(optionField('slowQueryMs'), pick(input.slowQueryMs, 1000), 0),
     pgbouncer,
+    resetOnRelease,
+    session: resolveSession(input.session),
     routing,
     breaker,
     failover,
@@ -783,6 +794,20 @@ export function resolveOptions(input: PoolModuleOptions & { name?: string; isGlo
   };
   hide(resolved, 'secrets', secrets);
   return resolved;
+}
+
+const SESSION_KEYS = new Set(['fromRequest', 'secret']);
+
+function resolveSession(input: SessionOptions | undefined): ResolvedOptions['session'] {
+  if (input === undefined) return { secret: [] };
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) fail(optionField('session'), 'an object { fromRequest?, secret? }', input);
+  checkKeys(input as Record<string, unknown>, SESSION_KEYS, 'session.');
+  if (input.fromRequest !== undefined && typeof input.fromRequest !== 'function') {
+    fail(optionField('session.fromRequest'), 'a function (request) => ({ role?, settings? }) | undefined', input.fromRequest);
+  }
+  const secret = input.secret ?? [];
+  if (!Array.isArray(secret) || secret.some((name) => typeof name !== 'string')) fail(optionField('session.secret'), 'an array of setting names', secret);
+  return { fromRequest: input.fromRequest, secret: [...secret] };
 }
 
 export { redactSecrets };
