@@ -115,8 +115,8 @@ const TOP_LEVEL_KEYS = new Set([
 ]);
 /**
  * A planned Patroni switchover leaves no primary for ~1.1 s (the old one shuts down before the
- * candidate is promoted); 5 s covers it four times over on a loaded host and stays well below
- * common HTTP client timeouts.
+ * candidate is promoted); writes waited 1.4–2.5 s in `npm run chaos:patroni` on a loaded 2-CPU
+ * host. 5 s is at least twice that and stays well below common HTTP client timeouts.
  */
 export const DEFAULT_HOLD_WRITES_MS = 5000;
 const FAILOVER_KEYS = new Set(['discoverRoles', 'checkIntervalMs', 'checkTimeoutMs', 'failoverTimeoutMs', 'holdWritesMs']);
