@@ -1,10 +1,10 @@
 import 'reflect-metadata';
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
+import { commitOf } from '../test/support/stamp.js';
 import { benchCluster, FULL_TIMING, repoRoot, serverConfig, SMOKE_TIMING } from './bench.config.js';
 import { pause, withDeadline } from './bench.harness.js';
 import { benchLogger } from './bench.logger.js';
@@ -62,22 +62,6 @@ function packageVersion(name: string): string {
   }
 }
 
-function gitCommit(): string {
-  try {
-    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repoRoot, encoding: 'utf8' }).trim();
-    // The files this command writes do not make the measured code "uncommitted".
-    const status = execFileSync('git', ['status', '--porcelain', '--', '.', ':!BENCHMARKS.md', ':!bench/results.json'], { cwd: repoRoot, encoding: 'utf8' });
-    const changed = status
-      .split('\n')
-      .map((line) => line.slice(3).trim())
-      .filter((file) => file !== '');
-    if (changed.length === 0) return head;
-    return `${head} + uncommitted changes to ${changed.slice(0, 5).join(', ')}${changed.length > 5 ? ', …' : ''}`;
-  } catch {
-    return 'unknown';
-  }
-}
-
 /** Waits (bounded) until every server answers; other test runs may be restarting nodes. */
 async function waitForServers(timeoutMs: number): Promise<string> {
   const deadline = Date.now() + timeoutMs;
@@ -121,7 +105,8 @@ async function main(): Promise<number> {
     nest: packageVersion('@nestjs/core'),
     postgres,
     loadAverageAtStart: os.loadavg(),
-    gitCommit: gitCommit(),
+    // The files this command writes do not make the measured code "uncommitted".
+    gitCommit: commitOf(repoRoot, ['BENCHMARKS.md', 'bench/results.json']),
     date: new Date().toISOString(),
   };
   console.log(`${args.smoke ? 'Smoke run' : 'Benchmarks'}: ${machine.cpuModel}, ${machine.cores} cores, Node ${machine.node}, ${postgres}`);

@@ -44,7 +44,7 @@ export class PoolAcquireTimeoutError extends PoolError {
   ) {
     super(
       `Cannot acquire a connection from pool "${database}/${node}" (${role}) because none became available within ${timeoutMs}ms ` +
-        `(${formatPoolState(state)}). Please make sure that clients are released, or raise max / acquireTimeoutMs.`,
+        `(${formatPoolState(state)}): timeout exceeded when trying to connect. Please make sure that clients are released, or raise max / acquireTimeoutMs.`,
       cause === undefined ? undefined : { cause },
     );
   }

@@ -22,6 +22,7 @@ import type {
 } from '../pool.interfaces.js';
 import type { PoolClient } from 'pg';
 import { POOL_PRESETS, PRESET_NAMES } from './presets.js';
+import { translatePgPoolNames } from './pg-pool-names.js';
 import { describeValue, redactSecrets, redactUrl } from './redact.js';
 import { resolveAlertOptions, resolveMetricsOptions, type ResolvedAlertOptions, type ResolvedMetricsOptions } from '../metrics/metrics.options.js';
 import { resolveLoadSizingOptions, type ResolvedLoadSizingOptions } from '../metrics/sizing.options.js';
@@ -391,7 +392,7 @@ function resolveNode(
       raw,
     );
   }
-  const node = raw as NodeOptions;
+  const node = translatePgPoolNames(raw as NodeOptions, path);
   if (node.connectionString !== undefined) checkUrl(optionField(`${path}.connectionString`), node.connectionString);
   if (node.host !== undefined) checkString(optionField(`${path}.host`), node.host);
   if (node.port !== undefined) checkInt(optionField(`${path}.port`), node.port, 1, 65535);

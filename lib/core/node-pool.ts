@@ -18,7 +18,7 @@ import { CircuitBreaker } from '../pool/circuit-breaker.js';
 import { ConnectionBag } from '../pool/connection-bag.js';
 import { Housekeeper, sweep, sweepPeriodMs } from '../pool/housekeeper.js';
 import { LeakDetector } from '../pool/leak-detector.js';
-import { endLease, leasedConnection, lend, wasReturned } from '../pool/lent-client.js';
+import { endLease, leasedConnection, lend, sharedHandle, wasReturned } from '../pool/lent-client.js';
 import { PoolFacade } from '../pool/pool-facade.js';
 import { PooledConnection } from '../pool/pooled-connection.js';
 import { releaseAction, retireOrPool, type ReleaseContext } from '../pool/release-policy.js';
@@ -45,6 +45,13 @@ const SOCKET_CLOSE_WAIT_MS = 2000;
 const READ_ONLY_SETTING = '-c default_transaction_read_only=on';
 
 export type QueryInput = string | QueryConfig;
+
+/** pg-pool's `log` wording for a removed connection, by reason. */
+const REMOVE_LOG: Partial<Record<RemoveReason, string>> = {
+  'max-uses': 'remove expended client',
+  lifetime: 'remove expired client',
+  idle: 'remove idle client',
+};
 
 /** What a node pool needs from the database that owns it. */
 export interface NodeHost {
@@ -145,6 +152,15 @@ export class NodePool {
   #role: NodeRole;
   #generation = 0;
   #endPromise: Promise<void> | undefined;
+  #endResolve: (() => void) | undefined;
+  #forcedEnd = false;
+  #shuttingDown = false;
+  /** The node's own pg-pool hooks: `onConnect(client)` (after the module's `onConnect`), `verify(client, cb)` and `log(message)`. */
+  readonly #onConnect: ((client: PoolClient) => unknown) | undefined;
+  readonly #verify: ((client: PoolClient, cb: (err?: Error) => void) => void) | undefined;
+  readonly #log: ((message: string, ...rest: unknown[]) => void) | undefined;
+  /** Sockets closing since the end. */
+  readonly #closing: Promise<void>[] = [];
   #refillTimer: NodeJS.Timeout | undefined;
   #refilling = false;
   /** Connections the background refill is opening (each goes to the first waiter, or the idle stack). */
@@ -187,9 +203,26 @@ export class NodePool {
               return conf;
             }
           };
-    const { Client: _client, min: _min, max: _max, idleTimeoutMillis: _idleMs, connectionTimeoutMillis: _ct, maxUses: _uses, ...clientConfig } = poolConfig as PoolConfig & {
+    const {
+      Client: _client,
+      min: _min,
+      max: _max,
+      idleTimeoutMillis: _idleMs,
+      connectionTimeoutMillis: _ct,
+      maxUses: _uses,
+      onConnect,
+      verify,
+      log,
+      ...clientConfig
+    } = poolConfig as PoolConfig & {
       Client?: unknown;
+      onConnect?: (client: PoolClient) => unknown;
+      verify?: (client: PoolClient, cb: (err?: Error) => void) => void;
+      log?: (message: string, ...rest: unknown[]) => void;
     };
+    this.#onConnect = onConnect;
+    this.#verify = verify;
+    this.#log = log;
     this.#clientConfig = clientConfig;
     this.#exitOnIdle = (poolConfig as { allowExitOnIdle?: boolean }).allowExitOnIdle === true;
     this.#transactionSettings =
@@ -244,15 +277,21 @@ export class NodePool {
         return queue.length;
       },
       get expiredCount() {
-        return 0;
+        const now = Date.now();
+        let expired = 0;
+        for (const conn of bag.items()) if (conn.acquiredAt !== 0 && conn.expiresAt !== 0 && now >= conn.expiresAt) expired++;
+        return expired;
       },
       get ended() {
         return ended();
       },
+      get finished() {
+        return ended() && bag.total === 0;
+      },
       options: Object.freeze({ max: config.max, min: config.min, idleTimeoutMillis: config.idleTimeoutMs, connectionTimeoutMillis: config.connectTimeoutMs, maxUses: config.maxUses }),
       query: (text, values) => this.query(text, values),
-      acquire: () => this.acquire(),
-      end: () => this.#end(),
+      acquire: () => this.acquire().then((client) => sharedHandle(leasedConnection(client)!, client)),
+      end: () => this.#end(this.#shuttingDown),
     });
     this.pool = this.#facade as unknown as pg.Pool;
   }
@@ -427,7 +466,7 @@ export class NodePool {
    * terminated the pooled session (57P01) just before, the statement runs once more on a new one.
    */
   query<R extends QueryResultRow = any>(text: QueryInput, values?: unknown[]): Promise<QueryResult<R>> {
-    if (this.config.pgbouncer && typeof text === 'object' && text.name) return Promise.reject(this.#namedStatement(text));
+    if (this.config.pgbouncer && typeof text === 'object' && text !== null && text.name) return Promise.reject(this.#namedStatement(text));
     const scope = routingStorage.getStore();
     if (scope?.contexts !== undefined) {
       try {
@@ -457,7 +496,7 @@ export class NodePool {
     if (conn === undefined) {
       return Promise.reject(wasReturned(client) ? new ClientReleasedError(this.config.database, this.name, 'query()') : new TypeError('Cannot run a statement on a client this pool did not lend.'));
     }
-    if (this.config.pgbouncer && typeof text === 'object' && text.name) {
+    if (this.config.pgbouncer && typeof text === 'object' && text !== null && text.name) {
       const err = this.#namedStatement(text);
       if (release) this.release(client);
       return Promise.reject(err);
@@ -677,27 +716,56 @@ export class NodePool {
     return this.inUse;
   }
 
-  /** Ends the pool (through its `pg.Pool` face, as pg-pool users see it): later calls return the same promise. */
+  /**
+   * The module's shutdown (after `drain()`): closes every connection, checked-out ones and those
+   * still opening included; later calls return the same promise.
+   */
   end(): Promise<void> {
-    return this.pool.end();
+    this.#shuttingDown = true;
+    // Through the pg.Pool face, as pg-pool users see a pool end; when its user already ended it, directly.
+    return (this.pool.end() as Promise<void>).catch(() => this.#end(true));
   }
 
-  /** Waiters fail, every connection (lent ones included) is closed. */
-  #end(): Promise<void> {
+  /**
+   * Ends the pool. The `pg.Pool` face's `end()` (`force` false) does as pg-pool does: waiters
+   * fail, idle connections close, checked-out ones and those still opening are left to finish and
+   * close when given back; it settles once none is left. `force` closes them too.
+   */
+  #end(force: boolean): Promise<void> {
     if (this.#endPromise === undefined) {
       clearTimeout(this.#refillTimer);
       this.#refillTimer = undefined;
       this.#wakeWarmUp?.();
       this.#housekeeper.stop();
+      this.#log?.('ending');
+      this.#endPromise = new Promise<void>((resolve) => {
+        this.#endResolve = resolve;
+      });
       this.#queue.rejectAll(new PoolEndedError(this.config.database, this.name));
       if (this.#roleConn !== undefined) this.#dropRoleConn(this.#roleConn);
-      const closing = this.#bag.items().map((conn) => {
+      for (const conn of this.#bag.idleItems()) {
         this.#bag.takeIdle(conn);
-        return this.#remove(conn, 'shutdown');
-      });
-      this.#endPromise = Promise.all(closing).then(() => undefined);
+        void this.#remove(conn, 'shutdown');
+      }
     }
+    if (force && !this.#forcedEnd) {
+      this.#forcedEnd = true;
+      for (const conn of this.#bag.items()) {
+        // Still connecting: pg would never call back after client.end(), so its socket is destroyed.
+        if (conn.connectedAt === 0) conn.destroy(new PoolEndedError(this.config.database, this.name));
+        else void this.#remove(conn, 'shutdown');
+      }
+    }
+    this.#settleEnd();
     return this.#endPromise;
+  }
+
+  /** After an end: once no connection is left, the end settles when their sockets closed. */
+  #settleEnd(): void {
+    const resolve = this.#endResolve;
+    if (resolve === undefined || this.#bag.total !== 0) return;
+    this.#endResolve = undefined;
+    void Promise.all(this.#closing).then(() => resolve());
   }
 
   /**
@@ -846,13 +914,14 @@ export class NodePool {
       const waited = performance.now() - t0;
       this.acquireTime.record(waited);
       if (this.host.emitting) this.#emit({ type: 'acquire', waitMs: waited });
-      if (this.#facade.heard) this.#facade.emit('acquire', conn.client);
+      if (this.#facade.heard) this.#facade.emit('acquire', sharedHandle(conn));
     }
     done(undefined, conn);
   }
 
   /** Opens a new connection for one caller, within `connectTimeoutMs` and the caller's deadline. */
   #open(t0: number, deadline: number, done: Done, background = false): void {
+    this.#log?.('connecting new client');
     const conn = new PooledConnection(this.#clientConfig, this.#Client, this.#generation, (c, err) => this.#onClientError(c, err));
     this.#bag.add(conn);
     const started = performance.now();
@@ -865,7 +934,8 @@ export class NodePool {
     timer.unref();
     conn.client.connect((err?: Error) => {
       clearTimeout(timer);
-      if (err || timedOut || conn.broken || this.ended) {
+      // After a user's end() the caller still gets its connection (pg-pool lets it finish); after the module's shutdown it fails.
+      if (err || timedOut || conn.broken || (this.ended && (background || this.#forcedEnd))) {
         this.#bag.remove(conn);
         void conn.close(0);
         const failure = this.ended
@@ -873,8 +943,10 @@ export class NodePool {
           : timedOut
             ? this.#connectTimeout(t0, conn.abortedBy, background)
             : this.#connectFailed(conn.abortedBy ?? err ?? conn.brokenBy, background);
+        this.#log?.('client failed to connect', failure);
         done(failure, undefined);
         this.#pulse();
+        this.#settleEnd();
         return;
       }
       conn.opened(Date.now(), this.config.maxLifetimeMs);
@@ -884,12 +956,15 @@ export class NodePool {
       const ms = this.lastAnswerAt - started;
       this.connectTime.record(ms);
       if (this.host.emitting) this.#emit({ type: 'connect', durationMs: ms });
-      if (this.#facade.heard) this.#facade.emit('connect', conn.client);
+      if (this.#facade.heard) this.#facade.emit('connect', sharedHandle(conn));
+      this.#log?.('new client connected');
       this.host.initClient(conn.client as unknown as PoolClient, this).then(
         (hooked) => {
           conn.hooked = hooked === true;
-          done(undefined, conn);
+          return this.#ownHooks(conn);
         },
+      ).then(
+        () => done(undefined, conn),
         (initError: Error) => {
           this.#remove(conn, 'error');
           done(initError, undefined);
@@ -898,7 +973,16 @@ export class NodePool {
     });
   }
 
-  /** A connect that timed out; a background one (refill) does not count towards the breaker. */
+  /** The node's own pg-pool hooks on a new connection: `verify(client, cb)`, then `onConnect(client)`. */
+  #ownHooks(conn: PooledConnection): Promise<unknown> | undefined {
+    const verify = this.#verify;
+    const onConnect = this.#onConnect;
+    if (verify === undefined && onConnect === undefined) return undefined;
+    const client = sharedHandle(conn);
+    const verified = verify === undefined ? Promise.resolve() : new Promise<void>((resolve, reject) => verify(client, (err) => (err ? reject(err) : resolve())));
+    return onConnect === undefined ? verified : verified.then(() => onConnect(client));
+  }
+
   /** Retires the connection at its (jittered) lifetime if it is idle then; a lent one retires when given back. */
   #armLifetime(conn: PooledConnection): void {
     const timer = setTimeout(() => {
@@ -943,6 +1027,10 @@ export class NodePool {
 
   /** Pools a connection again: straight to the oldest waiter, else on top of the idle stack. */
   #pool(conn: PooledConnection): void {
+    if (this.ended) {
+      void this.#remove(conn, 'shutdown');
+      return;
+    }
     conn.lastReleasedAt = Date.now();
     const waiter = this.#queue.shift();
     if (waiter !== undefined) waiter.callback(undefined, conn);
@@ -958,11 +1046,16 @@ export class NodePool {
     if (!this.#bag.remove(conn)) return conn.close(0);
     conn.removeReason ??= reason;
     this.counters.removed++;
+    if (this.#log !== undefined) this.#log(REMOVE_LOG[conn.removeReason] ?? `remove client (${conn.removeReason})`);
     if (conn.leakTimer !== undefined) this.#leaks.clear(conn, Date.now());
     if (this.host.emitting) this.#emit({ type: 'remove', reason: conn.removeReason });
-    if (this.#facade.heard) this.#facade.emit('remove', conn.client);
+    if (this.#facade.heard) this.#facade.emit('remove', sharedHandle(conn));
     const closed = conn.broken ? (conn.destroy(conn.abortedBy ?? new Error('connection broken')), conn.close(0)) : conn.close(SOCKET_CLOSE_WAIT_MS);
     this.#pulse();
+    if (this.ended) {
+      this.#closing.push(closed);
+      this.#settleEnd();
+    }
     return closed;
   }
 
@@ -974,7 +1067,7 @@ export class NodePool {
         this.usageTime.record(now - conn.acquiredAt);
         if (this.host.emitting) this.#emit({ type: 'release', heldMs: now - conn.acquiredAt });
       }
-      if (this.#facade.heard) this.#facade.emit('release', err !== null && typeof err === 'object' ? err : undefined, conn.client);
+      if (this.#facade.heard) this.#facade.emit('release', err !== null && typeof err === 'object' ? err : undefined, sharedHandle(conn));
     }
     if (conn.leakTimer !== undefined) this.#leaks.clear(conn, now);
     conn.acquiredAt = 0;
@@ -1112,7 +1205,11 @@ export class NodePool {
     if (!this.#bag.takeIdle(conn)) return;
     this.counters.idleErrors++;
     if (this.host.emitting) this.#emit({ type: 'error', kind: 'idle-client', message: this.host.scrub(errorMessage(err)) });
-    if (this.#facade.heard && this.#facade.listenerCount('error') !== 0) this.#facade.emit('error', err, conn.client);
+    if (this.#facade.heard && this.#facade.listenerCount('error') !== 0) {
+      const client = sharedHandle(conn);
+      if (err !== null && typeof err === 'object') (err as { client?: unknown }).client = client;
+      this.#facade.emit('error', err, client);
+    }
     void this.#remove(conn, 'error');
     if (isServerRestartError(err)) this.evictAll();
   }

@@ -166,11 +166,11 @@ describe('NodePool (fake client)', () => {
     pool.release(holder);
   });
 
-  it('a lent handle: release twice is harmless, any later call throws, and the next borrower keeps its checkout', async () => {
+  it('a lent handle: release twice throws as in pg-pool, any later call throws, and the next borrower keeps its checkout', async () => {
     const { pool } = track(makePool({ max: 1 }));
     const first = await pool.acquire();
     first.release();
-    first.release();
+    expect(() => first.release()).toThrow('Release called on client which has already been released to the pool.');
     const second = await pool.acquire();
     pool.release(first);
     expect(pool.state()).toMatchObject({ inUse: 1, idle: 0 });

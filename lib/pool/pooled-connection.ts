@@ -137,16 +137,17 @@ export class PooledConnection {
           resolve();
         }, waitMs);
         timer.unref();
-        this.client.end().then(
-          () => {
-            clearTimeout(timer);
-            resolve();
-          },
-          () => {
-            clearTimeout(timer);
-            resolve();
-          },
-        );
+        const done = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+        try {
+          Promise.resolve(this.client.end()).then(done, done);
+        } catch {
+          // A custom Client class whose end() throws (or has none): the socket is destroyed instead.
+          this.#socket?.destroy();
+          done();
+        }
       });
     }
     return this.#ended;

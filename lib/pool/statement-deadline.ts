@@ -12,11 +12,17 @@ export type QueryCallback<R extends QueryResultRow> = (err: Error | undefined, r
  */
 export function send<R extends QueryResultRow>(conn: PooledConnection, text: unknown, values: unknown, cb: QueryCallback<R>): void {
   conn.began();
-  (conn.client.query as (t: unknown, v: unknown, c: (e: Error | undefined, r: QueryResult<R>) => void) => void)(text, values, (err, res) => {
-    const reported = conn.finished(err);
-    if (reported !== undefined) cb(reported, undefined);
-    else cb(undefined, res);
-  });
+  try {
+    (conn.client.query as (t: unknown, v: unknown, c: (e: Error | undefined, r: QueryResult<R>) => void) => void)(text, values, (err, res) => {
+      const reported = conn.finished(err);
+      if (reported !== undefined) cb(reported, undefined);
+      else cb(undefined, res);
+    });
+  } catch (err) {
+    // pg rejected the arguments before sending anything (e.g. a null query): the connection is fine.
+    conn.finished(undefined);
+    cb(err as Error, undefined);
+  }
 }
 
 /** `send` as a promise. */
