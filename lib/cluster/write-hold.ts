@@ -21,6 +21,8 @@ export interface WriteHoldHost {
   readonly emitting: boolean;
   emit(event: PoolEvent): void;
   debug(message: string): void;
+  /** Why the node monitor considers `node` hung (it stopped answering), or `undefined`. */
+  hungReason(node: NodePool): string | undefined;
 }
 
 /**
@@ -50,7 +52,8 @@ export class WriteHold {
 
   /** True while writes would wait: no primary known, or a role check of a failure runs. */
   get changing(): boolean {
-    return this.#enabled && (this.#suspect !== undefined || this.host.topology.lostSince !== 0);
+    // A hung write node (it stopped answering) is not changing role: writes fail as they would without the hold.
+    return this.#enabled && (this.#suspect !== undefined || this.host.topology.lostSince !== 0) && this.host.hungReason(this.host.topology.writer) === undefined;
   }
 
   /** The topology changed: held writes look again. */

@@ -232,7 +232,8 @@ export class PoolCluster implements NodeHost {
       node.counters.routedWrites++;
       return this.#watchWrite(node.query<R>(text, values));
     };
-    const sent = this.#hold.run(Date.now(), send, isSingleStatement(text) ? 'terminated' : 'refused');
+    const single = typeof text === 'string' || typeof (text as { text?: unknown } | null)?.text === 'string' ? isSingleStatement(text) : false;
+    const sent = this.#hold.run(Date.now(), send, single ? 'terminated' : 'refused');
     if (scope === undefined || this.options.routing.consistency !== 'read-your-writes') return sent;
     return sent.then(
       (res) => {
