@@ -101,6 +101,31 @@ export class PoolConnectionError extends PoolError {
   }
 }
 
+/**
+ * The server has no connection slot left (53300 `max_connections`, a role's or database's
+ * CONNECTION LIMIT, 53400, PgBouncer's client limit): no new connection could be opened and the
+ * pool had no open one to give. Not a dead node: nothing is banned, the breaker does not count it.
+ */
+export class PoolServerFullError extends PoolError {
+  override name = 'PoolServerFullError';
+  readonly code = 'POOL_SERVER_FULL';
+  constructor(
+    readonly database: string,
+    readonly node: string,
+    readonly address: string,
+    /** The server's own words (e.g. "sorry, too many clients already"). */
+    readonly serverMessage: string,
+    override readonly cause: unknown,
+  ) {
+    super(
+      `Cannot open a connection to "${database}/${node}" (${address}) because the server has no connection slot left (${serverMessage}): ` +
+        'its limit is max_connections (less superuser_reserved_connections), or a CONNECTION LIMIT on the role or database. ' +
+        'The pool keeps serving callers from its open connections and retries opening with back-off. ' +
+        'Please make sure that pools × app instances stay below the server’s limit (see the sizing advisor), or raise it.',
+    );
+  }
+}
+
 /** `@ReadOnly()` ran inside a transaction while `routing.readOnlyInTransaction` is `throw`. */
 export class ReadOnlyInTransactionError extends PoolError {
   override name = 'ReadOnlyInTransactionError';
@@ -262,7 +287,7 @@ export class PoolStatementTimeoutError extends PoolError {
     const sql = statement.length > 80 ? `${statement.slice(0, 80)}…` : statement;
     super(
       `Cannot finish the statement ${JSON.stringify(sql)} on "${database}/${node}" (${address}) because the server sent no answer within ${timeoutMs}ms; ` +
-        'its connection was closed. Please make sure that the server is reachable and not overloaded, or raise queryTimeoutMs.',
+        'it was cancelled on the server and its connection closed. Please make sure that the server is reachable and not overloaded, or raise queryTimeoutMs.',
     );
   }
 }

@@ -7,6 +7,7 @@ import {
   PoolAcquireTimeoutError,
   PoolConnectionError,
   PoolEndedError,
+  PoolServerFullError,
   PoolStatementTimeoutError,
   PoolUnavailableError,
   type PoolStateSnapshot,
@@ -23,16 +24,20 @@ import { PoolFacade } from '../pool/pool-facade.js';
 import { PooledConnection } from '../pool/pooled-connection.js';
 import { releaseAction, retireOrPool, type ReleaseContext } from '../pool/release-policy.js';
 import { RESET_SESSION_SQL } from '../pool/session-reset.js';
-import { send, sendAsync, sendWithin } from '../pool/statement-deadline.js';
+import { CANCEL_TIMEOUT_MS, send, sendAsync, sendWithin } from '../pool/statement-deadline.js';
 import { routingStorage } from '../routing/routing-context.js';
 import type { CompiledSessionContext } from '../session/session-context.js';
 import { needsValidation, validate } from '../pool/validation.js';
-import { isConnectionError, isServerRestartError, isSessionTerminated } from './errors.js';
+import { isServerRestartError, isSessionTerminated } from './errors.js';
+import { breaksConnection, classifyFailure, countsForBreaker, FailureClass } from '../errors/failure-class.js';
 import { LatencyHistogram, NodeCounters } from './node-stats.js';
 
 /** Background refill: first retry delay, doubling up to the cap, each with jitter (50–100%). */
 const REFILL_FIRST_DELAY_MS = 50;
 const REFILL_MAX_DELAY_MS = 500;
+/** A full server (53300): opening waits this long, doubling up to the cap, while open connections keep serving. */
+const FULL_FIRST_DELAY_MS = 50;
+const FULL_MAX_DELAY_MS = 500;
 /**
  * A single statement (or BEGIN) that fails with 57P01 this soon after it was sent is run once more
  * on a new connection: the server terminated the session before running it, or while running it
@@ -172,6 +177,13 @@ export class NodePool {
   #warmingUp = false;
   /** Wakes the warm-up's backoff sleep when the pool ends (no timer outlives a rejected start). */
   #wakeWarmUp: (() => void) | undefined;
+  /** The server had no slot left: no connection opens before this `Date.now()`; callers use open ones. */
+  #fullUntil = 0;
+  #fullDelay = FULL_FIRST_DELAY_MS;
+  #lastFull: PoolServerFullError | undefined;
+  #fullTimer: NodeJS.Timeout | undefined;
+  /** The node monitor declared the node hung (`abort`): a caller whose connection failed then gets this, not another try here. */
+  #hung: Error | undefined;
   readonly #transactionSettings: string;
   /** The role checks' connection of its own (`monitorQuery`). */
   #roleConn: Promise<PooledConnection> | undefined;
@@ -442,22 +454,31 @@ export class NodePool {
   #borrow(): Promise<PooledConnection> {
     const t0 = performance.now();
     let trial = false;
-    if (this.#breaker.isOpen) {
+    // An open breaker stops opening connections; an idle one is still served (validated on borrow).
+    if (this.#breaker.isOpen && this.#bag.idle === 0) {
       if (!this.#breaker.admit()) return Promise.reject(this.#unavailable());
       trial = true;
     }
+    const mayOpen = trial || !this.#breaker.isOpen;
     // Taken here, while the caller's frames are still on the stack; formatted only if it leaks.
     const origin = this.#leaks.enabled ? new Error('Client acquired here') : undefined;
     return new Promise<PooledConnection>((resolve) => {
-      this.#acquireConn(t0, t0 + this.config.acquireTimeoutMs, 0, (err, conn) => {
-        if (err !== undefined) {
-          if (trial) this.#breaker.trialAbandoned();
-          rejectAtCaller(resolve, err);
-          return;
-        }
-        if (origin !== undefined) this.#leaks.arm(conn!, origin);
-        resolve(conn!);
-      });
+      this.#acquireConn(
+        t0,
+        t0 + this.config.acquireTimeoutMs,
+        0,
+        (err, conn) => {
+          if (err !== undefined) {
+            if (trial) this.#breaker.trialAbandoned();
+            rejectAtCaller(resolve, err);
+            return;
+          }
+          if (origin !== undefined) this.#leaks.arm(conn!, origin);
+          resolve(conn!);
+        },
+        false,
+        mayOpen,
+      );
     });
   }
 
@@ -475,18 +496,26 @@ export class NodePool {
         return Promise.reject(err);
       }
     }
-    if (this.#breaker.isOpen) return this.#borrow().then((conn) => this.#executeAsync<R>(conn, text, values, true));
+    if (this.#breaker.isOpen && this.#bag.idle === 0) return this.#borrow().then((conn) => this.#executeAsync<R>(conn, text, values, true));
+    const mayOpen = !this.#breaker.isOpen;
     const t0 = performance.now();
     const origin = this.#leaks.enabled ? new Error('Client acquired here') : undefined;
     return new Promise<QueryResult<R>>((resolve) => {
-      this.#acquireConn(t0, t0 + this.config.acquireTimeoutMs, 0, (err, conn) => {
-        if (err !== undefined) {
-          rejectAtCaller(resolve, err);
-          return;
-        }
-        if (origin !== undefined) this.#leaks.arm(conn!, origin);
-        this.#execute<R>(conn!, text, values, true, resolve);
-      });
+      this.#acquireConn(
+        t0,
+        t0 + this.config.acquireTimeoutMs,
+        0,
+        (err, conn) => {
+          if (err !== undefined) {
+            rejectAtCaller(resolve, err);
+            return;
+          }
+          if (origin !== undefined) this.#leaks.arm(conn!, origin);
+          this.#execute<R>(conn!, text, values, true, resolve);
+        },
+        false,
+        mayOpen,
+      );
     });
   }
 
@@ -607,6 +636,7 @@ export class NodePool {
    */
   abort(err: Error): void {
     this.#generation++;
+    this.#hung = err;
     for (const conn of this.#bag.items()) {
       if (this.#bag.takeIdle(conn)) {
         conn.destroy(err);
@@ -621,6 +651,7 @@ export class NodePool {
 
   /** The node answered the monitor again: an open breaker closes without waiting for its timeout. */
   reachable(): void {
+    this.#hung = undefined;
     this.#breaker.success();
     this.#scheduleRefill(0);
   }
@@ -694,14 +725,17 @@ export class NodePool {
     }
   }
 
-  /** The warm-up's wait between two attempts; `#end()` cuts it short. */
+  /**
+   * The warm-up's wait between two attempts; `#end()` cuts it short. Not `unref()`'d: while the
+   * start is retrying nothing else may keep the process alive, and an application that cannot
+   * start must end with the error (non-zero), not exit 0 in the middle of its retries.
+   */
   #backOff(ms: number): Promise<void> {
     return new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         this.#wakeWarmUp = undefined;
         resolve();
       }, ms);
-      timer.unref();
       this.#wakeWarmUp = () => {
         clearTimeout(timer);
         resolve();
@@ -735,6 +769,7 @@ export class NodePool {
     if (this.#endPromise === undefined) {
       clearTimeout(this.#refillTimer);
       this.#refillTimer = undefined;
+      clearTimeout(this.#fullTimer);
       this.#wakeWarmUp?.();
       this.#housekeeper.stop();
       this.#log?.('ending');
@@ -797,7 +832,7 @@ export class NodePool {
       }
       const left = Math.max(1, Math.ceil(timeoutMs - (performance.now() - t0)));
       return sendWithin<R>(conn, text, undefined, left, this.#where).catch((err: unknown) => {
-        if (conn.broken || isConnectionError(err)) this.#dropRoleConn(used);
+        if (conn.broken || breaksConnection(err)) this.#dropRoleConn(used);
         throw err;
       });
     });
@@ -846,31 +881,51 @@ export class NodePool {
   // The pool core -----------------------------------------------------------------------------
 
   /** Finds a connection for a caller (idle, new, or by waiting) and checks it out; `done` gets it or the error. */
-  #acquireConn(t0: number, deadline: number, attempt: number, done: Done, quiet = false): void {
+  #acquireConn(t0: number, deadline: number, attempt: number, done: Done, quiet = false, mayOpen = true): void {
     if (this.#endPromise !== undefined) {
       done(new PoolEndedError(this.config.database, this.name), undefined);
       return;
     }
     const conn = this.#bag.take();
     if (conn !== undefined) {
-      this.#checkout(conn, t0, deadline, attempt, done, quiet);
+      this.#checkout(conn, t0, deadline, attempt, done, quiet, mayOpen);
       return;
     }
     // A connection the refill is opening goes to the first waiter: wait for it rather than open one more.
-    if (this.#bag.total < this.config.max && this.#refillOpening <= this.#queue.length) {
-      this.#open(t0, deadline, (err, fresh) => (err !== undefined ? done(err, undefined) : this.#handOut(fresh!, t0, done, quiet)));
+    // A caller let through an open breaker only because a connection was idle opens nothing.
+    if (!mayOpen) {
+      done(this.#unavailable(), undefined);
       return;
     }
-    this.#queue.push(deadline, (err, pooled) => (err !== undefined ? done(err, undefined) : this.#checkout(pooled!, t0, deadline, attempt, done, quiet)));
+    const opening = this.#bag.total < this.config.max ? this.#opening() : 'wait';
+    if (opening instanceof PoolServerFullError) {
+      done(opening, undefined);
+      return;
+    }
+    if (opening === 'open' && this.#bag.total < this.config.max && this.#refillOpening <= this.#queue.length) {
+      this.#open(t0, deadline, (err, fresh) => {
+        if (err === undefined) this.#handOut(fresh!, t0, done, quiet);
+        // A full server: wait for one of the open connections to come back rather than fail.
+        else if (err instanceof PoolServerFullError && this.inUse > 0 && !this.ended) this.#await(t0, deadline, attempt, done, quiet, mayOpen);
+        else done(err, undefined);
+      });
+      return;
+    }
+    this.#await(t0, deadline, attempt, done, quiet, mayOpen);
   }
 
-  #checkout(conn: PooledConnection, t0: number, deadline: number, attempt: number, done: Done, quiet: boolean): void {
+  /** Queues the caller for the next connection given back (or opened for it), until `deadline`. */
+  #await(t0: number, deadline: number, attempt: number, done: Done, quiet: boolean, mayOpen: boolean): void {
+    this.#queue.push(deadline, (err, pooled) => (err !== undefined ? done(err, undefined) : this.#checkout(pooled!, t0, deadline, attempt, done, quiet, mayOpen)));
+  }
+
+  #checkout(conn: PooledConnection, t0: number, deadline: number, attempt: number, done: Done, quiet: boolean, mayOpen: boolean): void {
     const now = Date.now();
     if (conn.broken || conn.generation !== this.#generation || (conn.expiresAt !== 0 && now >= conn.expiresAt)) {
       const reason: RemoveReason = conn.broken ? 'error' : conn.generation !== this.#generation ? 'evicted' : 'lifetime';
       if (!conn.broken) this.counters.evictions++;
       this.#remove(conn, reason);
-      this.#retry(t0, deadline, attempt, done, quiet);
+      this.#retry(t0, deadline, attempt, done, quiet, mayOpen);
       return;
     }
     if (needsValidation(conn, now, this.config.validateIdleAfterMs)) {
@@ -883,7 +938,7 @@ export class NodePool {
           this.counters.validationFailures++;
           if (this.host.emitting) this.#emit({ type: 'error', kind: 'validation', message: this.host.scrub(errorMessage(err)) });
           this.#remove(conn, 'validation');
-          this.#retry(t0, deadline, attempt, done, quiet);
+          this.#retry(t0, deadline, attempt, done, quiet, mayOpen);
         },
       );
       return;
@@ -891,7 +946,13 @@ export class NodePool {
     this.#handOut(conn, t0, done, quiet);
   }
 
-  #retry(t0: number, deadline: number, attempt: number, done: Done, quiet: boolean): void {
+  #retry(t0: number, deadline: number, attempt: number, done: Done, quiet: boolean, mayOpen: boolean): void {
+    // The node was declared hung while this caller was validating or checking out: it fails over
+    // now (a read is retried elsewhere) rather than opening a connection to the silent server.
+    if (this.#hung !== undefined) {
+      done(this.#hung, undefined);
+      return;
+    }
     if (attempt >= this.config.max + 1) {
       done(new PoolConnectionError(this.config.database, this.name, this.config.address, attempt, 'every pooled connection was stale'), undefined);
       return;
@@ -900,7 +961,7 @@ export class NodePool {
       done(this.#timeoutError(t0, undefined), undefined);
       return;
     }
-    this.#acquireConn(t0, deadline, attempt + 1, done, quiet);
+    this.#acquireConn(t0, deadline, attempt + 1, done, quiet, mayOpen);
   }
 
   #handOut(conn: PooledConnection, t0: number, done: Done, quiet: boolean): void {
@@ -950,6 +1011,8 @@ export class NodePool {
         return;
       }
       conn.opened(Date.now(), this.config.maxLifetimeMs);
+      this.#slotsAgain();
+      this.#hung = undefined;
       if (conn.expiresAt !== 0) this.#armLifetime(conn);
       this.counters.created++;
       this.lastAnswerAt = performance.now();
@@ -1006,18 +1069,59 @@ export class NodePool {
   #connectFailed(err: unknown, background: boolean): Error {
     const failure = (err !== null && typeof err === 'object' ? err : new Error(String(err))) as Error;
     failure.message = this.host.scrub(failure.message);
-    if (isConnectionError(failure)) {
+    const cls = classifyFailure(failure);
+    if (cls === FailureClass.ServerFull) return this.#serverFull(failure);
+    if (cls === FailureClass.NodeGone || cls === FailureClass.RoleChange) {
       this.counters.connectionErrors++;
-      if (!background) this.#breaker.failure(failure.message);
+      if (!background && cls === FailureClass.NodeGone) this.#breaker.failure(failure.message);
       if (this.host.emitting) this.#emit({ type: 'error', kind: 'connection', message: failure.message });
       this.#scheduleRefill(REFILL_FIRST_DELAY_MS);
     }
     return failure;
   }
 
+  /**
+   * A connect met 53300 / 53400: not a dead node (no breaker, no ban). Opening backs off (50 ms
+   * doubling to 500 ms) while callers are served from open connections; counted and reported.
+   */
+  #serverFull(cause: Error): PoolServerFullError {
+    const now = Date.now();
+    const first = this.#fullUntil === 0;
+    this.counters.serverFull++;
+    this.#fullUntil = now + this.#fullDelay * (0.5 + Math.random() * 0.5);
+    this.#fullDelay = Math.min(this.#fullDelay * 2, FULL_MAX_DELAY_MS);
+    const err = new PoolServerFullError(this.config.database, this.name, this.config.address, cause.message, cause);
+    this.#lastFull = err;
+    if (first) this.host.warn(err.message);
+    if (this.host.emitting) this.#emit({ type: 'error', kind: 'server-full', message: err.message });
+    if (this.#fullTimer === undefined) {
+      this.#fullTimer = setTimeout(() => {
+        this.#fullTimer = undefined;
+        this.#pulse();
+      }, this.#fullUntil - now);
+      this.#fullTimer.unref();
+    }
+    return err;
+  }
+
+  /** A connection opened: a full server has slots again. */
+  #slotsAgain(): void {
+    if (this.#fullUntil === 0) return;
+    this.#fullUntil = 0;
+    this.#fullDelay = FULL_FIRST_DELAY_MS;
+    this.#lastFull = undefined;
+  }
+
+  /** Opening backs off after a full server; the error to give a caller who has no open connection to wait for. */
+  #opening(): 'open' | 'wait' | PoolServerFullError {
+    if (this.#fullUntil === 0 || Date.now() >= this.#fullUntil) return 'open';
+    return this.inUse > 0 ? 'wait' : this.#lastFull!;
+  }
+
   /** After a connection left: a waiter may now get a new one. */
   #pulse(): void {
     if (this.ended) return;
+    if (this.#queue.length !== 0 && this.#opening() !== 'open') return;
     while (this.#queue.length !== 0 && this.#bag.total < this.config.max) {
       const waiter = this.#queue.shift()!;
       this.#open(performance.now(), waiter.deadline, waiter.callback);
@@ -1225,7 +1329,7 @@ export class NodePool {
     }
     for (const conn of result.overdue) {
       const err = new PoolStatementTimeoutError(this.config.database, this.name, this.config.address, this.config.queryTimeoutMs, 'the statement in flight');
-      conn.destroy(err);
+      void conn.abandon(err, CANCEL_TIMEOUT_MS);
       this.#timedOut(err);
     }
     // A lazy pool that never connected stays empty until its first use.
@@ -1380,12 +1484,12 @@ export class NodePool {
       return;
     }
     // Only a failure to reach the server counts (a connection-class error or a connect timeout).
-    const counts = (failure as { connectionError?: boolean }).connectionError === true || isConnectionError(failure);
+    const counts = countsForBreaker(failure);
     if (counts && (trial || !breaker.isOpen)) breaker.failure(this.host.scrub(errorMessage(failure)));
     else if (trial) breaker.trialAbandoned();
     const delay = this.#refillDelay;
     this.#refillDelay = Math.min(delay * 2, REFILL_MAX_DELAY_MS);
-    const retryIn = breaker.isOpen ? Math.max(0, (breaker.retryAt ?? 0) - Date.now()) : delay * (0.5 + Math.random() * 0.5);
+    const retryIn = breaker.isOpen ? Math.max(0, (breaker.retryAt ?? 0) - Date.now()) : Math.max(delay * (0.5 + Math.random() * 0.5), this.#fullUntil - Date.now());
     this.#scheduleRefill(retryIn);
   }
 

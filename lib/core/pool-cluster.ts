@@ -21,7 +21,8 @@ import { ReplicaState } from '../cluster/replica-state.js';
 import { START_UP, Topology } from '../cluster/topology.js';
 import { NodeMonitor } from '../cluster/node-monitor.js';
 import { WriteHold } from '../cluster/write-hold.js';
-import { isConnectionError, isReadOnlyViolation, neverSent } from './errors.js';
+import { neverSent, sqlState } from './errors.js';
+import { classifyFailure, FailureClass } from '../errors/failure-class.js';
 import { isSingleStatement, NodePool, type NodeHost, type QueryInput } from './node-pool.js';
 
 /**
@@ -131,7 +132,15 @@ export class PoolCluster implements NodeHost {
 
   /** A write's failure that may mean the write node changed: the roles are checked at once. */
   #writeFailed(err: unknown): void {
-    const reason = isConnectionError(err) ? 'connection loss of the write node' : isReadOnlyViolation(err) ? '25006 from the write node' : undefined;
+    const cls = classifyFailure(err, { writeNode: true });
+    const reason =
+      cls === FailureClass.NodeGone
+        ? 'connection loss of the write node'
+        : cls === FailureClass.RoleChange
+          ? sqlState(err) === '25006'
+            ? '25006 from the write node'
+            : 'the write node is changing role'
+          : undefined;
     if (reason === undefined) return;
     // Held writes wait for a check that started after this failure (one already running may have asked before it).
     const joined = this.topology.checking;

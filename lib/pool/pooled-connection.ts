@@ -2,6 +2,7 @@ import net from 'node:net';
 import pg from 'pg';
 import type { PoolConfig } from 'pg';
 import type { RemoveReason } from '../pool.events.js';
+import { sendCancelRequest } from './cancel-request.js';
 import { touchesSession } from './session-reset.js';
 
 /** Lifetime jitter: each connection retires within ±2.5% of `maxLifetimeMs`, so they do not all go at once. */
@@ -125,6 +126,18 @@ export class PooledConnection {
     // Not client.end(): while connecting, pg would then never call the connect callback.
     if (this.#socket !== undefined) this.#socket.destroy();
     else void this.close(0);
+  }
+
+  /**
+   * The library gives up on the statement in flight (its client-side deadline passed): a
+   * CancelRequest goes to the server, bounded by `cancelWithinMs`, so the statement stops there
+   * too, and the connection is destroyed at once (the caller gets `reason` now). Resolves whether
+   * the server took the cancel.
+   */
+  abandon(reason: Error, cancelWithinMs: number): Promise<boolean> {
+    const cancelled = this.busySince !== 0 ? sendCancelRequest(this.client, cancelWithinMs) : Promise.resolve(false);
+    this.destroy(reason);
+    return cancelled;
   }
 
   /** Ends the connection once; settles when its socket closed, or after `waitMs` (then destroys it). */

@@ -2,6 +2,9 @@ import type { QueryResult, QueryResultRow } from 'pg';
 import { PoolStatementTimeoutError } from '../pool.exceptions.js';
 import type { PooledConnection } from './pooled-connection.js';
 
+/** How long a CancelRequest for a statement past its deadline may take (it needs no login, only a socket). */
+export const CANCEL_TIMEOUT_MS = 1000;
+
 export type QueryCallback<R extends QueryResultRow> = (err: Error | undefined, res: QueryResult<R> | undefined) => void;
 
 /**
@@ -32,8 +35,8 @@ export function sendAsync<R extends QueryResultRow>(conn: PooledConnection, text
 
 /**
  * `send` with its own deadline (validation, rollback, the library's own statements): when the
- * server has not answered within `timeoutMs`, the connection is destroyed — never pooled again —
- * and the statement fails with `PoolStatementTimeoutError`.
+ * server has not answered within `timeoutMs`, the statement is cancelled on the server and the
+ * connection destroyed — never pooled again — and it fails with `PoolStatementTimeoutError`.
  */
 export function sendWithin<R extends QueryResultRow>(
   conn: PooledConnection,
@@ -45,7 +48,7 @@ export function sendWithin<R extends QueryResultRow>(
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       const where = describe();
-      conn.destroy(new PoolStatementTimeoutError(where.database, where.node, where.address, timeoutMs, text));
+      void conn.abandon(new PoolStatementTimeoutError(where.database, where.node, where.address, timeoutMs, text), CANCEL_TIMEOUT_MS);
     }, timeoutMs);
     timer.unref();
     send<R>(conn, text, values, (err, res) => {
