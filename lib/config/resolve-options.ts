@@ -23,6 +23,7 @@ import { POOL_PRESETS, PRESET_NAMES } from './presets.js';
 import { describeValue, redactSecrets, redactUrl } from './redact.js';
 import { resolveAlertOptions, resolveMetricsOptions, type ResolvedAlertOptions, type ResolvedMetricsOptions } from '../metrics/metrics.options.js';
 import { resolveLoadSizingOptions, type ResolvedLoadSizingOptions } from '../metrics/sizing.options.js';
+import { resolvePreparedStatements, type ResolvedPreparedStatements } from './prepared-statements.options.js';
 
 export interface ResolvedNode {
   readonly database: string;
@@ -49,6 +50,8 @@ export interface ResolvedNode {
   readonly pgbouncer: boolean;
   /** Session time zone; in PgBouncer mode sent as the tracked `TimeZone` startup parameter. */
   readonly timezone: string;
+  /** Automatic prepared statements of each connection. */
+  readonly preparedStatements: ResolvedPreparedStatements;
   /** The config handed to `new pg.Pool()`. Non-enumerable so it never shows when logged. */
   readonly poolConfig: PoolConfig;
   /** Startup `options` per role, for a node a failover promotes or demotes. Non-enumerable. */
@@ -102,7 +105,7 @@ const TOP_LEVEL_KEYS = new Set([
   'statementTimeoutMs', 'maxUses', 'maxLifetimeMs', 'validateIdleAfterMs', 'leakDetectionThresholdMs',
   'keepAliveMs', 'connectTimeoutMs', 'queryTimeoutMs', 'validationTimeoutMs', 'applicationName', 'timezone', 'onConnect', 'lazy', 'retryAttempts', 'retryDelayMs',
   'instances', 'sizingAdvisor', 'shutdownTimeoutMs', 'slowQueryMs', 'routing', 'breaker', 'monitor', 'metrics',
-  'alerts', 'failover', 'loadSizing', 'pgbouncer', 'env',
+  'alerts', 'failover', 'loadSizing', 'pgbouncer', 'env', 'preparedStatements',
 ]);
 const FAILOVER_KEYS = new Set(['discoverRoles', 'checkIntervalMs', 'checkTimeoutMs', 'failoverTimeoutMs']);
 const TARGET_SESSION_ATTRS = ['any', 'read-write', 'primary'];
@@ -365,7 +368,7 @@ function resolveNode(
   path: string,
   database: string,
   defaults: PoolValues,
-  common: { applicationName: string; timezone: string; pgbouncer: boolean },
+  common: { applicationName: string; timezone: string; pgbouncer: boolean; preparedStatements: ResolvedPreparedStatements },
   env: Env,
 ): ResolvedNode {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw) || Object.keys(raw).length === 0) {
@@ -432,6 +435,7 @@ function resolveNode(
     address: nodeAddress(node, env),
     pgbouncer: common.pgbouncer,
     timezone: common.timezone,
+    preparedStatements: common.preparedStatements,
     ...plainPoolValues(values),
   } as ResolvedNode;
   hide(resolved, 'poolConfig', poolConfig);
@@ -671,7 +675,8 @@ export function resolveOptions(input: PoolModuleOptions & { name?: string; isGlo
   }
   if (!Array.isArray(replicasRaw)) fail(optionField('replicas'), 'an array of connection objects', replicasRaw);
 
-  const common = { applicationName, timezone, pgbouncer };
+  const preparedStatements = resolvePreparedStatements(input.preparedStatements, pgbouncer);
+  const common = { applicationName, timezone, pgbouncer, preparedStatements };
   const primary = resolveNode(candidates[0], 'primary', 0, candidates.length > 1 ? 'primary[0]' : 'primary', database, defaults, common, env);
   const replicas = (replicasRaw as unknown[]).map((r, i) =>
     resolveNode(r, 'replica', i, `replicas[${i}]`, database, defaults, common, env),

@@ -23,6 +23,7 @@ import { PoolFacade } from '../pool/pool-facade.js';
 import { PooledConnection } from '../pool/pooled-connection.js';
 import { releaseAction, retireOrPool, type ReleaseContext } from '../pool/release-policy.js';
 import { send, sendWithin } from '../pool/statement-deadline.js';
+import { StatementCache } from '../pool/statement-cache.js';
 import { needsValidation, validate } from '../pool/validation.js';
 import { isConnectionError, isServerRestartError, isSessionTerminated } from './errors.js';
 import { LatencyHistogram, NodeCounters } from './node-stats.js';
@@ -156,6 +157,10 @@ export class NodePool {
   readonly #exitOnIdle: boolean;
   readonly #where: () => { database: string; node: string; address: string };
   readonly #ctx: { generation: number; maxUses: number; primary: boolean; now: number };
+  /** Connections keep automatic prepared statements (off with node-postgres' `pipeline` mode: statements overlap there). */
+  readonly #prepares: boolean;
+  /** PgBouncer in transaction mode without protocol-level prepared statements: `QueryConfig.name` is refused. */
+  readonly #refusesNames: boolean;
 
   constructor(
     readonly config: ResolvedNode,
@@ -180,6 +185,8 @@ export class NodePool {
       Client?: unknown;
     };
     this.#clientConfig = clientConfig;
+    this.#prepares = config.preparedStatements.enabled && (clientConfig as { pipeline?: boolean }).pipeline !== true;
+    this.#refusesNames = config.pgbouncer && !config.preparedStatements.pgbouncerProtocol;
     this.#exitOnIdle = (poolConfig as { allowExitOnIdle?: boolean }).allowExitOnIdle === true;
     this.#transactionSettings =
       config.pgbouncer && config.statementTimeoutMs > 0 ? `; SET LOCAL statement_timeout = ${config.statementTimeoutMs}` : '';
@@ -351,7 +358,7 @@ export class NodePool {
    * terminated the pooled session (57P01) just before, the statement runs once more on a new one.
    */
   query<R extends QueryResultRow = any>(text: QueryInput, values?: unknown[]): Promise<QueryResult<R>> {
-    if (this.config.pgbouncer && typeof text === 'object' && text.name) return Promise.reject(this.#namedStatement(text));
+    if (this.#refusesNames && typeof text === 'object' && text.name) return Promise.reject(this.#namedStatement(text));
     if (this.#breaker.isOpen) return this.#borrow().then((conn) => this.#executeAsync<R>(conn, text, values, true));
     const t0 = performance.now();
     const origin = this.#leaks.enabled ? new Error('Client acquired here') : undefined;
@@ -373,7 +380,7 @@ export class NodePool {
     if (conn === undefined) {
       return Promise.reject(wasReturned(client) ? new ClientReleasedError(this.config.database, this.name, 'query()') : new TypeError('Cannot run a statement on a client this pool did not lend.'));
     }
-    if (this.config.pgbouncer && typeof text === 'object' && text.name) {
+    if (this.#refusesNames && typeof text === 'object' && text.name) {
       const err = this.#namedStatement(text);
       if (release) this.release(client);
       return Promise.reject(err);
@@ -397,7 +404,7 @@ export class NodePool {
           this.counters.queryErrors++;
           reject(err);
         } else resolve(res!);
-      });
+      }, this);
     });
   }
 
@@ -768,6 +775,7 @@ export class NodePool {
   /** Opens a new connection for one caller, within `connectTimeoutMs` and the caller's deadline. */
   #open(t0: number, deadline: number, done: Done, background = false): void {
     const conn = new PooledConnection(this.#clientConfig, this.#Client, this.#generation, (c, err) => this.#onClientError(c, err));
+    if (this.#prepares) conn.statements = new StatementCache(this.config.preparedStatements, this.counters, () => (conn.expiresAt = Date.now()));
     this.#bag.add(conn);
     const started = performance.now();
     const budget = Math.max(1, Math.ceil(Math.min(this.config.connectTimeoutMs, deadline - started)));
@@ -1038,7 +1046,7 @@ export class NodePool {
         return;
       }
       rejectAtCaller(resolve, err);
-    });
+    }, this);
   }
 
   #executeAsync<R extends QueryResultRow>(conn: PooledConnection, text: QueryInput, values: unknown[] | undefined, retry: boolean): Promise<QueryResult<R>> {

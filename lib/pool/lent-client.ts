@@ -1,6 +1,7 @@
 import type { PoolClient } from 'pg';
 import { ClientReleasedError } from '../pool.exceptions.js';
 import type { PooledConnection } from './pooled-connection.js';
+import { sendThroughCache } from './statement-cache.js';
 
 /** What a lent handle needs from its pool. */
 export interface LendingPool {
@@ -64,22 +65,20 @@ export function lend(conn: PooledConnection, pool: LendingPool): PoolClient {
     }
     const first = args[0] as { submit?: unknown } | undefined;
     if (first !== null && typeof first === 'object' && typeof first.submit === 'function') return (client.query as AnyFn).apply(client, args);
-    const last = args.length - 1;
-    const cb = args[last];
+    const cb = typeof args[args.length - 1] === 'function' ? (args[args.length - 1] as AnyFn) : undefined;
+    const values = cb === undefined || args.length > 2 ? args[1] : undefined;
     conn.began();
-    if (typeof cb === 'function') {
-      args[last] = (err: Error | undefined, res: unknown) => (cb as AnyFn)(conn.finished(err), res);
-      return (client.query as AnyFn).apply(client, args);
+    if (cb !== undefined) {
+      sendThroughCache(client, conn.statements, pool, args[0], values, (err, res) => cb(conn.finished(err), res));
+      return undefined;
     }
-    return (client.query as (...a: unknown[]) => Promise<unknown>).apply(client, args).then(
-      (res) => {
-        conn.finished(undefined);
-        return res;
-      },
-      (err: unknown) => {
-        throw conn.finished(err);
-      },
-    );
+    return new Promise((resolve, reject) => {
+      sendThroughCache(client, conn.statements, pool, args[0], values, (err, res) => {
+        const reported = conn.finished(err);
+        if (reported !== undefined) reject(reported);
+        else resolve(res);
+      });
+    });
   };
   const handle = new Proxy(client, {
     get(target, prop) {

@@ -2,6 +2,7 @@ import net from 'node:net';
 import pg from 'pg';
 import type { PoolConfig } from 'pg';
 import type { RemoveReason } from '../pool.events.js';
+import type { StatementCache } from './statement-cache.js';
 
 /** Lifetime jitter: each connection retires within ±2.5% of `maxLifetimeMs`, so they do not all go at once. */
 export const LIFETIME_JITTER = 0.025;
@@ -42,6 +43,8 @@ export class PooledConnection {
   lifetimeTimer: NodeJS.Timeout | undefined = undefined;
   leakOrigin: Error | undefined = undefined;
   leaked = false;
+  /** Automatic prepared statements of this session; `undefined` when off. */
+  statements: StatementCache | undefined = undefined;
   #ended: Promise<void> | undefined;
 
   /** `onError` hears a socket or server error, or an unexpected end (the pool drops an idle connection then). */
