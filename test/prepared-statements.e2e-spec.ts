@@ -190,10 +190,9 @@ describe('automatic prepared statements (real cluster)', () => {
       );
       expect(counters(t).evictions).toBeGreaterThan(0);
       const held = await t.db.withClient((a) => t.db.withClient(async (b) => [await preparedOn(a), await preparedOn(b)]));
-      for (const names of held) {
-        expect(names.length).toBeGreaterThan(0);
-        expect(names.length).toBeLessThanOrEqual(5);
-      }
+      // A connection that dropped 4 × cacheSize names is retired and replaced, so one may be fresh.
+      expect(held[0]!.length + held[1]!.length).toBeGreaterThan(0);
+      for (const names of held) expect(names.length).toBeLessThanOrEqual(5);
     } finally {
       await t.close();
     }

@@ -165,13 +165,11 @@ export class StatementCache {
   }
 }
 
-/** Sends `DEALLOCATE` for each name, one after the other, then calls `next`. */
-function deallocateThen(client: pg.Client, cache: StatementCache, names: readonly string[], i: number, next: () => void): void {
-  if (i === names.length) return next();
-  const name = names[i]!;
+/** Sends `DEALLOCATE name`; a failure other than "does not exist" leaves it to the next preparation. */
+function deallocate(client: pg.Client, cache: StatementCache, name: string, then: (() => void) | undefined): void {
   (client.query as unknown as QueryFn).call(client, `DEALLOCATE ${quoteName(name)}`, undefined, (err) => {
     if (err && (err as { code?: unknown }).code !== '26000') cache.deallocationFailed(name);
-    deallocateThen(client, cache, names, i + 1, next);
+    then?.();
   });
 }
 
@@ -201,11 +199,16 @@ export function sendThroughCache(client: pg.Client, cache: StatementCache | unde
       // Read when the error arrives: the status of the session when this statement started.
       const inTransaction = client.getTransactionStatus() !== 'I';
       const stale = cache!.invalidated(plan, err);
-      deallocateThen(client, cache!, stale === undefined ? NOTHING : [stale], 0, () => {
+      const next = () => {
         if (inTransaction) return cb(new PreparedStatementInvalidatedError(site!.database, site!.name, err), undefined);
         query.call(client, text, values, (again, res2) => cb(again ?? undefined, again ? undefined : res2));
-      });
+      };
+      // The session answers this failure before it takes anything else: one statement at a time from here.
+      if (stale === undefined) next();
+      else deallocate(client, cache!, stale, next);
     });
-  if (plan.drop.length === 0) run();
-  else deallocateThen(client, cache!, plan.drop, 0, run);
+  // Queued right away, in order, ahead of the statement: statements sent on the client after this
+  // one still run after it, and the client's queue stays empty on the usual one-at-a-time path.
+  for (const name of plan.drop) deallocate(client, cache!, name, undefined);
+  run();
 }
