@@ -1,5 +1,5 @@
 import { PreparedStatementInvalidatedError } from 'nestjs-pg-pools';
-import type { PoolClient } from 'pg';
+import pg, { type PoolClient } from 'pg';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import request from 'supertest';
 import { adminQuery, nodeOptions, replicaOptions, startApp, terminateSessions, type TestApp } from './chaos/chaos.support.js';
@@ -100,6 +100,16 @@ describe('automatic prepared statements (real cluster)', () => {
       }
       expect(counters(t).hits - before).toBeGreaterThanOrEqual(2);
       expect((await sql<{ n: number }>`SELECT ${1}::int AS n`.execute(k)).rows[0]!.n).toBe(1);
+    });
+
+    it("prepares a QueryConfig with rowMode 'array' and result type parsers, as Prisma's and Drizzle's adapters send", async () => {
+      const before = counters(t).hits;
+      const types = { getTypeParser: pg.types.getTypeParser };
+      for (let i = 0; i < 5; i++) {
+        const res = await t.db.routedPool.query({ text: BY_ID, values: [15], rowMode: 'array', types } as pg.QueryConfig);
+        expect(res.rows).toEqual([[15, 'item-15']]);
+      }
+      expect(counters(t).hits - before).toBeGreaterThanOrEqual(2);
     });
 
     it('prepares on replicas too (db.replica)', async () => {

@@ -18,17 +18,18 @@ describe('StatementCache', () => {
     const prepared = c.plan('select $1', [3])!;
     expect(prepared.name.startsWith(PREPARED_NAME_PREFIX)).toBe(true);
     expect(prepared.config).toEqual({ name: prepared.name, text: 'select $1', values: [3] });
-    const hit = c.plan({ text: 'select $1', rowMode: 'array' }, [4])!;
-    expect(hit.config).toEqual({ name: prepared.name, text: 'select $1', rowMode: 'array', values: [4] });
+    const parsers = { getTypeParser: () => String };
+    const hit = c.plan({ text: 'select $1', rowMode: 'array', types: parsers, name: undefined }, [4])!;
+    expect(hit.config).toEqual({ name: prepared.name, text: 'select $1', rowMode: 'array', types: parsers, values: [4] });
     expect(counters).toMatchObject({ preparedMisses: 3, preparedHits: 1 });
   });
 
-  it('leaves statements without values, with their own name, with types or in simple mode alone', () => {
+  it('leaves statements without values, with their own name, with parameter type OIDs or in simple mode alone', () => {
     const { c, counters } = cache(1, 10);
     expect(c.plan('select 1', undefined)).toBeUndefined();
     expect(c.plan('select 1', [])).toBeUndefined();
     expect(c.plan({ text: 'select $1', name: 'mine', values: [1] }, undefined)).toBeUndefined();
-    expect(c.plan({ text: 'select $1', types: {}, values: [1] }, undefined)).toBeUndefined();
+    expect(c.plan({ text: 'select $1', types: [23], values: [1] }, undefined)).toBeUndefined();
     expect(c.plan({ text: 'select $1', queryMode: 'simple', values: [1] }, undefined)).toBeUndefined();
     expect(counters.preparedMisses).toBe(0);
   });

@@ -102,7 +102,8 @@ export class StatementCache {
     else {
       if (text === null || typeof text !== 'object') return undefined;
       const config = text as Record<string, unknown>;
-      if (config.name !== undefined || config.types !== undefined || config.callback !== undefined || config.queryMode === 'simple' || typeof config.text !== 'string') return undefined;
+      // `types` as result parsers (Prisma's adapter) is client-side only; as parameter type OIDs it would be fixed by the first parse.
+      if (config.name !== undefined || Array.isArray(config.types) || config.callback !== undefined || config.queryMode === 'simple' || typeof config.text !== 'string') return undefined;
       key = config.text;
       base = config;
       values ??= config.values;
