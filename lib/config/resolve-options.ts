@@ -105,7 +105,7 @@ const TOP_LEVEL_KEYS = new Set([
   'statementTimeoutMs', 'maxUses', 'maxLifetimeMs', 'validateIdleAfterMs', 'leakDetectionThresholdMs',
   'keepAliveMs', 'connectTimeoutMs', 'queryTimeoutMs', 'validationTimeoutMs', 'applicationName', 'timezone', 'onConnect', 'lazy', 'retryAttempts', 'retryDelayMs',
   'instances', 'sizingAdvisor', 'shutdownTimeoutMs', 'slowQueryMs', 'routing', 'breaker', 'monitor', 'metrics',
-  'alerts', 'failover', 'loadSizing', 'pgbouncer', 'env', 'preparedStatements',
+  'alerts', 'failover', 'loadSizing', 'preparedStatements', 'pgbouncer', 'env',
 ]);
 const FAILOVER_KEYS = new Set(['discoverRoles', 'checkIntervalMs', 'checkTimeoutMs', 'failoverTimeoutMs']);
 const TARGET_SESSION_ATTRS = ['any', 'read-write', 'primary'];
