@@ -34,7 +34,8 @@ export interface StatementSite {
   readonly name: string;
 }
 
-type Callback = (err: Error | undefined, res: QueryResult | undefined) => void;
+/** node-postgres' callback shape: an error (`null` or `undefined` when none), then the result. */
+type Callback = (err: Error | null | undefined, res: QueryResult | undefined) => void;
 type QueryFn = (config: unknown, values: unknown, cb: (err: Error | null | undefined, res: QueryResult) => void) => void;
 
 interface Plan {
@@ -186,30 +187,27 @@ export function sendThroughCache(client: pg.Client, cache: StatementCache | unde
   const plan = cache?.plan(text, values);
   if (plan === undefined) {
     try {
-      query.call(client, text, values, (err, res) => cb(err ?? undefined, err ? undefined : res));
+      query.call(client, text, values, cb);
     } catch (err) {
       // node-postgres throws for a missing statement: report it like any failure, after this call returns.
       queueMicrotask(() => cb(err as Error, undefined));
     }
     return;
   }
-  const run = () =>
-    query.call(client, plan.config, undefined, (err, res) => {
-      if (!err) return cb(undefined, res);
-      if (!isInvalidatedPlan(err)) return cb(err, undefined);
-      // Read when the error arrives: the status of the session when this statement started.
-      const inTransaction = client.getTransactionStatus() !== 'I';
-      const stale = cache!.invalidated(plan, err);
-      const next = () => {
-        if (inTransaction) return cb(new PreparedStatementInvalidatedError(site!.database, site!.name, err), undefined);
-        query.call(client, text, values, (again, res2) => cb(again ?? undefined, again ? undefined : res2));
-      };
-      // The session answers this failure before it takes anything else: one statement at a time from here.
-      if (stale === undefined) next();
-      else deallocate(client, cache!, stale, next);
-    });
   // Queued right away, in order, ahead of the statement: statements sent on the client after this
   // one still run after it, and the client's queue stays empty on the usual one-at-a-time path.
   for (const name of plan.drop) deallocate(client, cache!, name, undefined);
-  run();
+  query.call(client, plan.config, undefined, (err, res) => {
+    if (!err || !isInvalidatedPlan(err)) return cb(err, res);
+    // Read when the error arrives: the status of the session when this statement started.
+    const inTransaction = client.getTransactionStatus() !== 'I';
+    const stale = cache!.invalidated(plan, err);
+    const next = () => {
+      if (inTransaction) return cb(new PreparedStatementInvalidatedError(site!.database, site!.name, err), undefined);
+      query.call(client, text, values, cb);
+    };
+    // The session answers this failure before it takes anything else: one statement at a time from here.
+    if (stale === undefined) next();
+    else deallocate(client, cache!, stale, next);
+  });
 }
