@@ -25,7 +25,8 @@ const common = {
 
 export default {
   projects: [
-    { ...common, displayName: 'unit', testMatch: ['<rootDir>/lib/**/*.spec.ts'] },
+    // test/*.spec.ts: checks of the repository's files (docs, generated figures) that need no cluster.
+    { ...common, displayName: 'unit', testMatch: ['<rootDir>/lib/**/*.spec.ts', '<rootDir>/test/*.spec.ts'] },
     {
       ...common,
       displayName: 'e2e',

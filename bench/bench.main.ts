@@ -1,10 +1,10 @@
 import 'reflect-metadata';
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
+import { commitOf } from '../test/support/stamp.js';
 import { benchCluster, FULL_TIMING, repoRoot, serverConfig, SMOKE_TIMING } from './bench.config.js';
 import { pause, withDeadline } from './bench.harness.js';
 import { benchLogger } from './bench.logger.js';
@@ -20,6 +20,7 @@ import { preparedStatementsScenario } from './scenarios/prepared-statements.scen
 import { queryBuilderScenario } from './scenarios/query-builder.scenario.js';
 import { queryPathScenario } from './scenarios/query-path.scenario.js';
 import { routedReadsScenario } from './scenarios/routed-reads.scenario.js';
+import { sessionContextScenario } from './scenarios/session-context.scenario.js';
 
 const SCENARIOS: readonly Scenario[] = [
   queryPathScenario,
@@ -31,6 +32,7 @@ const SCENARIOS: readonly Scenario[] = [
   memoryScenario,
   queryBuilderScenario,
   preparedStatementsScenario,
+  sessionContextScenario,
 ];
 
 /** The command as run, with the cluster copy when it is not the default one. */
@@ -57,22 +59,6 @@ function parseArgs(argv: string[]) {
 function packageVersion(name: string): string {
   try {
     return (JSON.parse(readFileSync(path.join(repoRoot, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version;
-  } catch {
-    return 'unknown';
-  }
-}
-
-function gitCommit(): string {
-  try {
-    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repoRoot, encoding: 'utf8' }).trim();
-    // The files this command writes do not make the measured code "uncommitted".
-    const status = execFileSync('git', ['status', '--porcelain', '--', '.', ':!BENCHMARKS.md', ':!bench/results.json'], { cwd: repoRoot, encoding: 'utf8' });
-    const changed = status
-      .split('\n')
-      .map((line) => line.slice(3).trim())
-      .filter((file) => file !== '');
-    if (changed.length === 0) return head;
-    return `${head} + uncommitted changes to ${changed.slice(0, 5).join(', ')}${changed.length > 5 ? ', …' : ''}`;
   } catch {
     return 'unknown';
   }
@@ -121,7 +107,8 @@ async function main(): Promise<number> {
     nest: packageVersion('@nestjs/core'),
     postgres,
     loadAverageAtStart: os.loadavg(),
-    gitCommit: gitCommit(),
+    // The files this command writes do not make the measured code "uncommitted".
+    gitCommit: commitOf(repoRoot, ['BENCHMARKS.md', 'bench/results.json']),
     date: new Date().toISOString(),
   };
   console.log(`${args.smoke ? 'Smoke run' : 'Benchmarks'}: ${machine.cpuModel}, ${machine.cores} cores, Node ${machine.node}, ${postgres}`);

@@ -1,3 +1,4 @@
+import { renderStamp } from '../test/support/stamp.js';
 import type { Figure, ScenarioResult } from './bench.results.js';
 
 export interface MachineFacts {
@@ -52,8 +53,22 @@ export function formatValue(f: Figure): string {
 
 export function formatMet(f: Figure): string {
   if (f.target === undefined) return '';
-  if (f.met === undefined) return 'n/a';
-  return f.met ? 'met' : 'NOT met';
+  if (f.verdict === 'not resolved') return 'not resolved';
+  return f.verdict === 'met' ? 'met' : 'NOT met';
+}
+
+/** The figure, with the interquartile range of its pairs when they judged the target. */
+function formatResult(f: Figure): string {
+  if (f.iqr === undefined) return formatValue(f);
+  const [q1, q3] = f.iqr.map((q) => formatValue({ ...f, value: q }));
+  return `${formatValue(f)} (IQR ${q1} – ${q3})`;
+}
+
+function markdownVerdict(f: Figure): string {
+  if (f.target === undefined) return '';
+  if (f.verdict === 'met') return '✅ met';
+  if (f.verdict === 'not resolved') return '≈ not resolved at this noise';
+  return '❌ not met';
 }
 
 function side(value: number | undefined, unit: string | undefined): string {
@@ -69,7 +84,7 @@ export function renderTable(scenarios: readonly ScenarioResult[]): string {
       continue;
     }
     for (const f of s.figures) {
-      rows.push([s.id, f.label, side(f.ours, f.unit), side(f.raw, f.unit), formatValue(f), f.target?.text ?? '', formatMet(f)]);
+      rows.push([s.id, f.label, side(f.ours, f.unit), side(f.raw, f.unit), formatResult(f), f.target?.text ?? '', formatMet(f)]);
     }
   }
   const widths = rows[0]!.map((_, c) => Math.min(c === 1 ? 78 : 40, Math.max(...rows.map((r) => r[c]!.length))));
@@ -87,9 +102,11 @@ export function renderMarkdown(run: BenchRun): string {
   const out: string[] = [];
   out.push('# Benchmarks', '');
   out.push(
-    `Produced by \`${run.command}\` (full run, ${(run.durationMs / 1000).toFixed(0)} s) on ${m.date}. ` +
+    `${renderStamp(run.command, m.gitCommit, m.date)} (full run, ${(run.durationMs / 1000).toFixed(0)} s). ` +
       'Every figure compares our side with its reference **in the same run**, with repetitions interleaved ' +
-      '(ours, reference, ours, reference, …) after one warm-up of each; the median is reported. The raw data is in ' +
+      '(ours, reference, ours, reference, …) after one warm-up of each; the median is reported. A target is met only when the ' +
+      'interquartile range of the per-pair figures clears it, not met when the range misses it or the figure is missing, and ' +
+      '"not resolved at this noise" when the range straddles it. The raw data is in ' +
       '[`bench/results.json`](bench/results.json); the code is in [`bench/`](bench/).',
     '',
   );
@@ -116,16 +133,26 @@ export function renderMarkdown(run: BenchRun): string {
     for (const f of s.figures) {
       const ref = f.reference ? `${side(f.raw, f.unit)}` : '';
       out.push(
-        `| ${s.id} | ${escape(f.label)} | ${side(f.ours, f.unit)} | ${ref} | ${formatValue(f)} | ${f.target?.text ?? ''} | ${f.met === undefined ? '' : f.met ? '✅ met' : '❌ not met'} |`,
+        `| ${s.id} | ${escape(f.label)} | ${side(f.ours, f.unit)} | ${ref} | ${formatResult(f)} | ${f.target?.text ?? ''} | ${markdownVerdict(f)} |`,
       );
     }
   }
   out.push('');
-  const missed = run.scenarios.flatMap((s) => s.figures.filter((f) => f.met === false).map((f) => ({ s, f })));
-  if (missed.length > 0) {
+  const missed = run.scenarios.flatMap((s) => s.figures.filter((f) => f.target !== undefined && f.verdict === 'not met').map((f) => ({ s, f })));
+  const failed = run.scenarios.filter((s) => s.error !== undefined);
+  if (missed.length > 0 || failed.length > 0) {
     out.push('## Targets not met', '');
+    for (const s of failed) out.push(`- **${s.id}. ${escape(s.title)}: no figure (the scenario failed: ${escape(s.error!.split('\n')[0]!)}).** Each of its targets counts as not met.`);
     for (const { s, f } of missed) {
-      out.push(`- **${s.id}. ${escape(f.label)}: ${formatValue(f)} (target ${f.target!.text}).** ${f.whenNotMet ?? 'See the scenario below for the per-repetition figures.'}`);
+      out.push(`- **${s.id}. ${escape(f.label)}: ${formatResult(f)} (target ${f.target!.text}).** ${f.whenNotMet ?? 'See the scenario below for the per-repetition figures.'}`);
+    }
+    out.push('');
+  }
+  const unresolved = run.scenarios.flatMap((s) => s.figures.filter((f) => f.verdict === 'not resolved').map((f) => ({ s, f })));
+  if (unresolved.length > 0) {
+    out.push('## Targets not resolved at this noise', '');
+    for (const { s, f } of unresolved) {
+      out.push(`- **${s.id}. ${escape(f.label)}: ${formatResult(f)} (target ${f.target!.text}).** The interquartile range of the pairs straddles the target, so this run cannot tell.`);
     }
     out.push('');
   }

@@ -2,7 +2,9 @@ import type { Pool, PoolClient, QueryResult, QueryResultRow } from 'pg';
 import type { Observable } from 'rxjs';
 import type { PoolCluster } from './core/pool-cluster.js';
 import type { TransactionHandle } from './transactions/pinned-transaction.js';
-import { runInScope } from './routing/routing-context.js';
+import { routingStorage, runInScope, runWithContexts } from './routing/routing-context.js';
+import { compileSessionContext, ExplicitContexts, type SessionContext } from './session/session-context.js';
+import { SessionContextInTransactionError } from './pool.exceptions.js';
 import { RoutedPool } from './routing/routed-pool.js';
 import type { QueryInput } from './core/node-pool.js';
 import type { PoolEvent } from './pool.events.js';
@@ -105,6 +107,21 @@ export class DatabaseService {
    */
   scope<T>(fn: () => T): T {
     return runInScope(fn);
+  }
+
+  /**
+   * Runs `fn` with a session context for this database: every statement below it (across awaits,
+   * on the primary and replicas, in transactions, through `withClient` and `routedPool`) runs in a
+   * transaction with `role` and `settings` applied by `set_config(…, true)`. Replaces the request's
+   * context for this database; `{}` runs without one. Throws `PoolConfigurationError` for a bad role
+   * or setting name, and `SessionContextInTransactionError` inside an open transaction (the
+   * context is applied when a transaction begins).
+   */
+  withSession<T>(context: SessionContext, fn: () => T): T {
+    const compiled = compileSessionContext(context, this.cluster.options.session.secret, 'withSession(context)');
+    const scope = routingStorage.getStore();
+    if (scope?.tx?.has(this.cluster.name) === true) throw new SessionContextInTransactionError(this.cluster.name);
+    return runWithContexts(new ExplicitContexts(scope?.contexts, this.cluster.name, compiled), fn);
   }
 
   /**

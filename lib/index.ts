@@ -14,3 +14,5 @@ export { PoolHealthIndicator } from './health/pool.health.js';
 export { RoutingInterceptor } from './routing/routing.interceptor.js';
 export type * from './health/health.interfaces.js';
 export type { TopologySnapshot } from './cluster/topology.js';
+export type { SessionContext, SessionOptions, SessionSettingValue } from './session/session-context.js';
+export type { ResetOnRelease } from './pool/session-reset.js';

@@ -66,7 +66,7 @@ export type PoolEventType = PoolEvent['type'];
  */
 export type TopologyRole = 'primary' | 'replica' | 'fenced' | 'unknown';
 
-export type RemoveReason = 'error' | 'lifetime' | 'max-uses' | 'evicted' | 'validation' | 'rollback-failed' | 'idle' | 'shutdown';
+export type RemoveReason = 'error' | 'lifetime' | 'max-uses' | 'evicted' | 'validation' | 'rollback-failed' | 'reset-failed' | 'idle' | 'shutdown';
 
 export type ErrorKind = 'connection' | 'acquire-timeout' | 'validation' | 'idle-client' | 'query' | 'read-only';
 

@@ -343,3 +343,15 @@ export class PoolEndedError extends PoolError {
     super(`Cannot acquire a connection from pool "${database}/${node}" because the pool was ended. Please make sure that no work starts after the application shuts down.`);
   }
 }
+
+/** `db.withSession()` called inside an open transaction of the same database. */
+export class SessionContextInTransactionError extends PoolError {
+  override name = 'SessionContextInTransactionError';
+  readonly code = 'SESSION_CONTEXT_IN_TRANSACTION';
+  constructor(readonly database: string) {
+    super(
+      `Cannot set a session context for "${database}" inside an open transaction because the context is applied when a transaction begins. ` +
+        'Please make sure that db.withSession() wraps db.transaction() (or @Transactional()), not the other way around.',
+    );
+  }
+}

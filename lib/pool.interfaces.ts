@@ -1,3 +1,5 @@
+import type { SessionOptions } from './session/session-context.js';
+import type { ResetOnRelease } from './pool/session-reset.js';
 import type { CanActivate, ModuleMetadata, Type, InjectionToken, OptionalFactoryDependency } from '@nestjs/common';
 import type { PoolClient, PoolConfig } from 'pg';
 import type { Registry, RegistryContentType } from 'prom-client';
@@ -347,7 +349,10 @@ export interface PoolModuleOptions extends PoolDefaults {
   applicationName?: string;
   /** Session time zone for every connection. Default: `UTC`. */
   timezone?: string;
-  /** Runs once on every new connection before it is first handed out. A throw discards the connection. */
+  /**
+   * Runs on every new connection before it is first handed out, and again after each session reset
+   * (`resetOnRelease`), so what it sets up is there for every borrower. A throw discards the connection.
+   */
   onConnect?: (client: PoolClient, context: ConnectContext) => void | Promise<void>;
   /**
    * Open nothing at start: no warm-up to `min`, no start-up sizing advisor or lag check; the first
@@ -397,6 +402,24 @@ export interface PoolModuleOptions extends PoolDefaults {
    * preparation off, unless `preparedStatements.pgbouncerProtocol` declares PgBouncer ≥ 1.21 support. Default: `false`.
    */
   pgbouncer?: boolean;
+  /**
+   * Resets the session state a borrower changed (settings, `SET ROLE`, `LISTEN`, temporary tables,
+   * session advisory locks, SQL `PREPARE`, cursors `WITH HOLD`) before the connection serves anyone
+   * else; a reset that fails closes the connection. `'auto'`: only after a checkout that sent a
+   * statement able to change it (one extra round trip then, nothing otherwise); `'always'`: after
+   * every checkout; `'never'`: the session is handed on as it is. With `pgbouncer`, `'auto'` resets
+   * nothing (session state is not kept per client there: use session contexts, which are
+   * transaction-local). Default: `'auto'`.
+   */
+  resetOnRelease?: ResetOnRelease;
+  /**
+   * Per-request session context: `fromRequest(req)` returns `{ role?, settings? }` for the request
+   * (read at its first statement); every statement of the request then runs in a transaction with
+   * them applied by `set_config(…, true)` (`SET LOCAL`): on the primary, on replicas, in
+   * transactions, through `withClient` and `db.routedPool`. `secret` lists settings whose values are
+   * never logged. Default: no context (`db.withSession()` sets one for code no request reaches).
+   */
+  session?: SessionOptions;
   /** Environment to read `DB_*` overrides and presets from. Default: `process.env`. */
   env?: Record<string, string | undefined>;
 }

@@ -14,8 +14,8 @@ compat_dir="$root/test/nest11"
 lockfile="$compat_dir/package-lock.json"
 stamp="$compat_dir/node_modules/.installed-from-lockfile.sha256"
 
-# The files of the subset, as Jest path regexes. A pattern that matches no file is simply skipped;
-# compat.e2e-spec.ts always exists, so the run can never be empty.
+# The files of the subset, as Jest path regexes. A pattern that matches no file is skipped by
+# Jest, so the run must pass at least subset_tests tests (scripts/assert-test-count.mjs).
 subset=(
   'test/compat\.e2e-spec\.ts$'
   'test/module-[^/]*\.e2e-spec\.ts$'
@@ -23,6 +23,7 @@ subset=(
   'test/health-[^/]*\.e2e-spec\.ts$'
   'test/metrics-prometheus-interop\.e2e-spec\.ts$'
 )
+subset_tests=102
 
 lock_hash() { sha256sum "$lockfile" | cut -d' ' -f1; }
 
@@ -41,5 +42,11 @@ echo "nest11: running the e2e subset on @nestjs/core $core_version"
 
 cd "$root"
 # @willsoto/nestjs-prometheus (CommonJS) loads NestJS 11 under Jest: its test must not be skipped.
-NEST_COMPAT=11 PGPOOLS_REQUIRE_WILLSOTO=1 exec node --experimental-vm-modules node_modules/jest/bin/jest.js \
-  --selectProjects e2e --runInBand "$@" -- "${subset[@]}"
+counts="$(mktemp "${TMPDIR:-/tmp}/nestjs-pg-pools-nest11.XXXXXX.json")"
+trap 'rm -f "$counts"' EXIT
+NEST_COMPAT=11 PGPOOLS_REQUIRE_WILLSOTO=1 node --experimental-vm-modules node_modules/jest/bin/jest.js \
+  --selectProjects e2e --runInBand --json --outputFile="$counts" "$@" -- "${subset[@]}"
+# Extra arguments (a filter) make a smaller run on purpose; the count is checked on the full subset.
+if [[ $# -eq 0 ]]; then
+  node scripts/assert-test-count.mjs "$counts" "$subset_tests" "nest11 e2e subset"
+fi

@@ -28,6 +28,8 @@ subset=(
   'test/tls-connections\.e2e-spec\.ts$'
   'test/metrics-(opentelemetry|prometheus-interop)\.e2e-spec\.ts$'
 )
+# Tests the subset must run and pass (README's Node.js row quotes it; test/figures.spec.ts checks that).
+subset_tests=85
 
 install_node() {
   if [[ -x "$target/bin/node" ]]; then return; fi
@@ -57,7 +59,11 @@ case "$command" in
     cd "$root"
     node --experimental-vm-modules node_modules/jest/bin/jest.js --selectProjects unit
     # @willsoto/nestjs-prometheus (CommonJS) can load NestJS 12 under Jest on this Node: its test must run.
-    PGPOOLS_REQUIRE_WILLSOTO=1 node --experimental-vm-modules node_modules/jest/bin/jest.js --selectProjects e2e --runInBand -- "${subset[@]}"
+    counts="$(mktemp "${TMPDIR:-/tmp}/nestjs-pg-pools-node-lts.XXXXXX.json")"
+    PGPOOLS_REQUIRE_WILLSOTO=1 node --experimental-vm-modules node_modules/jest/bin/jest.js --selectProjects e2e --runInBand \
+      --json --outputFile="$counts" -- "${subset[@]}"
+    node scripts/assert-test-count.mjs "$counts" "$subset_tests" "node-lts $line e2e subset"
+    rm -f "$counts"
     # The packed package in every consumer app (ESM, CommonJS, the NestJS 11 + Jest apps, the quickstart).
     bash scripts/check-consumers.sh
     ;;

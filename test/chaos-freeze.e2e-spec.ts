@@ -1,6 +1,7 @@
 import { clusterCtl } from './chaos/chaos.support.js';
 import { sessionCounts } from './support/sessions.js';
 import { FREEZE_POOL, FREEZE_SCENARIOS, renderNotes, renderTable, runChaos, SHORT_TIMING, type ChaosRun, type ScenarioResult } from './chaos/chaos.driver.js';
+import { missedGoals, renderGoals, TIME_MARGIN_MS } from './chaos/chaos.goals.js';
 
 // Hung nodes, the short form of the freeze rows of `npm run chaos` (test/chaos/chaos.driver.ts):
 // a server frozen with SIGSTOP keeps its sockets open and answers nothing (a partition, a stuck
@@ -24,11 +25,15 @@ describe('hung nodes (SIGSTOP, real cluster)', () => {
     } finally {
       await clusterCtl('start');
     }
-    process.stdout.write(`\n${renderTable(run)}\n\n${renderNotes(run)}\n`);
+    process.stdout.write(`\n${renderTable(run)}\n\n${renderNotes(run)}\n\n${renderGoals(run)}\n`);
   }, 240_000);
 
   afterAll(async () => {
     expect(await sessionCounts(APP)).toEqual({ primary: 0, replica1: 0, replica2: 0 });
+  });
+
+  it('leaves no session of the application (its :monitor and :roles ones included) after app.close()', () => {
+    expect(run.sessionsLeftAfterClose).toEqual([]);
   });
 
   it('never crashes, and every pool is back to its baseline with no leaked session after each freeze', () => {
@@ -43,21 +48,27 @@ describe('hung nodes (SIGSTOP, real cluster)', () => {
     }
   });
 
-  it('(f) a frozen replica: 0 failed reads, out of rotation within 1 s, reads keep at least half their rate, slowest read ≤ 2 s, back after SIGCONT', () => {
+  it('meets every goal docs/CHAOS.md states for rows (f) and (g) (test/chaos/chaos.goals.ts)', () => {
+    expect(missedGoals(run)).toEqual([]);
+  });
+
+  it('(f) a frozen replica: 0 failed reads, out of rotation within 750 ms, reads keep at least half their rate, slowest read ≤ 2 s, back after SIGCONT', () => {
     const r = result('replica-freeze');
     const f = r.facts as Record<string, number>;
     expect(r.failedReads).toBe(0);
-    expect(f.outOfRotationMs).toBeLessThanOrEqual(1000);
+    // monitor.intervalMs + monitor.timeoutMs (250 + 500 ms), + TIME_MARGIN_MS on 2 shared cores.
+    expect(f.outOfRotationMs).toBeLessThanOrEqual(750 + TIME_MARGIN_MS);
     expect(f.readsPerSecondDuring).toBeGreaterThanOrEqual(0.5 * f.readsPerSecondBefore);
     expect(f.slowestReadMs).toBeLessThanOrEqual(2000);
     expect(r.recoveryMs).toBeDefined();
   });
 
-  it('(g) a frozen primary with acquireTimeoutMs 2000: every write answers within 5 s, replica reads go on, writes succeed within 1 s of SIGCONT', () => {
+  it('(g) a frozen primary with acquireTimeoutMs 2000: every write answers within 2 s, replica reads go on, writes succeed within 1 s of SIGCONT', () => {
     const r = result('primary-freeze');
     const f = r.facts as Record<string, number>;
     expect(f.writesDuring).toBeGreaterThan(0);
-    expect(f.slowestWriteMs).toBeLessThanOrEqual(5000);
+    // acquireTimeoutMs (2000 ms), + TIME_MARGIN_MS on 2 shared cores.
+    expect(f.slowestWriteMs).toBeLessThanOrEqual(2000 + TIME_MARGIN_MS);
     expect(f.readsOkDuring).toBeGreaterThan(10);
     expect(f.failedReadsDuring).toBe(0);
     expect(f.firstWriteOkAfterThawMs).toBeLessThanOrEqual(1000);

@@ -1,6 +1,7 @@
 import { clusterCtl } from './chaos/chaos.support.js';
 import { sessionCounts } from './support/sessions.js';
 import { CHAOS_POOL, renderNotes, renderTable, runChaos, SHORT_TIMING, type ChaosRun, type ScenarioResult } from './chaos/chaos.driver.js';
+import { missedGoals, renderGoals, TIME_MARGIN_MS } from './chaos/chaos.goals.js';
 
 // The short form of `npm run chaos` (test/chaos/chaos.driver.ts) against the real cluster, under a
 // steady mixed load: (a) kill -9 a replica and restart it, (b) restart the primary, (c) terminate
@@ -24,11 +25,19 @@ describe('chaos (short form, real cluster)', () => {
     } finally {
       await clusterCtl('start');
     }
-    process.stdout.write(`\n${renderTable(run)}\n\n${renderNotes(run)}\n`);
+    process.stdout.write(`\n${renderTable(run)}\n\n${renderNotes(run)}\n\n${renderGoals(run)}\n`);
   }, 240_000);
 
   afterAll(async () => {
     expect(await sessionCounts(APP)).toEqual({ primary: 0, replica1: 0, replica2: 0 });
+  });
+
+  it('leaves no session of the application (its :monitor and :roles ones included) after app.close()', () => {
+    expect(run.sessionsLeftAfterClose).toEqual([]);
+  });
+
+  it('meets every goal docs/CHAOS.md states for rows (a)–(e) (test/chaos/chaos.goals.ts)', () => {
+    expect(missedGoals(run)).toEqual([]);
   });
 
   it('never crashes, and every pool is back to its baseline with no leaked client after every scenario', () => {
@@ -53,28 +62,29 @@ describe('chaos (short form, real cluster)', () => {
     expect(r.recoveryMs).toBeDefined();
   });
 
-  it('(b) primary restart: writes fail only while it is down and succeed again within 5 s of it accepting connections', () => {
+  it('(b) primary restart: writes fail only while it is down and succeed again within 1 s of it accepting connections', () => {
     const r = result('primary-restart');
     const { stopAt, upAt, firstWriteOk, lastFailedWriteStart, writesOkAfterRecovery } = r.facts as Record<string, number>;
     expect(r.failedReads).toBe(0);
     expect(r.failedWrites).toBeGreaterThan(0);
     expect(firstWriteOk).toBeDefined();
-    expect(r.recoveryMs).toBeLessThanOrEqual(5000);
+    // The claim: within a second of the primary accepting again, + TIME_MARGIN_MS on 2 shared cores.
+    expect(r.recoveryMs).toBeLessThanOrEqual(1000 + TIME_MARGIN_MS);
     for (const op of r.ops.filter((o) => o.kind === 'write' && !o.ok)) {
       expect(op.start).toBeGreaterThanOrEqual(stopAt - 100);
-      expect(op.start).toBeLessThanOrEqual(upAt + 5000);
+      expect(op.start).toBeLessThanOrEqual(upAt + 1000 + TIME_MARGIN_MS);
     }
     expect(lastFailedWriteStart).toBeLessThanOrEqual(firstWriteOk);
     expect(writesOkAfterRecovery).toBeGreaterThan(10);
   });
 
-  it('(c) pg_terminate_backend of every pooled connection: 0 user-visible errors, pools refilled to min', () => {
+  it('(c) pg_terminate_backend of every pooled connection: 0 user-visible errors, every pool took them out and refilled to min with new sessions', () => {
     const r = result('terminate-all');
     expect(r.failedReads).toBe(0);
     expect(r.failedWrites).toBe(0);
     expect((r.facts.terminated as number[]).reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(3);
     expect(r.recoveryMs).toBeDefined();
-    expect(r.recoveryMs).toBeLessThanOrEqual(5000);
+    expect(r.facts.validated).toBe(true);
   });
 
   it('(d) clients held past the leak threshold: one leak event, warning (with the acquiring stack) and return log each', () => {
@@ -88,7 +98,8 @@ describe('chaos (short form, real cluster)', () => {
     const r = result('exhaust');
     expect(r.facts.callers).toBe(8);
     expect(r.facts.timeouts).toBe(8);
-    expect(r.facts.slowestCallerMs).toBeLessThanOrEqual(CHAOS_POOL.acquireTimeoutMs + 1500);
+    // After acquireTimeoutMs, + TIME_MARGIN_MS on 2 shared cores.
+    expect(r.facts.slowestCallerMs).toBeLessThanOrEqual(CHAOS_POOL.acquireTimeoutMs + TIME_MARGIN_MS);
     const codes = r.facts.loadWriteFailureCodes as string[];
     for (const code of codes) expect(code).toBe('PoolAcquireTimeoutError');
     expect(r.failedReads).toBe(0);

@@ -9,7 +9,7 @@ import {
   getPoolToken,
   type PoolModuleRootOptions,
 } from 'nestjs-pg-pools';
-import { foundationCluster, nodeOptions, nodeUrl, primaryNode, sessionCounts, totalSessions, waitUntil } from './support/foundation-db.js';
+import { foundationCluster, nodeOptions, nodeUrl, primaryNode, sessionCounts, librarySessions, waitUntil } from './support/foundation-db.js';
 import { WHO_ANSWERS, type Answer } from './support/foundation-probe.js';
 
 jest.setTimeout(15_000);
@@ -40,7 +40,7 @@ async function start(options: Partial<PoolModuleRootOptions>): Promise<Started> 
 async function stop(started: Started): Promise<void> {
   running.splice(running.indexOf(started), 1);
   await started.app.close();
-  expect(await waitUntil(() => totalSessions(started.applicationName), (n) => n === 0)).toBe(0);
+  expect(await waitUntil(() => librarySessions(started.applicationName), (n) => n === 0)).toBe(0);
 }
 
 afterEach(async () => {

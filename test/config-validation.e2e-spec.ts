@@ -3,7 +3,7 @@ import { Module, type DynamicModule } from '@nestjs/common';
 import { ConfigModule, ConfigService } from '@nestjs/config';
 import { NestFactory } from '@nestjs/core';
 import { PoolConfigurationError, PoolConnectionError, PoolModule, type PoolModuleRootOptions } from 'nestjs-pg-pools';
-import { CapturingLogger, captureOutput, foundationCluster, nodeUrl, primaryNode, totalSessions } from './support/foundation-db.js';
+import { CapturingLogger, captureOutput, foundationCluster, nodeUrl, primaryNode, librarySessions } from './support/foundation-db.js';
 
 jest.setTimeout(15_000);
 
@@ -182,7 +182,7 @@ describe('a bad option fails the start with one PoolConfigurationError', () => {
     const result = await startFailing([PoolModule.forRoot(rootOptions(options, env))]);
     expectOneConfigurationError(result, message);
     expectNoPassword(result);
-    expect(await totalSessions(APP_NAME)).toBe(0);
+    expect(await librarySessions(APP_NAME)).toBe(0);
   });
 
   it('names the field of a named database with its own DB_<NAME>_ variable', async () => {
@@ -225,7 +225,7 @@ describe('a rejected password', () => {
       expect.stringMatching(new RegExp(`^Connecting to "default/primary" at 127\\.0\\.0\\.1:${primary} failed \\(attempt 1/2\\): .*password authentication failed for user "app"\\. Retrying in 20ms\\.$`)),
     ]);
     expectNoPassword(result, wrong);
-    expect(await totalSessions(APP_NAME)).toBe(0);
+    expect(await librarySessions(APP_NAME)).toBe(0);
   });
 
   it('keeps a wrong password given in a URL out of errors and logs', async () => {

@@ -13,8 +13,10 @@ import { waitFor } from './support/wait.js';
 
 // Opens the live dashboard of a running app in headless Debian Chromium (playwright-core, no
 // browser download) under a bounded read/write load, checks that the cards and charts render
-// the live numbers of /metrics/db-pool, and saves docs/dashboard.png. Uses the sample app's
-// AppModule when sample-app/src/app.module.ts exists, else a module of the same shape.
+// the live numbers of /metrics/db-pool, and saves a screenshot: under build/ (git-ignored) in
+// `npm test`, so a test run leaves the tree clean; `npm run docs:dashboard` writes the committed
+// docs/dashboard.png (PGPOOLS_DASHBOARD_SCREENSHOT). Uses the sample app's AppModule when
+// sample-app/src/app.module.ts exists, else a module of the same shape.
 
 const CHROMIUM = '/usr/bin/chromium';
 const APP = 'e2e-dashboard-browser';
@@ -22,7 +24,7 @@ const FALLBACK_TABLE = 'dashboard_e2e_users';
 const RUN = `dashboard-e2e-${process.pid}-${Date.now()}`;
 const ROOT = process.cwd();
 const SAMPLE_MODULE = path.join(ROOT, 'sample-app/src/app.module.ts');
-const SCREENSHOT = path.join(ROOT, 'docs/dashboard.png');
+const SCREENSHOT = path.resolve(ROOT, process.env.PGPOOLS_DASHBOARD_SCREENSHOT ?? 'build/dashboard.png');
 const CHROMIUM_ARGS = [
   '--headless',
   '--no-sandbox',
@@ -211,7 +213,7 @@ describe('dashboard in headless Chromium (real cluster, under load)', () => {
     return Promise.all(Array.from({ length: 24 }, (_, i) => worker(i))).then(() => stats);
   }
 
-  it('renders live per-node charts whose numbers match /metrics/db-pool, and saves docs/dashboard.png', async () => {
+  it('renders live per-node charts whose numbers match /metrics/db-pool, and saves a screenshot', async () => {
     load = startLoad(150_000);
     context = await chromium.launchPersistentContext(userDataDir, {
       executablePath: CHROMIUM,

@@ -6,6 +6,7 @@ import type { Subscription } from 'rxjs';
 import { DatabaseService, PoolHealthIndicator, PoolModule, PrimaryUnavailableError, isConnectionError, type PoolEvent, type PoolModuleRootOptions } from 'nestjs-pg-pools';
 import { adminQuery, clusterConfig, clusterCtl, connectionString, pgNodeAt, type PgNodeName } from './support/cluster.js';
 import { sleep, waitFor } from './support/wait.js';
+import { TIME_MARGIN_MS } from './support/margin.js';
 
 // Following the primary on the real cluster: under a bounded mixed load the primary is stopped
 // hard (`pg_ctl stop -m immediate`) and replica1 promoted (`pg_ctl promote`), as Patroni, repmgr
@@ -117,7 +118,7 @@ describe('failover: follow the primary (real cluster)', () => {
     await adminQuery('primary', `DROP TABLE IF EXISTS ${TABLE}`);
   });
 
-  it('(1) writes come back on the promoted replica1 within 5 s; reads never fail; acknowledged writes are there', async () => {
+  it('(1) writes come back on the promoted replica1 within 2 s; reads never fail; acknowledged writes are there', async () => {
     const db = app!.get(DatabaseService);
     expect((await primaryNow(app!)).node).toBe('primary');
     const load = new MixedLoad(db);
@@ -133,7 +134,8 @@ describe('failover: follow the primary (real cluster)', () => {
       const first = await waitFor('a write acknowledged by replica1', () => load.acks.find((a) => a.node === 'replica1' && a.at >= promotedAt - 1000), 10_000);
       const recoveryMs = Math.max(0, first.at - promotedAt);
       console.log(`failover: first write on replica1 ${recoveryMs}ms after pg_ctl promote finished`);
-      expect(recoveryMs).toBeLessThanOrEqual(5000);
+      // The claim: within 2 s of pg_ctl promote, + TIME_MARGIN_MS on 2 shared cores.
+      expect(recoveryMs).toBeLessThanOrEqual(2000 + TIME_MARGIN_MS);
       await waitFor('50 more writes on replica1', () => load.acks.filter((a) => a.node === 'replica1').length >= 50, 10_000);
     } finally {
       await load.stop();

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { PoolClient } from 'pg';
-import { nodeOptions, sessions, startApp } from './chaos/chaos.support.js';
+import { nodeOptions, poolSessions, startApp } from './chaos/chaos.support.js';
 import { sessionCounts } from './support/sessions.js';
 import { sleep, waitFor } from './support/wait.js';
 
@@ -48,7 +48,7 @@ describe('connection lifetimes (real primary)', () => {
         await allOpen;
       }));
       await Promise.all(holders);
-      const first = await sessions('primary', APP);
+      const first = await poolSessions('primary', APP);
       expect(first).toHaveLength(6);
       const originals = [...bornAt.keys()];
       await waitFor('six lifetime retirements', () => originals.every((c) => goneAt.has(c)), lifetime * 2);
@@ -62,7 +62,7 @@ describe('connection lifetimes (real primary)', () => {
       expect(t.events.filter((e) => e.type === 'remove' && e.reason === 'lifetime').length).toBeGreaterThanOrEqual(6);
 
       const replaced = await waitFor('six new sessions', async () => {
-        const rows = await sessions('primary', APP);
+        const rows = await poolSessions('primary', APP);
         return rows.length === 6 && rows.every((r) => !first.some((f) => f.pid === r.pid)) ? rows : undefined;
       }, 5000);
       expect(new Set(replaced.map((r) => r.backend_start.getTime())).size).toBeGreaterThan(1);
@@ -96,8 +96,8 @@ describe('connection lifetimes (real primary)', () => {
       const release = await Promise.all([1, 2, 3, 4].map(() => t.db.primary.withClient(async () => sleep(100))));
       expect(release).toHaveLength(4);
       expect(t.db.primary.pool.totalCount).toBe(4);
-      expect(await sessions('primary', APP)).toHaveLength(4);
-      await waitFor('back to min', async () => t.db.primary.pool.totalCount === 1 && (await sessions('primary', APP)).length === 1, 3000);
+      expect(await poolSessions('primary', APP)).toHaveLength(4);
+      await waitFor('back to min', async () => t.db.primary.pool.totalCount === 1 && (await poolSessions('primary', APP)).length === 1, 3000);
       expect(t.events.filter((e) => e.type === 'remove' && e.reason === 'idle')).toHaveLength(3);
     } finally {
       await t.close();

@@ -1,4 +1,4 @@
-import { adminQuery, nodeOptions, sessions, startApp, type TestApp } from './chaos/chaos.support.js';
+import { adminQuery, nodeOptions, poolSessions, startApp, type TestApp } from './chaos/chaos.support.js';
 import { sessionCounts } from './support/sessions.js';
 import { waitFor } from './support/wait.js';
 
@@ -47,7 +47,7 @@ describe('release hygiene (real primary)', () => {
     expect(after).toEqual({ pid, xid: null, fresh: true });
     expect(await count('left-open')).toBe(0);
     expect(t.cluster.primary.counters.rollbacksOnRelease).toBe(1);
-    const server = await sessions('primary', APP);
+    const server = await poolSessions('primary', APP);
     expect(server.map((s) => s.state)).toEqual(['idle']);
   });
 
@@ -92,7 +92,7 @@ describe('release hygiene (real primary)', () => {
     const after = await facts();
     expect(after.pid).not.toBe(pid);
     expect(after).toMatchObject({ xid: null, fresh: true });
-    await waitFor('the old session gone', async () => !(await sessions('primary', APP)).some((s) => s.pid === pid), 3000);
+    await waitFor('the old session gone', async () => !(await poolSessions('primary', APP)).some((s) => s.pid === pid), 3000);
     expect(t.cluster.primary.counters.connectionErrors).toBeGreaterThanOrEqual(1);
   });
 

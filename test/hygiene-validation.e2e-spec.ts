@@ -1,4 +1,4 @@
-import { adminQuery, nodeOptions, sessions, startApp, startAppBehindRelay, terminateSessions, within, type TestApp } from './chaos/chaos.support.js';
+import { adminQuery, nodeOptions, poolSessions, startApp, startAppBehindRelay, terminateSessions, within, type TestApp } from './chaos/chaos.support.js';
 import { sessionCounts } from './support/sessions.js';
 import { sleep, waitFor } from './support/wait.js';
 
@@ -20,17 +20,17 @@ describe('validation on borrow (real primary)', () => {
   it('never hands out connections terminated server-side while idle, and refills the pool to min', async () => {
     const t = await startApp({ preset: 'test', applicationName: APP, primary: nodeOptions('primary'), min: 3, max: 4 });
     try {
-      const before = (await sessions('primary', APP)).map((s) => s.pid).sort();
+      const before = (await poolSessions('primary', APP)).map((s) => s.pid).sort();
       expect(before).toHaveLength(3);
       // The first 57P01 makes the pool close its other idle connections itself, so the server may
       // find only one of them still there to terminate.
       expect(await terminateSessions('primary', APP)).toBeGreaterThanOrEqual(1);
-      await waitFor('old sessions gone', async () => (await sessions('primary', APP)).every((r) => !before.includes(r.pid)), 3000);
+      await waitFor('old sessions gone', async () => (await poolSessions('primary', APP)).every((r) => !before.includes(r.pid)), 3000);
       const pids = new Set<number>();
       for (let i = 0; i < 10; i++) pids.add(await backendPid(t));
       for (const pid of pids) expect(before).not.toContain(pid);
       const after = await waitFor('pool back to min with new server sessions', async () => {
-        const rows = await sessions('primary', APP);
+        const rows = await poolSessions('primary', APP);
         return rows.length === 3 && t.db.primary.pool.totalCount === 3 && rows.every((r) => !before.includes(r.pid)) ? rows : undefined;
       }, 5000);
       expect(after).toHaveLength(3);
@@ -100,7 +100,7 @@ describe('validation on borrow (real primary)', () => {
 
       // A statement that had been running for a while when its session was terminated is not run again.
       const slow = t.db.query('SELECT pg_sleep(3)').then(() => undefined, (e: unknown) => e);
-      await waitFor('pg_sleep running', async () => (await sessions('primary', APP)).some((s) => s.state === 'active'), 3000);
+      await waitFor('pg_sleep running', async () => (await poolSessions('primary', APP)).some((s) => s.state === 'active'), 3000);
       await sleep(1100);
       await adminQuery('primary', "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND state = 'active'", [APP]);
       expect(await slow).toMatchObject({ code: '57P01' });

@@ -10,7 +10,7 @@ import {
   type ConnectContext,
   type PoolModuleRootOptions,
 } from 'nestjs-pg-pools';
-import { adminQuery, foundationCluster, primaryNode, replicaNodes, totalSessions, waitUntil } from './support/foundation-db.js';
+import { adminQuery, foundationCluster, primaryNode, replicaNodes, librarySessions, waitUntil } from './support/foundation-db.js';
 
 jest.setTimeout(15_000);
 
@@ -113,7 +113,7 @@ describe('onConnect', () => {
     await expect(start({ applicationName, replicas: [], onConnect, retryAttempts: 1 })).rejects.toThrow(
       /^Cannot connect to "default\/primary" at 127\.0\.0\.1:\d+ after 1 attempt\(s\): tenant schema missing\. /,
     );
-    expect(await waitUntil(() => totalSessions(applicationName), (n) => n === 0)).toBe(0);
+    expect(await waitUntil(() => librarySessions(applicationName), (n) => n === 0)).toBe(0);
   });
 });
 

@@ -9,7 +9,7 @@ import {
   replicaNodes,
   sessionCounts,
   terminateSessions,
-  totalSessions,
+  librarySessions,
   waitUntil,
 } from './support/foundation-db.js';
 import { WHO_ANSWERS, type Answer } from './support/foundation-probe.js';
@@ -79,8 +79,8 @@ describe('app.close()', () => {
       expect(pool.ended).toBe(true);
       expect(pool.totalCount).toBe(0);
     }
-    expect(await waitUntil(() => totalSessions(main.applicationName!), (n) => n === 0)).toBe(0);
-    expect(await waitUntil(() => totalSessions(analytics.applicationName!), (n) => n === 0)).toBe(0);
+    expect(await waitUntil(() => librarySessions(main.applicationName!), (n) => n === 0)).toBe(0);
+    expect(await waitUntil(() => librarySessions(analytics.applicationName!), (n) => n === 0)).toBe(0);
   });
 
   it('waits for a checked-out client to come back before ending the pool', async () => {
@@ -99,7 +99,7 @@ describe('app.close()', () => {
     expect(finished).toBe(true);
     expect(took).toBeGreaterThanOrEqual(200);
     expect(took).toBeLessThan(3000);
-    expect(await waitUntil(() => totalSessions(opts.applicationName!), (n) => n === 0)).toBe(0);
+    expect(await waitUntil(() => librarySessions(opts.applicationName!), (n) => n === 0)).toBe(0);
   });
 
   it('shutdownTimeoutMs bounds the wait for a client that is never given back', async () => {
@@ -115,7 +115,7 @@ describe('app.close()', () => {
       expect(took).toBeGreaterThanOrEqual(250);
       expect(took).toBeLessThan(3000);
       expect(logger.messages('warn')).toContain(`Ending pool "default/primary" with 1 client(s) still checked out after 300ms.`);
-      expect(await waitUntil(() => totalSessions(opts.applicationName!), (n) => n === 0)).toBe(0);
+      expect(await waitUntil(() => librarySessions(opts.applicationName!), (n) => n === 0)).toBe(0);
     } finally {
       leaked.release();
       await never;

@@ -11,7 +11,7 @@ import {
   primaryNode,
   replicaNodes,
   sessionCounts,
-  totalSessions,
+  librarySessions, totalSessions,
 } from './support/foundation-db.js';
 import { WHO_ANSWERS, type Answer } from './support/foundation-probe.js';
 
@@ -96,7 +96,7 @@ describe('first connection retries', () => {
     for (const text of [(error as Error).message, String((error as Error).stack), logger.text, output.text]) {
       expect(text).not.toContain(foundationCluster.password);
     }
-    expect(await totalSessions(opts.applicationName!)).toBe(0);
+    expect(await librarySessions(opts.applicationName!)).toBe(0);
   });
 
   it('starts when a replica is unreachable: the replica is banned and reads fall back to the primary', async () => {

@@ -4,7 +4,7 @@ import { Test } from '@nestjs/testing';
 import type { Pool } from 'pg';
 import request from 'supertest';
 import { DatabaseService, getDatabaseToken, getPoolToken, PoolModule } from 'nestjs-pg-pools';
-import { foundationCluster, sessionCounts, totalSessions, waitUntil } from './support/foundation-db.js';
+import { foundationCluster, sessionCounts, librarySessions, waitUntil } from './support/foundation-db.js';
 import { routingOptions } from './support/routing.support.js';
 import { NAMED_ANALYTICS_APP_NAME, NAMED_DEFAULT_APP_NAME, NamedDatabasesFixtureModule } from './support/foundation-named.module.js';
 
@@ -77,8 +77,8 @@ describe('two databases side by side (forRoot + forRootAsync with name)', () => 
   it('app.close() closes both databases and leaves no server connection behind', async () => {
     await app!.close();
     app = undefined;
-    expect(await waitUntil(() => totalSessions(NAMED_DEFAULT_APP_NAME), (n) => n === 0)).toBe(0);
-    expect(await waitUntil(() => totalSessions(NAMED_ANALYTICS_APP_NAME), (n) => n === 0)).toBe(0);
+    expect(await waitUntil(() => librarySessions(NAMED_DEFAULT_APP_NAME), (n) => n === 0)).toBe(0);
+    expect(await waitUntil(() => librarySessions(NAMED_ANALYTICS_APP_NAME), (n) => n === 0)).toBe(0);
   });
 });
 
@@ -93,6 +93,6 @@ describe('two PoolModule imports with the same name in one application', () => {
       'Cannot register database "default" because this application already has a database of that name. ' +
         'Please make sure that every PoolModule.forRoot() of one application has its own `name`.',
     );
-    expect(await totalSessions(applicationName)).toBe(0);
+    expect(await librarySessions(applicationName)).toBe(0);
   });
 });

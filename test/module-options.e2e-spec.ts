@@ -8,7 +8,7 @@ import { AsyncClassFixtureModule, CLASS_APP_NAME, PoolConfigService } from './su
 import { AsyncConfigFixtureModule, CONFIG_APP_NAME } from './support/foundation-async-config.module.js';
 import { AsyncExistingFixtureModule, EXISTING_APP_NAME, ExistingPoolConfig } from './support/foundation-async-existing.module.js';
 import { AsyncFactoryFixtureModule, FACTORY_APP_NAME } from './support/foundation-async-factory.module.js';
-import { foundationCluster, sessionCounts, totalSessions, waitUntil } from './support/foundation-db.js';
+import { foundationCluster, sessionCounts, librarySessions, waitUntil } from './support/foundation-db.js';
 import { ROOT_APP_NAME, RootFixtureModule } from './support/foundation-root.module.js';
 import {
   GLOBAL_APP_NAME,
@@ -66,7 +66,7 @@ describe.each([
   it('leaves no server connection behind after app.close()', async () => {
     await app!.close();
     app = undefined;
-    expect(await waitUntil(() => totalSessions(applicationName), (n) => n === 0)).toBe(0);
+    expect(await waitUntil(() => librarySessions(applicationName), (n) => n === 0)).toBe(0);
   });
 });
 
@@ -118,7 +118,7 @@ describe('isGlobal', () => {
     } finally {
       await app.close();
     }
-    expect(await waitUntil(() => totalSessions(GLOBAL_APP_NAME), (n) => n === 0)).toBe(0);
+    expect(await waitUntil(() => librarySessions(GLOBAL_APP_NAME), (n) => n === 0)).toBe(0);
   });
 
   it('with isGlobal: false, the importing module can inject it', async () => {
@@ -129,7 +129,7 @@ describe('isGlobal', () => {
     } finally {
       await app.close();
     }
-    expect(await waitUntil(() => totalSessions(SCOPED_APP_NAME), (n) => n === 0)).toBe(0);
+    expect(await waitUntil(() => librarySessions(SCOPED_APP_NAME), (n) => n === 0)).toBe(0);
   });
 
   it('with isGlobal: false, a sibling module that does not import PoolModule cannot', async () => {

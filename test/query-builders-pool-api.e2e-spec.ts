@@ -108,7 +108,8 @@ describe('db.routedPool as a pg.Pool', () => {
     } finally {
       client.release();
     }
-    await new Promise((resolve) => setImmediate(resolve));
+    // The session commands marked the checkout: it is back once its session reset answered.
+    await waitFor('the held connection back in the pool', () => db.routedPool.totalCount - db.routedPool.idleCount === 0, 2000);
     expect(db.routedPool.totalCount - db.routedPool.idleCount).toBe(0);
   });
 

@@ -1,3 +1,5 @@
+import type { SessionOptions } from '../session/session-context.js';
+import type { ResetOnRelease } from '../pool/session-reset.js';
 import type { PoolConfig } from 'pg';
 import { MAX_TIMER_MS, msRange } from './timer-limit.js';
 import {
@@ -52,6 +54,8 @@ export interface ResolvedNode {
   readonly timezone: string;
   /** Automatic prepared statements of each connection. */
   readonly preparedStatements: ResolvedPreparedStatements;
+  /** When a connection given back has its session state reset. */
+  readonly resetOnRelease: ResetOnRelease;
   /** The config handed to `new pg.Pool()`. Non-enumerable so it never shows when logged. */
   readonly poolConfig: PoolConfig;
   /** Startup `options` per role, for a node a failover promotes or demotes. Non-enumerable. */
@@ -74,6 +78,8 @@ export interface ResolvedOptions {
   readonly shutdownTimeoutMs: number;
   readonly slowQueryMs: number;
   readonly pgbouncer: boolean;
+  readonly resetOnRelease: ResetOnRelease;
+  readonly session: { readonly fromRequest?: SessionOptions['fromRequest']; readonly secret: readonly string[] };
   readonly routing: {
     readonly strategy: RoutingStrategy | ReplicaSelector;
     readonly fallbackToPrimary: boolean;
@@ -105,7 +111,7 @@ const TOP_LEVEL_KEYS = new Set([
   'statementTimeoutMs', 'maxUses', 'maxLifetimeMs', 'validateIdleAfterMs', 'leakDetectionThresholdMs',
   'keepAliveMs', 'connectTimeoutMs', 'queryTimeoutMs', 'validationTimeoutMs', 'applicationName', 'timezone', 'onConnect', 'lazy', 'retryAttempts', 'retryDelayMs',
   'instances', 'sizingAdvisor', 'shutdownTimeoutMs', 'slowQueryMs', 'routing', 'breaker', 'monitor', 'metrics',
-  'alerts', 'failover', 'loadSizing', 'preparedStatements', 'pgbouncer', 'env',
+  'alerts', 'failover', 'loadSizing', 'preparedStatements', 'pgbouncer', 'resetOnRelease', 'session', 'env',
 ]);
 const FAILOVER_KEYS = new Set(['discoverRoles', 'checkIntervalMs', 'checkTimeoutMs', 'failoverTimeoutMs']);
 const TARGET_SESSION_ATTRS = ['any', 'read-write', 'primary'];
@@ -113,6 +119,7 @@ const ROUTING_KEYS = new Set([
   'strategy', 'fallbackToPrimary', 'replicaBanMs', 'maxReplicationLagMs', 'maxReplicationLagBytes',
   'lagCheckIntervalMs', 'consistency', 'consistencyHeader', 'readOnlyInTransaction',
 ]);
+const RESET_MODES: readonly ResetOnRelease[] = ['auto', 'always', 'never'];
 const BREAKER_KEYS = new Set(['failureThreshold', 'resetTimeoutMs']);
 const MONITOR_KEYS = new Set(['enabled', 'intervalMs', 'timeoutMs']);
 const STRATEGIES: readonly RoutingStrategy[] = ['round-robin', 'random', 'weighted', 'least-busy'];
@@ -368,7 +375,7 @@ function resolveNode(
   path: string,
   database: string,
   defaults: PoolValues,
-  common: { applicationName: string; timezone: string; pgbouncer: boolean; preparedStatements: ResolvedPreparedStatements },
+  common: { applicationName: string; timezone: string; pgbouncer: boolean; resetOnRelease: ResetOnRelease; preparedStatements: ResolvedPreparedStatements },
   env: Env,
 ): ResolvedNode {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw) || Object.keys(raw).length === 0) {
@@ -436,6 +443,7 @@ function resolveNode(
     pgbouncer: common.pgbouncer,
     timezone: common.timezone,
     preparedStatements: common.preparedStatements,
+    resetOnRelease: common.resetOnRelease,
     ...plainPoolValues(values),
   } as ResolvedNode;
   hide(resolved, 'poolConfig', poolConfig);
@@ -675,8 +683,9 @@ export function resolveOptions(input: PoolModuleOptions & { name?: string; isGlo
   }
   if (!Array.isArray(replicasRaw)) fail(optionField('replicas'), 'an array of connection objects', replicasRaw);
 
+  const resetOnRelease = checkEnum(optionField('resetOnRelease'), pick<string>(input.resetOnRelease, 'auto'), RESET_MODES);
   const preparedStatements = resolvePreparedStatements(input.preparedStatements, pgbouncer);
-  const common = { applicationName, timezone, pgbouncer, preparedStatements };
+  const common = { applicationName, timezone, pgbouncer, resetOnRelease, preparedStatements };
   const primary = resolveNode(candidates[0], 'primary', 0, candidates.length > 1 ? 'primary[0]' : 'primary', database, defaults, common, env);
   const replicas = (replicasRaw as unknown[]).map((r, i) =>
     resolveNode(r, 'replica', i, `replicas[${i}]`, database, defaults, common, env),
@@ -765,6 +774,8 @@ export function resolveOptions(input: PoolModuleOptions & { name?: string; isGlo
     shutdownTimeoutMs: checkMs(optionField('shutdownTimeoutMs'), pick(input.shutdownTimeoutMs, 10_000), 0),
     slowQueryMs: checkMs(optionField('slowQueryMs'), pick(input.slowQueryMs, 1000), 0),
     pgbouncer,
+    resetOnRelease,
+    session: resolveSession(input.session),
     routing,
     breaker,
     failover,
@@ -776,6 +787,20 @@ export function resolveOptions(input: PoolModuleOptions & { name?: string; isGlo
   };
   hide(resolved, 'secrets', secrets);
   return resolved;
+}
+
+const SESSION_KEYS = new Set(['fromRequest', 'secret']);
+
+function resolveSession(input: SessionOptions | undefined): ResolvedOptions['session'] {
+  if (input === undefined) return { secret: [] };
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) fail(optionField('session'), 'an object { fromRequest?, secret? }', input);
+  checkKeys(input as Record<string, unknown>, SESSION_KEYS, 'session.');
+  if (input.fromRequest !== undefined && typeof input.fromRequest !== 'function') {
+    fail(optionField('session.fromRequest'), 'a function (request) => ({ role?, settings? }) | undefined', input.fromRequest);
+  }
+  const secret = input.secret ?? [];
+  if (!Array.isArray(secret) || secret.some((name) => typeof name !== 'string')) fail(optionField('session.secret'), 'an array of setting names', secret);
+  return { fromRequest: input.fromRequest, secret: [...secret] };
 }
 
 export { redactSecrets };

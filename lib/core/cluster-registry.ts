@@ -79,7 +79,12 @@ export class PoolRegistry implements OnApplicationBootstrap {
   }
 
   /** The consistency headers the databases read, each once. */
-  consistencyHeaders(): readonly string[] {
+  /** True when a database derives a session context from each request (`session.fromRequest`). */
+  sessionContexts(): boolean {
+    return this.#clusters.some((entry) => entry.cluster.options.session.fromRequest !== undefined);
+  }
+
+    consistencyHeaders(): readonly string[] {
     return this.#headers;
   }
 

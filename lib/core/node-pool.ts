@@ -22,8 +22,11 @@ import { endLease, leasedConnection, lend, wasReturned } from '../pool/lent-clie
 import { PoolFacade } from '../pool/pool-facade.js';
 import { PooledConnection } from '../pool/pooled-connection.js';
 import { releaseAction, retireOrPool, type ReleaseContext } from '../pool/release-policy.js';
-import { send, sendWithin } from '../pool/statement-deadline.js';
+import { RESET_SESSION_SQL } from '../pool/session-reset.js';
+import { send, sendAsync, sendWithin } from '../pool/statement-deadline.js';
 import { StatementCache } from '../pool/statement-cache.js';
+import { routingStorage } from '../routing/routing-context.js';
+import type { CompiledSessionContext } from '../session/session-context.js';
 import { needsValidation, validate } from '../pool/validation.js';
 import { isConnectionError, isServerRestartError, isSessionTerminated } from './errors.js';
 import { LatencyHistogram, NodeCounters } from './node-stats.js';
@@ -53,11 +56,15 @@ export interface NodeHost {
   /** True when someone listens to events; events are only built then. */
   readonly emitting: boolean;
   emit(event: PoolEvent): void;
-  initClient(client: PoolClient, node: NodePool): Promise<void>;
+  /** Runs the app's connection hook; resolves `true` when there is one (it may have changed session settings). */
+  initClient(client: PoolClient, node: NodePool): Promise<boolean | void>;
   warn(message: string): void;
   scrub(message: string): string;
   /** A statement of this node got no answer within its deadline (the node may be hung). */
   statementTimedOut?(node: NodePool, err: Error): void;
+  /** A session context is applied on this node (debug log; called once per context, only when `debugging`). */
+  contextApplied?(node: NodePool, ctx: CompiledSessionContext): void;
+  readonly debugging?: boolean;
 }
 
 export interface NodeStatus extends PoolStateSnapshot {
@@ -161,6 +168,10 @@ export class NodePool {
   readonly #prepares: boolean;
   /** PgBouncer in transaction mode without protocol-level prepared statements: `QueryConfig.name` is refused. */
   readonly #refusesNames: boolean;
+  /** Session state a borrower changed is reset on release (`resetOnRelease`, never behind PgBouncer with 'auto'). */
+  readonly #resets: boolean;
+  readonly #resetAlways: boolean;
+  readonly #loggedContexts = new WeakSet<CompiledSessionContext>();
 
   constructor(
     readonly config: ResolvedNode,
@@ -191,6 +202,9 @@ export class NodePool {
     this.#transactionSettings =
       config.pgbouncer && config.statementTimeoutMs > 0 ? `; SET LOCAL statement_timeout = ${config.statementTimeoutMs}` : '';
     this.#where = () => ({ database: config.database, node: config.name, address: config.address });
+    const reset = config.resetOnRelease ?? 'auto';
+    this.#resets = reset === 'always' || (reset === 'auto' && !config.pgbouncer);
+    this.#resetAlways = reset === 'always';
     this.#queue = new AcquireQueue<PooledConnection>((waiter) => this.#timeoutError(waiter.deadline - config.acquireTimeoutMs, undefined));
     this.#breaker = new CircuitBreaker(() => this.host.breaker, {
       opened: (failures, retryAt, last, reopened) => {
@@ -322,12 +336,74 @@ export class NodePool {
    */
   begin(begin: string): Promise<PoolClient> {
     const sql = begin + this.#transactionSettings;
-    return this.#borrow().then((conn) => this.#begin(conn, sql, true));
+    let ctx: CompiledSessionContext | undefined;
+    try {
+      ctx = this.#sessionContext();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const opened = this.#borrow().then((conn) => this.#begin(conn, sql, true));
+    return ctx === undefined ? opened : opened.then((client) => this.#applyContext(client, ctx));
   }
 
-  /** Lends a client (a handle: `release()` once gives it back; any use after that throws). */
+  /**
+   * Lends a client (a handle: `release()` once gives it back; any use after that throws). In a
+   * scope with a session context, each of its statements runs in a transaction with the context.
+   */
   acquire(): Promise<PoolClient> {
-    return this.#borrow().then((conn) => lend(conn, this));
+    let ctx: CompiledSessionContext | undefined;
+    try {
+      ctx = this.#sessionContext();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (ctx === undefined) return this.#borrow().then((conn) => lend(conn, this));
+    const context = { ctx, begin: `BEGIN${this.#transactionSettings}` };
+    return this.#borrow().then((conn) => {
+      this.#contextApplied(ctx);
+      return lend(conn, this, context);
+    });
+  }
+
+  /** The session context of the current scope for this database (`undefined`: none, or empty). */
+  #sessionContext(): CompiledSessionContext | undefined {
+    const ctx = routingStorage.getStore()?.contexts?.get(this.config.database);
+    return ctx === undefined || ctx.sql === '' ? undefined : ctx;
+  }
+
+  /** Debug log: once per context (a request's, a `withSession` call's) and node. */
+  #contextApplied(ctx: CompiledSessionContext): void {
+    if (this.#loggedContexts.has(ctx) || this.host.debugging !== true) return;
+    this.#loggedContexts.add(ctx);
+    this.host.contextApplied?.(this, ctx);
+  }
+
+  /** Applies the context in the transaction just opened on `client`; gives the client back if that fails. */
+  #applyContext(client: PoolClient, ctx: CompiledSessionContext): Promise<PoolClient> {
+    this.#contextApplied(ctx);
+    return sendAsync(leasedConnection(client)!, ctx.sql, ctx.values).then(
+      () => client,
+      (err: unknown) => {
+        this.release(client, err);
+        throw err;
+      },
+    );
+  }
+
+  /** One statement in a transaction with the scope's session context: BEGIN, the context, the statement, COMMIT. */
+  async #queryInContext<R extends QueryResultRow>(text: QueryInput, values: unknown[] | undefined): Promise<QueryResult<R>> {
+    const client = await this.begin('BEGIN');
+    let failure: unknown;
+    try {
+      const res = await this.run<R>(client, text, values, false);
+      await this.run(client, 'COMMIT', undefined, false);
+      return res;
+    } catch (err) {
+      failure = err;
+      throw err;
+    } finally {
+      this.release(client, failure);
+    }
   }
 
   /** A checked-out connection, through the breaker, armed for leak detection. */
@@ -359,6 +435,14 @@ export class NodePool {
    */
   query<R extends QueryResultRow = any>(text: QueryInput, values?: unknown[]): Promise<QueryResult<R>> {
     if (this.#refusesNames && typeof text === 'object' && text.name) return Promise.reject(this.#namedStatement(text));
+    const scope = routingStorage.getStore();
+    if (scope?.contexts !== undefined) {
+      try {
+        if (this.#sessionContext() !== undefined) return this.#queryInContext<R>(text, values);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
     if (this.#breaker.isOpen) return this.#borrow().then((conn) => this.#executeAsync<R>(conn, text, values, true));
     const t0 = performance.now();
     const origin = this.#leaks.enabled ? new Error('Client acquired here') : undefined;
@@ -390,6 +474,7 @@ export class NodePool {
       return this.#executeAsync<R>(conn, text, values, false);
     }
     this.counters.queries++;
+    conn.note(text);
     if (conn.broken && conn.brokenBy !== undefined) {
       // The server ended this connection between two statements of a transaction: report why
       // (e.g. 57P01) rather than the driver's "not queryable".
@@ -760,6 +845,7 @@ export class NodePool {
   #handOut(conn: PooledConnection, t0: number, done: Done, quiet: boolean): void {
     conn.acquiredAt = Date.now();
     conn.uses++;
+    if (this.#resetAlways && !quiet) conn.dirty = true;
     if (this.#exitOnIdle) (conn.client as unknown as { ref(): void }).ref();
     if (!this.#breaker.clean) this.#breaker.success();
     if (!quiet) {
@@ -808,7 +894,10 @@ export class NodePool {
       if (this.host.emitting) this.#emit({ type: 'connect', durationMs: ms });
       if (this.#facade.heard) this.#facade.emit('connect', conn.client);
       this.host.initClient(conn.client as unknown as PoolClient, this).then(
-        () => done(undefined, conn),
+        (hooked) => {
+          conn.hooked = hooked === true;
+          done(undefined, conn);
+        },
         (initError: Error) => {
           this.#remove(conn, 'error');
           done(initError, undefined);
@@ -904,7 +993,7 @@ export class NodePool {
     const action = releaseAction(conn, err, this.#releaseContext(now));
     switch (action.kind) {
       case 'pool':
-        this.#pool(conn);
+        this.#poolClean(conn);
         return;
       case 'retire':
         this.counters.evictions++;
@@ -948,11 +1037,46 @@ export class NodePool {
     );
   }
 
+  /** Pools a connection, after resetting the session state its borrower may have changed. */
+  #poolClean(conn: PooledConnection): void {
+    if (!conn.dirty) {
+      this.#pool(conn);
+      return;
+    }
+    conn.dirty = false;
+    if (!this.#resets) {
+      this.#pool(conn);
+      return;
+    }
+    this.#resetSession(conn).then(
+      () => {
+        this.counters.sessionResets++;
+        if (this.ended || !this.#bag.has(conn)) void this.#remove(conn, 'shutdown');
+        else this.#pool(conn);
+      },
+      (err: unknown) => {
+        if (err instanceof PoolStatementTimeoutError) this.#timedOut(err);
+        this.counters.evictions++;
+        if (this.host.emitting) this.#emit({ type: 'error', kind: 'query', message: `session reset failed: ${this.host.scrub(errorMessage(err))}` });
+        void this.#remove(conn, 'reset-failed');
+      },
+    );
+  }
+
+  /**
+   * `DISCARD ALL` step by step (the statement cache survives), bounded by `validationTimeoutMs`;
+   * then the connection hook runs again, so what it set up is back.
+   */
+  #resetSession(conn: PooledConnection): Promise<unknown> {
+    const reset = sendWithin(conn, RESET_SESSION_SQL, undefined, this.config.validationTimeoutMs, this.#where);
+    return conn.hooked ? reset.then(() => this.host.initClient(conn.client as unknown as PoolClient, this)) : reset;
+  }
+
   /** After a clean rollback or recovery check: retire or pool. */
   #settle(conn: PooledConnection): void {
     if (this.ended || !this.#bag.has(conn)) return;
     const action = retireOrPool(conn, this.#releaseContext(Date.now()));
-    if (action.kind === 'pool') this.#pool(conn);
+    if (action.kind === 'pool') this.#poolClean(conn);
     else {
       this.counters.evictions++;
       void this.#remove(conn, action.kind === 'retire' ? action.reason : 'error');
@@ -1028,6 +1152,7 @@ export class NodePool {
   #execute<R extends QueryResultRow>(conn: PooledConnection, text: QueryInput, values: unknown[] | undefined, retry: boolean, resolve: (value: QueryResult<R> | PromiseLike<QueryResult<R>>) => void): void {
     const started = performance.now();
     this.counters.queries++;
+    conn.note(text);
     send<R>(conn, text, values, (err, res) => {
       const ms = this.#queryDone(started, text);
       if (err === undefined) {

@@ -55,6 +55,8 @@ export class NodeCounters {
   evictions = 0;
   /** Clients returned inside an open transaction and rolled back. */
   rollbacksOnRelease = 0;
+  /** Connections whose session state (settings, role, LISTEN, temporary tables, …) was reset on release. */
+  sessionResets = 0;
   /** Queries run through the library. */
   queries = 0;
   /** Queries that failed (any error). */

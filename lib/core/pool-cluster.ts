@@ -1,4 +1,5 @@
 import { Logger } from '@nestjs/common';
+import type { CompiledSessionContext } from '../session/session-context.js';
 import type { PoolClient, QueryResult, QueryResultRow } from 'pg';
 import { Subject, type Observable } from 'rxjs';
 import type { ResolvedOptions } from '../config/resolve-options.js';
@@ -139,6 +140,13 @@ export class PoolCluster implements NodeHost {
   get breaker() {
     return this.options.breaker;
   }
+  /** Debug logging is on (checked per applied session context, cheap). */
+  get debugging(): boolean {
+    return Logger.isLevelEnabled('debug');
+  }
+  contextApplied(node: NodePool, ctx: CompiledSessionContext): void {
+    this.logger.debug(`Session context on "${this.name}/${node.name}": ${ctx.description}`);
+  }
   get emitting(): boolean {
     return this.#events.observed;
   }
@@ -154,9 +162,11 @@ export class PoolCluster implements NodeHost {
   statementTimedOut(node: NodePool): void {
     this.#monitor?.suspect(node);
   }
-  async initClient(client: PoolClient, node: NodePool): Promise<void> {
+  async initClient(client: PoolClient, node: NodePool): Promise<boolean> {
     const hook = this.options.onConnect;
-    if (hook) await hook(client, { database: this.name, pool: node.name, role: node.role });
+    if (!hook) return false;
+    await hook(client, { database: this.name, pool: node.name, role: node.role });
+    return true;
   }
 
   // Routing ----------------------------------------------------------------------------

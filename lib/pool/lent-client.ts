@@ -1,7 +1,10 @@
 import type { PoolClient } from 'pg';
 import { ClientReleasedError } from '../pool.exceptions.js';
+import { contextQuery } from '../session/context-client.js';
+import type { CompiledSessionContext } from '../session/session-context.js';
 import type { PooledConnection } from './pooled-connection.js';
 import { sendThroughCache } from './statement-cache.js';
+import { sendAsync } from './statement-deadline.js';
 
 /** What a lent handle needs from its pool. */
 export interface LendingPool {
@@ -46,7 +49,7 @@ type AnyFn = (...args: unknown[]) => unknown;
  * other call after that throws `ClientReleasedError`, so work cannot reach a connection that
  * another caller has since borrowed.
  */
-export function lend(conn: PooledConnection, pool: LendingPool): PoolClient {
+export function lend(conn: PooledConnection, pool: LendingPool, context?: { readonly ctx: CompiledSessionContext; readonly begin: string }): PoolClient {
   const lease: Lease = { conn, returned: false };
   const client = conn.client;
   const refuse = (what: string) => new ClientReleasedError(pool.database, pool.name, what);
@@ -64,6 +67,7 @@ export function lend(conn: PooledConnection, pool: LendingPool): PoolClient {
       return undefined;
     }
     const first = args[0] as { submit?: unknown } | undefined;
+    conn.note(first);
     if (first !== null && typeof first === 'object' && typeof first.submit === 'function') return (client.query as AnyFn).apply(client, args);
     const cb = typeof args[args.length - 1] === 'function' ? (args[args.length - 1] as AnyFn) : undefined;
     const values = cb === undefined || args.length > 2 ? args[1] : undefined;
@@ -80,10 +84,23 @@ export function lend(conn: PooledConnection, pool: LendingPool): PoolClient {
       });
     });
   };
+  const lentQuery =
+    context === undefined
+      ? query
+      : contextQuery(
+          {
+            live: () => !lease.returned,
+            transactionStatus: () => conn.client.getTransactionStatus?.() ?? null,
+            send: (text, values) => sendAsync(conn, text, values),
+          },
+          context.ctx,
+          context.begin,
+          query,
+        );
   const handle = new Proxy(client, {
     get(target, prop) {
       if (prop === 'release') return release;
-      if (prop === 'query') return query;
+      if (prop === 'query') return lentQuery;
       if (prop === 'then') return undefined;
       const value = Reflect.get(target, prop, target) as unknown;
       if (typeof value !== 'function') return value;

@@ -24,6 +24,8 @@ class FakeClient extends EventEmitter {
   static refused = 0;
   static opened = 0;
   static instances: FakeClient[] = [];
+  /** Statements matching it fail with a server error (an ordinary SQL error, not a broken connection). */
+  static failOn: RegExp | undefined;
   readonly #config: { stream?: (c: unknown) => net.Socket };
   #pending: Callback[] = [];
   #tx = 'I';
@@ -57,6 +59,10 @@ class FakeClient extends EventEmitter {
     }
     if (FakeClient.silent) {
       this.#pending.push(cb);
+      return;
+    }
+    if (FakeClient.failOn?.test(sql)) {
+      setImmediate(cb, Object.assign(new Error('permission denied'), { code: '42501' }));
       return;
     }
     if (/^BEGIN/.test(sql)) this.#tx = 'T';
@@ -119,6 +125,7 @@ describe('NodePool (fake client)', () => {
   beforeEach(() => {
     FakeClient.silent = false;
     FakeClient.refuse = false;
+    FakeClient.failOn = undefined;
   });
 
   afterEach(async () => {
@@ -197,6 +204,37 @@ describe('NodePool (fake client)', () => {
     const next = await pool.acquire();
     expect(next.getTransactionStatus?.()).toBe('I');
     pool.release(next);
+  });
+
+  it('resets a session a borrower changed before lending it again; a reset that fails retires the connection', async () => {
+    const { pool, events } = track(makePool({ max: 1 }));
+    const id = await clientOf(pool.query('SELECT 1'));
+    await pool.query("SELECT set_config('app.tenant_id', 'a', false)");
+    await sleep(5);
+    expect(pool.counters.sessionResets).toBe(1);
+    expect(await clientOf(pool.query('SELECT 1'))).toBe(id);
+    FakeClient.failOn = /RESET ALL/;
+    const client = await pool.acquire();
+    await client.query('SET search_path = other');
+    client.release();
+    await sleep(5);
+    FakeClient.failOn = undefined;
+    expect(pool.counters.sessionResets).toBe(1);
+    expect(events.some((e) => e.type === 'remove' && e.reason === 'reset-failed')).toBe(true);
+    expect(await clientOf(pool.query('SELECT 1'))).not.toBe(id);
+  });
+
+  it("resetOnRelease: 'always' resets after every checkout, 'never' and PgBouncer's 'auto' never do", async () => {
+    const always = track(makePool({ max: 1, resetOnRelease: 'always' })).pool;
+    await always.query('SELECT 1');
+    await sleep(5);
+    expect(always.counters.sessionResets).toBe(1);
+    for (const options of [{ resetOnRelease: 'never' as const }, { pgbouncer: true }]) {
+      const pool = track(makePool({ max: 1, ...options })).pool;
+      await pool.query('SET search_path = other');
+      await sleep(5);
+      expect(pool.counters.sessionResets).toBe(0);
+    }
   });
 
   it('a statement with no answer past queryTimeoutMs fails with PoolStatementTimeoutError and its connection is destroyed', async () => {

@@ -3,6 +3,7 @@ import pg from 'pg';
 import type { PoolConfig } from 'pg';
 import type { RemoveReason } from '../pool.events.js';
 import type { StatementCache } from './statement-cache.js';
+import { touchesSession } from './session-reset.js';
 
 /** Lifetime jitter: each connection retires within ±2.5% of `maxLifetimeMs`, so they do not all go at once. */
 export const LIFETIME_JITTER = 0.025;
@@ -45,6 +46,10 @@ export class PooledConnection {
   leaked = false;
   /** Automatic prepared statements of this session; `undefined` when off. */
   statements: StatementCache | undefined = undefined;
+  /** A statement of this checkout may have changed session state: reset before the next borrower. */
+  dirty = false;
+  /** The connection hook (`onConnect`) ran on it: it runs again after a session reset. */
+  hooked = false;
   #ended: Promise<void> | undefined;
 
   /** `onError` hears a socket or server error, or an unexpected end (the pool drops an idle connection then). */
@@ -77,6 +82,13 @@ export class PooledConnection {
   opened(now: number, maxLifetimeMs: number): void {
     this.connectedAt = now;
     this.expiresAt = maxLifetimeMs > 0 ? now + maxLifetimeMs * (1 - LIFETIME_JITTER + Math.random() * 2 * LIFETIME_JITTER) : 0;
+  }
+
+  /** A caller's statement (text or query config): marks the checkout dirty when it may change session state. */
+  note(query: unknown): void {
+    if (this.dirty) return;
+    const text = typeof query === 'string' ? query : (query as { text?: unknown } | null | undefined)?.text;
+    if (touchesSession(text)) this.dirty = true;
   }
 
   /** A statement was sent (several may be queued on one client). */

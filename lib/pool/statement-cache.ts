@@ -2,9 +2,8 @@ import type pg from 'pg';
 import type { QueryResult } from 'pg';
 import type { ResolvedPreparedStatements } from '../config/prepared-statements.options.js';
 import { PreparedStatementInvalidatedError } from '../pool.exceptions.js';
+import { CACHED_STATEMENT_PREFIX } from './session-reset.js';
 
-/** Every generated statement name starts with this (session resets keep statements so named). */
-export const PREPARED_NAME_PREFIX = '__pgp_';
 
 /**
  * A connection retires (at its next release) once it dropped this many times `cacheSize` names:
@@ -13,12 +12,15 @@ export const PREPARED_NAME_PREFIX = '__pgp_';
  */
 const DROPPED_NAMES_PER_SLOT = 4;
 
-/** Process-wide, so a name is never used twice on any connection (node-postgres skips the parse of a name it has seen). */
+/**
+ * Process-wide, so a name is never used twice on any connection (node-postgres skips the parse of a
+ * name it has seen). The prefix is the one the session reset on release keeps.
+ */
 let nameSequence = 0;
 
 function nextName(): string {
   nameSequence = (nameSequence + 1) % Number.MAX_SAFE_INTEGER;
-  return `${PREPARED_NAME_PREFIX}${nameSequence.toString(36)}`;
+  return `${CACHED_STATEMENT_PREFIX}${nameSequence.toString(36)}`;
 }
 
 export interface StatementCounters {

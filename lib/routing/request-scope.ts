@@ -1,6 +1,7 @@
 import { BadRequestException } from '@nestjs/common';
 import type { PoolRegistry } from '../core/cluster-registry.js';
 import { DEFAULT_DATABASE } from '../pool.constants.js';
+import { compileSessionContext, type CompiledSessionContext, type SessionContexts } from '../session/session-context.js';
 import { parseConsistencyToken, TOKEN_FORM, type RoutingScope, type RoutingSession } from './routing-context.js';
 
 const MAX_TOKEN_LENGTH = 1024;
@@ -76,7 +77,37 @@ export class RequestSession implements RoutingSession {
   }
 }
 
+/**
+ * The session contexts of one request: each database's `session.fromRequest(request)`, called at
+ * the first statement on that database (guards have run by then), checked once, kept for the request.
+ */
+export class RequestContexts implements SessionContexts {
+  readonly #known = new Map<string, CompiledSessionContext | undefined>();
+  readonly #failed = new Map<string, unknown>();
+
+  constructor(
+    readonly owner: unknown,
+    readonly registry: PoolRegistry,
+  ) {}
+
+  get(database: string): CompiledSessionContext | undefined {
+    if (this.#known.has(database)) return this.#known.get(database);
+    if (this.#failed.has(database)) throw this.#failed.get(database);
+    const options = this.registry.get(database)?.options.session;
+    try {
+      const given = options?.fromRequest?.(this.owner);
+      const ctx = given === undefined || given === null ? undefined : compileSessionContext(given, options!.secret, 'session.fromRequest(request)');
+      this.#known.set(database, ctx);
+      return ctx;
+    } catch (err) {
+      this.#failed.set(database, err);
+      throw err;
+    }
+  }
+}
+
 /** A read-write scope with a fresh session for `owner` (an HTTP request, a message, a socket event). */
 export function requestScope(owner: unknown, registry: PoolRegistry, readsHeaders: boolean): RoutingScope {
-  return { readOnly: false, session: new RequestSession(owner, registry, readsHeaders), tx: undefined };
+  const contexts = registry.sessionContexts() ? new RequestContexts(owner, registry) : undefined;
+  return { readOnly: false, session: new RequestSession(owner, registry, readsHeaders), tx: undefined, contexts };
 }

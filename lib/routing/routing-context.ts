@@ -1,4 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
+import type { SessionContexts } from '../session/session-context.js';
 import type { PinnedTransaction } from '../transactions/pinned-transaction.js';
 
 export type { PinnedTransaction };
@@ -19,6 +20,8 @@ export interface RoutingScope {
   readonly readOnly: boolean;
   readonly session: RoutingSession;
   readonly tx: ReadonlyMap<string, PinnedTransaction> | undefined;
+  /** The session contexts (role, settings) statements of this scope run with, per database. */
+  readonly contexts?: SessionContexts;
 }
 
 export const routingStorage = new AsyncLocalStorage<RoutingScope>();
@@ -44,7 +47,7 @@ export function readOnlyScope(minLsn?: ReadonlyMap<string, bigint>): RoutingScop
   const session = parent?.session ?? newSession();
   if (minLsn !== undefined) raiseMinLsn(session, minLsn);
   if (parent?.readOnly === true) return undefined;
-  return { readOnly: true, session, tx: parent?.tx };
+  return { readOnly: true, session, tx: parent?.tx, contexts: parent?.contexts };
 }
 
 /**
@@ -70,7 +73,13 @@ export function runInTransaction<T>(tx: PinnedTransaction, fn: () => T): T {
   const parent = routingStorage.getStore();
   const map = new Map(parent?.tx ?? []);
   map.set(tx.database, tx);
-  return routingStorage.run({ readOnly: false, session: parent?.session ?? newSession(), tx: map }, fn);
+  return routingStorage.run({ readOnly: false, session: parent?.session ?? newSession(), tx: map, contexts: parent?.contexts }, fn);
+}
+
+/** Runs `fn` in the current scope (or a new one) with `contexts` in place of the scope's. */
+export function runWithContexts<T>(contexts: SessionContexts, fn: () => T): T {
+  const parent = routingStorage.getStore();
+  return routingStorage.run({ readOnly: parent?.readOnly ?? false, session: parent?.session ?? newSession(), tx: parent?.tx, contexts }, fn);
 }
 
 export function markWrite(scope: RoutingScope | undefined, database: string): void {

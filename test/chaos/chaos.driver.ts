@@ -9,9 +9,11 @@ import {
   replicaOptions,
   sessions,
   startApp,
-  terminateSessions,
+  poolSessions,
+  terminateSessionPids,
   within,
   type PgNodeName,
+  type SessionRow,
   type TestApp,
 } from './chaos.support.js';
 import { sleep, waitFor } from '../support/wait.js';
@@ -108,7 +110,11 @@ export interface ScenarioResult {
   /** What `recoveryMs` measures for this scenario. */
   recoveryOf: string;
   recoveryMs: number | undefined;
-  /** Clients still checked out plus server sessions the pools do not account for, after the baseline wait. */
+  /**
+   * Clients still checked out 1 s after the load stopped and every caller had returned, plus server
+   * sessions of the application (its pools' and its `<app>:monitor` / `<app>:roles` ones) the
+   * pools do not account for when the baseline wait ended.
+   */
   leakedAfter: number;
   /** Uncaught exceptions during the scenario (each would have crashed a plain Node process). */
   crashes: number;
@@ -125,6 +131,15 @@ export interface ChaosRun {
   startedAt: Date;
   durationMs: number;
   results: ScenarioResult[];
+  /** Sessions of the application (its `<app>:*` ones included) still on any node 5 s after `app.close()`, by application_name. */
+  sessionsLeftAfterClose: string[];
+}
+
+/** Waits up to `timeoutMs` for every session of the application to end on every node; returns the names still there. */
+async function sessionsLeftAfter(applicationName: string, timeoutMs: number): Promise<string[]> {
+  const left = async () => (await Promise.all(PG_NODES.map((node) => sessions(node, applicationName)))).flat().map((r) => r.application_name);
+  await waitFor(`no ${applicationName} session left`, async () => (await left()).length === 0, timeoutMs, 50).catch(() => undefined);
+  return left();
 }
 
 export interface ChaosOptions {
@@ -241,16 +256,39 @@ function nodesOf(t: TestApp): NodePool[] {
 }
 
 const SERVER_OF: Record<string, PgNodeName> = { primary: 'primary', 'replica-1': 'replica1', 'replica-2': 'replica2' };
+const PG_NODES: readonly PgNodeName[] = ['primary', 'replica1', 'replica2'];
 
-interface BaselineCheck {
+export interface BaselineCheck {
   reached: boolean;
   ms: number;
+  /** Server sessions of the application the pools do not account for when the wait ended (see `unaccountedSessions`). */
   leaked: number;
   detail: string;
 }
 
-/** Waits (bounded) until every pool is back at min, idle, breakers closed, replicas in rotation, server sessions = pool sizes. */
-async function waitForBaseline(t: TestApp, applicationName: string, timeoutMs: number): Promise<BaselineCheck> {
+/**
+ * What a node's server sessions hold beyond its pool: pool sessions (`application_name` exactly)
+ * above the pool's `total`, plus every `<app>:*` session beyond one of each name (one `:monitor`,
+ * one `:roles` per node is what the library keeps). Problems are described in `problems`.
+ */
+function unaccountedSessions(node: string, rows: SessionRow[], applicationName: string, poolTotal: number, problems: string[]): number {
+  const pooled = rows.filter((r) => r.application_name === applicationName).length;
+  if (pooled !== poolTotal) problems.push(`${node} server sessions=${pooled} pool total=${poolTotal}`);
+  let extra = Math.max(0, pooled - poolTotal);
+  const companions = new Map<string, number>();
+  for (const r of rows) if (r.application_name !== applicationName) companions.set(r.application_name, (companions.get(r.application_name) ?? 0) + 1);
+  for (const [name, n] of companions) {
+    if (n > 1) problems.push(`${node} ${n} sessions named ${name}`);
+    extra += n - 1;
+  }
+  return extra;
+}
+
+/**
+ * Waits (bounded) until every pool is back at min, idle, breakers closed, replicas in rotation,
+ * and the server holds the pools' sessions and at most one `<app>:monitor` / `<app>:roles` each.
+ */
+export async function waitForBaseline(t: TestApp, applicationName: string, timeoutMs: number): Promise<BaselineCheck> {
   const started = Date.now();
   let detail = '';
   let leaked = 0;
@@ -260,35 +298,66 @@ async function waitForBaseline(t: TestApp, applicationName: string, timeoutMs: n
     leaked = 0;
     for (const node of nodesOf(t)) {
       const s = node.status();
-      leaked += s.inUse;
       if (s.inUse !== 0 || s.waiting !== 0 || s.total !== node.config.min || s.idle !== node.config.min || s.breaker !== 'closed') {
         problems.push(`${node.name} total=${s.total} idle=${s.idle} inUse=${s.inUse} waiting=${s.waiting} breaker=${s.breaker}`);
       }
       try {
-        const server = (await sessions(SERVER_OF[node.name]!, applicationName)).length;
-        if (server !== s.total) problems.push(`${node.name} server sessions=${server} pool total=${s.total}`);
-        leaked += Math.max(0, server - s.total);
+        leaked += unaccountedSessions(node.name, await sessions(SERVER_OF[node.name]!, applicationName), applicationName, s.total, problems);
       } catch (err) {
         problems.push(`${node.name} not reachable: ${String(err)}`);
       }
     }
     for (const r of t.cluster.replicas) if (r.bannedUntil !== 0) problems.push(`${r.node.name} banned`);
     detail = problems.join('; ');
-    if (problems.length === 0) return { reached: true, ms: Date.now() - started, leaked: 0, detail: '' };
+    if (problems.length === 0) break;
     await sleep(100);
   }
-  return { reached: false, ms: Date.now() - started, leaked, detail };
+  return { reached: detail === '', ms: Date.now() - started, leaked, detail };
 }
 
-function summarize(scenario: ScenarioName, ops: Op[], crashes: CrashCounter, base: BaselineCheck, recoveryOf: string, recoveryMs: number | undefined, facts: Record<string, unknown>): ScenarioResult {
-  const reads = ops.filter((o) => o.kind === 'read');
-  const writes = ops.filter((o) => o.kind === 'write');
-  const failuresByCode: Record<string, number> = {};
+/** Clients checked out of any pool of the application. */
+function checkedOut(t: TestApp): number {
+  return nodesOf(t).reduce((n, node) => n + node.status().inUse, 0);
+}
+
+/**
+ * How long a client may still be out after its caller returned: the release work in flight (a
+ * ROLLBACK or the discard of a broken connection after the caller got its error), each bounded
+ * by the pool's own deadlines well below this.
+ */
+const RELEASE_SETTLE_MS = 1000;
+
+/** Clients still checked out `RELEASE_SETTLE_MS` after every caller returned (each one is a leak), and how many were out at once. */
+async function leakedAfterLoad(t: TestApp): Promise<{ held: number; outWhenLoadStopped: number }> {
+  const outWhenLoadStopped = checkedOut(t);
+  await waitFor('every client given back', () => checkedOut(t) === 0, RELEASE_SETTLE_MS, 10).catch(() => undefined);
+  return { held: checkedOut(t), outWhenLoadStopped };
+}
+
+/** Failed requests by error name/SQLSTATE (transactions marked). */
+function failureCodes(ops: readonly Op[]): Record<string, number> {
+  const byCode: Record<string, number> = {};
   for (const o of ops) {
     if (o.ok) continue;
     const key = `${o.code ?? '?'}${o.transaction ? ' (db.transaction)' : ''}`;
-    failuresByCode[key] = (failuresByCode[key] ?? 0) + 1;
+    byCode[key] = (byCode[key] ?? 0) + 1;
   }
+  return byCode;
+}
+
+function summarize(
+  scenario: ScenarioName,
+  ops: Op[],
+  crashes: CrashCounter,
+  heldAfterLoad: number,
+  base: BaselineCheck,
+  recoveryOf: string,
+  recoveryMs: number | undefined,
+  facts: Record<string, unknown>,
+): ScenarioResult {
+  const reads = ops.filter((o) => o.kind === 'read');
+  const writes = ops.filter((o) => o.kind === 'write');
+  const failuresByCode = failureCodes(ops);
   return {
     scenario,
     label: SCENARIO_LABEL[scenario],
@@ -301,12 +370,12 @@ function summarize(scenario: ScenarioName, ops: Op[], crashes: CrashCounter, bas
     maxLatencyMs: ops.reduce((m, o) => Math.max(m, o.end - o.start), 0),
     recoveryOf,
     recoveryMs,
-    leakedAfter: base.leaked,
+    leakedAfter: heldAfterLoad + base.leaked,
     crashes: crashes.count,
     baselineReached: base.reached,
     baselineMs: base.ms,
     ops,
-    facts: { ...facts, baselineDetail: base.detail, crashMessages: crashes.messages },
+    facts: { ...facts, heldAfterLoad, baselineDetail: base.detail, crashMessages: crashes.messages },
   };
 }
 
@@ -396,9 +465,13 @@ async function scenarioPrimaryPromoted(load: Load, timing: ChaosTiming): Promise
       5,
     ).catch(() => undefined);
     await sleep(timing.afterMs);
+    // What the failover cost readers; the rebuild below (the harness restoring the initial topology
+    // under the same load: a switchover back, replicas re-based) is not part of it.
+    const rebuildAt = Date.now();
+    const readsFailedInFailover = load.ops.filter((o) => o.kind === 'read' && !o.ok && o.start < rebuildAt);
     return {
       recoveryMs: firstWriteOk === undefined ? undefined : Math.max(0, firstWriteOk - promotedAt),
-      facts: { downAt, promotedAt, firstWriteOk },
+      facts: { downAt, promotedAt, firstWriteOk, rebuildAt, failedReadsInFailover: readsFailedInFailover.length, failedReadsInFailoverCodes: failureCodes(readsFailedInFailover) },
     };
   } finally {
     await clusterCtl('rebuild');
@@ -414,19 +487,41 @@ async function scenarioTerminate(
   const terminated: number[] = [];
   const refillsBefore = nodesOf(t).reduce((n, node) => n + node.counters.refills, 0);
   const retriesBefore = nodesOf(t).reduce((n, node) => n + node.counters.staleRetries, 0);
+  const pids = new Map<PgNodeName, number[]>(PG_NODES.map((node) => [node, []]));
+  const firstAt = Date.now();
   let lastAt = 0;
   for (let round = 0; round < 2; round++) {
     if (round > 0) await sleep(timing.disruptMs / 2);
-    const counts = await Promise.all((['primary', 'replica1', 'replica2'] as const).map((node) => terminateSessions(node, applicationName, onlyIdle)));
+    const killed = await Promise.all(PG_NODES.map((node) => terminateSessionPids(node, applicationName, onlyIdle)));
     lastAt = Date.now();
-    terminated.push(counts.reduce((a, b) => a + b, 0));
+    killed.forEach((list, i) => pids.get(PG_NODES[i]!)!.push(...list));
+    terminated.push(killed.reduce((a, b) => a + b.length, 0));
   }
-  const backAt = await waitFor('every pool back at min after the terminations', () => (nodesOf(t).every((n) => n.pool.totalCount >= n.config.min) ? Date.now() : undefined), 10_000, 10).catch(() => undefined);
+  // Recovered when every pool has taken out (a `remove` event each) at least as many connections
+  // as were terminated on its server, so it went below min, and is back at min since.
+  const removals = (node: NodePool) => t.events.filter((e) => e.type === 'remove' && e.node === node.name && e.at >= firstAt).length;
+  const recovered = () => nodesOf(t).every((node) => removals(node) >= pids.get(SERVER_OF[node.name]!)!.length && node.pool.totalCount >= node.config.min);
+  const backAt = await waitFor('every pool below min, then back at min', () => (recovered() ? Date.now() : undefined), 10_000, 5).catch(() => undefined);
+  // …with new server sessions: none of the terminated backends is left, and each node has min of its own.
+  const validated = await waitFor(
+    'every terminated backend gone and min new sessions on each node',
+    async () => {
+      for (const node of nodesOf(t)) {
+        const server = SERVER_OF[node.name]!;
+        const live = (await poolSessions(server, applicationName)).map((r) => r.pid);
+        if (live.some((pid) => pids.get(server)!.includes(pid)) || live.length < node.config.min) return false;
+      }
+      return true;
+    },
+    5000,
+    50,
+  ).catch(() => false);
   await sleep(timing.afterMs);
   return {
     recoveryMs: backAt === undefined ? undefined : Math.max(0, backAt - lastAt),
     facts: {
       terminated,
+      validated,
       refills: nodesOf(t).reduce((n, node) => n + node.counters.refills, 0) - refillsBefore,
       staleRetries: nodesOf(t).reduce((n, node) => n + node.counters.staleRetries, 0) - retriesBefore,
     },
@@ -590,11 +685,12 @@ const RECOVERY_OF: Record<ScenarioName, string> = {
   'primary-freeze': 'SIGCONT → first successful write that started after it',
   'replica-kill': 'replica1 accepts again → it serves reads again',
   'primary-restart': 'primary accepts again → first successful write',
-  'terminate-all': 'last termination → every pool back at min',
-  'terminate-busy': 'last termination → every pool back at min',
+  'terminate-all': 'last termination → every pool took its terminated connections out and is back at min (new server sessions checked)',
+  'terminate-busy': 'last termination → every pool took its terminated connections out and is back at min (new server sessions checked)',
   leak: '—',
   exhaust: 'held clients released → first successful write',
-  'primary-promoted': 'pg_ctl promote replica1 finished → first successful write (on replica1)',
+  'primary-promoted':
+    'pg_ctl promote replica1 finished → first successful write (on replica1); the row also counts the requests made while the harness rebuilds the initial topology afterwards (a switchover back, replicas re-based)',
 };
 
 /** Runs the scenarios in order against the real cluster; always leaves every node up and both replicas streaming. */
@@ -643,8 +739,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosRun> {
           await load.stop();
         }
       });
+      const afterLoad = await leakedAfterLoad(t);
       const base = await waitForBaseline(t, applicationName, timing.baselineTimeoutMs);
-      const result = summarize(scenario, load.ops, crashes, base, RECOVERY_OF[scenario], outcome.recoveryMs, outcome.facts);
+      const facts = { ...outcome.facts, clientsOutWhenLoadStopped: afterLoad.outWhenLoadStopped, readFailures: failureCodes(load.ops.filter((o) => o.kind === 'read')) };
+      const result = summarize(scenario, load.ops, crashes, afterLoad.held, base, RECOVERY_OF[scenario], outcome.recoveryMs, facts);
       results.push(result);
       log(`chaos: ${scenario}: ${result.requests} requests, ${result.failedReads} failed reads, ${result.failedWrites} failed writes, recovery ${result.recoveryMs ?? '—'} ms, baseline ${base.reached ? `after ${base.ms} ms` : `NOT reached (${base.detail})`}`);
     }
@@ -652,7 +750,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosRun> {
     await t.close();
     await clusterCtl('start');
   }
-  return { applicationName, timing, startedAt, durationMs: Date.now() - startedAt.getTime(), results };
+  const sessionsLeftAfterClose = await sessionsLeftAfter(applicationName, 5000);
+  return { applicationName, timing, startedAt, durationMs: Date.now() - startedAt.getTime(), results, sessionsLeftAfterClose };
 }
 
 function ms(value: number | undefined): string {
@@ -677,7 +776,11 @@ export function renderNotes(run: ChaosRun): string {
         .sort((a, b) => b[1] - a[1])
         .map(([code, n]) => `${code} ×${n}`)
         .join(', ');
-      return `- **${r.label}** — recovery: ${r.recoveryOf}. Errors callers saw: ${failures || 'none'}. Back to baseline after ${r.baselineMs} ms.`;
+      const reads = Object.entries((r.facts.readFailures ?? {}) as Record<string, number>)
+        .sort((a, b) => b[1] - a[1])
+        .map(([code, n]) => `${code} ×${n}`)
+        .join(', ');
+      return `- **${r.label}** — recovery: ${r.recoveryOf}. Errors callers saw: ${failures || 'none'}${reads ? ` (reads: ${reads})` : ''}. Back to baseline after ${r.baselineMs} ms.`;
     })
     .join('\n');
 }

@@ -5,11 +5,13 @@ import type { Subscription } from 'rxjs';
 import type { PoolCluster } from '../../lib/core/pool-cluster.js';
 import { getClusterToken } from '../../lib/pool.utils.js';
 import { adminQuery, clusterConfig, clusterCtl, type ClusterNodeName, type PgNodeName } from '../support/cluster.js';
+import { applicationNameFilter, type SessionCountOptions } from '../support/sessions.js';
 import { TcpRelay } from './tcp-relay.js';
 
 // Shared by the hygiene, PgBouncer and chaos e2e tests and by the chaos driver: connection
 // options of the real nodes (from test/support/cluster.ts, so PGPOOLS_CLUSTER_OFFSET applies),
-// server-side sessions by application_name, and a deadline for one promise. Counts and polling
+// server-side sessions by application_name (the application's and its `:`-suffixed companions,
+// `<app>:monitor` and `<app>:roles`, unless `poolOnly`), and a deadline for one promise. Counts and polling
 // waits are in test/support/sessions.ts and test/support/wait.ts.
 
 export { adminQuery, clusterConfig, clusterCtl, type ClusterNodeName, type PgNodeName };
@@ -27,41 +29,53 @@ export const replicaOptions = (extra: Partial<NodeOptions> = {}): NodeOptions[] 
 
 export interface SessionRow {
   pid: number;
+  application_name: string;
   state: string | null;
   backend_start: Date;
   xact_start: Date | null;
   backend_xid: string | null;
 }
 
-/** Server-side sessions of `applicationName` on one PostgreSQL node (empty list while it is down). */
-export async function sessions(node: PgNodeName, applicationName: string): Promise<SessionRow[]> {
+/**
+ * Server-side sessions of `applicationName` on one PostgreSQL node (empty list while it is down):
+ * every connection the library opened for it, its `<app>:*` companions included, unless `poolOnly`.
+ */
+export async function sessions(node: PgNodeName, applicationName: string, options: Pick<SessionCountOptions, 'poolOnly'> = {}): Promise<SessionRow[]> {
   return adminQuery<SessionRow>(
     node,
-    'SELECT pid, state, backend_start, xact_start, backend_xid::text AS backend_xid FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()',
+    `SELECT pid, application_name, state, backend_start, xact_start, backend_xid::text AS backend_xid FROM pg_stat_activity WHERE ${applicationNameFilter(options)} AND pid <> pg_backend_pid()`,
     [applicationName],
     { applicationName: 'chaos-admin' },
   );
 }
 
+/** The pools' own sessions of `applicationName` on one node (`application_name` exactly). */
+export function poolSessions(node: PgNodeName, applicationName: string): Promise<SessionRow[]> {
+  return sessions(node, applicationName, { poolOnly: true });
+}
+
 /**
- * Terminates every backend of `applicationName` on `node`; returns how many. With `onlyIdle`, only
- * sessions idle outside a transaction (pooled connections), each re-checked in its own statement:
- * pg_stat_activity is a snapshot per statement, and a pid found idle may have begun a transaction
- * since (terminating that one would fail a transaction in flight, which is not what this asks for).
+ * Terminates every backend of `applicationName` (its pools' sessions, `application_name` exactly)
+ * on `node`; returns the pids. With `onlyIdle`, only sessions idle outside a transaction (pooled
+ * connections), each re-checked in its own statement: pg_stat_activity is a snapshot per
+ * statement, and a pid found idle may have begun a transaction since (terminating that one would
+ * fail a transaction in flight, which is not what this asks for).
  */
-export async function terminateSessions(node: PgNodeName, applicationName: string, onlyIdle = false): Promise<number> {
+export async function terminateSessionPids(node: PgNodeName, applicationName: string, onlyIdle = false): Promise<number[]> {
   const admin = { applicationName: 'chaos-admin' };
   if (!onlyIdle) {
-    const rows = await adminQuery<{ n: string }>(
+    const rows = await adminQuery<{ pid: number }>(
       node,
-      'SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) AS n FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()',
+      // MATERIALIZED: the filter runs before pg_terminate_backend(), never interleaved with it.
+      `WITH targets AS MATERIALIZED (SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid())
+       SELECT pid FROM targets WHERE pg_terminate_backend(pid)`,
       [applicationName],
       admin,
     );
-    return Number(rows[0]?.n ?? 0);
+    return rows.map((r) => r.pid);
   }
   const idle = await adminQuery<{ pid: number }>(node, "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND state = 'idle'", [applicationName], admin);
-  let terminated = 0;
+  const terminated: number[] = [];
   for (const { pid } of idle) {
     const rows = await adminQuery<{ done: boolean }>(
       node,
@@ -69,9 +83,14 @@ export async function terminateSessions(node: PgNodeName, applicationName: strin
       [pid],
       admin,
     );
-    if (rows[0]?.done === true) terminated++;
+    if (rows[0]?.done === true) terminated.push(pid);
   }
   return terminated;
+}
+
+/** `terminateSessionPids`, counted. */
+export async function terminateSessions(node: PgNodeName, applicationName: string, onlyIdle = false): Promise<number> {
+  return (await terminateSessionPids(node, applicationName, onlyIdle)).length;
 }
 
 /** Rejects with a message naming `what` when `promise` has not settled after `ms`. */

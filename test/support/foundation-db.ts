@@ -45,14 +45,23 @@ export function adminQuery<R extends pg.QueryResultRow = any>(port: number, text
   return clusterAdminQuery<R>(pgNodeAt(port), text, values, { applicationName: 'foundation-admin' });
 }
 
-/** Server-side sessions (client backends) with this application_name, per server port. */
-export async function sessionCounts(applicationName: string): Promise<Record<number, number>> {
-  const byNode = await sessionCountsByNode(applicationName, { clientBackendsOnly: true });
+/**
+ * Server-side sessions (client backends) of the pools of this application, per server port: the
+ * application_name exactly, so the library's `<app>:monitor` / `<app>:roles` connections are not counted.
+ */
+export async function sessionCounts(applicationName: string, options: { poolOnly?: boolean } = { poolOnly: true }): Promise<Record<number, number>> {
+  const byNode = await sessionCountsByNode(applicationName, { clientBackendsOnly: true, ...options });
   return Object.fromEntries(pgNodeNames.map((node) => [clusterConfig.ports[node], byNode[node]]));
 }
 
+/** The pools' sessions of this application on all servers together. */
 export async function totalSessions(applicationName: string): Promise<number> {
   return Object.values(await sessionCounts(applicationName)).reduce((a, b) => a + b, 0);
+}
+
+/** Every session the library opened for this application, its `<app>:*` companions included, on all servers (the leak check). */
+export async function librarySessions(applicationName: string): Promise<number> {
+  return Object.values(await sessionCounts(applicationName, { poolOnly: false })).reduce((a, b) => a + b, 0);
 }
 
 /** Polls `read` until `accept` holds or `timeoutMs` passes; returns the last value either way. */

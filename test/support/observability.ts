@@ -20,9 +20,9 @@ export function node(port: number, extra: Partial<NodeOptions> = {}): NodeOption
   return { host: cluster.host, port, user: cluster.user, password: cluster.password, database: cluster.database, ...extra };
 }
 
-/** Sessions with this application_name on the server at `port`. */
+/** The pools' sessions (this application_name exactly) on the server at `port`. */
 export function sessionCount(port: number, applicationName: string): Promise<number> {
-  return sessionCountOn(pgNodeAt(port), applicationName);
+  return sessionCountOn(pgNodeAt(port), applicationName, { poolOnly: true });
 }
 
 export interface PromSample {

@@ -3,33 +3,55 @@ import { waitFor } from './wait.js';
 
 // Server-side sessions by application_name (pg_stat_activity, read as the superuser), the one
 // check every e2e test uses for "no client leaked" and "the pool holds exactly N connections".
+// By default a count covers every connection the library opens for the application: its pools'
+// (`application_name` exactly) and the ones it opens beside them, named with a ':' suffix
+// (`<app>:monitor` for the node monitor, `<app>:roles` for the role checks, any `<app>:*`).
 
 export interface SessionCountOptions {
   /** Count only `client backend` rows (leaves out parallel workers that carry the same name). */
   clientBackendsOnly?: boolean;
+  /** Count only the pools' own connections (`application_name` exactly), not the `<app>:*` ones beside them. */
+  poolOnly?: boolean;
 }
 
-/** Sessions with this application_name on one PostgreSQL node. */
+/** The WHERE clause matching the sessions of `$1` (see SessionCountOptions). */
+export function applicationNameFilter(options: SessionCountOptions = {}): string {
+  const name = options.poolOnly ? 'application_name = $1' : "(application_name = $1 OR starts_with(application_name, $1 || ':'))";
+  return options.clientBackendsOnly ? `${name} AND backend_type = 'client backend'` : name;
+}
+
+/** Sessions of this application on one PostgreSQL node. */
 export async function sessionCount(node: PgNodeName, applicationName: string, options: SessionCountOptions = {}): Promise<number> {
-  const backendFilter = options.clientBackendsOnly ? " AND backend_type = 'client backend'" : '';
-  const rows = await adminQuery<{ n: number }>(node, `SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1${backendFilter}`, [
-    applicationName,
-  ]);
+  const rows = await adminQuery<{ n: number }>(node, `SELECT count(*)::int AS n FROM pg_stat_activity WHERE ${applicationNameFilter(options)}`, [applicationName]);
   return rows[0]!.n;
 }
 
-/** Sessions with this application_name on each PostgreSQL node. */
+/** Sessions of this application on each PostgreSQL node. */
 export async function sessionCounts(applicationName: string, options: SessionCountOptions = {}): Promise<Record<PgNodeName, number>> {
   const counts = await Promise.all(pgNodeNames.map(async (node) => [node, await sessionCount(node, applicationName, options)] as const));
   return Object.fromEntries(counts) as Record<PgNodeName, number>;
 }
 
-/** Waits, node after node (each within `timeoutMs`), until no session of `applicationName` is left on `nodes`. */
+/** `application_name` of every session of this application on one node (its pools' and the `:`-suffixed ones), sorted. */
+export async function sessionNames(node: PgNodeName, applicationName: string): Promise<string[]> {
+  const rows = await adminQuery<{ name: string }>(node, `SELECT application_name AS name FROM pg_stat_activity WHERE ${applicationNameFilter()} ORDER BY 1`, [applicationName]);
+  return rows.map((r) => r.name);
+}
+
+/**
+ * Waits, node after node (each within `timeoutMs`), until no session of `applicationName` (nor of
+ * its `:`-suffixed companions) is left on `nodes`; the error names the sessions still there.
+ */
 export async function waitForNoSessions(
   applicationName: string,
   { nodes = pgNodeNames, timeoutMs, everyMs }: { nodes?: readonly PgNodeName[]; timeoutMs: number; everyMs: number },
 ): Promise<void> {
   for (const node of nodes) {
-    await waitFor(`no ${applicationName} session left on ${node}`, async () => (await sessionCount(node, applicationName)) === 0, timeoutMs, everyMs);
+    try {
+      await waitFor(`no ${applicationName} session left on ${node}`, async () => (await sessionCount(node, applicationName)) === 0, timeoutMs, everyMs);
+    } catch (err) {
+      const left = await sessionNames(node, applicationName);
+      throw new Error(`${(err as Error).message}; left: ${left.join(', ') || 'none'}`, { cause: err });
+    }
   }
 }
