@@ -174,6 +174,18 @@ describe('automatic prepared statements (real cluster)', () => {
       expect(oldNames).not.toContain(names[0]);
     });
 
+    it('keeps its statements through the session reset on release (a client that changed a setting)', async () => {
+      for (let i = 0; i < 4; i++) await t.db.query(BY_ID, [6]);
+      const before = counters(t);
+      await t.db.withClient((c) => c.query("SET application_name = 'e2e-prepared-changed'"));
+      const after = await t.db.withClient(async (c) => [(await c.query<{ application_name: string }>('SHOW application_name')).rows[0]!.application_name, await preparedOn(c)] as const);
+      expect(after[0]).not.toBe('e2e-prepared-changed');
+      expect(after[1].filter((n) => n.startsWith('__pgp_')).length).toBeGreaterThan(0);
+      expect((await t.db.query(BY_ID, [6])).rows[0].name).toBe('item-6');
+      expect(counters(t).hits - before.hits).toBe(1);
+      expect(counters(t).invalidations).toBe(before.invalidations);
+    });
+
     it('shows the counters per node in GET /metrics/db-pool and in Prometheus', async () => {
       const server = request(t.app.getHttpServer());
       const json = await server.get('/metrics/db-pool').expect(200);
