@@ -1,6 +1,6 @@
 import { Inject, Module, type DynamicModule, type OnApplicationShutdown, type Provider } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
-import { resolveOptions } from './config/resolve-options.js';
+import { resolveModuleIdentity, resolveOptions } from './config/resolve-options.js';
 import { PoolRegistry } from './core/cluster-registry.js';
 import { PoolCluster } from './core/pool-cluster.js';
 import { adviseSizing, type SizingReport } from './core/sizing-advisor.js';
@@ -73,17 +73,17 @@ export class PoolCoreModule implements OnApplicationShutdown {
   ) {}
 
   static forRoot(options: PoolModuleOptions & { name?: string; isGlobal?: boolean }): DynamicModule {
-    const name = options?.name ?? DEFAULT_DATABASE;
+    const { name, global } = resolveModuleIdentity(options);
     return {
       module: PoolCoreModule,
-      global: options?.isGlobal ?? true,
+      global,
       providers: [{ provide: getPoolOptionsToken(name), useValue: options }, ...databaseProviders(name, options?.metrics)],
       exports: exportedTokens(name),
     };
   }
 
   static forRootAsync(options: PoolModuleAsyncOptions): DynamicModule {
-    const name = options.name ?? DEFAULT_DATABASE;
+    const { name, global } = resolveModuleIdentity(options);
     const optionsToken = getPoolOptionsToken(name);
     const providers: Provider[] = [...databaseProviders(name, options?.metrics)];
     if (options.useFactory) {
@@ -105,7 +105,7 @@ export class PoolCoreModule implements OnApplicationShutdown {
     }
     return {
       module: PoolCoreModule,
-      global: options.isGlobal ?? true,
+      global,
       imports: options.imports ?? [],
       providers,
       exports: exportedTokens(name),

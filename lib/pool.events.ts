@@ -68,7 +68,8 @@ export type TopologyRole = 'primary' | 'replica' | 'fenced' | 'unknown';
 
 export type RemoveReason = 'error' | 'lifetime' | 'max-uses' | 'evicted' | 'validation' | 'rollback-failed' | 'reset-failed' | 'idle' | 'shutdown';
 
-export type ErrorKind = 'connection' | 'acquire-timeout' | 'validation' | 'idle-client' | 'query' | 'read-only';
+/** `server-full`: a connect met 53300 / 53400 (no connection slot left on the server). */
+export type ErrorKind = 'connection' | 'acquire-timeout' | 'validation' | 'idle-client' | 'query' | 'read-only' | 'server-full';
 
 /**
  * `pool-waiting`: more than `alerts.waitingThreshold` callers wait; `pool-usage-high` /

@@ -44,7 +44,7 @@ export class PoolAcquireTimeoutError extends PoolError {
   ) {
     super(
       `Cannot acquire a connection from pool "${database}/${node}" (${role}) because none became available within ${timeoutMs}ms ` +
-        `(${formatPoolState(state)}). Please make sure that clients are released, or raise max / acquireTimeoutMs.`,
+        `(${formatPoolState(state)}): timeout exceeded when trying to connect. Please make sure that clients are released, or raise max / acquireTimeoutMs.`,
       cause === undefined ? undefined : { cause },
     );
   }
@@ -97,6 +97,31 @@ export class PoolConnectionError extends PoolError {
     super(
       `Cannot connect to "${database}/${node}" at ${address} after ${attempts} attempt(s): ${lastError}. ` +
         `Please make sure that the server is running and the connection settings are right.`,
+    );
+  }
+}
+
+/**
+ * The server has no connection slot left (53300 `max_connections`, a role's or database's
+ * CONNECTION LIMIT, 53400, PgBouncer's client limit): no new connection could be opened and the
+ * pool had no open one to give. Not a dead node: nothing is banned, the breaker does not count it.
+ */
+export class PoolServerFullError extends PoolError {
+  override name = 'PoolServerFullError';
+  readonly code = 'POOL_SERVER_FULL';
+  constructor(
+    readonly database: string,
+    readonly node: string,
+    readonly address: string,
+    /** The server's own words (e.g. "sorry, too many clients already"). */
+    readonly serverMessage: string,
+    override readonly cause: unknown,
+  ) {
+    super(
+      `Cannot open a connection to "${database}/${node}" (${address}) because the server has no connection slot left (${serverMessage}): ` +
+        'its limit is max_connections (less superuser_reserved_connections), or a CONNECTION LIMIT on the role or database. ' +
+        'The pool keeps serving callers from its open connections and retries opening with back-off. ' +
+        'Please make sure that pools × app instances stay below the server’s limit (see the sizing advisor), or raise it.',
     );
   }
 }
@@ -290,7 +315,7 @@ export class PoolStatementTimeoutError extends PoolError {
     const sql = statement.length > 80 ? `${statement.slice(0, 80)}…` : statement;
     super(
       `Cannot finish the statement ${JSON.stringify(sql)} on "${database}/${node}" (${address}) because the server sent no answer within ${timeoutMs}ms; ` +
-        'its connection was closed. Please make sure that the server is reachable and not overloaded, or raise queryTimeoutMs.',
+        'it was cancelled on the server and its connection closed. Please make sure that the server is reachable and not overloaded, or raise queryTimeoutMs.',
     );
   }
 }

@@ -117,7 +117,7 @@ describe('release hygiene (real primary)', () => {
     const first = t.db.withClient(async (client) => {
       lent = client;
       client.release();
-      client.release(); // harmless
+      expect(() => client.release()).toThrow(/already been released/);
       await expect(client.query('SELECT 1')).rejects.toThrow(/already given back/);
       return 'first';
     });

@@ -208,7 +208,7 @@ describe('metrics endpoints (real cluster)', () => {
     expect(prom.get('db_replica_lag_seconds')!.samples.some((s) => s.labels.node === PRIMARY)).toBe(false);
     expect(sampleValue(prom, 'db_pool_connection_creation_seconds_count', { node: PRIMARY })).toBeGreaterThanOrEqual(2);
     expect(prom.get('db_pool_errors_total')!.samples.filter((s) => s.labels.node === PRIMARY).map((s) => s.labels.kind).sort()).toEqual(
-      ['acquire-timeout', 'connection', 'idle-client', 'query', 'validation'],
+      ['acquire-timeout', 'connection', 'idle-client', 'query', 'server-full', 'validation'],
     );
   });
 

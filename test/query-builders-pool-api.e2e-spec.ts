@@ -87,13 +87,27 @@ describe('db.routedPool as a pg.Pool', () => {
     expect(node((await client.query<Row>(WHERE_SQL)).rows)).toBe('primary');
     client.release();
     await expect(client.query('SELECT 1')).rejects.toThrow(PoolError);
-    await expect(client.query('SELECT 1')).rejects.toThrow(/already released/);
+    await expect(client.query('SELECT 1')).rejects.toThrow(/already (released|given back)/);
     expect(() => client.release()).toThrow(/already been released/);
 
     const viaCallback = await new Promise<pg.PoolClient>((resolve, reject) => db.routedPool.connect((err, c) => (err ? reject(err) : resolve(c!))));
     const res = await new Promise<pg.QueryResult>((resolve, reject) => viaCallback.query('SELECT 1 AS one', (err, r) => (err ? reject(err) : resolve(r))));
     expect(res.rows).toEqual([{ one: 1 }]);
     viaCallback.release();
+  });
+
+  it('outside any routing scope, connect() lends the primary’s client: a real connection, one object per connection', async () => {
+    const first = await db.routedPool.connect();
+    const pid = (await first.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+    expect(db.primary.pool.totalCount - db.primary.pool.idleCount).toBe(1);
+    first.release();
+    expect(db.primary.pool.totalCount - db.primary.pool.idleCount).toBe(0);
+    const clients = [];
+    for (let i = 0; i < 3; i++) clients.push(await db.routedPool.connect());
+    const again = clients.find((c) => c === first);
+    expect(again).toBeDefined();
+    expect((await again!.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid).toBe(pid);
+    for (const c of clients) c.release();
   });
 
   it('a client holds one connection from BEGIN (or a session command) to release(), and gives it back', async () => {

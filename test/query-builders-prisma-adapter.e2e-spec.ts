@@ -9,8 +9,7 @@ import { sessionCounts } from './support/sessions.js';
 
 // Prisma 7's pg driver adapter (@prisma/adapter-pg, the real package) on db.routedPool, driven the
 // way the Prisma Client drives it: queryRaw / executeRaw, and startTransaction() + COMMIT /
-// ROLLBACK + commit() / rollback(). The generated Prisma Client itself is not tested here:
-// `prisma generate` downloads its schema engine, which this machine cannot reach (README).
+// ROLLBACK + commit() / rollback(). The generated Prisma Client on it: query-builders-prisma-client.e2e-spec.ts.
 
 const APP = 'e2e-query-builders-prisma';
 const TABLE = 'qb_prisma_e2e';

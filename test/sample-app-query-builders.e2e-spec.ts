@@ -7,9 +7,9 @@ import { adminQuery, clusterConfig, connectionString, type PgNodeName } from './
 import { waitForReplay } from './support/routing.support.js';
 import { waitForNoSessions } from './support/sessions.js';
 
-// The sample app's Kysely and Drizzle modules (plain provider factories over DatabaseService, on
-// db.routedPool) on the real primary + 2 replicas: a POST runs the builder's own transaction on
-// the primary (user + event, one xmin) and hands out the consistency token; a GET under
+// The sample app's Kysely, Drizzle and Prisma Client modules (plain provider factories over
+// DatabaseService, on db.routedPool) on the real primary + 2 replicas: a POST runs the builder's own transaction on
+// the primary (user + event, one xmin; Prisma's is a prisma.$transaction) and hands out the consistency token; a GET under
 // @ReadOnly() answers from a replica, with the token too; 404 and 409 as on /users.
 
 const APP = 'e2e-sample-app-qb';
@@ -22,7 +22,7 @@ interface Served {
   servedBy: { port: number; replica: boolean };
 }
 
-describe.each(['kysely', 'drizzle'])('sample app: /qb/%s/users (real cluster)', (builder) => {
+describe.each(['kysely', 'drizzle', 'prisma'])('sample app: /qb/%s/users (real cluster)', (builder) => {
   let app: INestApplication;
   const savedEnv = { ...process.env };
   const created: number[] = [];

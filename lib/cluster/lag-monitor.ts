@@ -1,6 +1,6 @@
 import type { ResolvedOptions } from '../config/resolve-options.js';
 import type { PoolCluster } from '../core/pool-cluster.js';
-import { isConnectionError } from '../core/errors.js';
+import { leavesRotation } from '../errors/failure-class.js';
 import { parseLsn } from '../routing/routing-context.js';
 import { recordEnd, WalHistory } from '../routing/wal-history.js';
 import type { ReplicaState } from './replica-state.js';
@@ -53,7 +53,7 @@ export class LagMonitor {
           .filter((r) => r.bannedUntil === 0)
           .map((r) =>
             this.measure(r).catch((err: unknown) => {
-              if (isConnectionError(err)) host.ban(r, err);
+              if (leavesRotation(err)) host.ban(r, err);
             }),
           ),
       );

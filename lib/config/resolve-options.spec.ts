@@ -1,7 +1,7 @@
 import { PoolConfigurationError } from '../pool.exceptions.js';
 import type { PoolModuleRootOptions } from '../pool.interfaces.js';
 import { POOL_PRESETS } from './presets.js';
-import { envPrefix, resolveOptions } from './resolve-options.js';
+import { envPrefix, resolveModuleIdentity, resolveOptions } from './resolve-options.js';
 
 const PASSWORD = 'unit-Secret-pw-42';
 const PRIMARY_URL = `postgres://app:${PASSWORD}@db-primary:5432/app`;
@@ -464,5 +464,49 @@ describe('resolveOptions: multi-host primary and failover', () => {
     expect(resolve({}).failover).toEqual({ discoverRoles: true, checkIntervalMs: 1000, checkTimeoutMs: 1000, failoverTimeoutMs: 30_000 });
     expect(configError(() => resolve({ failover: { checkIntervalMs: 10 } })).message).toContain('failover.checkIntervalMs');
     expect(configError(() => resolve({ failover: { discoverRole: true } as never })).message).toContain('failover.discoverRole');
+  });
+});
+
+describe('resolveOptions: shapes', () => {
+  const shapes: Array<[string, Record<string, unknown>, string, string]> = [
+    // eslint-disable-next-line no-sparse-arrays
+    ['a hole in replicas', { replicas: [, { connectionString: REPLICA_URL }] }, 'option `replicas[0]`', 'undefined'],
+    // eslint-disable-next-line no-sparse-arrays
+    ['a hole in a primary list', { primary: [{ connectionString: PRIMARY_URL }, , { connectionString: REPLICA_URL }] }, 'option `primary[1]`', 'undefined'],
+    ['name an object', { name: {} }, 'option `name`', 'an empty object'],
+    ['name a number', { name: 42 }, 'option `name`', '42 (number)'],
+    ['name false', { name: false }, 'option `name`', 'false (boolean)'],
+    ['routing a number', { routing: 42 }, 'option `routing`', '42 (number)'],
+    ['routing null', { routing: null }, 'option `routing`', 'null'],
+    ['monitor null', { monitor: null }, 'option `monitor`', 'null'],
+    ['breaker null', { breaker: null }, 'option `breaker`', 'null'],
+    ['failover null', { failover: null }, 'option `failover`', 'null'],
+    ['ssl a string', { primary: { connectionString: PRIMARY_URL, ssl: 'yes' } }, 'option `primary.ssl`', '"yes" (string)'],
+    ['ssl null', { replicas: [{ connectionString: REPLICA_URL, ssl: null }] }, 'option `replicas[0].ssl`', 'null'],
+    ['isGlobal a number', { isGlobal: 1e308 }, 'option `isGlobal`', '1e+308 (number)'],
+    ['env a string', { env: 'x' }, 'option `env`', '"x" (string)'],
+    ['consistencyHeader with a space', { routing: { consistencyHeader: 'bad header' } }, 'option `routing.consistencyHeader`', '"bad header" (string)'],
+    ['consistencyHeader with a colon', { routing: { consistencyHeader: 'x-lsn:' } }, 'option `routing.consistencyHeader`', '"x-lsn:" (string)'],
+  ];
+
+  it.each(shapes)('%s: one error naming the field, what was expected and what was given', (_title, options, field, given) => {
+    const { env, ...rest } = options;
+    const error = configError(() => resolveOptions({ primary: { connectionString: PRIMARY_URL }, env: {}, ...rest, ...(env === undefined ? {} : { env }) } as PoolModuleRootOptions));
+    expect(error.field).toBe(field);
+    expect(error.given).toContain(given);
+    expect(error.message).toMatch(/^Invalid option `[^`]+`: expected .+, got .+/);
+    expect(error.message).not.toContain(PASSWORD);
+  });
+
+  it('accepts the shapes pg takes: ssl true/false/object, a header token, isGlobal false', () => {
+    const resolved = resolve({ isGlobal: false, primary: { connectionString: PRIMARY_URL, ssl: { rejectUnauthorized: false } }, replicas: [{ connectionString: REPLICA_URL, ssl: true }], routing: { consistencyHeader: "X-Consistency_Token.1!#$%&'*+^`|~" } });
+    expect(resolved.routing.consistencyHeader).toBe("x-consistency_token.1!#$%&'*+^`|~");
+  });
+
+  it('checks name and isGlobal of forRoot before any provider exists', () => {
+    expect(resolveModuleIdentity(undefined)).toEqual({ name: 'default', global: true });
+    expect(resolveModuleIdentity({ name: 'analytics', isGlobal: false })).toEqual({ name: 'analytics', global: false });
+    expect(configError(() => resolveModuleIdentity({ name: {} })).field).toBe('option `name`');
+    expect(configError(() => resolveModuleIdentity({ isGlobal: 'yes' })).field).toBe('option `isGlobal`');
   });
 });

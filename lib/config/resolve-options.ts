@@ -22,6 +22,7 @@ import type {
 } from '../pool.interfaces.js';
 import type { PoolClient } from 'pg';
 import { POOL_PRESETS, PRESET_NAMES } from './presets.js';
+import { translatePgPoolNames } from './pg-pool-names.js';
 import { describeValue, redactSecrets, redactUrl } from './redact.js';
 import { resolveAlertOptions, resolveMetricsOptions, type ResolvedAlertOptions, type ResolvedMetricsOptions } from '../metrics/metrics.options.js';
 import { resolveLoadSizingOptions, type ResolvedLoadSizingOptions } from '../metrics/sizing.options.js';
@@ -254,11 +255,37 @@ function checkString(field: string, value: unknown, nonEmpty = true): string {
   return value;
 }
 
+function checkHeaderName(field: string, value: unknown): string {
+  const name = checkString(field, value);
+  if (!HEADER_TOKEN.test(name)) fail(field, "an HTTP header name (letters, digits and !#$%&'*+-.^_`|~, no spaces or colons)", value);
+  return name;
+}
+
 function checkEnum<T extends string>(field: string, value: unknown, allowed: readonly T[]): T {
   if (typeof value !== 'string' || !allowed.includes(value as T)) {
     fail(field, `one of ${allowed.map((a) => `"${a}"`).join(', ')}`, value);
   }
   return value as T;
+}
+
+/** An options section (`routing`, `monitor`, …): absent means `{}`; anything but a plain object (null included) is refused. */
+function checkSection<T extends object>(field: string, value: T | undefined): Partial<T> {
+  if (value === undefined) return {};
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(optionField(field), 'an object', value);
+  return value;
+}
+
+/** An HTTP header name: an RFC 7230 token (letters, digits and !#$%&'*+-.^_`|~). */
+const HEADER_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/**
+ * The identity a `forRoot*()` call registers under, checked before any provider exists: `name`
+ * (the database's name, a non-empty string) and `isGlobal` (a boolean, default true).
+ */
+export function resolveModuleIdentity(options: { name?: unknown; isGlobal?: unknown } | null | undefined): { name: string; global: boolean } {
+  const name = options?.name === undefined ? DEFAULT_DATABASE : checkString(optionField('name'), options.name);
+  const global = options?.isGlobal === undefined ? true : checkBool(optionField('isGlobal'), options.isGlobal);
+  return { name, global };
 }
 
 function pick<T>(explicit: T | undefined, fallback: T): T {
@@ -385,7 +412,7 @@ function resolveNode(
       raw,
     );
   }
-  const node = raw as NodeOptions;
+  const node = translatePgPoolNames(raw as NodeOptions, path);
   if (node.connectionString !== undefined) checkUrl(optionField(`${path}.connectionString`), node.connectionString);
   if (node.host !== undefined) checkString(optionField(`${path}.host`), node.host);
   if (node.port !== undefined) checkInt(optionField(`${path}.port`), node.port, 1, 65535);
@@ -393,6 +420,9 @@ function resolveNode(
   if (node.database !== undefined) checkString(optionField(`${path}.database`), node.database);
   if (node.password !== undefined && typeof node.password !== 'string' && typeof node.password !== 'function') {
     fail(optionField(`${path}.password`), 'a string or a function returning one', node.password, undefined, true);
+  }
+  if (node.ssl !== undefined && typeof node.ssl !== 'boolean' && (typeof node.ssl !== 'object' || node.ssl === null || Array.isArray(node.ssl))) {
+    fail(optionField(`${path}.ssl`), 'true, false or a TLS options object such as { rejectUnauthorized: true, ca }', node.ssl);
   }
   const name = node.name === undefined ? (role === 'primary' ? 'primary' : `replica-${index + 1}`) : checkString(optionField(`${path}.name`), node.name);
   const weight = node.weight === undefined ? 1 : node.weight;
@@ -462,7 +492,8 @@ function resolveNode(
 function primaryCandidates(raw: unknown, urlField: string): unknown[] {
   if (Array.isArray(raw)) {
     if (raw.length === 0) fail(optionField('primary'), 'a connection object or a non-empty list of them', raw);
-    return raw;
+    // A hole (`[ , {…}]`) becomes `undefined`, which the node check refuses with its index.
+    return Array.from(raw as unknown[]);
   }
   const url = (raw as NodeOptions | null)?.connectionString;
   if (typeof url !== 'string') return [raw];
@@ -651,7 +682,11 @@ export function resolveOptions(input: PoolModuleOptions & { name?: string; isGlo
     fail('PoolModule options', 'an object', input);
   }
   checkKeys(input as Record<string, unknown>, TOP_LEVEL_KEYS, '');
-  const database = databaseName ?? (input.name === undefined ? DEFAULT_DATABASE : checkString(optionField('name'), input.name));
+  const database = databaseName ?? resolveModuleIdentity(input).name;
+  if (input.isGlobal !== undefined) checkBool(optionField('isGlobal'), input.isGlobal);
+  if (input.env !== undefined && (typeof input.env !== 'object' || input.env === null || Array.isArray(input.env))) {
+    fail(optionField('env'), 'an object of environment variables such as process.env', input.env);
+  }
   const env: Env = input.env ?? process.env;
   const prefix = envPrefix(database);
   const preset = resolvePreset(input, env);
@@ -687,12 +722,13 @@ export function resolveOptions(input: PoolModuleOptions & { name?: string; isGlo
   const preparedStatements = resolvePreparedStatements(input.preparedStatements, pgbouncer);
   const common = { applicationName, timezone, pgbouncer, resetOnRelease, preparedStatements };
   const primary = resolveNode(candidates[0], 'primary', 0, candidates.length > 1 ? 'primary[0]' : 'primary', database, defaults, common, env);
-  const replicas = (replicasRaw as unknown[]).map((r, i) =>
+  // Array.from: a hole (`[ , {…}]`) becomes `undefined`, which the node check refuses with its index.
+  const replicas = Array.from(replicasRaw as unknown[]).map((r, i) =>
     resolveNode(r, 'replica', i, `replicas[${i}]`, database, defaults, common, env),
   );
   const given = replicas.length;
   candidates.slice(1).forEach((c, i) => {
-    const named = { ...(c as NodeOptions), name: (c as NodeOptions).name ?? `${primary.name}-${i + 2}` };
+    const named = c !== null && typeof c === 'object' && !Array.isArray(c) ? { ...(c as NodeOptions), name: (c as NodeOptions).name ?? `${primary.name}-${i + 2}` } : c;
     replicas.push(resolveNode(named, 'replica', given + i, `primary[${i + 1}]`, database, defaults, common, env));
   });
   const seen = new Set<string>();
@@ -701,8 +737,7 @@ export function resolveOptions(input: PoolModuleOptions & { name?: string; isGlo
     seen.add(n.name);
   }
 
-  const routingIn = input.routing ?? {};
-  if (typeof routingIn !== 'object' || routingIn === null || Array.isArray(routingIn)) fail(optionField('routing'), 'an object', routingIn);
+  const routingIn = checkSection('routing', input.routing);
   checkKeys(routingIn as Record<string, unknown>, ROUTING_KEYS, 'routing.');
   const strategy = routingIn.strategy ?? 'round-robin';
   if (typeof strategy !== 'function') checkEnum(optionField('routing.strategy'), strategy, STRATEGIES);
@@ -714,19 +749,17 @@ export function resolveOptions(input: PoolModuleOptions & { name?: string; isGlo
     maxReplicationLagBytes: checkInt(optionField('routing.maxReplicationLagBytes'), pick(routingIn.maxReplicationLagBytes, 0), 0),
     lagCheckIntervalMs: checkMs(optionField('routing.lagCheckIntervalMs'), pick(routingIn.lagCheckIntervalMs, 1000), 50),
     consistency: checkEnum(optionField('routing.consistency'), pick<string>(routingIn.consistency, 'read-your-writes'), ['read-your-writes', 'eventual'] as const),
-    consistencyHeader: checkString(optionField('routing.consistencyHeader'), pick(routingIn.consistencyHeader, DEFAULT_CONSISTENCY_HEADER)).toLowerCase(),
+    consistencyHeader: checkHeaderName(optionField('routing.consistencyHeader'), pick(routingIn.consistencyHeader, DEFAULT_CONSISTENCY_HEADER)).toLowerCase(),
     readOnlyInTransaction: checkEnum(optionField('routing.readOnlyInTransaction'), pick<string>(routingIn.readOnlyInTransaction, 'join'), ['join', 'warn', 'throw'] as const),
   };
 
-  const breakerIn = input.breaker ?? {};
-  if (typeof breakerIn !== 'object' || breakerIn === null || Array.isArray(breakerIn)) fail(optionField('breaker'), 'an object', breakerIn);
+  const breakerIn = checkSection('breaker', input.breaker);
   checkKeys(breakerIn as Record<string, unknown>, BREAKER_KEYS, 'breaker.');
   const breaker = {
     failureThreshold: checkInt(optionField('breaker.failureThreshold'), pick(breakerIn.failureThreshold, 5), 1),
     resetTimeoutMs: checkMs(optionField('breaker.resetTimeoutMs'), pick(breakerIn.resetTimeoutMs, 10_000), 1),
   };
-  const failoverIn = input.failover ?? {};
-  if (typeof failoverIn !== 'object' || failoverIn === null || Array.isArray(failoverIn)) fail(optionField('failover'), 'an object', failoverIn);
+  const failoverIn = checkSection('failover', input.failover);
   checkKeys(failoverIn as Record<string, unknown>, FAILOVER_KEYS, 'failover.');
   const failover = {
     discoverRoles: failoverIn.discoverRoles === undefined ? true : checkBool(optionField('failover.discoverRoles'), failoverIn.discoverRoles),
@@ -737,8 +770,7 @@ export function resolveOptions(input: PoolModuleOptions & { name?: string; isGlo
   if (!failover.discoverRoles && candidates.length > 1) {
     fail(optionField('failover.discoverRoles'), 'true (or one host in primary): with pinned roles only the first host could ever take writes', false);
   }
-  const monitorIn = input.monitor ?? {};
-  if (typeof monitorIn !== 'object' || monitorIn === null || Array.isArray(monitorIn)) fail(optionField('monitor'), 'an object', monitorIn);
+  const monitorIn = checkSection('monitor', input.monitor);
   checkKeys(monitorIn as Record<string, unknown>, MONITOR_KEYS, 'monitor.');
   if (monitorIn.enabled !== undefined && typeof monitorIn.enabled !== 'boolean') fail(optionField('monitor.enabled'), 'true or false', monitorIn.enabled);
   const monitor = {

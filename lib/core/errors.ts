@@ -1,25 +1,4 @@
-const CONNECTION_SQLSTATES = new Set(['57P01', '57P02', '57P03', '53300']);
-const CONNECTION_NODE_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ETIMEDOUT',
-  'EPIPE',
-  'ENOTFOUND',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EAI_AGAIN',
-  'ECONNABORTED',
-  'POOL_UNAVAILABLE',
-]);
-const CONNECTION_MESSAGES = [
-  'Connection terminated',
-  'connection timeout',
-  'not queryable',
-  'Client was closed',
-  'Connection ended',
-  'server closed the connection',
-  'the database system is',
-];
+import { breaksConnection } from '../errors/failure-class.js';
 
 /** SQLSTATE of an error, if the server sent one. */
 export function sqlState(err: unknown): string | undefined {
@@ -28,21 +7,13 @@ export function sqlState(err: unknown): string | undefined {
 }
 
 /**
- * True for errors that mean the connection or the server is gone (class 08, admin shutdown
- * 57P0x, too many connections, socket errors, connect timeouts): retrying elsewhere may help and
- * the connection must not be reused. SQL errors (syntax, constraints, data) are never connection errors.
+ * True for errors that mean the connection or the server is gone, changing role or full, or that
+ * the statement passed its client-side deadline (every class of `classifyFailure` but a failed
+ * statement): the connection must not be reused and the statement's outcome is unknown. SQL
+ * errors (syntax, constraints, data) are never connection errors.
  */
 export function isConnectionError(err: unknown): boolean {
-  if (!err || typeof err !== 'object') return false;
-  const e = err as { code?: unknown; message?: unknown; cause?: unknown; connectionError?: boolean };
-  if (e.connectionError === true) return true;
-  const code = typeof e.code === 'string' ? e.code : '';
-  if (code.length === 5 && (code.startsWith('08') || CONNECTION_SQLSTATES.has(code))) return true;
-  if (CONNECTION_NODE_CODES.has(code)) return true;
-  if (code.length === 5) return false;
-  const message = typeof e.message === 'string' ? e.message : '';
-  if (CONNECTION_MESSAGES.some((m) => message.includes(m))) return true;
-  return e.cause !== undefined && e.cause !== err ? isConnectionError(e.cause) : false;
+  return breaksConnection(err);
 }
 
 /** The server was shut down or restarted: every idle connection of that pool is stale. */
@@ -65,7 +36,7 @@ export function isReadOnlyViolation(err: unknown): boolean {
 }
 
 /** Library errors raised before a statement was handed to a connection. */
-const UNSENT_CODES = new Set(['PRIMARY_UNAVAILABLE', 'POOL_UNAVAILABLE', 'POOL_ACQUIRE_TIMEOUT', 'POOL_CONNECTION_FAILED', 'NAMED_STATEMENT_UNSUPPORTED']);
+const UNSENT_CODES = new Set(['PRIMARY_UNAVAILABLE', 'POOL_UNAVAILABLE', 'POOL_ACQUIRE_TIMEOUT', 'POOL_CONNECTION_FAILED', 'POOL_SERVER_FULL', 'NAMED_STATEMENT_UNSUPPORTED']);
 /** Failures that only opening a connection can produce: no statement was sent on it. */
 const CONNECT_ONLY_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', '53300', '57P03', '28P01', '28000', '3D000']);
 

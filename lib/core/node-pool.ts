@@ -7,6 +7,7 @@ import {
   PoolAcquireTimeoutError,
   PoolConnectionError,
   PoolEndedError,
+  PoolServerFullError,
   PoolStatementTimeoutError,
   PoolUnavailableError,
   type PoolStateSnapshot,
@@ -18,22 +19,26 @@ import { CircuitBreaker } from '../pool/circuit-breaker.js';
 import { ConnectionBag } from '../pool/connection-bag.js';
 import { Housekeeper, sweep, sweepPeriodMs } from '../pool/housekeeper.js';
 import { LeakDetector } from '../pool/leak-detector.js';
-import { endLease, leasedConnection, lend, wasReturned } from '../pool/lent-client.js';
+import { endLease, leasedConnection, lend, sharedHandle, wasReturned } from '../pool/lent-client.js';
 import { PoolFacade } from '../pool/pool-facade.js';
 import { PooledConnection } from '../pool/pooled-connection.js';
 import { releaseAction, retireOrPool, type ReleaseContext } from '../pool/release-policy.js';
 import { RESET_SESSION_SQL } from '../pool/session-reset.js';
-import { send, sendAsync, sendWithin } from '../pool/statement-deadline.js';
+import { CANCEL_TIMEOUT_MS, send, sendAsync, sendWithin } from '../pool/statement-deadline.js';
 import { StatementCache } from '../pool/statement-cache.js';
 import { routingStorage } from '../routing/routing-context.js';
 import type { CompiledSessionContext } from '../session/session-context.js';
 import { needsValidation, validate } from '../pool/validation.js';
-import { isConnectionError, isServerRestartError, isSessionTerminated } from './errors.js';
+import { isServerRestartError, isSessionTerminated } from './errors.js';
+import { breaksConnection, classifyFailure, countsForBreaker, FailureClass } from '../errors/failure-class.js';
 import { LatencyHistogram, NodeCounters } from './node-stats.js';
 
 /** Background refill: first retry delay, doubling up to the cap, each with jitter (50–100%). */
 const REFILL_FIRST_DELAY_MS = 50;
 const REFILL_MAX_DELAY_MS = 500;
+/** A full server (53300): opening waits this long, doubling up to the cap, while open connections keep serving. */
+const FULL_FIRST_DELAY_MS = 50;
+const FULL_MAX_DELAY_MS = 500;
 /**
  * A single statement (or BEGIN) that fails with 57P01 this soon after it was sent is run once more
  * on a new connection: the server terminated the session before running it, or while running it
@@ -46,6 +51,13 @@ const SOCKET_CLOSE_WAIT_MS = 2000;
 const READ_ONLY_SETTING = '-c default_transaction_read_only=on';
 
 export type QueryInput = string | QueryConfig;
+
+/** pg-pool's `log` wording for a removed connection, by reason. */
+const REMOVE_LOG: Partial<Record<RemoveReason, string>> = {
+  'max-uses': 'remove expended client',
+  lifetime: 'remove expired client',
+  idle: 'remove idle client',
+};
 
 /** What a node pool needs from the database that owns it. */
 export interface NodeHost {
@@ -146,6 +158,15 @@ export class NodePool {
   #role: NodeRole;
   #generation = 0;
   #endPromise: Promise<void> | undefined;
+  #endResolve: (() => void) | undefined;
+  #forcedEnd = false;
+  #shuttingDown = false;
+  /** The node's own pg-pool hooks: `onConnect(client)` (after the module's `onConnect`), `verify(client, cb)` and `log(message)`. */
+  readonly #onConnect: ((client: PoolClient) => unknown) | undefined;
+  readonly #verify: ((client: PoolClient, cb: (err?: Error) => void) => void) | undefined;
+  readonly #log: ((message: string, ...rest: unknown[]) => void) | undefined;
+  /** Sockets closing since the end. */
+  readonly #closing: Promise<void>[] = [];
   #refillTimer: NodeJS.Timeout | undefined;
   #refilling = false;
   /** Connections the background refill is opening (each goes to the first waiter, or the idle stack). */
@@ -157,6 +178,13 @@ export class NodePool {
   #warmingUp = false;
   /** Wakes the warm-up's backoff sleep when the pool ends (no timer outlives a rejected start). */
   #wakeWarmUp: (() => void) | undefined;
+  /** The server had no slot left: no connection opens before this `Date.now()`; callers use open ones. */
+  #fullUntil = 0;
+  #fullDelay = FULL_FIRST_DELAY_MS;
+  #lastFull: PoolServerFullError | undefined;
+  #fullTimer: NodeJS.Timeout | undefined;
+  /** The node monitor declared the node hung (`abort`): a caller whose connection failed then gets this, not another try here. */
+  #hung: Error | undefined;
   readonly #transactionSettings: string;
   /** The role checks' connection of its own (`monitorQuery`). */
   #roleConn: Promise<PooledConnection> | undefined;
@@ -192,9 +220,26 @@ export class NodePool {
               return conf;
             }
           };
-    const { Client: _client, min: _min, max: _max, idleTimeoutMillis: _idleMs, connectionTimeoutMillis: _ct, maxUses: _uses, ...clientConfig } = poolConfig as PoolConfig & {
+    const {
+      Client: _client,
+      min: _min,
+      max: _max,
+      idleTimeoutMillis: _idleMs,
+      connectionTimeoutMillis: _ct,
+      maxUses: _uses,
+      onConnect,
+      verify,
+      log,
+      ...clientConfig
+    } = poolConfig as PoolConfig & {
       Client?: unknown;
+      onConnect?: (client: PoolClient) => unknown;
+      verify?: (client: PoolClient, cb: (err?: Error) => void) => void;
+      log?: (message: string, ...rest: unknown[]) => void;
     };
+    this.#onConnect = onConnect;
+    this.#verify = verify;
+    this.#log = log;
     this.#clientConfig = clientConfig;
     this.#prepares = config.preparedStatements.enabled && (clientConfig as { pipeline?: boolean }).pipeline !== true;
     this.#refusesNames = config.pgbouncer && !config.preparedStatements.pgbouncerProtocol;
@@ -251,15 +296,21 @@ export class NodePool {
         return queue.length;
       },
       get expiredCount() {
-        return 0;
+        const now = Date.now();
+        let expired = 0;
+        for (const conn of bag.items()) if (conn.acquiredAt !== 0 && conn.expiresAt !== 0 && now >= conn.expiresAt) expired++;
+        return expired;
       },
       get ended() {
         return ended();
       },
+      get finished() {
+        return ended() && bag.total === 0;
+      },
       options: Object.freeze({ max: config.max, min: config.min, idleTimeoutMillis: config.idleTimeoutMs, connectionTimeoutMillis: config.connectTimeoutMs, maxUses: config.maxUses }),
       query: (text, values) => this.query(text, values),
-      acquire: () => this.acquire(),
-      end: () => this.#end(),
+      acquire: () => this.acquire().then((client) => sharedHandle(leasedConnection(client)!, client)),
+      end: () => this.#end(this.#shuttingDown),
     });
     this.pool = this.#facade as unknown as pg.Pool;
   }
@@ -410,22 +461,31 @@ export class NodePool {
   #borrow(): Promise<PooledConnection> {
     const t0 = performance.now();
     let trial = false;
-    if (this.#breaker.isOpen) {
+    // An open breaker stops opening connections; an idle one is still served (validated on borrow).
+    if (this.#breaker.isOpen && this.#bag.idle === 0) {
       if (!this.#breaker.admit()) return Promise.reject(this.#unavailable());
       trial = true;
     }
+    const mayOpen = trial || !this.#breaker.isOpen;
     // Taken here, while the caller's frames are still on the stack; formatted only if it leaks.
     const origin = this.#leaks.enabled ? new Error('Client acquired here') : undefined;
     return new Promise<PooledConnection>((resolve) => {
-      this.#acquireConn(t0, t0 + this.config.acquireTimeoutMs, 0, (err, conn) => {
-        if (err !== undefined) {
-          if (trial) this.#breaker.trialAbandoned();
-          rejectAtCaller(resolve, err);
-          return;
-        }
-        if (origin !== undefined) this.#leaks.arm(conn!, origin);
-        resolve(conn!);
-      });
+      this.#acquireConn(
+        t0,
+        t0 + this.config.acquireTimeoutMs,
+        0,
+        (err, conn) => {
+          if (err !== undefined) {
+            if (trial) this.#breaker.trialAbandoned();
+            rejectAtCaller(resolve, err);
+            return;
+          }
+          if (origin !== undefined) this.#leaks.arm(conn!, origin);
+          resolve(conn!);
+        },
+        false,
+        mayOpen,
+      );
     });
   }
 
@@ -434,7 +494,7 @@ export class NodePool {
    * terminated the pooled session (57P01) just before, the statement runs once more on a new one.
    */
   query<R extends QueryResultRow = any>(text: QueryInput, values?: unknown[]): Promise<QueryResult<R>> {
-    if (this.#refusesNames && typeof text === 'object' && text.name) return Promise.reject(this.#namedStatement(text));
+    if (this.#refusesNames && typeof text === 'object' && text !== null && text.name) return Promise.reject(this.#namedStatement(text));
     const scope = routingStorage.getStore();
     if (scope?.contexts !== undefined) {
       try {
@@ -443,18 +503,26 @@ export class NodePool {
         return Promise.reject(err);
       }
     }
-    if (this.#breaker.isOpen) return this.#borrow().then((conn) => this.#executeAsync<R>(conn, text, values, true));
+    if (this.#breaker.isOpen && this.#bag.idle === 0) return this.#borrow().then((conn) => this.#executeAsync<R>(conn, text, values, true));
+    const mayOpen = !this.#breaker.isOpen;
     const t0 = performance.now();
     const origin = this.#leaks.enabled ? new Error('Client acquired here') : undefined;
     return new Promise<QueryResult<R>>((resolve) => {
-      this.#acquireConn(t0, t0 + this.config.acquireTimeoutMs, 0, (err, conn) => {
-        if (err !== undefined) {
-          rejectAtCaller(resolve, err);
-          return;
-        }
-        if (origin !== undefined) this.#leaks.arm(conn!, origin);
-        this.#execute<R>(conn!, text, values, true, resolve);
-      });
+      this.#acquireConn(
+        t0,
+        t0 + this.config.acquireTimeoutMs,
+        0,
+        (err, conn) => {
+          if (err !== undefined) {
+            rejectAtCaller(resolve, err);
+            return;
+          }
+          if (origin !== undefined) this.#leaks.arm(conn!, origin);
+          this.#execute<R>(conn!, text, values, true, resolve);
+        },
+        false,
+        mayOpen,
+      );
     });
   }
 
@@ -464,7 +532,7 @@ export class NodePool {
     if (conn === undefined) {
       return Promise.reject(wasReturned(client) ? new ClientReleasedError(this.config.database, this.name, 'query()') : new TypeError('Cannot run a statement on a client this pool did not lend.'));
     }
-    if (this.#refusesNames && typeof text === 'object' && text.name) {
+    if (this.#refusesNames && typeof text === 'object' && text !== null && text.name) {
       const err = this.#namedStatement(text);
       if (release) this.release(client);
       return Promise.reject(err);
@@ -575,6 +643,7 @@ export class NodePool {
    */
   abort(err: Error): void {
     this.#generation++;
+    this.#hung = err;
     for (const conn of this.#bag.items()) {
       if (this.#bag.takeIdle(conn)) {
         conn.destroy(err);
@@ -589,6 +658,7 @@ export class NodePool {
 
   /** The node answered the monitor again: an open breaker closes without waiting for its timeout. */
   reachable(): void {
+    this.#hung = undefined;
     this.#breaker.success();
     this.#scheduleRefill(0);
   }
@@ -662,14 +732,17 @@ export class NodePool {
     }
   }
 
-  /** The warm-up's wait between two attempts; `#end()` cuts it short. */
+  /**
+   * The warm-up's wait between two attempts; `#end()` cuts it short. Not `unref()`'d: while the
+   * start is retrying nothing else may keep the process alive, and an application that cannot
+   * start must end with the error (non-zero), not exit 0 in the middle of its retries.
+   */
   #backOff(ms: number): Promise<void> {
     return new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         this.#wakeWarmUp = undefined;
         resolve();
       }, ms);
-      timer.unref();
       this.#wakeWarmUp = () => {
         clearTimeout(timer);
         resolve();
@@ -684,27 +757,57 @@ export class NodePool {
     return this.inUse;
   }
 
-  /** Ends the pool (through its `pg.Pool` face, as pg-pool users see it): later calls return the same promise. */
+  /**
+   * The module's shutdown (after `drain()`): closes every connection, checked-out ones and those
+   * still opening included; later calls return the same promise.
+   */
   end(): Promise<void> {
-    return this.pool.end();
+    this.#shuttingDown = true;
+    // Through the pg.Pool face, as pg-pool users see a pool end; when its user already ended it, directly.
+    return (this.pool.end() as Promise<void>).catch(() => this.#end(true));
   }
 
-  /** Waiters fail, every connection (lent ones included) is closed. */
-  #end(): Promise<void> {
+  /**
+   * Ends the pool. The `pg.Pool` face's `end()` (`force` false) does as pg-pool does: waiters
+   * fail, idle connections close, checked-out ones and those still opening are left to finish and
+   * close when given back; it settles once none is left. `force` closes them too.
+   */
+  #end(force: boolean): Promise<void> {
     if (this.#endPromise === undefined) {
       clearTimeout(this.#refillTimer);
       this.#refillTimer = undefined;
+      clearTimeout(this.#fullTimer);
       this.#wakeWarmUp?.();
       this.#housekeeper.stop();
+      this.#log?.('ending');
+      this.#endPromise = new Promise<void>((resolve) => {
+        this.#endResolve = resolve;
+      });
       this.#queue.rejectAll(new PoolEndedError(this.config.database, this.name));
       if (this.#roleConn !== undefined) this.#dropRoleConn(this.#roleConn);
-      const closing = this.#bag.items().map((conn) => {
+      for (const conn of this.#bag.idleItems()) {
         this.#bag.takeIdle(conn);
-        return this.#remove(conn, 'shutdown');
-      });
-      this.#endPromise = Promise.all(closing).then(() => undefined);
+        void this.#remove(conn, 'shutdown');
+      }
     }
+    if (force && !this.#forcedEnd) {
+      this.#forcedEnd = true;
+      for (const conn of this.#bag.items()) {
+        // Still connecting: pg would never call back after client.end(), so its socket is destroyed.
+        if (conn.connectedAt === 0) conn.destroy(new PoolEndedError(this.config.database, this.name));
+        else void this.#remove(conn, 'shutdown');
+      }
+    }
+    this.#settleEnd();
     return this.#endPromise;
+  }
+
+  /** After an end: once no connection is left, the end settles when their sockets closed. */
+  #settleEnd(): void {
+    const resolve = this.#endResolve;
+    if (resolve === undefined || this.#bag.total !== 0) return;
+    this.#endResolve = undefined;
+    void Promise.all(this.#closing).then(() => resolve());
   }
 
   /**
@@ -736,7 +839,7 @@ export class NodePool {
       }
       const left = Math.max(1, Math.ceil(timeoutMs - (performance.now() - t0)));
       return sendWithin<R>(conn, text, undefined, left, this.#where).catch((err: unknown) => {
-        if (conn.broken || isConnectionError(err)) this.#dropRoleConn(used);
+        if (conn.broken || breaksConnection(err)) this.#dropRoleConn(used);
         throw err;
       });
     });
@@ -785,31 +888,51 @@ export class NodePool {
   // The pool core -----------------------------------------------------------------------------
 
   /** Finds a connection for a caller (idle, new, or by waiting) and checks it out; `done` gets it or the error. */
-  #acquireConn(t0: number, deadline: number, attempt: number, done: Done, quiet = false): void {
+  #acquireConn(t0: number, deadline: number, attempt: number, done: Done, quiet = false, mayOpen = true): void {
     if (this.#endPromise !== undefined) {
       done(new PoolEndedError(this.config.database, this.name), undefined);
       return;
     }
     const conn = this.#bag.take();
     if (conn !== undefined) {
-      this.#checkout(conn, t0, deadline, attempt, done, quiet);
+      this.#checkout(conn, t0, deadline, attempt, done, quiet, mayOpen);
       return;
     }
     // A connection the refill is opening goes to the first waiter: wait for it rather than open one more.
-    if (this.#bag.total < this.config.max && this.#refillOpening <= this.#queue.length) {
-      this.#open(t0, deadline, (err, fresh) => (err !== undefined ? done(err, undefined) : this.#handOut(fresh!, t0, done, quiet)));
+    // A caller let through an open breaker only because a connection was idle opens nothing.
+    if (!mayOpen) {
+      done(this.#unavailable(), undefined);
       return;
     }
-    this.#queue.push(deadline, (err, pooled) => (err !== undefined ? done(err, undefined) : this.#checkout(pooled!, t0, deadline, attempt, done, quiet)));
+    const opening = this.#bag.total < this.config.max ? this.#opening() : 'wait';
+    if (opening instanceof PoolServerFullError) {
+      done(opening, undefined);
+      return;
+    }
+    if (opening === 'open' && this.#bag.total < this.config.max && this.#refillOpening <= this.#queue.length) {
+      this.#open(t0, deadline, (err, fresh) => {
+        if (err === undefined) this.#handOut(fresh!, t0, done, quiet);
+        // A full server: wait for one of the open connections to come back rather than fail.
+        else if (err instanceof PoolServerFullError && this.inUse > 0 && !this.ended) this.#await(t0, deadline, attempt, done, quiet, mayOpen);
+        else done(err, undefined);
+      });
+      return;
+    }
+    this.#await(t0, deadline, attempt, done, quiet, mayOpen);
   }
 
-  #checkout(conn: PooledConnection, t0: number, deadline: number, attempt: number, done: Done, quiet: boolean): void {
+  /** Queues the caller for the next connection given back (or opened for it), until `deadline`. */
+  #await(t0: number, deadline: number, attempt: number, done: Done, quiet: boolean, mayOpen: boolean): void {
+    this.#queue.push(deadline, (err, pooled) => (err !== undefined ? done(err, undefined) : this.#checkout(pooled!, t0, deadline, attempt, done, quiet, mayOpen)));
+  }
+
+  #checkout(conn: PooledConnection, t0: number, deadline: number, attempt: number, done: Done, quiet: boolean, mayOpen: boolean): void {
     const now = Date.now();
     if (conn.broken || conn.generation !== this.#generation || (conn.expiresAt !== 0 && now >= conn.expiresAt)) {
       const reason: RemoveReason = conn.broken ? 'error' : conn.generation !== this.#generation ? 'evicted' : 'lifetime';
       if (!conn.broken) this.counters.evictions++;
       this.#remove(conn, reason);
-      this.#retry(t0, deadline, attempt, done, quiet);
+      this.#retry(t0, deadline, attempt, done, quiet, mayOpen);
       return;
     }
     if (needsValidation(conn, now, this.config.validateIdleAfterMs)) {
@@ -822,7 +945,7 @@ export class NodePool {
           this.counters.validationFailures++;
           if (this.host.emitting) this.#emit({ type: 'error', kind: 'validation', message: this.host.scrub(errorMessage(err)) });
           this.#remove(conn, 'validation');
-          this.#retry(t0, deadline, attempt, done, quiet);
+          this.#retry(t0, deadline, attempt, done, quiet, mayOpen);
         },
       );
       return;
@@ -830,7 +953,13 @@ export class NodePool {
     this.#handOut(conn, t0, done, quiet);
   }
 
-  #retry(t0: number, deadline: number, attempt: number, done: Done, quiet: boolean): void {
+  #retry(t0: number, deadline: number, attempt: number, done: Done, quiet: boolean, mayOpen: boolean): void {
+    // The node was declared hung while this caller was validating or checking out: it fails over
+    // now (a read is retried elsewhere) rather than opening a connection to the silent server.
+    if (this.#hung !== undefined) {
+      done(this.#hung, undefined);
+      return;
+    }
     if (attempt >= this.config.max + 1) {
       done(new PoolConnectionError(this.config.database, this.name, this.config.address, attempt, 'every pooled connection was stale'), undefined);
       return;
@@ -839,7 +968,7 @@ export class NodePool {
       done(this.#timeoutError(t0, undefined), undefined);
       return;
     }
-    this.#acquireConn(t0, deadline, attempt + 1, done, quiet);
+    this.#acquireConn(t0, deadline, attempt + 1, done, quiet, mayOpen);
   }
 
   #handOut(conn: PooledConnection, t0: number, done: Done, quiet: boolean): void {
@@ -853,13 +982,14 @@ export class NodePool {
       const waited = performance.now() - t0;
       this.acquireTime.record(waited);
       if (this.host.emitting) this.#emit({ type: 'acquire', waitMs: waited });
-      if (this.#facade.heard) this.#facade.emit('acquire', conn.client);
+      if (this.#facade.heard) this.#facade.emit('acquire', sharedHandle(conn));
     }
     done(undefined, conn);
   }
 
   /** Opens a new connection for one caller, within `connectTimeoutMs` and the caller's deadline. */
   #open(t0: number, deadline: number, done: Done, background = false): void {
+    this.#log?.('connecting new client');
     const conn = new PooledConnection(this.#clientConfig, this.#Client, this.#generation, (c, err) => this.#onClientError(c, err));
     if (this.#prepares) conn.statements = new StatementCache(this.config.preparedStatements, this.counters, () => (conn.expiresAt = Date.now()));
     this.#bag.add(conn);
@@ -873,7 +1003,8 @@ export class NodePool {
     timer.unref();
     conn.client.connect((err?: Error) => {
       clearTimeout(timer);
-      if (err || timedOut || conn.broken || this.ended) {
+      // After a user's end() the caller still gets its connection (pg-pool lets it finish); after the module's shutdown it fails.
+      if (err || timedOut || conn.broken || (this.ended && (background || this.#forcedEnd))) {
         this.#bag.remove(conn);
         void conn.close(0);
         const failure = this.ended
@@ -881,23 +1012,30 @@ export class NodePool {
           : timedOut
             ? this.#connectTimeout(t0, conn.abortedBy, background)
             : this.#connectFailed(conn.abortedBy ?? err ?? conn.brokenBy, background);
+        this.#log?.('client failed to connect', failure);
         done(failure, undefined);
         this.#pulse();
+        this.#settleEnd();
         return;
       }
       conn.opened(Date.now(), this.config.maxLifetimeMs);
+      this.#slotsAgain();
+      this.#hung = undefined;
       if (conn.expiresAt !== 0) this.#armLifetime(conn);
       this.counters.created++;
       this.lastAnswerAt = performance.now();
       const ms = this.lastAnswerAt - started;
       this.connectTime.record(ms);
       if (this.host.emitting) this.#emit({ type: 'connect', durationMs: ms });
-      if (this.#facade.heard) this.#facade.emit('connect', conn.client);
+      if (this.#facade.heard) this.#facade.emit('connect', sharedHandle(conn));
+      this.#log?.('new client connected');
       this.host.initClient(conn.client as unknown as PoolClient, this).then(
         (hooked) => {
           conn.hooked = hooked === true;
-          done(undefined, conn);
+          return this.#ownHooks(conn);
         },
+      ).then(
+        () => done(undefined, conn),
         (initError: Error) => {
           this.#remove(conn, 'error');
           done(initError, undefined);
@@ -906,7 +1044,16 @@ export class NodePool {
     });
   }
 
-  /** A connect that timed out; a background one (refill) does not count towards the breaker. */
+  /** The node's own pg-pool hooks on a new connection: `verify(client, cb)`, then `onConnect(client)`. */
+  #ownHooks(conn: PooledConnection): Promise<unknown> | undefined {
+    const verify = this.#verify;
+    const onConnect = this.#onConnect;
+    if (verify === undefined && onConnect === undefined) return undefined;
+    const client = sharedHandle(conn);
+    const verified = verify === undefined ? Promise.resolve() : new Promise<void>((resolve, reject) => verify(client, (err) => (err ? reject(err) : resolve())));
+    return onConnect === undefined ? verified : verified.then(() => onConnect(client));
+  }
+
   /** Retires the connection at its (jittered) lifetime if it is idle then; a lent one retires when given back. */
   #armLifetime(conn: PooledConnection): void {
     const timer = setTimeout(() => {
@@ -930,18 +1077,59 @@ export class NodePool {
   #connectFailed(err: unknown, background: boolean): Error {
     const failure = (err !== null && typeof err === 'object' ? err : new Error(String(err))) as Error;
     failure.message = this.host.scrub(failure.message);
-    if (isConnectionError(failure)) {
+    const cls = classifyFailure(failure);
+    if (cls === FailureClass.ServerFull) return this.#serverFull(failure);
+    if (cls === FailureClass.NodeGone || cls === FailureClass.RoleChange) {
       this.counters.connectionErrors++;
-      if (!background) this.#breaker.failure(failure.message);
+      if (!background && cls === FailureClass.NodeGone) this.#breaker.failure(failure.message);
       if (this.host.emitting) this.#emit({ type: 'error', kind: 'connection', message: failure.message });
       this.#scheduleRefill(REFILL_FIRST_DELAY_MS);
     }
     return failure;
   }
 
+  /**
+   * A connect met 53300 / 53400: not a dead node (no breaker, no ban). Opening backs off (50 ms
+   * doubling to 500 ms) while callers are served from open connections; counted and reported.
+   */
+  #serverFull(cause: Error): PoolServerFullError {
+    const now = Date.now();
+    const first = this.#fullUntil === 0;
+    this.counters.serverFull++;
+    this.#fullUntil = now + this.#fullDelay * (0.5 + Math.random() * 0.5);
+    this.#fullDelay = Math.min(this.#fullDelay * 2, FULL_MAX_DELAY_MS);
+    const err = new PoolServerFullError(this.config.database, this.name, this.config.address, cause.message, cause);
+    this.#lastFull = err;
+    if (first) this.host.warn(err.message);
+    if (this.host.emitting) this.#emit({ type: 'error', kind: 'server-full', message: err.message });
+    if (this.#fullTimer === undefined) {
+      this.#fullTimer = setTimeout(() => {
+        this.#fullTimer = undefined;
+        this.#pulse();
+      }, this.#fullUntil - now);
+      this.#fullTimer.unref();
+    }
+    return err;
+  }
+
+  /** A connection opened: a full server has slots again. */
+  #slotsAgain(): void {
+    if (this.#fullUntil === 0) return;
+    this.#fullUntil = 0;
+    this.#fullDelay = FULL_FIRST_DELAY_MS;
+    this.#lastFull = undefined;
+  }
+
+  /** Opening backs off after a full server; the error to give a caller who has no open connection to wait for. */
+  #opening(): 'open' | 'wait' | PoolServerFullError {
+    if (this.#fullUntil === 0 || Date.now() >= this.#fullUntil) return 'open';
+    return this.inUse > 0 ? 'wait' : this.#lastFull!;
+  }
+
   /** After a connection left: a waiter may now get a new one. */
   #pulse(): void {
     if (this.ended) return;
+    if (this.#queue.length !== 0 && this.#opening() !== 'open') return;
     while (this.#queue.length !== 0 && this.#bag.total < this.config.max) {
       const waiter = this.#queue.shift()!;
       this.#open(performance.now(), waiter.deadline, waiter.callback);
@@ -951,6 +1139,10 @@ export class NodePool {
 
   /** Pools a connection again: straight to the oldest waiter, else on top of the idle stack. */
   #pool(conn: PooledConnection): void {
+    if (this.ended) {
+      void this.#remove(conn, 'shutdown');
+      return;
+    }
     conn.lastReleasedAt = Date.now();
     const waiter = this.#queue.shift();
     if (waiter !== undefined) waiter.callback(undefined, conn);
@@ -966,11 +1158,16 @@ export class NodePool {
     if (!this.#bag.remove(conn)) return conn.close(0);
     conn.removeReason ??= reason;
     this.counters.removed++;
+    if (this.#log !== undefined) this.#log(REMOVE_LOG[conn.removeReason] ?? `remove client (${conn.removeReason})`);
     if (conn.leakTimer !== undefined) this.#leaks.clear(conn, Date.now());
     if (this.host.emitting) this.#emit({ type: 'remove', reason: conn.removeReason });
-    if (this.#facade.heard) this.#facade.emit('remove', conn.client);
+    if (this.#facade.heard) this.#facade.emit('remove', sharedHandle(conn));
     const closed = conn.broken ? (conn.destroy(conn.abortedBy ?? new Error('connection broken')), conn.close(0)) : conn.close(SOCKET_CLOSE_WAIT_MS);
     this.#pulse();
+    if (this.ended) {
+      this.#closing.push(closed);
+      this.#settleEnd();
+    }
     return closed;
   }
 
@@ -982,7 +1179,7 @@ export class NodePool {
         this.usageTime.record(now - conn.acquiredAt);
         if (this.host.emitting) this.#emit({ type: 'release', heldMs: now - conn.acquiredAt });
       }
-      if (this.#facade.heard) this.#facade.emit('release', err !== null && typeof err === 'object' ? err : undefined, conn.client);
+      if (this.#facade.heard) this.#facade.emit('release', err !== null && typeof err === 'object' ? err : undefined, sharedHandle(conn));
     }
     if (conn.leakTimer !== undefined) this.#leaks.clear(conn, now);
     conn.acquiredAt = 0;
@@ -1120,7 +1317,11 @@ export class NodePool {
     if (!this.#bag.takeIdle(conn)) return;
     this.counters.idleErrors++;
     if (this.host.emitting) this.#emit({ type: 'error', kind: 'idle-client', message: this.host.scrub(errorMessage(err)) });
-    if (this.#facade.heard && this.#facade.listenerCount('error') !== 0) this.#facade.emit('error', err, conn.client);
+    if (this.#facade.heard && this.#facade.listenerCount('error') !== 0) {
+      const client = sharedHandle(conn);
+      if (err !== null && typeof err === 'object') (err as { client?: unknown }).client = client;
+      this.#facade.emit('error', err, client);
+    }
     void this.#remove(conn, 'error');
     if (isServerRestartError(err)) this.evictAll();
   }
@@ -1136,7 +1337,7 @@ export class NodePool {
     }
     for (const conn of result.overdue) {
       const err = new PoolStatementTimeoutError(this.config.database, this.name, this.config.address, this.config.queryTimeoutMs, 'the statement in flight');
-      conn.destroy(err);
+      void conn.abandon(err, CANCEL_TIMEOUT_MS);
       this.#timedOut(err);
     }
     // A lazy pool that never connected stays empty until its first use.
@@ -1291,12 +1492,12 @@ export class NodePool {
       return;
     }
     // Only a failure to reach the server counts (a connection-class error or a connect timeout).
-    const counts = (failure as { connectionError?: boolean }).connectionError === true || isConnectionError(failure);
+    const counts = countsForBreaker(failure);
     if (counts && (trial || !breaker.isOpen)) breaker.failure(this.host.scrub(errorMessage(failure)));
     else if (trial) breaker.trialAbandoned();
     const delay = this.#refillDelay;
     this.#refillDelay = Math.min(delay * 2, REFILL_MAX_DELAY_MS);
-    const retryIn = breaker.isOpen ? Math.max(0, (breaker.retryAt ?? 0) - Date.now()) : delay * (0.5 + Math.random() * 0.5);
+    const retryIn = breaker.isOpen ? Math.max(0, (breaker.retryAt ?? 0) - Date.now()) : Math.max(delay * (0.5 + Math.random() * 0.5), this.#fullUntil - Date.now());
     this.#scheduleRefill(retryIn);
   }
 

@@ -45,6 +45,8 @@ export class NodeCounters {
   acquireTimeouts = 0;
   /** Connection-class errors (connect failures, broken sockets, server shutdowns). */
   connectionErrors = 0;
+  /** Connects refused because the server had no connection slot left (53300, 53400). */
+  serverFull = 0;
   /** Errors on idle clients (the server killed them while pooled). */
   idleErrors = 0;
   /** Connections that failed validation on borrow and were replaced. */

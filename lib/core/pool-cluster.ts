@@ -20,7 +20,8 @@ import { ReplicaProbes } from '../cluster/replica-probes.js';
 import { ReplicaState } from '../cluster/replica-state.js';
 import { START_UP, Topology } from '../cluster/topology.js';
 import { NodeMonitor } from '../cluster/node-monitor.js';
-import { isConnectionError, isReadOnlyViolation, neverSent } from './errors.js';
+import { neverSent, sqlState } from './errors.js';
+import { classifyFailure, FailureClass } from '../errors/failure-class.js';
 import { NodePool, type NodeHost, type QueryInput } from './node-pool.js';
 
 /**
@@ -114,8 +115,9 @@ export class PoolCluster implements NodeHost {
 
   /** A write's failure that may mean the write node changed: the roles are checked at once. */
   #writeFailed(err: unknown): void {
-    if (isConnectionError(err)) void this.topology.check('connection loss of the write node');
-    else if (isReadOnlyViolation(err)) void this.topology.check('25006 from the write node');
+    const cls = classifyFailure(err, { writeNode: true });
+    if (cls === FailureClass.NodeGone) void this.topology.check('connection loss of the write node');
+    else if (cls === FailureClass.RoleChange) void this.topology.check(sqlState(err) === '25006' ? '25006 from the write node' : 'the write node is changing role');
   }
 
   #watchWrite<R extends QueryResultRow>(promise: Promise<QueryResult<R>>): Promise<QueryResult<R>> {

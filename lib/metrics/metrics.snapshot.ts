@@ -26,6 +26,8 @@ export interface NodeCountersSnapshot {
   removed: number;
   acquireTimeouts: number;
   connectionErrors: number;
+  /** Connects refused because the server had no connection slot left (53300, 53400). */
+  serverFull: number;
   idleErrors: number;
   validationFailures: number;
   leaks: number;
@@ -141,6 +143,7 @@ function counters(node: NodePool): NodeCountersSnapshot {
     removed: c.removed,
     acquireTimeouts: c.acquireTimeouts,
     connectionErrors: c.connectionErrors,
+    serverFull: c.serverFull,
     idleErrors: c.idleErrors,
     validationFailures: c.validationFailures,
     leaks: c.leaks,

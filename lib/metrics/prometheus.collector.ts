@@ -135,9 +135,10 @@ function buildMetrics(views: () => NodeView[]): ScrapeMetric[] {
     histogram('db_pool_connection_creation_seconds', 'Time to open a new physical connection.', (n) => n.connectTime),
     histogram('db_query_duration_seconds', 'Duration of statements run through the library.', (n) => n.queryTime),
     counter('db_pool_acquire_timeouts_total', 'Callers that got no connection within acquireTimeoutMs.', (v, push) => push(v.labels, v.node.counters.acquireTimeouts)),
-    counter('db_pool_errors_total', 'Errors by kind: connection, idle-client, validation, acquire-timeout, query.', (v, push) => {
+    counter('db_pool_errors_total', 'Errors by kind: connection, server-full, idle-client, validation, acquire-timeout, query.', (v, push) => {
       const c = v.node.counters;
       push({ ...v.labels, kind: 'connection' }, c.connectionErrors);
+      push({ ...v.labels, kind: 'server-full' }, c.serverFull);
       push({ ...v.labels, kind: 'idle-client' }, c.idleErrors);
       push({ ...v.labels, kind: 'validation' }, c.validationFailures);
       push({ ...v.labels, kind: 'acquire-timeout' }, c.acquireTimeouts);

@@ -22,6 +22,8 @@ class FakeClient extends EventEmitter {
   /** Every connect fails with ECONNREFUSED (a server that is down); counted in `refused`. */
   static refuse = false;
   static refused = 0;
+  /** Every connect fails with 53300 (no connection slot left on the server). */
+  static full = false;
   static opened = 0;
   static instances: FakeClient[] = [];
   /** Statements matching it fail with a server error (an ordinary SQL error, not a broken connection). */
@@ -41,6 +43,10 @@ class FakeClient extends EventEmitter {
   connect(callback: (err?: Error) => void): void {
     const socket = this.#config.stream?.(this.#config);
     socket?.once('close', () => this.#terminate());
+    if (FakeClient.full) {
+      setImmediate(callback, Object.assign(new Error('sorry, too many clients already'), { code: '53300' }));
+      return;
+    }
     if (FakeClient.refuse) {
       FakeClient.refused++;
       setImmediate(callback, Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }));
@@ -125,6 +131,7 @@ describe('NodePool (fake client)', () => {
   beforeEach(() => {
     FakeClient.silent = false;
     FakeClient.refuse = false;
+    FakeClient.full = false;
     FakeClient.failOn = undefined;
   });
 
@@ -166,11 +173,11 @@ describe('NodePool (fake client)', () => {
     pool.release(holder);
   });
 
-  it('a lent handle: release twice is harmless, any later call throws, and the next borrower keeps its checkout', async () => {
+  it('a lent handle: release twice throws as in pg-pool, any later call throws, and the next borrower keeps its checkout', async () => {
     const { pool } = track(makePool({ max: 1 }));
     const first = await pool.acquire();
     first.release();
-    first.release();
+    expect(() => first.release()).toThrow('Release called on client which has already been released to the pool.');
     const second = await pool.acquire();
     pool.release(first);
     expect(pool.state()).toMatchObject({ inUse: 1, idle: 0 });
@@ -344,6 +351,39 @@ describe('NodePool (fake client)', () => {
     await sleep(300);
     expect(FakeClient.refused).toBe(refused);
     expect(pool.resting).toBe(false);
+  });
+
+  it('an open breaker still serves an idle connection (and closes, the node having answered)', async () => {
+    const { pool } = track(makePool({ min: 0, max: 2 }));
+    await pool.query('SELECT 1');
+    const held = await pool.acquire();
+    FakeClient.refuse = true;
+    for (let i = 0; i < 5; i++) await pool.query('SELECT 1').catch(() => undefined);
+    expect(pool.status().breaker).toBe('open');
+    held.release();
+    const refused = FakeClient.refused;
+    await expect(pool.query('SELECT 1')).resolves.toMatchObject({ command: 'SELECT' });
+    expect(FakeClient.refused).toBe(refused);
+    // The node answered on that connection: the breaker closed.
+    expect(pool.status().breaker).toBe('closed');
+  });
+
+  it('a full server (53300): no breaker, callers wait for open connections, PoolServerFullError only with none open', async () => {
+    const { pool, events, warnings } = track(makePool({ min: 0, max: 3 }));
+    await pool.query('SELECT 1');
+    FakeClient.full = true;
+    const burst = await Promise.allSettled(Array.from({ length: 10 }, () => pool.query('SELECT 1')));
+    expect(burst.filter((r) => r.status === 'rejected')).toEqual([]);
+    expect(pool.status().breaker).toBe('closed');
+    expect(pool.counters.serverFull).toBeGreaterThan(0);
+    expect(events.filter((e) => e.type === 'error' && e.kind === 'server-full').length).toBe(pool.counters.serverFull);
+    expect(warnings.filter((w) => w.includes('no connection slot left'))).toHaveLength(1);
+
+    const { pool: empty } = track(makePool({ min: 0, max: 3 }));
+    await expect(empty.query('SELECT 1')).rejects.toMatchObject({ name: 'PoolServerFullError', code: 'POOL_SERVER_FULL', serverMessage: 'sorry, too many clients already' });
+    FakeClient.full = false;
+    await sleep(600);
+    await expect(empty.query('SELECT 1')).resolves.toMatchObject({ command: 'SELECT' });
   });
 
   it('resting: while paused (banned) or while the breaker is open before its trial', async () => {

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { PoolClient, QueryConfig, QueryResult, QueryResultRow } from 'pg';
+import { callBack, functionAsQuery, type NodeCallback } from './node-callback.js';
 
 /** What the facade needs from the node pool behind it. */
 export interface FacadeTarget {
@@ -8,6 +9,8 @@ export interface FacadeTarget {
   readonly waitingCount: number;
   readonly expiredCount: number;
   readonly ended: boolean;
+  /** Ended, and no connection left. */
+  readonly finished: boolean;
   readonly options: Readonly<Record<string, unknown>>;
   query<R extends QueryResultRow>(text: string | QueryConfig, values?: unknown[]): Promise<QueryResult<R>>;
   acquire(): Promise<PoolClient>;
@@ -26,6 +29,7 @@ type Callback<T> = (err: Error | undefined, value: T | undefined) => void;
  */
 export class PoolFacade extends EventEmitter {
   readonly #target: FacadeTarget;
+  #endCalled = false;
   /** Listeners for any of the pg-pool events: the pool only builds event arguments then. */
   heard = false;
 
@@ -58,7 +62,7 @@ export class PoolFacade extends EventEmitter {
   }
 
   get ended(): boolean {
-    return this.#target.ended;
+    return this.#target.finished;
   }
 
   get options(): Readonly<Record<string, unknown>> {
@@ -66,40 +70,39 @@ export class PoolFacade extends EventEmitter {
   }
 
   query<R extends QueryResultRow = any>(text: string | QueryConfig, values?: unknown[] | Callback<QueryResult<R>>, callback?: Callback<QueryResult<R>>): any {
+    if (typeof text === 'function') return functionAsQuery(text as NodeCallback<unknown>);
     if (typeof values === 'function') {
       callback = values;
       values = undefined;
     }
     const result = this.#target.query<R>(text, values);
     if (callback === undefined) return result;
-    const cb = callback;
-    result.then(
-      (res) => cb(undefined, res),
-      (err: Error) => cb(err, undefined),
-    );
-    return undefined;
+    return callBack(result, callback);
   }
 
   connect(callback?: (err: Error | undefined, client: PoolClient | undefined, done: (release?: unknown) => void) => void): any {
     const acquired = this.#target.acquire();
     if (callback === undefined) return acquired;
     acquired.then(
-      (client) => callback(undefined, client, (err?: unknown) => client.release(err as Error | boolean | undefined)),
+      (client) => process.nextTick(callback, undefined, client, (err?: unknown) => client.release(err as Error | boolean | undefined)),
       (err: Error) =>
-        callback(err, undefined, () => {
+        process.nextTick(callback, err, undefined, () => {
           /* nothing was lent */
         }),
     );
     return undefined;
   }
 
+  /** As pg-pool's: checked-out clients finish first; a second call fails (the module's own shutdown is not one). */
   end(callback?: (err?: Error) => void): any {
+    if (this.#endCalled) {
+      const err = new Error('Called end on pool more than once');
+      if (callback === undefined) return Promise.reject(err);
+      return callBack(Promise.reject(err), callback);
+    }
+    this.#endCalled = true;
     const ended = this.#target.end();
     if (callback === undefined) return ended;
-    ended.then(
-      () => callback(),
-      (err: Error) => callback(err),
-    );
-    return undefined;
+    return callBack(ended, callback);
   }
 }

@@ -2,6 +2,7 @@ import net from 'node:net';
 import pg from 'pg';
 import type { PoolConfig } from 'pg';
 import type { RemoveReason } from '../pool.events.js';
+import { sendCancelRequest } from './cancel-request.js';
 import type { StatementCache } from './statement-cache.js';
 import { touchesSession } from './session-reset.js';
 
@@ -130,6 +131,18 @@ export class PooledConnection {
     else void this.close(0);
   }
 
+  /**
+   * The library gives up on the statement in flight (its client-side deadline passed): a
+   * CancelRequest goes to the server, bounded by `cancelWithinMs`, so the statement stops there
+   * too, and the connection is destroyed at once (the caller gets `reason` now). Resolves whether
+   * the server took the cancel.
+   */
+  abandon(reason: Error, cancelWithinMs: number): Promise<boolean> {
+    const cancelled = this.busySince !== 0 ? sendCancelRequest(this.client, cancelWithinMs) : Promise.resolve(false);
+    this.destroy(reason);
+    return cancelled;
+  }
+
   /** Ends the connection once; settles when its socket closed, or after `waitMs` (then destroys it). */
   close(waitMs: number): Promise<void> {
     if (this.#ended === undefined) {
@@ -140,16 +153,17 @@ export class PooledConnection {
           resolve();
         }, waitMs);
         timer.unref();
-        this.client.end().then(
-          () => {
-            clearTimeout(timer);
-            resolve();
-          },
-          () => {
-            clearTimeout(timer);
-            resolve();
-          },
-        );
+        const done = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+        try {
+          Promise.resolve(this.client.end()).then(done, done);
+        } catch {
+          // A custom Client class whose end() throws (or has none): the socket is destroyed instead.
+          this.#socket?.destroy();
+          done();
+        }
       });
     }
     return this.#ended;

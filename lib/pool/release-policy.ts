@@ -1,5 +1,6 @@
 import type { RemoveReason } from '../pool.events.js';
-import { isConnectionError, isReadOnlyViolation } from '../core/errors.js';
+import { isReadOnlyViolation } from '../core/errors.js';
+import { breaksConnection } from '../errors/failure-class.js';
 import type { PooledConnection } from './pooled-connection.js';
 
 /** What to do with a connection given back. */
@@ -34,9 +35,9 @@ export interface ReleaseContext {
  * lifetime or at `maxUses` is retired; anything else is pooled again.
  */
 export function releaseAction(conn: PooledConnection, err: unknown, ctx: ReleaseContext): ReleaseAction {
-  if (conn.broken) return conn.brokenBy !== undefined && isConnectionError(conn.brokenBy) ? DESTROY_FAILED : DESTROY_BROKEN;
+  if (conn.broken) return conn.brokenBy !== undefined && breaksConnection(conn.brokenBy) ? DESTROY_FAILED : DESTROY_BROKEN;
   if (err !== undefined && err !== null && conn.raised(err)) {
-    if (isConnectionError(err)) return DESTROY_FAILED;
+    if (breaksConnection(err)) return DESTROY_FAILED;
     if (ctx.primary && isReadOnlyViolation(err)) return CHECK_DEMOTED;
   }
   const tx = conn.client.getTransactionStatus?.() ?? null;

@@ -188,12 +188,8 @@ export function sendThroughCache(client: pg.Client, cache: StatementCache | unde
   const query = client.query as unknown as QueryFn;
   const plan = cache?.plan(text, values);
   if (plan === undefined) {
-    try {
-      query.call(client, text, values, cb);
-    } catch (err) {
-      // node-postgres throws for a missing statement: report it like any failure, after this call returns.
-      queueMicrotask(() => cb(err as Error, undefined));
-    }
+    // node-postgres throws here for arguments it rejects (a null query): the caller decides what that means.
+    query.call(client, text, values, cb);
     return;
   }
   // Queued right away, in order, ahead of the statement: statements sent on the client after this

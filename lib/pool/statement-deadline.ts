@@ -3,6 +3,9 @@ import { PoolStatementTimeoutError } from '../pool.exceptions.js';
 import type { PooledConnection } from './pooled-connection.js';
 import { sendThroughCache, type StatementSite } from './statement-cache.js';
 
+/** How long a CancelRequest for a statement past its deadline may take (it needs no login, only a socket). */
+export const CANCEL_TIMEOUT_MS = 1000;
+
 export type QueryCallback<R extends QueryResultRow> = (err: Error | undefined, res: QueryResult<R> | undefined) => void;
 
 /**
@@ -14,11 +17,17 @@ export type QueryCallback<R extends QueryResultRow> = (err: Error | undefined, r
  */
 export function send<R extends QueryResultRow>(conn: PooledConnection, text: unknown, values: unknown, cb: QueryCallback<R>, site?: StatementSite): void {
   conn.began();
-  sendThroughCache(conn.client, site === undefined ? undefined : conn.statements, site, text, values, (err, res) => {
-    const reported = conn.finished(err);
-    if (reported !== undefined) cb(reported, undefined);
-    else cb(undefined, res as QueryResult<R>);
-  });
+  try {
+    sendThroughCache(conn.client, site === undefined ? undefined : conn.statements, site, text, values, (err, res) => {
+      const reported = conn.finished(err);
+      if (reported !== undefined) cb(reported, undefined);
+      else cb(undefined, res as QueryResult<R>);
+    });
+  } catch (err) {
+    // pg rejected the arguments before sending anything (e.g. a null query): the connection is fine.
+    conn.finished(undefined);
+    cb(err as Error, undefined);
+  }
 }
 
 /** `send` as a promise. */
@@ -28,8 +37,8 @@ export function sendAsync<R extends QueryResultRow>(conn: PooledConnection, text
 
 /**
  * `send` with its own deadline (validation, rollback, the library's own statements): when the
- * server has not answered within `timeoutMs`, the connection is destroyed — never pooled again —
- * and the statement fails with `PoolStatementTimeoutError`.
+ * server has not answered within `timeoutMs`, the statement is cancelled on the server and the
+ * connection destroyed — never pooled again — and it fails with `PoolStatementTimeoutError`.
  */
 export function sendWithin<R extends QueryResultRow>(
   conn: PooledConnection,
@@ -41,7 +50,7 @@ export function sendWithin<R extends QueryResultRow>(
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       const where = describe();
-      conn.destroy(new PoolStatementTimeoutError(where.database, where.node, where.address, timeoutMs, text));
+      void conn.abandon(new PoolStatementTimeoutError(where.database, where.node, where.address, timeoutMs, text), CANCEL_TIMEOUT_MS);
     }, timeoutMs);
     timer.unref();
     send<R>(conn, text, values, (err, res) => {

@@ -1,6 +1,7 @@
 import type { PoolClient, QueryResult, QueryResultRow } from 'pg';
 import type { ReplicaState } from '../cluster/replica-state.js';
-import { isConnectionError, isReadOnlyViolation, neverSent } from '../core/errors.js';
+import { isReadOnlyViolation, neverSent } from '../core/errors.js';
+import { breaksConnection, leavesRotation, retryElsewhere } from '../errors/failure-class.js';
 import type { NodePool, QueryInput } from '../core/node-pool.js';
 import type { PoolCluster } from '../core/pool-cluster.js';
 import { NoReplicaAvailableError } from '../pool.exceptions.js';
@@ -64,8 +65,8 @@ export class ReplicaReads {
         client = await r.node.acquire();
         node = r.node;
       } catch (err) {
-        if (!isConnectionError(err)) throw err;
-        host.ban(r, err);
+        if (!retryElsewhere(err)) throw err;
+        if (leavesRotation(err)) host.ban(r, err);
         failed = r;
         failure = err;
       }
@@ -109,7 +110,7 @@ export class ReplicaReads {
     return replica.node.query<R>(text, values).catch((err: unknown) => this.#retryRead<R>(err, replica, required, text, values));
   }
 
-  /** After a connection-class failure on `failed`: one more replica, then the primary. */
+  /** After `failed` was found gone or changing role (`retryElsewhere`): one more replica, then the primary. */
   async #retryRead<R extends QueryResultRow>(
     err: unknown,
     failed: ReplicaState,
@@ -117,8 +118,8 @@ export class ReplicaReads {
     text: QueryInput,
     values: unknown[] | undefined,
   ): Promise<QueryResult<R>> {
-    if (!isConnectionError(err)) throw this.#explain(err, failed.node);
-    this.host.ban(failed, err);
+    if (!retryElsewhere(err)) throw this.#explain(err, failed.node);
+    if (leavesRotation(err)) this.host.ban(failed, err);
     const next = this.#pick(required, failed);
     if (next === undefined) return this.#onPrimary<R>(required, text, values, err);
     next.node.counters.retries++;
@@ -126,8 +127,8 @@ export class ReplicaReads {
     try {
       return await next.node.query<R>(text, values);
     } catch (err2) {
-      if (!isConnectionError(err2)) throw this.#explain(err2, next.node);
-      this.host.ban(next, err2);
+      if (!retryElsewhere(err2)) throw this.#explain(err2, next.node);
+      if (leavesRotation(err2)) this.host.ban(next, err2);
       return this.#onPrimary<R>(required, text, values, err2);
     }
   }
@@ -154,7 +155,7 @@ export class ReplicaReads {
         return res;
       },
       (err: unknown) => {
-        if (isConnectionError(err) && !neverSent(err)) markWrite(scope, host.name);
+        if (breaksConnection(err) && !neverSent(err)) markWrite(scope, host.name);
         throw err;
       },
     );

@@ -3,6 +3,8 @@ import pg from 'pg';
 import type { PoolClient, QueryConfig, QueryResult } from 'pg';
 import type { PoolCluster } from '../core/pool-cluster.js';
 import { isConnectionError, sqlState } from '../core/errors.js';
+import { discards, RELEASED_TWICE } from '../pool/lent-client.js';
+import { callBack } from '../pool/node-callback.js';
 import { PoolError } from '../pool.exceptions.js';
 import { routingStorage } from './routing-context.js';
 import { isSubmittable, statementKind, statementText, type StatementKind } from './statement-kind.js';
@@ -34,7 +36,7 @@ function lease(cluster: PoolCluster, readOnly: boolean | undefined): Promise<Lea
 /** pg-pool's rule: `release(err)` / `release(true)` destroys the connection instead of pooling it again. */
 function discardReason(err: unknown, broken: unknown): unknown {
   if (broken !== undefined) return broken;
-  if (err === undefined || err === null || err === false) return undefined;
+  if (!discards(err)) return undefined;
   if (isConnectionError(err)) return err;
   const reason = new Error('The client was released with release(err) or release(true), which discards its connection.', err instanceof Error ? { cause: err } : undefined);
   return Object.assign(reason, { connectionError: true });
@@ -126,16 +128,11 @@ export class RoutedClient extends EventEmitter {
     if (isSubmittable(text)) return this.#submit(text);
     const result = this.#run(text, values);
     if (callback === undefined) return result;
-    const cb = callback;
-    result.then(
-      (res) => cb(undefined, res),
-      (err: Error) => cb(err),
-    );
-    return undefined;
+    return callBack(result, callback);
   }
 
   release(err?: Error | boolean): void {
-    if (this.#released) throw new Error('Release called on client which has already been released to the pool.');
+    if (this.#released) throw new Error(RELEASED_TWICE);
     this.#released = true;
     const held = this.#lease ?? this.#pinning;
     if (held === undefined) {

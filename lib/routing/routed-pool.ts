@@ -2,6 +2,7 @@ import type { EventEmitter } from 'node:events';
 import pg from 'pg';
 import type { PoolClient, QueryConfig, QueryResult } from 'pg';
 import type { PoolCluster } from '../core/pool-cluster.js';
+import { callBack, functionAsQuery, type NodeCallback } from '../pool/node-callback.js';
 import { PoolError } from '../pool.exceptions.js';
 import { notOpenedHere, RoutedClient, type QueryCallback } from './routed-client.js';
 import { routingStorage } from './routing-context.js';
@@ -54,6 +55,7 @@ export class RoutedPool extends pg.Pool {
 
   /** `query(text | config, values?, callback?)`: one statement, routed by the current scope. Cursors and streams need `connect()`. */
   override query(text: unknown, values?: unknown, callback?: unknown): any {
+    if (typeof text === 'function') return functionAsQuery(text as NodeCallback<unknown>);
     if (typeof values === 'function') {
       callback = values;
       values = undefined;
@@ -67,12 +69,7 @@ export class RoutedPool extends pg.Pool {
         )
       : this.#routed(text as string | QueryConfig, values as unknown[] | undefined);
     if (typeof callback !== 'function') return result;
-    const cb = callback as QueryCallback;
-    result.then(
-      (res: QueryResult) => cb(undefined, res),
-      (err: Error) => cb(err),
-    );
-    return undefined;
+    return callBack(result, callback as QueryCallback);
   }
 
   #routed(text: string | QueryConfig, values: unknown[] | undefined): Promise<QueryResult> {
@@ -82,7 +79,14 @@ export class RoutedPool extends pg.Pool {
     return this.#cluster.query(text, values);
   }
 
-  /** A client that follows the scope (see `RoutedClient`); it holds a real connection only from BEGIN, a session command or a cursor until `release()`. */
+  /**
+   * Inside a routing scope (a request, `@ReadOnly()`, a transaction): a client that follows the scope
+   * (see `RoutedClient`); it holds a real connection only from BEGIN, a session command or a cursor
+   * until `release()`. Outside any scope every statement would go to the primary: the current
+   * primary's client is lent, as `pg.Pool.connect()` lends one (a real connection, one object per
+   * physical connection, released with pg-pool's rules) — except behind PgBouncer, where the routed
+   * client adds the statement deadline to the builder's transactions.
+   */
   override connect(callback?: unknown): any {
     const result = this.#cluster.closed
       ? Promise.reject(
@@ -91,14 +95,24 @@ export class RoutedPool extends pg.Pool {
               'Please make sure that the application is not shutting down when the query builder runs.',
           ),
         )
-      : Promise.resolve((this.#free.pop()?.open() ?? new RoutedClient(this.#cluster, this.#recycle)) as unknown as PoolClient);
+      : routingStorage.getStore() === undefined && !this.#cluster.primary.config.pgbouncer
+        ? this.#primaryClient()
+        : Promise.resolve((this.#free.pop()?.open() ?? new RoutedClient(this.#cluster, this.#recycle)) as unknown as PoolClient);
     if (typeof callback !== 'function') return result;
     const cb = callback as ConnectCallback;
     result.then(
-      (client) => cb(undefined, client, (err?: unknown) => client.release(err as Error | boolean | undefined)),
-      (err: Error) => cb(err, undefined, () => undefined),
+      (client) => process.nextTick(cb, undefined, client, (err?: unknown) => client.release(err as Error | boolean | undefined)),
+      (err: Error) => process.nextTick(cb, err, undefined, () => undefined),
     );
     return undefined;
+  }
+
+  #primaryClient(): Promise<PoolClient> {
+    try {
+      return this.#cluster.topology.writable().pool.connect();
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
   }
 
   /**

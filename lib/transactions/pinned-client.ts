@@ -1,5 +1,5 @@
 import type { PoolClient } from 'pg';
-import { isConnectionError } from '../core/errors.js';
+import { breaksConnection } from '../errors/failure-class.js';
 
 /**
  * Watches a client while the library lends it out: whether the client itself failed (it emitted
@@ -43,7 +43,7 @@ export class ClientWatch {
    * failure when `fn` ended without an error of its own.
    */
   releaseError(err: unknown): unknown {
-    if (err !== undefined && !isConnectionError(err)) return err;
+    if (err !== undefined && !breaksConnection(err)) return err;
     if (this.#failure !== undefined) return err ?? this.#failure;
     return err !== undefined && this.#produced?.has(err as object) ? err : undefined;
   }

@@ -14,4 +14,9 @@ export default function globalSetup(): void {
   if (result.status !== 0) {
     throw new Error(`Cannot run the e2e suite because "bash scripts/cluster.sh start" exited with ${result.status ?? result.signal}. See its output above.`);
   }
+  // The Prisma Client e2e tests use clients generated from committed schemas (offline, kept while current).
+  const prisma = spawnSync('bash', [path.resolve(here, '..', '..', 'scripts', 'prisma-generate.sh')], { stdio: 'inherit' });
+  if (prisma.status !== 0) {
+    throw new Error(`Cannot run the e2e suite because "bash scripts/prisma-generate.sh" exited with ${prisma.status ?? prisma.signal}. See its output above.`);
+  }
 }
