@@ -27,6 +27,8 @@ export type PoolEvent =
   /** A role check found `node` in another role than before (`role` is its pool's role now). */
   | (EventBase & { type: 'node-role-changed'; from: TopologyRole; to: TopologyRole; reason: string })
   /** More than one node answers as a primary: `node` is fenced (no reads, no writes); `writer` keeps the writes. */
+  /** A write waited for the primary to change (`failover.holdWritesMs`): sent on the new primary, refused, or timed out. */
+  | (EventBase & { type: 'write-held'; waitedMs: number; outcome: 'sent' | 'failed' | 'timed-out' })
   | (EventBase & { type: 'split-brain'; writer: string; primaries: ReadonlyArray<{ node: string; timeline: number | undefined }> })
   | (EventBase & {
       type: 'alert';

@@ -341,6 +341,29 @@ export class NodeHungError extends PoolError {
   }
 }
 
+/**
+ * A new connection of a load-balancer / VIP / DNS endpoint (`endpoint: true`) reached a server in
+ * the other role (the read-write endpoint a standby, the read-only one the primary): it was closed
+ * before anything ran on it. A connection-class error; the endpoint keeps its role, and a write
+ * waits for the new primary (`failover.holdWritesMs`).
+ */
+export class EndpointRoleError extends PoolError {
+  override name = 'EndpointRoleError';
+  readonly code = 'ENDPOINT_WRONG_ROLE';
+  readonly connectionError = true;
+  constructor(
+    readonly database: string,
+    readonly node: string,
+    readonly address: string,
+    readonly expected: 'primary' | 'replica',
+  ) {
+    super(
+      `Cannot use the new connection of endpoint "${database}/${node}" (${address}) because it reached a ${expected === 'primary' ? 'standby' : 'primary'} ` +
+        `(pg_is_in_recovery() is ${expected === 'primary'}), not a ${expected}; it was closed unused. Please make sure that the endpoint routes to ${expected === 'primary' ? 'the primary only' : 'standbys only'} (e.g. HAProxy's check on Patroni's REST /${expected}).`,
+    );
+  }
+}
+
 /** A client lent by the library was used after it was given back. */
 export class ClientReleasedError extends PoolError {
   override name = 'ClientReleasedError';

@@ -30,6 +30,16 @@ export interface NodeOptions extends PoolConfig, PoolDefaults {
   name?: string;
   /** Relative share of reads for the `weighted` strategy. Default: `1`. */
   weight?: number;
+  /**
+   * This entry is a load-balancer / VIP / DNS endpoint (e.g. HAProxy over Patroni's REST checks),
+   * not one server: it keeps the role it is configured in (`primary` or `replicas`) whatever server
+   * a role check reaches through it (never re-roled, never fenced); each new connection it hands
+   * out is checked with `pg_is_in_recovery()` and closed unused if it reached the other role
+   * (`EndpointRoleError`, a connection-class error: writes wait for the new primary, reads retry);
+   * a read endpoint that fails is out of rotation for at most 1 s (not `replicaBanMs`) and probed
+   * again at once. Default: `false`.
+   */
+  endpoint?: boolean;
   /** Minimum connections kept open (warmed up at start unless `lazy`). Default: from the preset. */
   min?: number;
   /** Maximum connections. Default: from the preset. */
@@ -159,6 +169,20 @@ export interface FailoverOptions {
    * long; after it the checks go back to `checkIntervalMs` and the error says none was found in time. Default: `30000`.
    */
   failoverTimeoutMs?: number;
+  /**
+   * Writes held through a role change. While the primary is changing (no node answers as the
+   * primary, or a role check runs because the write node lost its connection, answered 57P03
+   * "shutting down / starting up" or 25006 "read-only"), a write that has not been sent waits for
+   * the new primary for up to this long (counted from the call) instead of failing; a write the
+   * write node refused without running it (57P03 at connect, 25006, connection refused) waits
+   * for the role check and runs on the new primary, as does a single statement the server
+   * terminated with 57P01 (a fast shutdown rolled it back). In a transaction only the `BEGIN`
+   * waits. A write that was sent and lost its connection still fails (its outcome is unknown):
+   * never run again. Each held write counts in `db_writes_held_total`, emits a `write-held` event and logs
+   * (debug) how long it waited. `0` disables. Default: `5000` (a planned Patroni switchover leaves
+   * no primary for ~1.1 s).
+   */
+  holdWritesMs?: number;
 }
 
 export interface BreakerOptions {

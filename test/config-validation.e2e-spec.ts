@@ -173,7 +173,7 @@ const cases: Array<[string, Record<string, unknown>, Record<string, string>, str
     'misspelled password key',
     { primary: { ...primaryNode(), password: undefined, pasword: PASSWORD } },
     {},
-    'Invalid option `primary.pasword`: expected a pg.PoolConfig field or one of name, weight, min, max, acquireTimeoutMs, idleTimeoutMs, statementTimeoutMs, maxUses, maxLifetimeMs, validateIdleAfterMs, leakDetectionThresholdMs, keepAliveMs, connectTimeoutMs, queryTimeoutMs, validationTimeoutMs, got [redacted]. Did you mean `primary.password`?',
+    'Invalid option `primary.pasword`: expected a pg.PoolConfig field or one of name, weight, endpoint, min, max, acquireTimeoutMs, idleTimeoutMs, statementTimeoutMs, maxUses, maxLifetimeMs, validateIdleAfterMs, leakDetectionThresholdMs, keepAliveMs, connectTimeoutMs, queryTimeoutMs, validationTimeoutMs, got [redacted]. Did you mean `primary.password`?',
   ],
 ];
 

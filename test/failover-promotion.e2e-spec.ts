@@ -35,6 +35,8 @@ const options = (extra: Partial<PoolModuleRootOptions> = {}): PoolModuleRootOpti
   preset: 'test',
   retryAttempts: 1,
   acquireTimeoutMs: 2000,
+  // Writes fail at once while no node is the primary; holding them is test/failover-hold-writes.e2e-spec.ts.
+  failover: { holdWritesMs: 0 },
   ...extra,
 });
 

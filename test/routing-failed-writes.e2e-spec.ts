@@ -56,6 +56,8 @@ const options = {
   acquireTimeoutMs: 2000,
   breaker: { failureThreshold: 3, resetTimeoutMs: 60_000 },
   routing: { lagCheckIntervalMs: 200 },
+  // Refused writes fail at once here (held writes: test/failover-hold-writes.e2e-spec.ts).
+  failover: { holdWritesMs: 0 },
 };
 
 const onReplica = (w: Where) => (w.node === 'replica1' || w.node === 'replica2') && w.recovery;

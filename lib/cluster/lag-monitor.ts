@@ -18,6 +18,8 @@ export class LagMonitor {
   readonly #wal: WalHistory;
   #timer: NodeJS.Timeout | undefined;
   #running = false;
+  /** Bumped when the history restarts: a primary sample taken before is not recorded. */
+  #generation = 0;
   /** The deadline of a lag check or probe: a node that does not answer within it has its connection destroyed. */
   readonly timeoutMs: number;
 
@@ -62,12 +64,26 @@ export class LagMonitor {
     }
   }
 
+  /**
+   * The write node changed, was lost or came back: lag is measured against the primary there is
+   * now, from its first sample on. Until then every replica's lag is unknown (not the outage).
+   */
+  restart(): void {
+    this.#generation++;
+    this.#wal.reset();
+    for (const r of this.host.replicas) {
+      r.lagMs = undefined;
+      r.lagBytes = undefined;
+    }
+  }
+
   /** Records the primary's WAL position; a primary that cannot answer leaves the history as it is. */
   async samplePrimary(): Promise<void> {
+    const generation = this.#generation;
     try {
       const res = await this.host.primary.systemQuery<{ lsn: string }>(PRIMARY_FLUSH_LSN_SQL, undefined, this.timeoutMs);
       const lsn = parseLsn(res.rows[0]?.lsn);
-      if (lsn !== undefined) this.#wal.record(recordEnd(lsn), Date.now());
+      if (lsn !== undefined && generation === this.#generation && this.host.topology.lostSince === 0) this.#wal.record(recordEnd(lsn), Date.now());
     } catch {
       // The primary being down is reported by health checks; replicas are still measured.
     }

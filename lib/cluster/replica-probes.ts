@@ -2,6 +2,9 @@ import type { PoolCluster } from '../core/pool-cluster.js';
 import type { LagMonitor } from './lag-monitor.js';
 import type { ReplicaState } from './replica-state.js';
 
+/** The longest ban of an endpoint. */
+const ENDPOINT_BAN_MS = 1000;
+
 type ProbeHost = Pick<PoolCluster, 'name' | 'closed' | 'logger' | 'emitting' | 'emit' | 'scrub'>;
 
 /** The background probe that puts a banned replica back in rotation once it answers and its lag is measured. */
@@ -12,9 +15,32 @@ export class ReplicaProbes {
     private readonly banMs: number,
   ) {}
 
+  /**
+   * How long a failure takes `r` out of rotation: `replicaBanMs`, but for an endpoint (a load
+   * balancer with other servers behind it, `endpoint: true`) at most 1 s: probed again soon.
+   */
+  banMsFor(r: ReplicaState): number {
+    return r.node.config.endpoint ? Math.min(this.banMs, ENDPOINT_BAN_MS) : this.banMs;
+  }
+
   /** Probes `r` when its ban runs out (at the earliest in 50 ms). */
   schedule(r: ReplicaState): void {
     this.#arm(r, Math.max(50, r.bannedUntil - Date.now()));
+  }
+
+  /** `undefined` when a statement on `r` (on a new connection when its idle ones are gone) answers, else the error. */
+  async answers(r: ReplicaState): Promise<unknown> {
+    let failure: unknown;
+    // Twice: the first may take another pooled session to the server that went away.
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        await r.node.systemQuery('SELECT 1', undefined, this.lag.timeoutMs);
+        return undefined;
+      } catch (err) {
+        failure = err;
+      }
+    }
+    return failure;
   }
 
   /** Probes `r` at once (a hung node answers again). */
@@ -44,7 +70,7 @@ export class ReplicaProbes {
       if (host.emitting) host.emit({ type: 'replica-restored', database: host.name, node: r.node.name, role: 'replica', at: Date.now() });
     } catch (err) {
       if (host.closed) return;
-      r.bannedUntil = Date.now() + this.banMs;
+      r.bannedUntil = Date.now() + this.banMsFor(r);
       r.banReason = host.scrub((err as Error)?.message ?? String(err));
       this.schedule(r);
     }

@@ -41,7 +41,7 @@ function setup(answers: Answer[], discoverRoles = true) {
     topologyChanged: () => void changes++,
     idle: () => false,
   };
-  const options = { discoverRoles, checkIntervalMs: 1000, checkTimeoutMs: 100, failoverTimeoutMs: 30_000 };
+  const options = { discoverRoles, checkIntervalMs: 1000, checkTimeoutMs: 100, failoverTimeoutMs: 30_000, holdWritesMs: 0 };
   const topology = new Topology(nodes[0] as unknown as NodePool, nodes.slice(1) as unknown as NodePool[], options, host);
   const pool = (i: number) => nodes[i] as unknown as NodePool;
   return { nodes, topology, events, pool, changes: () => changes };

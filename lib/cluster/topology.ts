@@ -10,7 +10,9 @@ import type { PoolEvent, TopologyRole } from '../pool.events.js';
  */
 const ROLE_SQL =
   'SELECT pg_is_in_recovery() AS recovering, (SELECT timeline_id FROM pg_control_checkpoint()) AS checkpoint_timeline, ' +
-  "CASE WHEN pg_is_in_recovery() THEN NULL ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS wal_timeline";
+  "CASE WHEN pg_is_in_recovery() THEN NULL ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS wal_timeline, " +
+  // What the server is: its cluster's identifier (shared by its standbys) and the address it answered on.
+  "(SELECT system_identifier FROM pg_control_system())::text || ' ' || coalesce(host(inet_server_addr()), 'local') || ':' || coalesce(inet_server_port()::text, '') AS identity";
 /** The reason of the first check, run by the cluster's warm-up. */
 export const START_UP = 'start-up';
 /** While the write node is lost, checks run this often (at most `checkIntervalMs`). */
@@ -66,6 +68,7 @@ interface CheckResult {
   readonly ok: boolean;
   readonly recovering: boolean;
   readonly timeline: number | undefined;
+  readonly identity: string | undefined;
   readonly error: string;
 }
 
@@ -88,6 +91,7 @@ export class Topology {
   #again = false;
   #nextCheckAt = 0;
   #closed = false;
+  #duplicates: ReadonlyArray<readonly [NodePool, NodePool, string]> = [];
 
   constructor(
     primary: NodePool,
@@ -127,6 +131,16 @@ export class Topology {
   /** `Date.now()` since when no node takes the writes; `0` while one does. */
   get lostSince(): number {
     return this.#lostSince;
+  }
+
+  /** Pairs of entries the last check found reaching the same server (`[first, second, identity]`). */
+  get duplicates(): ReadonlyArray<readonly [NodePool, NodePool, string]> {
+    return this.#duplicates;
+  }
+
+  /** True while a role check runs. */
+  get checking(): boolean {
+    return this.#running !== undefined;
   }
 
   /** True for a node in read rotation (a replica as far as the checks know). */
@@ -236,11 +250,11 @@ export class Topology {
   async #ask(node: NodePool, timeoutMs: number): Promise<CheckResult> {
     try {
       const res = await node.monitorQuery(ROLE_SQL, timeoutMs);
-      const row = res.rows[0] as { recovering: boolean; checkpoint_timeline: number | null; wal_timeline: number | null } | undefined;
+      const row = res.rows[0] as { recovering: boolean; checkpoint_timeline: number | null; wal_timeline: number | null; identity?: string | null } | undefined;
       const timelines = [row?.checkpoint_timeline, row?.wal_timeline].filter((t): t is number => typeof t === 'number');
-      return { node, ok: true, recovering: row?.recovering === true, timeline: timelines.length ? Math.max(...timelines) : undefined, error: '' };
+      return { node, ok: true, recovering: row?.recovering === true, timeline: timelines.length ? Math.max(...timelines) : undefined, identity: row?.identity ?? undefined, error: '' };
     } catch (err) {
-      return { node, ok: false, recovering: false, timeline: undefined, error: this.host.scrub((err as Error)?.message ?? String(err)) };
+      return { node, ok: false, recovering: false, timeline: undefined, identity: undefined, error: this.host.scrub((err as Error)?.message ?? String(err)) };
     }
   }
 
@@ -256,7 +270,19 @@ export class Topology {
       }
       s.detail = r.ok ? '' : r.error;
     }
-    const primaries = results.filter((r) => r.ok && !r.recovering);
+    // Two entries that reach the same server are one server: the second is not a second primary (no false split brain).
+    const seen = new Map<string, NodePool>();
+    const duplicates: Array<readonly [NodePool, NodePool, string]> = [];
+    for (const r of results) {
+      if (!r.ok || r.identity === undefined || r.node.config.endpoint) continue;
+      const first = seen.get(r.identity);
+      if (first === undefined) seen.set(r.identity, r.node);
+      else duplicates.push([first, r.node, r.identity]);
+    }
+    this.#duplicates = duplicates;
+    const copies = new Set(duplicates.map((d) => d[1]));
+    // A read-only endpoint never takes the writes nor is fenced: the server behind it answered, not the endpoint.
+    const primaries = results.filter((r) => r.ok && !r.recovering && !copies.has(r.node) && !(r.node.config.endpoint && r.node.config.role === 'replica'));
     let writer = this.#writer;
     if (primaries.length > 0) {
       // The newest timeline wins; on a tie the current write node keeps the writes, else configuration order.
@@ -293,7 +319,7 @@ export class Topology {
       changed = true;
     }
     for (const r of results) {
-      const to = this.#roleFor(r);
+      const to = copies.has(r.node) ? 'unknown' : this.#roleFor(r);
       if (this.#setRole(r.node, to, reason, now)) changed = true;
     }
     const fenced = primaries.filter((p) => p.node !== this.#writer);
@@ -314,6 +340,8 @@ export class Topology {
 
   #roleFor(r: CheckResult): TopologyRole {
     if (r.node === this.#writer) return 'primary';
+    // An endpoint keeps its configured role whatever server its check reached.
+    if (r.node.config.endpoint) return r.node.config.role === 'replica' ? 'replica' : 'unknown';
     const current = this.#state.get(r.node)!.role;
     if (!r.ok) {
       // A replica that does not answer stays in rotation (bans and probes handle it); a former write node is unknown until it answers.

@@ -399,7 +399,7 @@ describe('resolveOptions: validation', () => {
     expect(configError(() => resolve({ routing: { stategy: 'random' } as never })).message).toMatch(/^Invalid option `routing\.stategy`: .* Did you mean `routing\.strategy`\?$/);
     expect(configError(() => resolve({ breaker: { treshold: 3 } as never })).message).toMatch(/^Invalid option `breaker\.treshold`: expected one of the known options \(failureThreshold, resetTimeoutMs\), got 3 \(number\)\.$/);
     expect(configError(() => resolve({ primary: { connectionString: PRIMARY_URL, hots: 'db' } as never })).message).toBe(
-      'Invalid option `primary.hots`: expected a pg.PoolConfig field or one of name, weight, min, max, acquireTimeoutMs, idleTimeoutMs, statementTimeoutMs, maxUses, maxLifetimeMs, validateIdleAfterMs, leakDetectionThresholdMs, keepAliveMs, connectTimeoutMs, queryTimeoutMs, validationTimeoutMs, got "db" (string). Did you mean `primary.host`?',
+      'Invalid option `primary.hots`: expected a pg.PoolConfig field or one of name, weight, endpoint, min, max, acquireTimeoutMs, idleTimeoutMs, statementTimeoutMs, maxUses, maxLifetimeMs, validateIdleAfterMs, leakDetectionThresholdMs, keepAliveMs, connectTimeoutMs, queryTimeoutMs, validationTimeoutMs, got "db" (string). Did you mean `primary.host`?',
     );
   });
 
@@ -461,7 +461,9 @@ describe('resolveOptions: multi-host primary and failover', () => {
   });
 
   it('validates failover options and applies the defaults', () => {
-    expect(resolve({}).failover).toEqual({ discoverRoles: true, checkIntervalMs: 1000, checkTimeoutMs: 1000, failoverTimeoutMs: 30_000 });
+    expect(resolve({}).failover).toEqual({ discoverRoles: true, checkIntervalMs: 1000, checkTimeoutMs: 1000, failoverTimeoutMs: 30_000, holdWritesMs: 5000 });
+    expect(resolve({ failover: { holdWritesMs: 0 } }).failover.holdWritesMs).toBe(0);
+    expect(configError(() => resolve({ failover: { holdWritesMs: -1 } })).message).toContain('failover.holdWritesMs');
     expect(configError(() => resolve({ failover: { checkIntervalMs: 10 } })).message).toContain('failover.checkIntervalMs');
     expect(configError(() => resolve({ failover: { discoverRole: true } as never })).message).toContain('failover.discoverRole');
   });

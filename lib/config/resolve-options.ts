@@ -34,6 +34,8 @@ export interface ResolvedNode {
   readonly role: NodeRole;
   readonly index: number;
   readonly weight: number;
+  /** A load-balancer / VIP / DNS endpoint: its role is the configured one, checked on each new connection. */
+  readonly endpoint: boolean;
   /** `host:port`, never with credentials. */
   readonly address: string;
   readonly min: number;
@@ -98,6 +100,7 @@ export interface ResolvedOptions {
     readonly checkIntervalMs: number;
     readonly checkTimeoutMs: number;
     readonly failoverTimeoutMs: number;
+    readonly holdWritesMs: number;
   };
   readonly monitor: { readonly enabled: boolean; readonly intervalMs: number; readonly timeoutMs: number };
   readonly metrics: ResolvedMetricsOptions;
@@ -114,7 +117,13 @@ const TOP_LEVEL_KEYS = new Set([
   'instances', 'sizingAdvisor', 'shutdownTimeoutMs', 'slowQueryMs', 'routing', 'breaker', 'monitor', 'metrics',
   'alerts', 'failover', 'loadSizing', 'preparedStatements', 'pgbouncer', 'resetOnRelease', 'session', 'env',
 ]);
-const FAILOVER_KEYS = new Set(['discoverRoles', 'checkIntervalMs', 'checkTimeoutMs', 'failoverTimeoutMs']);
+/**
+ * A planned Patroni switchover leaves no primary for ~1.1 s (the old one shuts down before the
+ * candidate is promoted); writes waited 1.4–2.5 s in `npm run chaos:patroni` on a loaded 2-CPU
+ * host. 5 s is at least twice that and stays well below common HTTP client timeouts.
+ */
+export const DEFAULT_HOLD_WRITES_MS = 5000;
+const FAILOVER_KEYS = new Set(['discoverRoles', 'checkIntervalMs', 'checkTimeoutMs', 'failoverTimeoutMs', 'holdWritesMs']);
 const TARGET_SESSION_ATTRS = ['any', 'read-write', 'primary'];
 const ROUTING_KEYS = new Set([
   'strategy', 'fallbackToPrimary', 'replicaBanMs', 'maxReplicationLagMs', 'maxReplicationLagBytes',
@@ -129,7 +138,7 @@ const NODE_POOL_KEYS = [
   'validateIdleAfterMs', 'leakDetectionThresholdMs', 'keepAliveMs', 'connectTimeoutMs', 'queryTimeoutMs', 'validationTimeoutMs',
 ] as const;
 const NODE_KEYS = new Set<string>([
-  ...NODE_POOL_KEYS, 'name', 'weight',
+  ...NODE_POOL_KEYS, 'name', 'weight', 'endpoint',
   // pg.ClientConfig / pg.PoolConfig (pg 8.x)
   'user', 'database', 'password', 'port', 'host', 'connectionString', 'keepAlive', 'stream', 'statement_timeout',
   'ssl', 'enableChannelBinding', 'sslnegotiation', 'query_timeout', 'lock_timeout', 'keepAliveInitialDelayMillis',
@@ -223,7 +232,7 @@ function checkNodeKeys(node: Record<string, unknown>, path: string): void {
     if (guess !== undefined) {
       fail(
         optionField(`${path}.${key}`),
-        'a pg.PoolConfig field or one of name, weight, min, max, acquireTimeoutMs, idleTimeoutMs, statementTimeoutMs, maxUses, maxLifetimeMs, validateIdleAfterMs, leakDetectionThresholdMs, keepAliveMs, connectTimeoutMs, queryTimeoutMs, validationTimeoutMs',
+        'a pg.PoolConfig field or one of name, weight, endpoint, min, max, acquireTimeoutMs, idleTimeoutMs, statementTimeoutMs, maxUses, maxLifetimeMs, validateIdleAfterMs, leakDetectionThresholdMs, keepAliveMs, connectTimeoutMs, queryTimeoutMs, validationTimeoutMs',
         node[key],
         `Did you mean \`${path}.${guess}\`?`,
         looksSecret(key, guess),
@@ -430,12 +439,13 @@ function resolveNode(
     fail(optionField(`${path}.weight`), 'a number greater than 0', weight);
   }
 
+  const endpoint = node.endpoint === undefined ? false : checkBool(optionField(`${path}.endpoint`), node.endpoint);
   checkNodeKeys(node as Record<string, unknown>, path);
   if (common.pgbouncer) checkPgBouncerNode(node as Record<string, unknown>, path);
   const values = overridePoolValues(defaults, node as Record<string, unknown>, path);
 
   const {
-    name: _name, weight: _weight, acquireTimeoutMs: _a, idleTimeoutMs: _i, statementTimeoutMs: _s,
+    name: _name, weight: _weight, endpoint: _endpoint, acquireTimeoutMs: _a, idleTimeoutMs: _i, statementTimeoutMs: _s,
     maxLifetimeMs: _l, validateIdleAfterMs: _v, leakDetectionThresholdMs: _k, keepAliveMs: _ka,
     connectTimeoutMs: _ct, queryTimeoutMs: _qt, validationTimeoutMs: _vt,
     ...pgFields
@@ -469,6 +479,7 @@ function resolveNode(
     role,
     index,
     weight,
+    endpoint,
     address: nodeAddress(node, env),
     pgbouncer: common.pgbouncer,
     timezone: common.timezone,
@@ -766,6 +777,7 @@ export function resolveOptions(input: PoolModuleOptions & { name?: string; isGlo
     checkIntervalMs: checkMs(optionField('failover.checkIntervalMs'), pick(failoverIn.checkIntervalMs, 1000), 50),
     checkTimeoutMs: checkMs(optionField('failover.checkTimeoutMs'), pick(failoverIn.checkTimeoutMs, 1000), 50),
     failoverTimeoutMs: checkMs(optionField('failover.failoverTimeoutMs'), pick(failoverIn.failoverTimeoutMs, 30_000), 0),
+    holdWritesMs: checkMs(optionField('failover.holdWritesMs'), pick(failoverIn.holdWritesMs, DEFAULT_HOLD_WRITES_MS), 0),
   };
   if (!failover.discoverRoles && candidates.length > 1) {
     fail(optionField('failover.discoverRoles'), 'true (or one host in primary): with pinned roles only the first host could ever take writes', false);

@@ -115,7 +115,7 @@ function statementText(text: QueryInput): string {
 }
 
 /** One statement (no `;` before the end), so running it again cannot repeat a committed part. */
-function isSingleStatement(text: QueryInput): boolean {
+export function isSingleStatement(text: QueryInput): boolean {
   return !statementText(text).trimEnd().replace(/;+$/, '').includes(';');
 }
 

@@ -90,6 +90,12 @@ export class NodeCounters {
   demotions = 0;
   /** Statements that got no answer within their client-side deadline (the connection was destroyed). */
   statementTimeouts = 0;
+  /** Writes that waited for a role change (`failover.holdWritesMs`), counted on the node they were sent to (or refused by). */
+  heldWrites = 0;
+  /** Total ms the held writes waited. */
+  heldWriteMs = 0;
+  /** Held writes that reached `failover.holdWritesMs` with no primary and failed with `PrimaryUnavailableError`. */
+  holdTimeouts = 0;
   /** The library's own statements (probes, lag and replay checks, health pings, the sizing advisor). */
   systemQueries = 0;
   /** Parameterized statements run from a connection's prepared-statement cache. */

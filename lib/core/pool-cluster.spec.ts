@@ -4,6 +4,7 @@ import { Logger } from '@nestjs/common';
 import type { QueryResult } from 'pg';
 import { resolveOptions } from '../config/resolve-options.js';
 import type { PoolModuleOptions, ReplicaCandidate } from '../pool.interfaces.js';
+import type { PoolEvent } from '../pool.events.js';
 import { NoReplicaAvailableError, PoolError, PoolUnavailableError, PrimaryUnavailableError, ReadOnlyInTransactionError } from '../pool.exceptions.js';
 import { markWrite, newSession, routingStorage, type RoutingScope } from '../routing/routing-context.js';
 import { PinnedTransaction } from '../transactions/pinned-transaction.js';
@@ -225,7 +226,8 @@ describe('PoolCluster routing', () => {
     });
 
     it('counts a write that reached the server (or lost its connection), never one refused before it was sent', async () => {
-      cluster = makeCluster();
+      // Without the hold: the refusal itself reaches the caller.
+      cluster = makeCluster({ failover: { holdWritesMs: 0 } });
       const refusals = [
         new PoolUnavailableError('default', 'primary', '127.0.0.1:1', new Date(), 'x'),
         connectionRefused(),
@@ -318,6 +320,17 @@ describe('PoolCluster routing', () => {
 });
 
 describe('WalHistory (replication lag in ms)', () => {
+  it('after reset() (a new primary) the outage before it is not lag: only the time since the new primary was first seen past the replica', () => {
+    const wal = new WalHistory(60_000);
+    for (let t = 0; t <= 10_000; t += 200) wal.record(BigInt(t + 1), t);
+    // The old primary was last seen at 10_001 at t = 10_000; the new one answers 20 s later, a little further on.
+    wal.reset();
+    expect(wal.latest).toBeUndefined();
+    wal.record(10_100n, 30_000);
+    expect(wal.lagMs(10_001n, 25_000, 30_300)).toBe(300);
+    expect(wal.lagMs(10_100n, 25_000, 30_300)).toBe(0);
+  });
+
   it('is 0 when the replica replayed the latest primary position', () => {
     const wal = new WalHistory(60_000);
     wal.record(0x100n, 1000);
@@ -378,7 +391,7 @@ describe('PoolCluster: follows the discovered primary', () => {
   }
 
   it('sends writes to a promoted replica, reads to the others, and fails writes fast while no node is the primary', async () => {
-    const cluster = makeCluster();
+    const cluster = makeCluster({ failover: { holdWritesMs: 0 } });
     const served = stub(cluster);
     const answers: Record<string, Role> = { primary: 'down', r1: { recovering: false, timeline: 2 }, r2: { recovering: true, timeline: 1 } };
     roles(cluster, answers);
@@ -400,6 +413,103 @@ describe('PoolCluster: follows the discovered primary', () => {
       // Reads still go to the replica.
       await cluster.replicaQuery('SELECT 1');
       expect(served.at(-1)).toBe('r2');
+    } finally {
+      await cluster.close();
+    }
+  });
+
+  it('holds writes while no node is the primary and sends them to the new one; gives up at holdWritesMs', async () => {
+    const cluster = makeCluster({ failover: { holdWritesMs: 600 } });
+    const served = stub(cluster);
+    const events: PoolEvent[] = [];
+    const sub = cluster.events$.subscribe((e) => events.push(e));
+    const answers: Record<string, Role> = { primary: 'down', r1: { recovering: true, timeline: 1 }, r2: { recovering: true, timeline: 1 } };
+    roles(cluster, answers);
+    try {
+      await cluster.topology.check();
+      expect(cluster.topology.lostSince).not.toBe(0);
+      const t0 = Date.now();
+      const write = cluster.query('INSERT INTO t VALUES (1)');
+      const tx = cluster.transaction(() => 'committed');
+      setTimeout(() => {
+        answers.r1 = { recovering: false, timeline: 2 };
+        void cluster.topology.check();
+      }, 200).unref();
+      await expect(write).resolves.toMatchObject({ rows: [{ node: 'r1' }] });
+      const waited = Date.now() - t0;
+      expect(waited).toBeGreaterThanOrEqual(190);
+      expect(waited).toBeLessThan(600);
+      expect(served.at(-1)).toBe('r1');
+      expect(events.find((e) => e.type === 'write-held')).toMatchObject({ node: 'r1', outcome: 'sent' });
+      expect(cluster.primary.counters.heldWrites).toBeGreaterThanOrEqual(1);
+      // The transaction's BEGIN waited as well (it runs on a node with no real connection: refused, but on r1).
+      await tx.catch(() => undefined);
+      answers.r1 = 'down';
+      await cluster.topology.check();
+      const t1 = Date.now();
+      await expect(cluster.query('INSERT INTO t VALUES (2)')).rejects.toBeInstanceOf(PrimaryUnavailableError);
+      expect(Date.now() - t1).toBeGreaterThanOrEqual(590);
+      expect(events.filter((e) => e.type === 'write-held').at(-1)).toMatchObject({ outcome: 'timed-out' });
+    } finally {
+      sub.unsubscribe();
+      await cluster.close();
+    }
+  });
+
+  it('a write refused with 25006 waits for the role check and runs on the new primary; one that lost its connection after it was sent is not run again', async () => {
+    const cluster = makeCluster({ failover: { holdWritesMs: 2000 } });
+    const answers: Record<string, Role> = { primary: { recovering: false, timeline: 1 }, r1: { recovering: true, timeline: 1 }, r2: { recovering: true, timeline: 1 } };
+    roles(cluster, answers);
+    const readOnly = () => Promise.reject(readOnlyViolation());
+    const served = stub(cluster, { primary: readOnly });
+    try {
+      await cluster.topology.check();
+      // The old primary restarted as a standby, r1 was promoted.
+      answers.primary = { recovering: true, timeline: 1 };
+      answers.r1 = { recovering: false, timeline: 2 };
+      await expect(cluster.query('INSERT INTO t VALUES (1)')).resolves.toMatchObject({ rows: [{ node: 'r1' }] });
+      expect(served).toEqual(['primary', 'r1']);
+      // Nothing changed: a 25006 of the primary itself (a read-only transaction) stands.
+      stub(cluster, { r1: readOnly });
+      await expect(cluster.query('INSERT INTO t VALUES (2)')).rejects.toMatchObject({ code: '25006' });
+      const reset = Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
+      const sent = stub(cluster, { r1: () => Promise.reject(reset) });
+      answers.r1 = { recovering: true, timeline: 2 };
+      answers.r2 = { recovering: false, timeline: 3 };
+      await expect(cluster.query('INSERT INTO t VALUES (3)')).rejects.toBe(reset);
+      expect(sent).toEqual(['r1']);
+    } finally {
+      await cluster.close();
+    }
+  });
+
+  it('endpoints keep their configured role: a read endpoint reaching the primary is neither the writer nor fenced; a write endpoint reaching a standby means no primary', async () => {
+    const node = (port: number, name: string) => ({ host: '127.0.0.1', port, user: 'u', password: 'cluster-spec-secret', database: 'd', name, endpoint: true });
+    const cluster = makeCluster({ primary: node(1, 'rw'), replicas: [node(2, 'ro')], failover: { holdWritesMs: 0 } });
+    const answers: Record<string, Role> = { rw: { recovering: false, timeline: 1 }, ro: { recovering: false, timeline: 2 } };
+    roles(cluster, answers);
+    stub(cluster);
+    try {
+      await cluster.topology.check();
+      expect(cluster.primary.name).toBe('rw');
+      expect(cluster.topology.fenced).toEqual([]);
+      expect(cluster.replicas.map((r) => r.node.name)).toEqual(['ro']);
+      answers.rw = { recovering: true, timeline: 1 };
+      await cluster.topology.check();
+      expect(cluster.topology.lostSince).not.toBe(0);
+      expect(cluster.replicas.map((r) => r.node.name)).toEqual(['ro']);
+      await expect(cluster.query('INSERT INTO t VALUES (1)')).rejects.toBeInstanceOf(PrimaryUnavailableError);
+      answers.rw = { recovering: false, timeline: 2 };
+      await cluster.topology.check();
+      await expect(cluster.query('INSERT INTO t VALUES (1)')).resolves.toMatchObject({ rows: [{ node: 'rw' }] });
+      // A failed read endpoint stays in rotation until a new connection through it fails too, then is out for at most 1 s.
+      const ro = cluster.replicas[0]!;
+      cluster.ban(ro, connectionRefused());
+      expect(ro.bannedUntil).toBe(0);
+      const deadline = Date.now() + 3000;
+      while (ro.bannedUntil === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(ro.bannedUntil).not.toBe(0);
+      expect(ro.bannedUntil - Date.now()).toBeLessThanOrEqual(1000);
     } finally {
       await cluster.close();
     }

@@ -4,7 +4,7 @@ import type { PoolClient, QueryResult, QueryResultRow } from 'pg';
 import { Subject, type Observable } from 'rxjs';
 import type { ResolvedOptions } from '../config/resolve-options.js';
 import { scrubSecrets } from '../config/redact.js';
-import { NodeHungError, ReadOnlyInTransactionError } from '../pool.exceptions.js';
+import { EndpointRoleError, NodeHungError, PoolConfigurationError, ReadOnlyInTransactionError } from '../pool.exceptions.js';
 import type { PoolEvent } from '../pool.events.js';
 import type { TransactionOptions } from '../pool.interfaces.js';
 import { watchLent } from '../transactions/pinned-client.js';
@@ -20,9 +20,10 @@ import { ReplicaProbes } from '../cluster/replica-probes.js';
 import { ReplicaState } from '../cluster/replica-state.js';
 import { START_UP, Topology } from '../cluster/topology.js';
 import { NodeMonitor } from '../cluster/node-monitor.js';
+import { WriteHold } from '../cluster/write-hold.js';
 import { neverSent, sqlState } from './errors.js';
 import { classifyFailure, FailureClass } from '../errors/failure-class.js';
-import { NodePool, type NodeHost, type QueryInput } from './node-pool.js';
+import { isSingleStatement, NodePool, type NodeHost, type QueryInput } from './node-pool.js';
 
 /**
  * All pools of one database (primary + replicas): sends each statement where its scope says
@@ -43,6 +44,7 @@ export class PoolCluster implements NodeHost {
   readonly #probes: ReplicaProbes;
   readonly #transactions = new TransactionRunner(this);
   readonly #monitor: NodeMonitor | undefined;
+  readonly #hold: WriteHold;
 
   constructor(readonly options: ResolvedOptions) {
     this.logger = new Logger(`PoolModule:${options.database}`);
@@ -51,6 +53,8 @@ export class PoolCluster implements NodeHost {
     this.#states = [primary, ...replicas].map((n) => new ReplicaState(n));
     this.#replicas = this.#states.slice(1);
     this.topology = new Topology(primary, replicas, options.failover, this);
+    this.#lagWriter = primary;
+    this.#hold = new WriteHold(this, options.failover.holdWritesMs);
     const routing = options.routing;
     this.#eligibility = new Eligibility(routing);
     this.#picker = new ReplicaPicker(options.database, routing.strategy);
@@ -78,6 +82,8 @@ export class PoolCluster implements NodeHost {
   /** Routing state of every configured node, in configuration order. */
   readonly #states: readonly ReplicaState[];
   #replicas: readonly ReplicaState[];
+  /** The write node the lag history is measured against (`undefined` while none answers as the primary). */
+  #lagWriter: NodePool | undefined;
 
   /** The node that takes the writes now (a promoted replica after a failover). */
   get primary(): NodePool {
@@ -90,6 +96,13 @@ export class PoolCluster implements NodeHost {
   }
 
   topologyChanged(): void {
+    const writer = this.topology.lostSince === 0 ? this.topology.writer : undefined;
+    if (writer !== this.#lagWriter) {
+      // A new primary, none, or the same one back after an outage: lag history starts again.
+      this.#lagWriter = writer;
+      this.#lag.restart();
+    }
+    this.#hold.changed();
     const before = this.#replicas;
     this.#replicas = this.#states.filter((s) => this.topology.isReader(s.node));
     for (const r of this.#replicas) {
@@ -109,6 +122,10 @@ export class PoolCluster implements NodeHost {
     this.logger.log(this.scrub(message));
   }
 
+  debug(message: string): void {
+    this.logger.debug(this.scrub(message));
+  }
+
   idle(): boolean {
     return this.options.lazy && this.nodes.every((n) => n.pool.totalCount === 0);
   }
@@ -116,8 +133,19 @@ export class PoolCluster implements NodeHost {
   /** A write's failure that may mean the write node changed: the roles are checked at once. */
   #writeFailed(err: unknown): void {
     const cls = classifyFailure(err, { writeNode: true });
-    if (cls === FailureClass.NodeGone) void this.topology.check('connection loss of the write node');
-    else if (cls === FailureClass.RoleChange) void this.topology.check(sqlState(err) === '25006' ? '25006 from the write node' : 'the write node is changing role');
+    const reason =
+      cls === FailureClass.NodeGone
+        ? 'connection loss of the write node'
+        : cls === FailureClass.RoleChange
+          ? sqlState(err) === '25006'
+            ? '25006 from the write node'
+            : 'the write node is changing role'
+          : undefined;
+    if (reason === undefined) return;
+    // Held writes wait for a check that started after this failure (one already running may have asked before it).
+    const joined = this.topology.checking;
+    const check = this.topology.check(reason);
+    this.#hold.suspect(joined ? check.then(() => this.topology.check(reason)) : check);
   }
 
   #watchWrite<R extends QueryResultRow>(promise: Promise<QueryResult<R>>): Promise<QueryResult<R>> {
@@ -165,6 +193,12 @@ export class PoolCluster implements NodeHost {
     this.#monitor?.suspect(node);
   }
   async initClient(client: PoolClient, node: NodePool): Promise<boolean> {
+    if (node.config.endpoint) {
+      // An endpoint's role is its configuration; each connection it hands out is checked against it.
+      const expected = node.config.role;
+      const res = await client.query<{ recovering: boolean }>('SELECT pg_is_in_recovery() AS recovering');
+      if (res.rows[0]?.recovering !== (expected === 'replica')) throw new EndpointRoleError(this.name, node.name, node.config.address, expected);
+    }
     const hook = this.options.onConnect;
     if (!hook) return false;
     await hook(client, { database: this.name, pool: node.name, role: node.role });
@@ -203,15 +237,14 @@ export class PoolCluster implements NodeHost {
    * unless it was refused before it reached the server (open breaker, acquire timeout, connect failure).
    */
   write<R extends QueryResultRow = any>(scope: RoutingScope | undefined, text: QueryInput, values?: unknown[]): Promise<QueryResult<R>> {
-    let node: NodePool;
-    try {
-      node = this.topology.writable();
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    node.counters.routedWrites++;
-    if (scope === undefined || this.options.routing.consistency !== 'read-your-writes') return this.#watchWrite(node.query<R>(text, values));
-    return this.#watchWrite(node.query<R>(text, values)).then(
+    const send = (node: NodePool): Promise<QueryResult<R>> => {
+      node.counters.routedWrites++;
+      return this.#watchWrite(node.query<R>(text, values));
+    };
+    const single = typeof text === 'string' || typeof (text as { text?: unknown } | null)?.text === 'string' ? isSingleStatement(text) : false;
+    const sent = this.#hold.run(Date.now(), send, single ? 'terminated' : 'refused');
+    if (scope === undefined || this.options.routing.consistency !== 'read-your-writes') return sent;
+    return sent.then(
       (res) => {
         markWrite(scope, this.name);
         return res;
@@ -270,15 +303,33 @@ export class PoolCluster implements NodeHost {
   /** Takes a replica out of rotation after a connection-class failure until a probe succeeds. */
   ban(r: ReplicaState, err: unknown): void {
     if (this.#closed) return;
+    if (r.node.config.endpoint && r.bannedUntil === 0) {
+      // One session of a load balancer dropped: the endpoint stays in rotation unless a new connection through it fails too.
+      if (this.#verifying.has(r)) return;
+      this.#verifying.add(r);
+      void this.#probes.answers(r).then((failure) => {
+        this.#verifying.delete(r);
+        if (failure !== undefined) this.#banNow(r, failure);
+      });
+      return;
+    }
+    this.#banNow(r, err);
+  }
+
+  readonly #verifying = new Set<ReplicaState>();
+
+  #banNow(r: ReplicaState, err: unknown): void {
+    if (this.#closed) return;
     const reason = this.scrub((err as Error)?.message ?? String(err));
     const first = r.bannedUntil === 0;
-    r.bannedUntil = Date.now() + this.options.routing.replicaBanMs;
+    const banMs = this.#probes.banMsFor(r);
+    r.bannedUntil = Date.now() + banMs;
     r.banReason = reason;
     if (!first) return;
     r.node.counters.bans++;
     r.node.pauseRefill();
     r.node.evictAll();
-    this.logger.warn(`Replica "${this.name}/${r.node.name}" (${r.node.config.address}) banned for ${this.options.routing.replicaBanMs}ms: ${reason}`);
+    this.logger.warn(`Replica "${this.name}/${r.node.name}" (${r.node.config.address}) banned for ${banMs}ms: ${reason}`);
     if (this.emitting) this.emit({ type: 'replica-banned', database: this.name, node: r.node.name, role: 'replica', at: Date.now(), untilMs: r.bannedUntil, reason });
     this.#scheduleProbe(r);
   }
@@ -339,10 +390,17 @@ export class PoolCluster implements NodeHost {
       return fn(tx.handle.client);
     }
     if (readOnly ?? scope?.readOnly ?? false) return this.#reads.withClient(fn, await this.#consistency.requiredLsn(scope));
-    const node = this.topology.writable();
-    node.counters.routedWrites++;
+    let node!: NodePool;
+    const client = await this.#hold.run(
+      Date.now(),
+      (writer) => {
+        node = writer;
+        writer.counters.routedWrites++;
+        return this.#watchAcquire(writer.acquire());
+      },
+      'unsent',
+    );
     const tracked = scope !== undefined && this.options.routing.consistency === 'read-your-writes';
-    const client = await this.#watchAcquire(node.acquire());
     // Marked once the client is there (what `fn` sends may write, and a read may come before `fn`
     // settles, e.g. a query builder's transaction that resolves before it releases the client) and again at the end.
     if (tracked) markWrite(scope, this.name);
@@ -372,9 +430,25 @@ export class PoolCluster implements NodeHost {
     return this.#transactions.run(fn, options);
   }
 
-  /** The node writes go to now (`PrimaryUnavailableError` while none is known); used by the transaction runner. */
-  writeNode(): NodePool {
-    return this.topology.writable();
+  /**
+   * Takes a client of the write node and sends `begin` on it; while the primary is changing, waits
+   * for it (`failover.holdWritesMs`): nothing of the transaction ran before its BEGIN succeeded.
+   */
+  beginOnWriter(begin: (node: NodePool) => Promise<PoolClient>): Promise<{ node: NodePool; client: PoolClient }> {
+    return this.#hold.run(
+      Date.now(),
+      (node) => {
+        node.counters.routedWrites++;
+        return begin(node).then(
+          (client) => ({ node, client }),
+          (err: unknown) => {
+            this.writeFailed(err);
+            throw err;
+          },
+        );
+      },
+      'unsent',
+    );
   }
 
   /** A write (or its acquire) failed on the write node: a connection loss or 25006 triggers a role check. */
@@ -424,6 +498,17 @@ export class PoolCluster implements NodeHost {
       ),
     );
     await this.topology.check(START_UP);
+    const duplicate = this.topology.duplicates[0];
+    if (duplicate !== undefined) {
+      const [first, second, identity] = duplicate;
+      const entry = (n: NodePool) => (n.config.role === 'primary' ? 'primary' : `replicas[${n.config.index}]`);
+      throw new PoolConfigurationError(
+        `option \`${entry(second)}\``,
+        'a server that no other entry reaches',
+        `${second.name} (${second.config.address}), the same server as ${first.name} (${first.config.address}): system ${identity}`,
+        'Please make sure that every server is listed once (a multi-host primary already names every node), or mark load balancers with endpoint: true.',
+      );
+    }
     if (primaryError !== undefined && this.topology.writer === configured) throw primaryError;
     if (this.topology.lostSince !== 0) throw this.topology.unavailable();
   }

@@ -157,6 +157,12 @@ function buildMetrics(views: () => NodeView[]): ScrapeMetric[] {
     }),
     counter('db_pool_evictions_total', 'Connections retired for lifetime, max uses, eviction after a restart or a failed rollback.', (v, push) => push(v.labels, v.node.counters.evictions)),
     counter('db_pool_slow_queries_total', 'Statements slower than slowQueryMs.', (v, push) => push(v.labels, v.node.counters.slowQueries)),
+    counter('db_writes_held_total', 'Writes that waited for a role change (failover.holdWritesMs), by the node they went to; outcome timed-out: no primary within the bound.', (v, push) => {
+      const c = v.node.counters;
+      push({ ...v.labels, outcome: 'held' }, c.heldWrites);
+      push({ ...v.labels, outcome: 'timed-out' }, c.holdTimeouts);
+    }),
+    counter('db_writes_held_seconds_total', 'Total time held writes waited for a role change.', (v, push) => push(v.labels, v.node.counters.heldWriteMs / 1000)),
     counter('db_pool_breaker_opens_total', 'Times the circuit breaker of a node opened.', (v, push) => push(v.labels, v.node.counters.breakerOpens)),
     counter('db_prepared_statements_total', 'Parameterized statements by result: hit (run from the connection\'s prepared-statement cache) or miss (sent unprepared, or prepared by this send).', (v, push) => {
       push({ ...v.labels, result: 'hit' }, v.node.counters.preparedHits);

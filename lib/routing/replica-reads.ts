@@ -120,7 +120,8 @@ export class ReplicaReads {
   ): Promise<QueryResult<R>> {
     if (!retryElsewhere(err)) throw this.#explain(err, failed.node);
     if (leavesRotation(err)) this.host.ban(failed, err);
-    const next = this.#pick(required, failed);
+    // An endpoint (a load balancer) hands the retry a new connection, to a server that answers.
+    const next = this.#pick(required, failed.node.config.endpoint ? undefined : failed);
     if (next === undefined) return this.#onPrimary<R>(required, text, values, err);
     next.node.counters.retries++;
     next.node.counters.routedReads++;

@@ -18,6 +18,11 @@ export class WalHistory {
   readonly #marks: WalMark[] = [];
   constructor(private readonly keepMs: number) {}
 
+  /** Forgets every position: the next one recorded starts a new history (a new primary, or the same one after an outage). */
+  reset(): void {
+    this.#marks.length = 0;
+  }
+
   get latest(): bigint | undefined {
     return this.#marks[this.#marks.length - 1]?.lsn;
   }

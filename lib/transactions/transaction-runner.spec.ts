@@ -57,7 +57,7 @@ function setup() {
     run: (c: PoolClient, text: string) => (c as unknown as FakeClient).query(text),
     release: (...args: unknown[]) => released.push(args),
   } as unknown as NodePool;
-  const runner = new TransactionRunner({ name: 'default', writeNode: () => node, writeFailed: () => undefined, options: { routing: { consistency: 'read-your-writes' } } });
+  const runner = new TransactionRunner({ name: 'default', beginOnWriter: (begin) => begin(node).then((c) => ({ node, client: c })), writeFailed: () => undefined, options: { routing: { consistency: 'read-your-writes' } } });
   return { client, released, runner };
 }
 

@@ -13,8 +13,11 @@ const ROLLBACK_TIMEOUT_MS = 5000;
 /** What the runner needs from the database that owns it. */
 export interface TransactionHost {
   readonly name: string;
-  /** The node writes go to now, looked up for every new transaction (throws `PrimaryUnavailableError` while none is known). */
-  writeNode(): NodePool;
+  /**
+   * Runs `begin` on the node writes go to now, looked up for every new transaction (rejects with
+   * `PrimaryUnavailableError` while none is known; may wait for a role change first).
+   */
+  beginOnWriter(begin: (node: NodePool) => Promise<PoolClient>): Promise<{ node: NodePool; client: PoolClient }>;
   /** A statement or checkout on the write node failed: lets role discovery check the topology. */
   writeFailed(err: unknown): void;
   readonly options: { readonly routing: { readonly consistency: string } };
@@ -35,15 +38,8 @@ export class TransactionRunner {
     const scope = routingStorage.getStore();
     const existing = scope?.tx?.get(database);
     if (existing !== undefined && options.propagation !== 'requiresNew') return this.#join(existing, fn, options);
-    const node = this.host.writeNode();
-    node.counters.routedWrites++;
-    let raw: PoolClient;
-    try {
-      raw = await node.begin(beginStatement(options));
-    } catch (err) {
-      this.host.writeFailed(err);
-      throw err;
-    }
+    const statement = beginStatement(options);
+    const { node, client: raw } = await this.host.beginOnWriter((writer) => writer.begin(statement));
     const tx = new PinnedTransaction(database, node, raw, options);
     let releaseError: unknown;
     try {

@@ -147,7 +147,7 @@ export interface ChaosOptions {
   timing: ChaosTiming;
   scenarios?: readonly ScenarioName[];
   /** Pool settings that differ from `CHAOS_POOL`. */
-  pool?: { acquireTimeoutMs?: number };
+  pool?: { acquireTimeoutMs?: number; holdWritesMs?: number };
   log?: (line: string) => void;
 }
 
@@ -713,6 +713,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosRun> {
     idleTimeoutMs: CHAOS_POOL.idleTimeoutMs,
     leakDetectionThresholdMs: CHAOS_POOL.leakDetectionThresholdMs,
     routing: { replicaBanMs: CHAOS_POOL.replicaBanMs },
+    ...(options.pool?.holdWritesMs !== undefined ? { failover: { holdWritesMs: options.pool.holdWritesMs } } : {}),
   });
   const results: ScenarioResult[] = [];
   try {

@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { clusterConfig } from './chaos.support.js';
@@ -111,7 +111,10 @@ it('chaos suite (full)', async () => {
   if (process.env.CHAOS_WRITE !== '0') {
     const file = path.join(clusterConfig.repoRoot, 'docs', 'CHAOS.md');
     mkdirSync(path.dirname(file), { recursive: true });
-    writeFileSync(file, renderDocument(run, frozen, commit));
+    // The Patroni section (`npm run chaos:patroni`) is kept as it is.
+    const patroniSection = /<!-- patroni-chaos:start -->[\s\S]*<!-- patroni-chaos:end -->/.exec(existsSync(file) ? readFileSync(file, 'utf8') : '')?.[0];
+    const document = renderDocument(run, frozen, commit);
+    writeFileSync(file, patroniSection ? `${document.trimEnd()}\n\n${patroniSection}\n` : document);
     process.stdout.write(`Wrote ${path.relative(clusterConfig.repoRoot, file)}\n`);
   }
   const missed = [...missedGoals(run), ...missedGoals(frozen)];
