@@ -16,6 +16,7 @@ import { connectPerRequestScenario } from './scenarios/connect-per-request.scena
 import { contentionScenario } from './scenarios/contention.scenario.js';
 import { httpScenario } from './scenarios/http.scenario.js';
 import { memoryScenario } from './scenarios/memory.scenario.js';
+import { preparedStatementsScenario } from './scenarios/prepared-statements.scenario.js';
 import { queryBuilderScenario } from './scenarios/query-builder.scenario.js';
 import { queryPathScenario } from './scenarios/query-path.scenario.js';
 import { routedReadsScenario } from './scenarios/routed-reads.scenario.js';
@@ -30,6 +31,7 @@ const SCENARIOS: readonly Scenario[] = [
   contentionScenario,
   memoryScenario,
   queryBuilderScenario,
+  preparedStatementsScenario,
   sessionContextScenario,
 ];
 

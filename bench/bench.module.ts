@@ -39,10 +39,12 @@ export interface OursOptions {
   leakDetectionThresholdMs?: number;
   /** Profiling aid only (bench.profile.ts --fake): a pg.Client stand-in; also turns the sizing advisor off. */
   Client?: NodeOptions['Client'];
+  /** Only to measure what automatic preparation itself brings (it is on by default). */
+  preparedStatements?: PoolModuleRootOptions['preparedStatements'];
 }
 
 /** Library defaults everywhere except the servers, `max` and the application name. */
-export function oursOptions({ applicationName, replicas = true, leakDetectionThresholdMs, Client }: OursOptions): PoolModuleRootOptions {
+export function oursOptions({ applicationName, replicas = true, leakDetectionThresholdMs, Client, preparedStatements }: OursOptions): PoolModuleRootOptions {
   const { ports } = benchCluster;
   const node = (port: number) => ({ ...serverConfig(port), max: POOL_MAX, ...(Client === undefined ? {} : { Client }) });
   return {
@@ -51,6 +53,7 @@ export function oursOptions({ applicationName, replicas = true, leakDetectionThr
     applicationName,
     ...(leakDetectionThresholdMs === undefined ? {} : { leakDetectionThresholdMs }),
     ...(Client === undefined ? {} : { sizingAdvisor: false }),
+    ...(preparedStatements === undefined ? {} : { preparedStatements }),
   };
 }
 

@@ -153,6 +153,34 @@ export class NamedStatementUnsupportedError extends PoolError {
   }
 }
 
+/**
+ * Inside a transaction, a statement the library had prepared automatically was refused by the
+ * server: a schema change invalidated its plan (`0A000` cached plan must not change result type)
+ * or the session lost it (`26000`). `code` is the server's SQLSTATE, `cause` its error. The
+ * transaction is aborted; the statement is never re-run inside it.
+ */
+export class PreparedStatementInvalidatedError extends PoolError {
+  override name = 'PreparedStatementInvalidatedError';
+  readonly code: string;
+  constructor(
+    readonly database: string,
+    readonly node: string,
+    cause: unknown,
+  ) {
+    const serverCode = String((cause as { code?: unknown } | null)?.code ?? '');
+    const serverMessage = String((cause as { message?: unknown } | null)?.message ?? cause);
+    super(
+      `Cannot run the statement in this transaction on "${database}/${node}" because the plan prepared for it automatically is no longer valid ` +
+        `(${serverCode}: ${serverMessage}); a table it reads changed, or the session lost its prepared statements. ` +
+        'A statement inside a transaction is never run again silently, so the transaction is aborted. ' +
+        'Please make sure that the whole transaction is retried (the statement is prepared again on the next attempt), ' +
+        'or set preparedStatements.enabled to false if the schema changes under running transactions.',
+      { cause },
+    );
+    this.code = serverCode;
+  }
+}
+
 /** How a transaction ended, for `TransactionEndedError`. */
 export type TransactionOutcome = 'committing' | 'committed' | 'rolled back' | 'ended';
 

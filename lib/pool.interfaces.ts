@@ -300,6 +300,30 @@ export interface AlertOptions {
  * `sizing-advice` event) when a pool is persistently saturated or over-provisioned. It only advises:
  * no pool is ever resized by it.
  */
+/**
+ * Automatic prepared statements: a parameterized statement (one with values) sent `threshold`
+ * times on a connection is prepared there under a generated name (`__pgp_…`) and runs as that
+ * named statement from then on, skipping the server's parse and plan. Each connection keeps at
+ * most `cacheSize` of them (least recently used are deallocated). A plan a schema change
+ * invalidated is prepared again and the statement run once more outside a transaction; inside
+ * one the statement fails with `PreparedStatementInvalidatedError`. Statements without values,
+ * statements with their own `name`, and the library's own statements are never touched.
+ */
+export interface PreparedStatementOptions {
+  /** Prepare repeated parameterized statements. Default: `true` (`false` in PgBouncer mode unless `pgbouncerProtocol`). */
+  enabled?: boolean;
+  /** Sends of the same text on one connection before it is prepared there (1 = at once). Default: `3`. */
+  threshold?: number;
+  /** Prepared statements kept per connection; the least recently used one is deallocated beyond it. Default: `100`. */
+  cacheSize?: number;
+  /**
+   * With `pgbouncer: true`: PgBouncer ≥ 1.21 runs with `max_prepared_statements` > 0 and tracks
+   * protocol-level prepared statements, so automatic preparation (and `QueryConfig.name`) may stay
+   * on. PgBouncer then bounds the server side; the library sends no `DEALLOCATE`. Default: `false`.
+   */
+  pgbouncerProtocol?: boolean;
+}
+
 export interface LoadSizingOptions {
   /** Watch the load at all. Default: `true`. */
   enabled?: boolean;
@@ -393,10 +417,13 @@ export interface PoolModuleOptions extends PoolDefaults {
   alerts?: AlertOptions;
   /** Sizing from observed load: window, headroom, warnings. Advises only. */
   loadSizing?: LoadSizingOptions;
+  /** Automatic prepared statements per connection. Default: on, threshold 3, 100 per connection. */
+  preparedStatements?: PreparedStatementOptions;
   /**
    * The servers sit behind PgBouncer in transaction mode: no `options` startup parameter (PgBouncer
    * drops it), `timezone` sent as the tracked `TimeZone` parameter, `statementTimeoutMs` applied with
-   * `SET LOCAL` inside transactions, named prepared statements refused (`NamedStatementUnsupportedError`). Default: `false`.
+   * `SET LOCAL` inside transactions, named prepared statements refused (`NamedStatementUnsupportedError`) and automatic
+   * preparation off, unless `preparedStatements.pgbouncerProtocol` declares PgBouncer ≥ 1.21 support. Default: `false`.
    */
   pgbouncer?: boolean;
   /**

@@ -107,6 +107,10 @@ interface Card {
   suggestedMax: string;
   sizingAdvice: string;
   shownSizing: string;
+  preparedHits: number;
+  preparedMisses: number;
+  preparedEvictions: number;
+  preparedInvalidations: number;
 }
 
 async function readCards(page: Page): Promise<Card[]> {
@@ -122,6 +126,7 @@ async function readCards(page: Page): Promise<Card[]> {
         acquired: n('acquired'), samples: n('samples'), shownInUse: text('[data-value="inuse"]'), shownIdle: text('[data-value="idle"]'),
         shownWaiting: text('[data-value="waiting"]'), connectionsPoints: points('connections'), acquirePoints: points('acquire-p95'),
         suggestedMax: d('suggested-max'), sizingAdvice: d('sizing-advice'), shownSizing: text('[data-sizing]'),
+        preparedHits: n('prepared-hits'), preparedMisses: n('prepared-misses'), preparedEvictions: n('prepared-evictions'), preparedInvalidations: n('prepared-invalidations'),
       };
     }),
   );
@@ -251,6 +256,8 @@ describe('dashboard in headless Chromium (real cluster, under load)', () => {
       expect({ size: card.size, idle: card.idle, inUse: card.inUse, waiting: card.waiting, min: card.min, max: card.max, acquireP95: card.acquireP95, routedReads: card.routedReads, routedWrites: card.routedWrites, acquired: card.acquired })
         .toEqual({ size: n.size, idle: n.idle, inUse: n.inUse, waiting: n.waiting, min: n.min, max: n.max, acquireP95: n.acquireMs.p95, routedReads: n.counters.routedReads, routedWrites: n.counters.routedWrites, acquired: n.counters.acquired });
       expect([card.shownInUse, card.shownIdle, card.shownWaiting]).toEqual([String(n.inUse), String(n.idle), String(n.waiting)]);
+      expect([card.preparedHits, card.preparedMisses, card.preparedEvictions, card.preparedInvalidations])
+        .toEqual([n.counters.preparedHits, n.counters.preparedMisses, n.counters.preparedEvictions, n.counters.preparedInvalidations]);
       expect(card.connectionsPoints).toBe(card.samples);
       expect(card.acquirePoints).toBe(card.samples);
       // The load sizing line shows the suggested max and advice of the same response.

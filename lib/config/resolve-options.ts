@@ -26,6 +26,7 @@ import { translatePgPoolNames } from './pg-pool-names.js';
 import { describeValue, redactSecrets, redactUrl } from './redact.js';
 import { resolveAlertOptions, resolveMetricsOptions, type ResolvedAlertOptions, type ResolvedMetricsOptions } from '../metrics/metrics.options.js';
 import { resolveLoadSizingOptions, type ResolvedLoadSizingOptions } from '../metrics/sizing.options.js';
+import { resolvePreparedStatements, type ResolvedPreparedStatements } from './prepared-statements.options.js';
 
 export interface ResolvedNode {
   readonly database: string;
@@ -54,6 +55,8 @@ export interface ResolvedNode {
   readonly pgbouncer: boolean;
   /** Session time zone; in PgBouncer mode sent as the tracked `TimeZone` startup parameter. */
   readonly timezone: string;
+  /** Automatic prepared statements of each connection. */
+  readonly preparedStatements: ResolvedPreparedStatements;
   /** When a connection given back has its session state reset. */
   readonly resetOnRelease: ResetOnRelease;
   /** The config handed to `new pg.Pool()`. Non-enumerable so it never shows when logged. */
@@ -112,7 +115,7 @@ const TOP_LEVEL_KEYS = new Set([
   'statementTimeoutMs', 'maxUses', 'maxLifetimeMs', 'validateIdleAfterMs', 'leakDetectionThresholdMs',
   'keepAliveMs', 'connectTimeoutMs', 'queryTimeoutMs', 'validationTimeoutMs', 'applicationName', 'timezone', 'onConnect', 'lazy', 'retryAttempts', 'retryDelayMs',
   'instances', 'sizingAdvisor', 'shutdownTimeoutMs', 'slowQueryMs', 'routing', 'breaker', 'monitor', 'metrics',
-  'alerts', 'failover', 'loadSizing', 'pgbouncer', 'resetOnRelease', 'session', 'env',
+  'alerts', 'failover', 'loadSizing', 'preparedStatements', 'pgbouncer', 'resetOnRelease', 'session', 'env',
 ]);
 /**
  * A planned Patroni switchover leaves no primary for ~1.1 s (the old one shuts down before the
@@ -408,7 +411,7 @@ function resolveNode(
   path: string,
   database: string,
   defaults: PoolValues,
-  common: { applicationName: string; timezone: string; pgbouncer: boolean; resetOnRelease: ResetOnRelease },
+  common: { applicationName: string; timezone: string; pgbouncer: boolean; resetOnRelease: ResetOnRelease; preparedStatements: ResolvedPreparedStatements },
   env: Env,
 ): ResolvedNode {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw) || Object.keys(raw).length === 0) {
@@ -480,6 +483,7 @@ function resolveNode(
     address: nodeAddress(node, env),
     pgbouncer: common.pgbouncer,
     timezone: common.timezone,
+    preparedStatements: common.preparedStatements,
     resetOnRelease: common.resetOnRelease,
     ...plainPoolValues(values),
   } as ResolvedNode;
@@ -726,7 +730,8 @@ export function resolveOptions(input: PoolModuleOptions & { name?: string; isGlo
   if (!Array.isArray(replicasRaw)) fail(optionField('replicas'), 'an array of connection objects', replicasRaw);
 
   const resetOnRelease = checkEnum(optionField('resetOnRelease'), pick<string>(input.resetOnRelease, 'auto'), RESET_MODES);
-  const common = { applicationName, timezone, pgbouncer, resetOnRelease };
+  const preparedStatements = resolvePreparedStatements(input.preparedStatements, pgbouncer);
+  const common = { applicationName, timezone, pgbouncer, resetOnRelease, preparedStatements };
   const primary = resolveNode(candidates[0], 'primary', 0, candidates.length > 1 ? 'primary[0]' : 'primary', database, defaults, common, env);
   // Array.from: a hole (`[ , {…}]`) becomes `undefined`, which the node check refuses with its index.
   const replicas = Array.from(replicasRaw as unknown[]).map((r, i) =>

@@ -25,6 +25,7 @@ import { PooledConnection } from '../pool/pooled-connection.js';
 import { releaseAction, retireOrPool, type ReleaseContext } from '../pool/release-policy.js';
 import { RESET_SESSION_SQL } from '../pool/session-reset.js';
 import { CANCEL_TIMEOUT_MS, send, sendAsync, sendWithin } from '../pool/statement-deadline.js';
+import { StatementCache } from '../pool/statement-cache.js';
 import { routingStorage } from '../routing/routing-context.js';
 import type { CompiledSessionContext } from '../session/session-context.js';
 import { needsValidation, validate } from '../pool/validation.js';
@@ -191,6 +192,10 @@ export class NodePool {
   readonly #exitOnIdle: boolean;
   readonly #where: () => { database: string; node: string; address: string };
   readonly #ctx: { generation: number; maxUses: number; primary: boolean; now: number };
+  /** Connections keep automatic prepared statements (off with node-postgres' `pipeline` mode: statements overlap there). */
+  readonly #prepares: boolean;
+  /** PgBouncer in transaction mode without protocol-level prepared statements: `QueryConfig.name` is refused. */
+  readonly #refusesNames: boolean;
   /** Session state a borrower changed is reset on release (`resetOnRelease`, never behind PgBouncer with 'auto'). */
   readonly #resets: boolean;
   readonly #resetAlways: boolean;
@@ -236,6 +241,8 @@ export class NodePool {
     this.#verify = verify;
     this.#log = log;
     this.#clientConfig = clientConfig;
+    this.#prepares = config.preparedStatements.enabled && (clientConfig as { pipeline?: boolean }).pipeline !== true;
+    this.#refusesNames = config.pgbouncer && !config.preparedStatements.pgbouncerProtocol;
     this.#exitOnIdle = (poolConfig as { allowExitOnIdle?: boolean }).allowExitOnIdle === true;
     this.#transactionSettings =
       config.pgbouncer && config.statementTimeoutMs > 0 ? `; SET LOCAL statement_timeout = ${config.statementTimeoutMs}` : '';
@@ -487,7 +494,7 @@ export class NodePool {
    * terminated the pooled session (57P01) just before, the statement runs once more on a new one.
    */
   query<R extends QueryResultRow = any>(text: QueryInput, values?: unknown[]): Promise<QueryResult<R>> {
-    if (this.config.pgbouncer && typeof text === 'object' && text !== null && text.name) return Promise.reject(this.#namedStatement(text));
+    if (this.#refusesNames && typeof text === 'object' && text !== null && text.name) return Promise.reject(this.#namedStatement(text));
     const scope = routingStorage.getStore();
     if (scope?.contexts !== undefined) {
       try {
@@ -525,7 +532,7 @@ export class NodePool {
     if (conn === undefined) {
       return Promise.reject(wasReturned(client) ? new ClientReleasedError(this.config.database, this.name, 'query()') : new TypeError('Cannot run a statement on a client this pool did not lend.'));
     }
-    if (this.config.pgbouncer && typeof text === 'object' && text !== null && text.name) {
+    if (this.#refusesNames && typeof text === 'object' && text !== null && text.name) {
       const err = this.#namedStatement(text);
       if (release) this.release(client);
       return Promise.reject(err);
@@ -550,7 +557,7 @@ export class NodePool {
           this.counters.queryErrors++;
           reject(err);
         } else resolve(res!);
-      });
+      }, this);
     });
   }
 
@@ -984,6 +991,7 @@ export class NodePool {
   #open(t0: number, deadline: number, done: Done, background = false): void {
     this.#log?.('connecting new client');
     const conn = new PooledConnection(this.#clientConfig, this.#Client, this.#generation, (c, err) => this.#onClientError(c, err));
+    if (this.#prepares) conn.statements = new StatementCache(this.config.preparedStatements, this.counters, () => (conn.expiresAt = Date.now()));
     this.#bag.add(conn);
     const started = performance.now();
     const budget = Math.max(1, Math.ceil(Math.min(this.config.connectTimeoutMs, deadline - started)));
@@ -1364,7 +1372,7 @@ export class NodePool {
         return;
       }
       rejectAtCaller(resolve, err);
-    });
+    }, this);
   }
 
   #executeAsync<R extends QueryResultRow>(conn: PooledConnection, text: QueryInput, values: unknown[] | undefined, retry: boolean): Promise<QueryResult<R>> {

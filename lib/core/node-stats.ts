@@ -98,4 +98,12 @@ export class NodeCounters {
   holdTimeouts = 0;
   /** The library's own statements (probes, lag and replay checks, health pings, the sizing advisor). */
   systemQueries = 0;
+  /** Parameterized statements run from a connection's prepared-statement cache. */
+  preparedHits = 0;
+  /** Parameterized statements not in the cache when sent (counted towards the threshold, or prepared by this send). */
+  preparedMisses = 0;
+  /** Prepared statements deallocated to keep a connection's cache within `cacheSize`. */
+  preparedEvictions = 0;
+  /** Prepared statements the server refused (schema change: 0A000, lost session state: 26000) and that were dropped. */
+  preparedInvalidations = 0;
 }

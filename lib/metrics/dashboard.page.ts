@@ -342,7 +342,8 @@ const SCRIPT = `
         var k = n.counters;
         c.counters.textContent = '';
         [['acquired', k.acquired], ['reads', k.routedReads], ['writes', k.routedWrites], ['fallbacks', k.fallbacks], ['timeouts', k.acquireTimeouts],
-          ['errors', k.errors], ['leaks', k.leaks], ['slow', k.slowQueries], ['evictions', k.evictions], ['bans', k.bans]].forEach(function (pair) {
+          ['errors', k.errors], ['leaks', k.leaks], ['slow', k.slowQueries], ['evictions', k.evictions], ['bans', k.bans],
+          ['prepared hits', k.preparedHits], ['prepared misses', k.preparedMisses], ['prepared evicted', k.preparedEvictions], ['prepared invalidated', k.preparedInvalidations]].forEach(function (pair) {
           var s = el('span', null, pair[0] + ' ');
           s.appendChild(el('b', null, String(pair[1])));
           c.counters.appendChild(s);
@@ -353,6 +354,7 @@ const SCRIPT = `
           'acquire-p95-recent': p95Recent, 'lag-ms': n.lagMs, 'lag-bytes': n.lagBytes, banned: n.banned, breaker: n.breaker.state,
           available: n.available, acquired: k.acquired, 'routed-reads': k.routedReads, 'routed-writes': k.routedWrites,
           fallbacks: k.fallbacks, timeouts: k.acquireTimeouts, errors: k.errors, leaks: k.leaks, 'slow-queries': k.slowQueries,
+          'prepared-hits': k.preparedHits, 'prepared-misses': k.preparedMisses, 'prepared-evictions': k.preparedEvictions, 'prepared-invalidations': k.preparedInvalidations,
           samples: h.length, 'suggested-max': z ? z.suggestedMax : null, 'sizing-advice': z ? z.advice : 'off'
         });
       });

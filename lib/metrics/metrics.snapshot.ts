@@ -46,6 +46,14 @@ export interface NodeCountersSnapshot {
   breakerOpens: number;
   /** acquireTimeouts + connectionErrors + idleErrors + validationFailures + queryErrors. */
   errors: number;
+  /** Automatic prepared statements: statements run from a connection's cache. */
+  preparedHits: number;
+  /** Parameterized statements sent while not in the cache (below the threshold, or being prepared). */
+  preparedMisses: number;
+  /** Prepared statements deallocated to keep a connection's cache within `cacheSize`. */
+  preparedEvictions: number;
+  /** Prepared statements dropped because the server refused their plan (0A000 after a schema change, 26000). */
+  preparedInvalidations: number;
 }
 
 export interface NodeSnapshot {
@@ -152,6 +160,10 @@ function counters(node: NodePool): NodeCountersSnapshot {
     bans: c.bans,
     breakerOpens: c.breakerOpens,
     errors: c.acquireTimeouts + c.connectionErrors + c.idleErrors + c.validationFailures + c.queryErrors,
+    preparedHits: c.preparedHits,
+    preparedMisses: c.preparedMisses,
+    preparedEvictions: c.preparedEvictions,
+    preparedInvalidations: c.preparedInvalidations,
   };
 }
 

@@ -14,6 +14,8 @@ import { nodeViews } from './prometheus.collector.js';
 export const OTEL_POOL_NAME = 'db.client.connection.pool.name';
 export const OTEL_CONNECTION_STATE = 'db.client.connection.state';
 export const OTEL_ROUTING_REASON = 'nestjs_pg_pools.routing.reason';
+export const OTEL_PREPARED_RESULT = 'nestjs_pg_pools.prepared.result';
+export const OTEL_PREPARED_REASON = 'nestjs_pg_pools.prepared.reason';
 
 /** The instrument names, as documented in the README. */
 export const OTEL_METRIC_NAMES = [
@@ -28,6 +30,8 @@ export const OTEL_METRIC_NAMES = [
   'db.client.connection.use_time',
   'nestjs_pg_pools.routing.statements',
   'nestjs_pg_pools.replica.lag',
+  'nestjs_pg_pools.prepared_statements',
+  'nestjs_pg_pools.prepared_statements.dropped',
 ] as const;
 
 /** The bucket boundaries (seconds) the semantic conventions advise for the connection durations. */
@@ -68,10 +72,19 @@ export async function startOpenTelemetryMetrics(options: ResolvedOpenTelemetryOp
     unit: '{timeout}',
     description: 'The number of connection timeouts that have occurred trying to obtain a connection from the pool.',
   });
-  const routing = meter.createObservableCounter('nestjs_pg_pools.routing.statements', {
-    unit: '{statement}',
-    description: 'Statements routed to a node, by reason: read or write (disjoint); fallback and retry are the reads among them that fell back to the primary or were retried there.',
-  });
+  const statements = (name: string, description: string) => meter.createObservableCounter(name, { unit: '{statement}', description });
+  const routing = statements(
+    'nestjs_pg_pools.routing.statements',
+    'Statements routed to a node, by reason: read or write (disjoint); fallback and retry are the reads among them that fell back to the primary or were retried there.',
+  );
+  const prepared = statements(
+    'nestjs_pg_pools.prepared_statements',
+    "Parameterized statements by result: hit (run from the connection's prepared-statement cache) or miss (sent unprepared, or prepared by this send).",
+  );
+  const dropped = statements(
+    'nestjs_pg_pools.prepared_statements.dropped',
+    'Automatically prepared statements dropped, by reason: eviction (cache full, deallocated) or invalidation (the server refused the plan).',
+  );
   const lag = meter.createObservableGauge('nestjs_pg_pools.replica.lag', { unit: 's', description: 'Replay lag of a replica behind the primary at the last lag check.' });
   const duration = (name: string, description: string): Histogram =>
     meter.createHistogram(name, { unit: 's', description, advice: { explicitBucketBoundaries: DURATION_BUCKETS_S } });
@@ -91,7 +104,7 @@ export async function startOpenTelemetryMetrics(options: ResolvedOpenTelemetryOp
     return found;
   };
 
-  const observables: Observable[] = [count, idleMax, idleMin, max, pending, timeouts, routing, lag];
+  const observables: Observable[] = [count, idleMax, idleMin, max, pending, timeouts, routing, lag, prepared, dropped];
   const observe: BatchObservableCallback = (result) => {
     for (const { node, replica, labels } of nodeViews(clusters())) {
       const pool = `${labels.database}/${labels.node}`;
@@ -106,6 +119,12 @@ export async function startOpenTelemetryMetrics(options: ResolvedOpenTelemetryOp
       const c = node.counters;
       for (const [reason, value] of [['read', c.routedReads], ['write', c.routedWrites], ['fallback', c.fallbacks], ['retry', c.retries]] as const) {
         result.observe(routing, value, attributes(pool, reason, { [OTEL_ROUTING_REASON]: reason }));
+      }
+      for (const [key, value] of [['hit', c.preparedHits], ['miss', c.preparedMisses]] as const) {
+        result.observe(prepared, value, attributes(pool, `prepared:${key}`, { [OTEL_PREPARED_RESULT]: key }));
+      }
+      for (const [key, value] of [['eviction', c.preparedEvictions], ['invalidation', c.preparedInvalidations]] as const) {
+        result.observe(dropped, value, attributes(pool, `dropped:${key}`, { [OTEL_PREPARED_REASON]: key }));
       }
       if (replica?.lagMs !== undefined) result.observe(lag, replica.lagMs / 1000, attributes(pool));
     }

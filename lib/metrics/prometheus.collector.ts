@@ -91,6 +91,8 @@ export const POOL_METRIC_NAMES = [
   'db_pool_window_peak_in_use',
   'db_pool_offered_load',
   'db_pool_sizing_advice',
+  'db_prepared_statements_total',
+  'db_prepared_statements_dropped_total',
 ] as const;
 
 const SIZING_ADVICE = ['saturated', 'over-provisioned'] as const;
@@ -162,6 +164,14 @@ function buildMetrics(views: () => NodeView[]): ScrapeMetric[] {
     }),
     counter('db_writes_held_seconds_total', 'Total time held writes waited for a role change.', (v, push) => push(v.labels, v.node.counters.heldWriteMs / 1000)),
     counter('db_pool_breaker_opens_total', 'Times the circuit breaker of a node opened.', (v, push) => push(v.labels, v.node.counters.breakerOpens)),
+    counter('db_prepared_statements_total', 'Parameterized statements by result: hit (run from the connection\'s prepared-statement cache) or miss (sent unprepared, or prepared by this send).', (v, push) => {
+      push({ ...v.labels, result: 'hit' }, v.node.counters.preparedHits);
+      push({ ...v.labels, result: 'miss' }, v.node.counters.preparedMisses);
+    }),
+    counter('db_prepared_statements_dropped_total', 'Automatically prepared statements dropped, by reason: eviction (cache full, deallocated) or invalidation (the server refused the plan).', (v, push) => {
+      push({ ...v.labels, reason: 'eviction' }, v.node.counters.preparedEvictions);
+      push({ ...v.labels, reason: 'invalidation' }, v.node.counters.preparedInvalidations);
+    }),
     gauge('db_node_role', 'Discovered role of a node (label discovered): 1 for its current role (primary = takes the writes, replica, fenced = a second primary in a split brain, unknown = unreachable former primary), 0 for the others.', (v, push) => {
       for (const discovered of TOPOLOGY_ROLES) push({ ...v.labels, discovered }, v.topologyRole === discovered ? 1 : 0);
     }, 'max'),

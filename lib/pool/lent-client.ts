@@ -1,8 +1,9 @@
-import type { PoolClient } from 'pg';
+import type { PoolClient, QueryResult } from 'pg';
 import { ClientReleasedError } from '../pool.exceptions.js';
 import { contextQuery } from '../session/context-client.js';
 import type { CompiledSessionContext } from '../session/session-context.js';
 import type { PooledConnection } from './pooled-connection.js';
+import { sendThroughCache, type StatementSite } from './statement-cache.js';
 import { sendAsync } from './statement-deadline.js';
 
 /** What a lent handle needs from its pool. */
@@ -54,20 +55,20 @@ export function discards(err: unknown): boolean {
 }
 
 /**
- * Sends through `client.query`, keeping the connection's statement bookkeeping right when pg
- * rejects the arguments before sending (it throws synchronously, e.g. for `null`): nothing was
- * sent, the connection is not busy, and the error is thrown to the caller as pg throws it.
+ * Sends a caller's statement (through the prepared-statement cache), keeping the connection's
+ * statement bookkeeping right when pg rejects the arguments before sending (it throws
+ * synchronously, e.g. for `null`): nothing was sent, the connection is not busy, and the error is
+ * thrown to the caller as pg throws it.
  */
-function sendOrThrow(conn: PooledConnection, args: unknown[], track: (result: unknown) => unknown): unknown {
+function sendOrThrow(conn: PooledConnection, site: StatementSite, text: unknown, values: unknown, cb: (err: Error | null | undefined, res: QueryResult | undefined) => void): undefined {
   conn.began();
-  let result: unknown;
   try {
-    result = (conn.client.query as AnyFn).apply(conn.client, args);
+    sendThroughCache(conn.client, conn.statements, site, text, values, cb);
   } catch (err) {
     conn.finished(undefined);
     throw err;
   }
-  return track(result);
+  return undefined;
 }
 
 /**
@@ -103,23 +104,22 @@ export function lend(conn: PooledConnection, pool: LendingPool, context?: { read
     const first = args[0] as { submit?: unknown } | undefined;
     conn.note(first);
     if (first !== null && typeof first === 'object' && typeof first.submit === 'function') return (client.query as AnyFn).apply(client, args);
-    const last = args.length - 1;
-    const cb = args[last];
-    if (typeof cb === 'function') {
-      args[last] = (err: Error | undefined, res: unknown) => (cb as AnyFn)(conn.finished(err), res);
-      return sendOrThrow(conn, args, (result) => result);
+    const cb = typeof args[args.length - 1] === 'function' ? (args[args.length - 1] as AnyFn) : undefined;
+    const values = cb === undefined || args.length > 2 ? args[1] : undefined;
+    if (cb !== undefined) {
+      return sendOrThrow(conn, pool, args[0], values, (err, res) => cb(conn.finished(err), res));
     }
-    return sendOrThrow(conn, args, (result) =>
-      (result as Promise<unknown>).then(
-        (res) => {
-          conn.finished(undefined);
-          return res;
-        },
-        (err: unknown) => {
-          throw conn.finished(err);
-        },
-      ),
-    );
+    let settle!: (err: Error | null | undefined, res: QueryResult | undefined) => void;
+    const result = new Promise((resolve, reject) => {
+      settle = (err, res) => {
+        const reported = conn.finished(err);
+        if (reported !== undefined) reject(reported);
+        else resolve(res);
+      };
+    });
+    // Outside the promise: pg's own argument errors (a null query) are thrown to the caller, as pg does.
+    sendOrThrow(conn, pool, args[0], values, settle);
+    return result;
   };
   const lentQuery =
     context === undefined

@@ -3,6 +3,7 @@ import pg from 'pg';
 import type { PoolConfig } from 'pg';
 import type { RemoveReason } from '../pool.events.js';
 import { sendCancelRequest } from './cancel-request.js';
+import type { StatementCache } from './statement-cache.js';
 import { touchesSession } from './session-reset.js';
 
 /** Lifetime jitter: each connection retires within ±2.5% of `maxLifetimeMs`, so they do not all go at once. */
@@ -44,6 +45,8 @@ export class PooledConnection {
   lifetimeTimer: NodeJS.Timeout | undefined = undefined;
   leakOrigin: Error | undefined = undefined;
   leaked = false;
+  /** Automatic prepared statements of this session; `undefined` when off. */
+  statements: StatementCache | undefined = undefined;
   /** A statement of this checkout may have changed session state: reset before the next borrower. */
   dirty = false;
   /** The connection hook (`onConnect`) ran on it: it runs again after a session reset. */

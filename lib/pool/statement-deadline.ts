@@ -1,6 +1,7 @@
 import type { QueryResult, QueryResultRow } from 'pg';
 import { PoolStatementTimeoutError } from '../pool.exceptions.js';
 import type { PooledConnection } from './pooled-connection.js';
+import { sendThroughCache, type StatementSite } from './statement-cache.js';
 
 /** How long a CancelRequest for a statement past its deadline may take (it needs no login, only a socket). */
 export const CANCEL_TIMEOUT_MS = 1000;
@@ -11,15 +12,16 @@ export type QueryCallback<R extends QueryResultRow> = (err: Error | undefined, r
  * Sends one statement on `conn` and reports through `cb`, marking the connection busy while it
  * runs (the housekeeper enforces the pool's statement deadline on busy connections) and
  * remembering a failure as the connection's own. An error replaced by the deadline that
- * destroyed the connection is reported as that deadline.
+ * destroyed the connection is reported as that deadline. A caller's statement (`site` given) goes
+ * through the connection's prepared-statement cache; the library's own statements never do.
  */
-export function send<R extends QueryResultRow>(conn: PooledConnection, text: unknown, values: unknown, cb: QueryCallback<R>): void {
+export function send<R extends QueryResultRow>(conn: PooledConnection, text: unknown, values: unknown, cb: QueryCallback<R>, site?: StatementSite): void {
   conn.began();
   try {
-    (conn.client.query as (t: unknown, v: unknown, c: (e: Error | undefined, r: QueryResult<R>) => void) => void)(text, values, (err, res) => {
+    sendThroughCache(conn.client, site === undefined ? undefined : conn.statements, site, text, values, (err, res) => {
       const reported = conn.finished(err);
       if (reported !== undefined) cb(reported, undefined);
-      else cb(undefined, res);
+      else cb(undefined, res as QueryResult<R>);
     });
   } catch (err) {
     // pg rejected the arguments before sending anything (e.g. a null query): the connection is fine.
