@@ -25,7 +25,9 @@ describe('finite acquire timeout (real primary and replica)', () => {
       applicationName: APP,
       primary: nodeOptions('primary'),
       replicas: [nodeOptions('replica1')],
-      min: 1,
+      // Both connections open at start: a holder never has to open one within the 300 ms budget
+      // (a scram login can take longer than that on 2 loaded cores).
+      min: 2,
       max: 2,
       acquireTimeoutMs: 300,
     });

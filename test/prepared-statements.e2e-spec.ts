@@ -3,6 +3,7 @@ import pg, { type PoolClient } from 'pg';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import request from 'supertest';
 import { adminQuery, nodeOptions, replicaOptions, startApp, terminateSessions, type TestApp } from './chaos/chaos.support.js';
+import { waitForReplay } from './support/routing.support.js';
 import { waitFor } from './support/wait.js';
 
 // Automatic prepared statements on the real cluster: a parameterized statement sent `threshold`
@@ -23,6 +24,8 @@ async function resetTables(): Promise<void> {
   await adminQuery('primary', `CREATE TABLE ${OTHER} (item_id int NOT NULL, tag text NOT NULL)`, [], { as: 'app' });
   await adminQuery('primary', `INSERT INTO ${TABLE} SELECT g, 'item-' || g FROM generate_series(1, 1000) g`, [], { as: 'app' });
   await adminQuery('primary', `INSERT INTO ${OTHER} SELECT g, 'tag-' || g FROM generate_series(1, 1000) g`, [], { as: 'app' });
+  // The replica reads below need the tables there too.
+  await Promise.all([waitForReplay('replica1'), waitForReplay('replica2')]);
 }
 
 /** The session's own prepared statements (run on the client itself: no values, so never prepared). */

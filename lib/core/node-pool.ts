@@ -74,6 +74,8 @@ export interface NodeHost {
   scrub(message: string): string;
   /** A statement of this node got no answer within its deadline (the node may be hung). */
   statementTimedOut?(node: NodePool, err: Error): void;
+  /** The node's circuit breaker opened: connections to it failed as a node that is gone (`lastFailure` is the last one's message). */
+  breakerOpened?(node: NodePool, lastFailure: string): void;
   /** A session context is applied on this node (debug log; called once per context, only when `debugging`). */
   contextApplied?(node: NodePool, ctx: CompiledSessionContext): void;
   readonly debugging?: boolean;
@@ -261,6 +263,7 @@ export class NodePool {
           );
         }
         if (this.host.emitting) this.#emit({ type: 'breaker-open', retryAt, failures });
+        if (!reopened) this.host.breakerOpened?.(this, last);
         // The refill makes the next trial, when the breaker lets one through: no reconnect storm.
         this.#scheduleRefill(Math.max(0, retryAt - Date.now()));
       },

@@ -192,6 +192,11 @@ export class PoolCluster implements NodeHost {
   statementTimedOut(node: NodePool): void {
     this.#monitor?.suspect(node);
   }
+  /** A replica whose connections fail as a gone node's leaves rotation like one whose read failed (probes restore it). */
+  breakerOpened(node: NodePool, lastFailure: string): void {
+    const replica = this.replicas.find((r) => r.node === node);
+    if (replica !== undefined) this.ban(replica, new Error(lastFailure));
+  }
   async initClient(client: PoolClient, node: NodePool): Promise<boolean> {
     if (node.config.endpoint) {
       // An endpoint's role is its configuration; each connection it hands out is checked against it.
