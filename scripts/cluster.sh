@@ -74,6 +74,8 @@ ALL_NODES=(primary replica1 replica2 pgbouncer)
 IS_ROOT=0
 [[ $EUID -eq 0 ]] && IS_ROOT=1
 OS_USER=postgres # only used when running as root
+# shellcheck source-path=SCRIPTDIR source=process-helpers.sh
+source "$SCRIPT_DIR/process-helpers.sh"
 
 # Client tools never prompt and never pick up a stray environment.
 export PGCONNECT_TIMEOUT=3
@@ -91,26 +93,6 @@ die() {
 
 usage() {
   sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'
-}
-
-# Run a command as the OS user that owns the cluster (from / so that a cwd the
-# postgres user cannot enter does not matter). fd 9 (the lock) is closed so
-# that daemons do not inherit, and so hold, the lock.
-as_pg() {
-  if ((IS_ROOT)); then
-    (cd / && runuser -u "$OS_USER" -- "$@" 9>&-)
-  else
-    "$@" 9>&-
-  fi
-}
-
-# Write stdin to FILE (mode MODE), owned by the cluster's OS user.
-write_file() {
-  local file=$1 mode=${2:-0644}
-  cat >"$file.new"
-  chmod "$mode" "$file.new"
-  ((IS_ROOT)) && chown "$OS_USER:$OS_USER" "$file.new"
-  mv -f "$file.new" "$file"
 }
 
 is_node() {
@@ -158,22 +140,6 @@ su_query() {
 bouncer_query() {
   PGPASSWORD="$PG_PASSWORD" timeout 5 "$PG_BIN/psql" -X -q -A -t -w -v ON_ERROR_STOP=1 \
     -h "$PG_HOST" -p "$PGBOUNCER_PORT" -U "$PG_USER" -d "${2:-$PG_DATABASE}" -c "$1"
-}
-
-# Print the PID from the first line of PIDFILE if that process is alive (not a
-# zombie) and its command name matches the regex COMM; fail otherwise.
-live_pid() {
-  local pidfile=$1 comm_re=$2 pid stat
-  [[ -r $pidfile ]] || return 1
-  read -r pid <"$pidfile" || return 1
-  [[ $pid =~ ^[0-9]+$ ]] || return 1
-  # /proc/PID/stat: "PID (COMM) STATE ..."
-  stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
-  [[ $stat =~ ^[0-9]+\ \((.*)\)\ ([A-Za-z]) ]] || return 1
-  local comm=${BASH_REMATCH[1]} state=${BASH_REMATCH[2]}
-  [[ $state != Z && $state != X ]] || return 1
-  [[ $comm =~ ^($comm_re)$ ]] || return 1
-  echo "$pid"
 }
 
 # PID of the running postmaster of NAME, or failure.

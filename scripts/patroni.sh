@@ -51,6 +51,8 @@ OS_USER=postgres
 PY=/usr/bin/python3
 IS_ROOT=0
 [[ $EUID -eq 0 ]] && IS_ROOT=1
+# shellcheck source-path=SCRIPTDIR source=process-helpers.sh
+source "$SCRIPT_DIR/process-helpers.sh"
 
 export PGCONNECT_TIMEOUT=3
 unset PGHOST PGHOSTADDR PGPORT PGUSER PGDATABASE PGPASSWORD PGPASSFILE PGSERVICE \
@@ -62,22 +64,6 @@ die() {
   exit 1
 }
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'; }
-
-as_pg() {
-  if ((IS_ROOT)); then
-    (cd / && runuser -u "$OS_USER" -- "$@" 9>&-)
-  else
-    "$@" 9>&-
-  fi
-}
-
-write_file() {
-  local file=$1 mode=${2:-0644}
-  cat >"$file.new"
-  chmod "$mode" "$file.new"
-  ((IS_ROOT)) && chown "$OS_USER:$OS_USER" "$file.new"
-  mv -f "$file.new" "$file"
-}
 
 node_index() {
   case $1 in
@@ -94,18 +80,6 @@ patroni_cfg() { echo "$PATRONI_DIR/$1/patroni.yml"; }
 patroni_pidfile() { echo "$RUN_DIR/$1.patroni.pid"; }
 now_ms() { date +%s%3N; }
 
-# PID from the first line of PIDFILE if alive (not a zombie) and its command name matches COMM_RE.
-live_pid() {
-  local pidfile=$1 comm_re=$2 pid stat
-  [[ -r $pidfile ]] || return 1
-  read -r pid <"$pidfile" || return 1
-  [[ $pid =~ ^[0-9]+$ ]] || return 1
-  stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
-  [[ $stat =~ ^[0-9]+\ \((.*)\)\ ([A-Za-z]) ]] || return 1
-  [[ ${BASH_REMATCH[2]} != Z && ${BASH_REMATCH[2]} != X ]] || return 1
-  [[ ${BASH_REMATCH[1]} =~ ^($comm_re)$ ]] || return 1
-  echo "$pid"
-}
 etcd_pid() { live_pid "$ETCD_PIDFILE" etcd; }
 haproxy_pid() { live_pid "$HAPROXY_PIDFILE" haproxy; }
 patroni_pid() { live_pid "$(patroni_pidfile "$1")" 'patroni|python3.*'; }

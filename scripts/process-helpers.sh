@@ -1,0 +1,38 @@
+# Helpers shared by scripts/cluster.sh and scripts/patroni.sh (sourced, not run). Each caller
+# sets IS_ROOT (1 when run as root) and OS_USER (the user that owns the servers) first.
+
+# Run a command as the OS user that owns the cluster (from / so that a cwd the
+# postgres user cannot enter does not matter). fd 9 (the lock) is closed so
+# that daemons do not inherit, and so hold, the lock.
+as_pg() {
+  if ((IS_ROOT)); then
+    (cd / && runuser -u "$OS_USER" -- "$@" 9>&-)
+  else
+    "$@" 9>&-
+  fi
+}
+
+# Write stdin to FILE (mode MODE), owned by the cluster's OS user.
+write_file() {
+  local file=$1 mode=${2:-0644}
+  cat >"$file.new"
+  chmod "$mode" "$file.new"
+  ((IS_ROOT)) && chown "$OS_USER:$OS_USER" "$file.new"
+  mv -f "$file.new" "$file"
+}
+
+# Print the PID in PIDFILE if that process is alive (not a zombie) and its command name matches
+# the regular expression COMM_RE; fail otherwise (a stale pidfile never names a reused PID).
+live_pid() {
+  local pidfile=$1 comm_re=$2 pid stat
+  [[ -r $pidfile ]] || return 1
+  read -r pid <"$pidfile" || return 1
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  # /proc/PID/stat: "PID (COMM) STATE ..."
+  stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
+  [[ $stat =~ ^[0-9]+\ \((.*)\)\ ([A-Za-z]) ]] || return 1
+  local comm=${BASH_REMATCH[1]} state=${BASH_REMATCH[2]}
+  [[ $state != Z && $state != X ]] || return 1
+  [[ $comm =~ ^($comm_re)$ ]] || return 1
+  echo "$pid"
+}
