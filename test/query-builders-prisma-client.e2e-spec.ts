@@ -5,7 +5,7 @@ import request from 'supertest';
 import { DatabaseService, PoolModule, ReadOnly, Transactional, type PoolModuleRootOptions } from 'nestjs-pg-pools';
 import { adminQuery, type PgNodeName } from './support/cluster.js';
 import { createHttpApp, routingOptions, serverAt, tally, waitForReplay } from './support/routing.support.js';
-import { sessionCounts } from './support/sessions.js';
+import { waitForNoSessions } from './support/sessions.js';
 import { waitFor } from './support/wait.js';
 import { PrismaClient } from './prisma/generated/client.js';
 
@@ -108,7 +108,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await adminQuery('primary', `DROP TABLE IF EXISTS ${TABLE}`, [], { as: 'app' });
-  expect(await sessionCounts(APP)).toEqual({ primary: 0, replica1: 0, replica2: 0 });
+  await waitForNoSessions(APP, { timeoutMs: 5000, everyMs: 50 });
 });
 
 describe('the generated Prisma Client on new PrismaPg(db.routedPool)', () => {

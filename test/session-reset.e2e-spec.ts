@@ -1,6 +1,6 @@
 import type { PoolClient } from 'pg';
 import { adminQuery, clusterConfig, nodeOptions, startApp, type TestApp } from './chaos/chaos.support.js';
-import { sessionCounts } from './support/sessions.js';
+import { waitForNoSessions } from './support/sessions.js';
 
 // What one borrower changes on a connection never reaches the next one: a pool of one connection
 // (so "the next borrower" is the same backend, checked by pid), one scope after another, on the
@@ -75,8 +75,8 @@ describe('session state does not cross a checkout', () => {
   afterAll(async () => {
     await primary?.close();
     await replica?.close();
-    expect(await sessionCounts(APP)).toEqual({ primary: 0, replica1: 0, replica2: 0 });
-    expect(await sessionCounts(APP_REPLICA)).toEqual({ primary: 0, replica1: 0, replica2: 0 });
+    await waitForNoSessions(APP, { timeoutMs: 5000, everyMs: 50 });
+    await waitForNoSessions(APP_REPLICA, { timeoutMs: 5000, everyMs: 50 });
   }, 30_000);
 
   it('starts from the library settings on a clean session', () => {
