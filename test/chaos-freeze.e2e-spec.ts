@@ -1,5 +1,5 @@
 import { clusterCtl } from './chaos/chaos.support.js';
-import { sessionCounts } from './support/sessions.js';
+import { expectNoSessionsLeft } from './support/sessions.js';
 import { FREEZE_POOL, FREEZE_SCENARIOS, renderNotes, renderTable, runChaos, SHORT_TIMING, type ChaosRun, type ScenarioResult } from './chaos/chaos.driver.js';
 import { missedGoals, renderGoals, TIME_MARGIN_MS } from './chaos/chaos.goals.js';
 
@@ -29,7 +29,7 @@ describe('hung nodes (SIGSTOP, real cluster)', () => {
   }, 240_000);
 
   afterAll(async () => {
-    expect(await sessionCounts(APP)).toEqual({ primary: 0, replica1: 0, replica2: 0 });
+    await expectNoSessionsLeft(APP);
   });
 
   it('leaves no session of the application (its :monitor and :roles ones included) after app.close()', () => {

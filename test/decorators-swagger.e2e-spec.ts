@@ -3,7 +3,7 @@ import { ApiOperation, ApiParam, ApiResponse, ApiTags, DocumentBuilder, SwaggerM
 import request from 'supertest';
 import { DatabaseService, PoolModule, ReadOnly, Transactional } from 'nestjs-pg-pools';
 import { createHttpApp, routingOptions, where, type Where } from './support/routing.support.js';
-import { sessionCounts } from './support/sessions.js';
+import { expectNoSessionsLeft } from './support/sessions.js';
 
 // @ReadOnly() and @Transactional() on controller handlers next to real @nestjs/swagger
 // decorators (above and below them): the OpenAPI document Nest builds still has every
@@ -55,7 +55,7 @@ describe('@ReadOnly() / @Transactional() next to @nestjs/swagger decorators', ()
 
   afterAll(async () => {
     await app?.close();
-    expect(await sessionCounts(APP)).toEqual({ primary: 0, replica1: 0, replica2: 0 });
+    await expectNoSessionsLeft(APP);
   }, 20_000);
 
   it('keeps every operation, summary, parameter and response in the OpenAPI document', () => {

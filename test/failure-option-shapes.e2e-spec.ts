@@ -1,6 +1,6 @@
 import { PoolConfigurationError, type PoolModuleRootOptions } from 'nestjs-pg-pools';
 import { nodeOptions, replicaOptions, startupError } from './chaos/chaos.support.js';
-import { sessionCounts } from './support/sessions.js';
+import { expectNoSessionsLeft } from './support/sessions.js';
 
 // Bad option shapes get the module's one clear error (field, expected, got) when the app starts —
 // never a TypeError from deep inside, never silence — and open no connection.
@@ -27,6 +27,6 @@ describe('option shapes are validated at start-up (real app, real servers)', () 
     expect(err).toBeInstanceOf(PoolConfigurationError);
     expect((err as PoolConfigurationError).field).toBe(field);
     expect((err as Error).message).toMatch(/^Invalid option `[^`]+`: expected .+, got .+/);
-    expect(await sessionCounts(APP)).toEqual({ primary: 0, replica1: 0, replica2: 0 });
+    await expectNoSessionsLeft(APP);
   });
 });

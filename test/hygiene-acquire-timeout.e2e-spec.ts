@@ -1,6 +1,6 @@
 import { PoolAcquireTimeoutError, PoolConfigurationError } from 'nestjs-pg-pools';
 import { clusterConfig, nodeOptions, startApp, startupError, within, type TestApp } from './chaos/chaos.support.js';
-import { sessionCounts } from './support/sessions.js';
+import { expectNoSessionsLeft } from './support/sessions.js';
 import { TcpRelay } from './chaos/tcp-relay.js';
 
 // Every acquire is bounded by acquireTimeoutMs: a full pool, a full replica pool and a server
@@ -35,7 +35,7 @@ describe('finite acquire timeout (real primary and replica)', () => {
 
   afterAll(async () => {
     await t?.close();
-    expect(await sessionCounts(APP)).toEqual({ primary: 0, replica1: 0, replica2: 0 });
+    await expectNoSessionsLeft(APP);
   }, 30_000);
 
   it('gives every waiting caller of a full primary pool a PoolAcquireTimeoutError naming the pool and its counts', async () => {

@@ -1,6 +1,6 @@
 import { PoolConfigurationError } from 'nestjs-pg-pools';
 import { clusterConfig, nodeOptions, startApp, startupError, type TestApp } from './chaos/chaos.support.js';
-import { sessionCounts } from './support/sessions.js';
+import { expectNoSessionsLeft } from './support/sessions.js';
 import { sleep, waitFor } from './support/wait.js';
 
 // Leak detection: a client held longer than leakDetectionThresholdMs logs a warning with the stack
@@ -17,7 +17,7 @@ describe('leak detection (real primary)', () => {
 
   afterAll(async () => {
     await t?.close();
-    expect(await sessionCounts(APP)).toEqual({ primary: 0, replica1: 0, replica2: 0 });
+    await expectNoSessionsLeft(APP);
     expect(JSON.stringify(t.logger.lines) + JSON.stringify(t.events)).not.toContain(clusterConfig.password);
   }, 30_000);
 

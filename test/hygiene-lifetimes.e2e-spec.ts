@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { PoolClient } from 'pg';
 import { nodeOptions, poolSessions, startApp } from './chaos/chaos.support.js';
-import { sessionCounts } from './support/sessions.js';
+import { expectNoSessionsLeft } from './support/sessions.js';
 import { sleep, waitFor } from './support/wait.js';
 
 // Connection lifetimes on the real primary: maxLifetimeMs with ±2.5% jitter per connection (so a
@@ -28,7 +28,7 @@ function localPort(client: PoolClient): number {
 
 describe('connection lifetimes (real primary)', () => {
   afterAll(async () => {
-    expect(await sessionCounts(APP)).toEqual({ primary: 0, replica1: 0, replica2: 0 });
+    await expectNoSessionsLeft(APP);
   });
 
   it('retires each connection after maxLifetimeMs ±2.5% (spread, not all at once) and refills to min', async () => {

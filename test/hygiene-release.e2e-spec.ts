@@ -1,5 +1,5 @@
 import { adminQuery, nodeOptions, poolSessions, startApp, type TestApp } from './chaos/chaos.support.js';
-import { sessionCounts } from './support/sessions.js';
+import { expectNoSessionsLeft } from './support/sessions.js';
 import { waitFor } from './support/wait.js';
 
 // Release hygiene with a one-connection pool, so "the same connection" is checkable by backend
@@ -32,7 +32,7 @@ describe('release hygiene (real primary)', () => {
 
   afterAll(async () => {
     await t?.close();
-    expect(await sessionCounts(APP)).toEqual({ primary: 0, replica1: 0, replica2: 0 });
+    await expectNoSessionsLeft(APP);
   }, 30_000);
 
   it('rolls back a transaction left open by the borrower before the connection is reused', async () => {

@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { clusterConfig, nodeOptions, replicaOptions, sessions, startApp, startupError, type TestApp } from './chaos/chaos.support.js';
 import { CHAOS_POOL, waitForBaseline } from './chaos/chaos.driver.js';
-import { sessionCount, sessionCounts, sessionNames, waitForNoSessions } from './support/sessions.js';
+import { sessionCount, sessionCounts, sessionNames, waitForNoSessions, expectNoSessionsLeft } from './support/sessions.js';
 import { waitFor } from './support/wait.js';
 
 // The leak checks every e2e test and the chaos suite rely on count every connection the library
@@ -15,7 +15,7 @@ const NO_SESSIONS = { primary: 0, replica1: 0, replica2: 0 };
 
 describe('leak checks count the library\'s :monitor and :roles sessions', () => {
   afterAll(async () => {
-    expect(await sessionCounts(APP)).toEqual(NO_SESSIONS);
+    await expectNoSessionsLeft(APP);
   });
 
   it('sees the :monitor and :roles sessions of a running application, and none is left after app.close()', async () => {
@@ -38,7 +38,7 @@ describe('leak checks count the library\'s :monitor and :roles sessions', () => 
     }
     // Every session ends when the application closes: no wait for a companion to time out later.
     await waitForNoSessions(APP, { timeoutMs: 5000, everyMs: 50 });
-    expect(await sessionCounts(APP)).toEqual(NO_SESSIONS);
+    await expectNoSessionsLeft(APP);
   });
 
   it('leaves no session, its :monitor ones included, after a failed start', async () => {
@@ -65,7 +65,7 @@ describe('leak checks count the library\'s :monitor and :roles sessions', () => 
     // The start got far enough to open the replicas' pool and monitor connections, so there was something to leak.
     expect([...seen]).toEqual(expect.arrayContaining([failing, `${failing}:monitor`]));
     await waitForNoSessions(failing, { timeoutMs: 5000, everyMs: 50 });
-    expect(await sessionCounts(failing)).toEqual(NO_SESSIONS);
+    await expectNoSessionsLeft(failing);
   });
 
   describe('a :monitor session left open on purpose', () => {

@@ -4,7 +4,7 @@ import { Test } from '@nestjs/testing';
 import pg from 'pg';
 import { DatabaseService, PoolError, PoolModule, ReadOnly } from 'nestjs-pg-pools';
 import { routingOptions, serverAt, WHERE_SQL } from './support/routing.support.js';
-import { sessionCounts } from './support/sessions.js';
+import { expectNoSessionsLeft } from './support/sessions.js';
 import { adminQuery, type PgNodeName } from './support/cluster.js';
 import { waitFor } from './support/wait.js';
 
@@ -45,7 +45,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await app?.close();
-  expect(await sessionCounts(APP)).toEqual({ primary: 0, replica1: 0, replica2: 0 });
+  await expectNoSessionsLeft(APP);
 });
 
 const node = (rows: Row[]): PgNodeName => serverAt(rows[0]!.port);

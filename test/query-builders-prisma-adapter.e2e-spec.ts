@@ -5,7 +5,7 @@ import { PrismaPg } from '@prisma/adapter-pg';
 import { DatabaseService, PoolModule, ReadOnly } from 'nestjs-pg-pools';
 import { adminQuery } from './support/cluster.js';
 import { routingOptions, serverAt } from './support/routing.support.js';
-import { sessionCounts } from './support/sessions.js';
+import { expectNoSessionsLeft } from './support/sessions.js';
 
 // Prisma 7's pg driver adapter (@prisma/adapter-pg, the real package) on db.routedPool, driven the
 // way the Prisma Client drives it: queryRaw / executeRaw, and startTransaction() + COMMIT /
@@ -53,7 +53,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await adapter?.dispose();
   await app?.close();
-  expect(await sessionCounts(APP)).toEqual({ primary: 0, replica1: 0, replica2: 0 });
+  await expectNoSessionsLeft(APP);
   await adminQuery('primary', `DROP TABLE IF EXISTS ${TABLE}`, [], { as: 'app' });
 });
 

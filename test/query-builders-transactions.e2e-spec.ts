@@ -21,7 +21,7 @@ import {
   type QbKysely,
 } from './support/query-builders.js';
 import { routingOptions, waitForReplay, type Where } from './support/routing.support.js';
-import { sessionCounts } from './support/sessions.js';
+import { expectNoSessionsLeft } from './support/sessions.js';
 
 // The query builders' own transactions on db.routedPool, with the real Kysely and Drizzle on the
 // real primary:
@@ -124,7 +124,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await app?.close();
-  expect(await sessionCounts(APP)).toEqual({ primary: 0, replica1: 0, replica2: 0 });
+  await expectNoSessionsLeft(APP);
   await adminQuery('primary', `DROP TABLE IF EXISTS ${QB_TABLE}`, [], { as: 'app' });
 }, 30_000);
 

@@ -4,7 +4,7 @@ import { Test } from '@nestjs/testing';
 import type { PoolClient } from 'pg';
 import { DatabaseService, NoReplicaAvailableError, PoolModule, ReadOnly, type PoolModuleRootOptions, type ReplicaCandidate } from 'nestjs-pg-pools';
 import { routingOptions, tally, where, type Where } from './support/routing.support.js';
-import { sessionCounts } from './support/sessions.js';
+import { expectNoSessionsLeft } from './support/sessions.js';
 
 // Replica selection strategies on the real replicas: ≥ 300 reads each, counted by the server that
 // answered (inet_server_port()), and the per-node routing counters that must agree with it.
@@ -50,7 +50,7 @@ describe('replica strategies (real replicas)', () => {
   afterEach(async () => {
     await app?.close();
     app = undefined;
-    expect(await sessionCounts(APP)).toEqual({ primary: 0, replica1: 0, replica2: 0 });
+    await expectNoSessionsLeft(APP);
   });
 
   it('round-robin (default) alternates exactly between the replicas, and counts each read on its node', async () => {

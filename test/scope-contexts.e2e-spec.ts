@@ -9,7 +9,7 @@ import WebSocket from 'ws';
 import { DatabaseService, PoolModule, ReadOnly, RoutingInterceptor, Transactional } from 'nestjs-pg-pools';
 import { adminQuery } from './support/cluster.js';
 import { routingOptions, waitForReplay, where, type Where } from './support/routing.support.js';
-import { sessionCounts } from './support/sessions.js';
+import { expectNoSessionsLeft } from './support/sessions.js';
 
 // Contexts without HTTP middleware get their routing scope from RoutingInterceptor: a
 // microservice message handler over a real TCP transport and a WebSocket gateway (platform-ws),
@@ -151,7 +151,7 @@ describe('microservice message handlers over TCP with RoutingInterceptor', () =>
   afterAll(async () => {
     await client?.close();
     await service?.close();
-    expect(await sessionCounts(APP)).toEqual({ primary: 0, replica1: 0, replica2: 0 });
+    await expectNoSessionsLeft(APP);
   }, 20_000);
 
   const send = (pattern: string, message: Message) => firstValueFrom(client.send<Outcome, Message>(pattern, message).pipe(timeout(10_000)));
@@ -189,7 +189,7 @@ describe('WebSocket gateway (platform-ws) with RoutingInterceptor', () => {
 
   afterAll(async () => {
     await app?.close();
-    expect(await sessionCounts(APP)).toEqual({ primary: 0, replica1: 0, replica2: 0 });
+    await expectNoSessionsLeft(APP);
   }, 20_000);
 
   /** Sends `messages` on one socket and collects one answer per message (10 s deadline). */

@@ -12,7 +12,7 @@ import {
 } from 'nestjs-pg-pools';
 import { adminQuery } from './support/cluster.js';
 import { routingOptions } from './support/routing.support.js';
-import { sessionCounts } from './support/sessions.js';
+import { sessionCounts, expectNoSessionsLeft } from './support/sessions.js';
 import { sleep, waitFor } from './support/wait.js';
 
 // Transactions that cannot lie, on the real primary + 2 replicas: a transaction the server rolled
@@ -92,7 +92,7 @@ beforeEach(async () => {
 
 afterAll(async () => {
   await app?.close();
-  expect(await sessionCounts(APP)).toEqual({ primary: 0, replica1: 0, replica2: 0 });
+  await expectNoSessionsLeft(APP);
   await adminQuery('primary', `DROP TABLE IF EXISTS ${TABLE}`, [], { as: 'app' });
 });
 

@@ -55,3 +55,8 @@ export async function waitForNoSessions(
     }
   }
 }
+
+/** What every suite checks once its apps are closed: no session of `applicationName` is left (the server may take a moment to drop them; 5 s at most). */
+export function expectNoSessionsLeft(applicationName: string, nodes: readonly PgNodeName[] = pgNodeNames): Promise<void> {
+  return waitForNoSessions(applicationName, { nodes, timeoutMs: 5000, everyMs: 50 });
+}
