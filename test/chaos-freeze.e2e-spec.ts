@@ -1,4 +1,4 @@
-import { clusterCtl } from './chaos/chaos.support.js';
+import { clusterCtl } from './support/cluster.js';
 import { expectNoSessionsLeft } from './support/sessions.js';
 import { FREEZE_POOL, FREEZE_SCENARIOS, renderNotes, renderTable, runChaos, SHORT_TIMING, type ChaosRun, type ScenarioResult } from './chaos/chaos.driver.js';
 import { missedGoals, renderGoals, TIME_MARGIN_MS } from './chaos/chaos.goals.js';

@@ -1,10 +1,12 @@
-import { ConsoleLogger, type INestApplication } from '@nestjs/common';
+import type { INestApplication } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import type { Pool, PoolClient } from 'pg';
 import type { Subscription } from 'rxjs';
 import request from 'supertest';
 import { DatabaseService, getPoolToken, PoolModule, type PoolEvent } from 'nestjs-pg-pools';
-import { cluster, node, parsePrometheusText, sampleValue } from './support/observability.js';
+import { clusterConfig, nodeOptions } from './support/cluster.js';
+import { CapturingLogger } from './support/logger.js';
+import { parsePrometheusText, sampleValue } from './support/observability.js';
 import { waitForNoSessions } from './support/sessions.js';
 import { waitFor } from './support/wait.js';
 
@@ -14,19 +16,6 @@ import { waitFor } from './support/wait.js';
 
 const APP = 'e2e-events-pool';
 const PARAM = 'param-value-never-in-events';
-
-class CapturingLogger extends ConsoleLogger {
-  readonly lines: Array<{ level: string; context: string; message: string }> = [];
-  override log(message: unknown, context?: string): void {
-    this.lines.push({ level: 'log', context: String(context), message: String(message) });
-  }
-  override warn(message: unknown, context?: string): void {
-    this.lines.push({ level: 'warn', context: String(context), message: String(message) });
-  }
-  override error(message: unknown, stackOrContext?: string, context?: string): void {
-    this.lines.push({ level: 'error', context: String(context ?? stackOrContext), message: String(message) });
-  }
-}
 
 describe('pool events and alerts (real primary)', () => {
   let app: INestApplication;
@@ -43,7 +32,7 @@ describe('pool events and alerts (real primary)', () => {
         PoolModule.forRoot({
           preset: 'test',
           applicationName: APP,
-          primary: node(cluster.ports.primary),
+          primary: nodeOptions('primary'),
           min: 1,
           max: 3,
           sizingAdvisor: false,
@@ -66,7 +55,7 @@ describe('pool events and alerts (real primary)', () => {
     await app?.close();
     await waitForNoSessions(APP, { nodes: ['primary'], timeoutMs: 5000, everyMs: 100 });
     const everything = JSON.stringify(events) + JSON.stringify(logger.lines);
-    expect(everything).not.toContain(cluster.password);
+    expect(everything).not.toContain(clusterConfig.password);
     expect(everything).not.toContain(PARAM);
   }, 30_000);
 

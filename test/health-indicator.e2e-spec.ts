@@ -1,10 +1,11 @@
-import { Controller, Get, Param, Query, type INestApplication, type LoggerService } from '@nestjs/common';
+import { Controller, Get, Param, Query, type INestApplication } from '@nestjs/common';
 import { HealthCheck, HealthCheckService, TerminusModule } from '@nestjs/terminus';
 import { Test } from '@nestjs/testing';
 import type { Pool, PoolClient } from 'pg';
 import request from 'supertest';
 import { getPoolToken, PoolHealthIndicator, PoolModule, type DatabaseHealth, type NodeHealth } from 'nestjs-pg-pools';
 import { clusterConfig, clusterCtl, connectionString, type PgNodeName } from './support/cluster.js';
+import { CapturingLogger } from './support/logger.js';
 import { sessionCount, waitForNoSessions } from './support/sessions.js';
 import { waitFor } from './support/wait.js';
 
@@ -17,23 +18,10 @@ const APP = 'e2e-health-indicator';
 const PASSWORD = clusterConfig.password;
 const MAX = 4;
 
-const logs: string[] = [];
-class CapturingLogger implements LoggerService {
-  log(message: unknown, ...rest: unknown[]) {
-    logs.push([message, ...rest].map(String).join(' '));
-  }
-  error(message: unknown, ...rest: unknown[]) {
-    this.log(message, ...rest);
-  }
-  warn(message: unknown, ...rest: unknown[]) {
-    this.log(message, ...rest);
-  }
-  debug(message: unknown, ...rest: unknown[]) {
-    this.log(message, ...rest);
-  }
-  verbose(message: unknown, ...rest: unknown[]) {
-    this.log(message, ...rest);
-  }
+const logger = new CapturingLogger();
+/** Terminus builds its logger from a class: this one keeps its lines in `logger` too. */
+class TerminusLogger extends CapturingLogger {
+  override readonly entries = logger.entries;
 }
 
 function numberOrUndefined(value: string | undefined): number | undefined {
@@ -125,11 +113,11 @@ describe('PoolHealthIndicator (real cluster)', () => {
           metrics: { enabled: false },
           alerts: { enabled: false },
         }),
-        TerminusModule.forRoot({ logger: CapturingLogger }),
+        TerminusModule.forRoot({ logger: TerminusLogger }),
       ],
       controllers: [HealthController],
     }).compile();
-    app = moduleRef.createNestApplication({ logger: new CapturingLogger() });
+    app = moduleRef.createNestApplication({ logger });
     await app.init();
     primaryPool = app.get<Pool>(getPoolToken());
     replicaPools = app.get<Pool[]>(getPoolToken(undefined, 'replicas'));
@@ -139,7 +127,7 @@ describe('PoolHealthIndicator (real cluster)', () => {
     await app?.close();
     await clusterCtl('start');
     await waitForNoSessions(APP, { timeoutMs: 10_000, everyMs: 100 });
-    for (const text of [...bodies, ...logs]) expect(text).not.toContain(PASSWORD);
+    for (const text of [...bodies, logger.text]) expect(text).not.toContain(PASSWORD);
   }, 90_000);
 
   it('reports every node up with latency, pool counts, lag and breaker state (200)', async () => {

@@ -1,7 +1,9 @@
 import { PoolAcquireTimeoutError, PoolConfigurationError } from 'nestjs-pg-pools';
-import { clusterConfig, nodeOptions, startApp, startupError, within, type TestApp } from './chaos/chaos.support.js';
+import { startApp, startupError, type TestApp } from './support/app.js';
+import { clusterConfig, nodeOptions } from './support/cluster.js';
 import { expectNoSessionsLeft } from './support/sessions.js';
-import { TcpRelay } from './chaos/tcp-relay.js';
+import { TcpRelay } from './support/tcp-relay.js';
+import { within } from './support/wait.js';
 
 // Every acquire is bounded by acquireTimeoutMs: a full pool, a full replica pool and a server
 // that accepts TCP but never answers all end in a PoolAcquireTimeoutError that names the

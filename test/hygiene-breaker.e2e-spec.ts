@@ -1,9 +1,10 @@
 import { PoolUnavailableError } from 'nestjs-pg-pools';
-import { clusterConfig, nodeOptions, startApp, startAppBehindRelay } from './chaos/chaos.support.js';
-import { TIME_MARGIN_MS } from './support/margin.js';
+import { startApp, startAppBehindRelay } from './support/app.js';
+import { clusterConfig, nodeOptions } from './support/cluster.js';
 import { expectNoSessionsLeft } from './support/sessions.js';
+import { TcpRelay } from './support/tcp-relay.js';
 import { sleep, waitFor } from './support/wait.js';
-import { TcpRelay } from './chaos/tcp-relay.js';
+import { TIME_MARGIN_MS } from './support/margin.js';
 
 // The per-node circuit breaker, with "the network" of one node taken away by a relay (no shared
 // server is stopped): after breaker.failureThreshold consecutive connection failures calls fail

@@ -1,7 +1,8 @@
-import { adminQuery, nodeOptions, poolSessions, startApp, startAppBehindRelay } from './chaos/chaos.support.js';
-import { TIME_MARGIN_MS } from './support/margin.js';
-import { expectNoSessionsLeft } from './support/sessions.js';
+import { startApp, startAppBehindRelay } from './support/app.js';
+import { adminQuery, nodeOptions } from './support/cluster.js';
+import { expectNoSessionsLeft, poolSessions } from './support/sessions.js';
 import { sleep, waitFor } from './support/wait.js';
+import { TIME_MARGIN_MS } from './support/margin.js';
 
 // Server restarts and failover, without stopping a shared node: a 57P01 on one pooled connection
 // evicts every idle connection of that pool; 25006 from a primary that is in recovery (a demoted

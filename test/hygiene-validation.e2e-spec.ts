@@ -1,6 +1,7 @@
-import { adminQuery, nodeOptions, poolSessions, startApp, startAppBehindRelay, terminateSessions, within, type TestApp } from './chaos/chaos.support.js';
-import { expectNoSessionsLeft } from './support/sessions.js';
-import { sleep, waitFor } from './support/wait.js';
+import { startApp, startAppBehindRelay, type TestApp } from './support/app.js';
+import { adminQuery, nodeOptions } from './support/cluster.js';
+import { expectNoSessionsLeft, poolSessions, terminateSessions } from './support/sessions.js';
+import { sleep, waitFor, within } from './support/wait.js';
 
 // Validation on borrow: connections the server killed while they sat in the pool are never handed
 // to a caller — whether the server said so (pg_terminate_backend → 57P01 while idle) or the peer

@@ -1,7 +1,8 @@
 import { PoolConnectionError } from 'nestjs-pg-pools';
-import { clusterConfig, nodeOptions, startApp, startupError } from './chaos/chaos.support.js';
-import { TcpRelay } from './chaos/tcp-relay.js';
+import { startApp, startupError } from './support/app.js';
+import { clusterConfig, nodeOptions } from './support/cluster.js';
 import { expectNoSessionsLeft } from './support/sessions.js';
+import { TcpRelay } from './support/tcp-relay.js';
 import { sleep, waitFor } from './support/wait.js';
 
 // Start-up and background refill against real servers, "the network" of a node taken away by a

@@ -3,8 +3,9 @@ import { Test } from '@nestjs/testing';
 import type { Pool, PoolClient } from 'pg';
 import request from 'supertest';
 import { DatabaseService, getPoolToken, PoolModule, ReadOnly } from 'nestjs-pg-pools';
-import { cluster, node, parsePrometheusText, sampleValue, sessionCount, type PromFamily } from './support/observability.js';
-import { waitForNoSessions } from './support/sessions.js';
+import { clusterConfig, nodeOptions } from './support/cluster.js';
+import { parsePrometheusText, sampleValue, type PromFamily } from './support/observability.js';
+import { sessionCount, waitForNoSessions } from './support/sessions.js';
 import { waitFor } from './support/wait.js';
 
 // GET /metrics/db-pool and GET /metrics of a real primary + 2 replicas: the JSON numbers equal
@@ -62,8 +63,8 @@ describe('metrics endpoints (real cluster)', () => {
         PoolModule.forRoot({
           preset: 'test',
           applicationName: APP,
-          primary: node(cluster.ports.primary, { min: 2, max: 4 }),
-          replicas: [node(cluster.ports.replica1), node(cluster.ports.replica2)],
+          primary: nodeOptions('primary', { min: 2, max: 4 }),
+          replicas: [nodeOptions('replica1'), nodeOptions('replica2')],
           min: 2,
           max: 5,
           acquireTimeoutMs: 5000,
@@ -133,9 +134,9 @@ describe('metrics endpoints (real cluster)', () => {
     await waitFor('pools idle', () => Object.values(pools).every((p) => p.totalCount === p.idleCount));
     const nodes = (await json()).databases.default!.nodes;
     for (const [name, pool] of Object.entries(pools)) expectMatchesPool(nodes[name]!, pool);
-    const ports = { [PRIMARY]: cluster.ports.primary, [REPLICAS[0]!]: cluster.ports.replica1, [REPLICAS[1]!]: cluster.ports.replica2 };
-    for (const [name, port] of Object.entries(ports)) {
-      expect(await sessionCount(port, APP)).toBe(nodes[name]!.size);
+    const nodeOf = { [PRIMARY]: 'primary', [REPLICAS[0]!]: 'replica1', [REPLICAS[1]!]: 'replica2' } as const;
+    for (const [name, node] of Object.entries(nodeOf)) {
+      expect(await sessionCount(node, APP, { poolOnly: true })).toBe(nodes[name]!.size);
     }
   });
 
@@ -220,12 +221,12 @@ describe('metrics endpoints (real cluster)', () => {
     for (let i = 0; i < 12; i++) ports.push((await server.get('/items/read').expect(200)).body.port);
     for (let i = 0; i < 5; i++) {
       const res = await server.post('/items/write').expect(201);
-      expect(res.body).toEqual({ port: cluster.ports.primary, replica: false });
+      expect(res.body).toEqual({ port: clusterConfig.ports.primary, replica: false });
     }
     const after = await prometheus();
     const afterJson = (await json()).databases.default!.nodes;
 
-    const served = { [REPLICAS[0]!]: ports.filter((p) => p === cluster.ports.replica1).length, [REPLICAS[1]!]: ports.filter((p) => p === cluster.ports.replica2).length };
+    const served = { [REPLICAS[0]!]: ports.filter((p) => p === clusterConfig.ports.replica1).length, [REPLICAS[1]!]: ports.filter((p) => p === clusterConfig.ports.replica2).length };
     expect(served[REPLICAS[0]!]! + served[REPLICAS[1]!]!).toBe(12);
     expect(served[REPLICAS[0]!]).toBeGreaterThan(0);
     expect(served[REPLICAS[1]!]).toBeGreaterThan(0);
@@ -250,7 +251,7 @@ describe('metrics endpoints (real cluster)', () => {
     const server = request(app.getHttpServer());
     const bodies = [(await server.get('/metrics')).text, (await server.get('/metrics/db-pool')).text, (await server.get('/metrics/db-pool/dashboard')).text];
     for (const body of bodies) {
-      expect(body).not.toContain(cluster.password);
+      expect(body).not.toContain(clusterConfig.password);
       expect(body).not.toContain('param-value-do-not-show');
     }
   });

@@ -1,10 +1,11 @@
-import { ConsoleLogger, type INestApplication } from '@nestjs/common';
+import type { INestApplication } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import type { Subscription } from 'rxjs';
 import request from 'supertest';
 import { DatabaseService, PoolModule, type PoolEvent } from 'nestjs-pg-pools';
-import { adminQuery } from './support/cluster.js';
-import { cluster, node, parsePrometheusText, sampleValue } from './support/observability.js';
+import { adminQuery, clusterConfig, nodeOptions } from './support/cluster.js';
+import { CapturingLogger } from './support/logger.js';
+import { parsePrometheusText, sampleValue } from './support/observability.js';
 import { waitForNoSessions } from './support/sessions.js';
 import { waitFor } from './support/wait.js';
 
@@ -23,14 +24,6 @@ const LOAD_MS = 6000;
 const WINDOW_MS = 10_000;
 const BUCKETS = 5;
 const HEADROOM = 0.25;
-
-class CapturingLogger extends ConsoleLogger {
-  readonly warnings: string[] = [];
-  override warn(message: unknown): void {
-    this.warnings.push(String(message));
-  }
-  override log(): void {}
-}
 
 interface Sizing {
   windowMs: number;
@@ -65,8 +58,8 @@ describe('sizing from observed load (real cluster)', () => {
         PoolModule.forRoot({
           preset: 'test',
           applicationName: APP,
-          primary: node(cluster.ports.primary, { min: 1, max: PRIMARY_MAX }),
-          replicas: [node(cluster.ports.replica1, { min: 1, max: REPLICA_MAX })],
+          primary: nodeOptions('primary', { min: 1, max: PRIMARY_MAX }),
+          replicas: [nodeOptions('replica1', { min: 1, max: REPLICA_MAX })],
           acquireTimeoutMs: 5000,
           routing: { lagCheckIntervalMs: 60_000, maxReplicationLagMs: 0 },
           alerts: { enabled: false },
@@ -157,10 +150,10 @@ describe('sizing from observed load (real cluster)', () => {
     expect(warned[0]).toMatchObject({ advice: 'saturated', max: PRIMARY_MAX, role: 'primary' });
     const event = warned[0] as Extract<PoolEvent, { type: 'sizing-advice' }>;
     expect(event.suggestedMax).toBeGreaterThan(PRIMARY_MAX);
-    const lines = logger.warnings.filter((m) => m.startsWith('Pool "default/primary" is saturated'));
+    const lines = logger.warnings().filter((m) => m.startsWith('Pool "default/primary" is saturated'));
     expect(lines).toHaveLength(1);
     expect(lines[0]).toContain(`Suggested max: ${event.suggestedMax}`);
-    expect(lines[0]).not.toContain(cluster.password);
+    expect(lines[0]).not.toContain(clusterConfig.password);
   }, 30_000);
 
   it('suggests a max below the configured one for an idle, over-provisioned pool', async () => {
@@ -185,7 +178,7 @@ describe('sizing from observed load (real cluster)', () => {
       events.find((e) => e.type === 'sizing-advice' && e.node === 'replica-1' && e.advice === 'over-provisioned'),
     );
     expect(warned).toMatchObject({ max: REPLICA_MAX, role: 'replica' });
-    expect(logger.warnings.some((m) => m.startsWith(`Pool "default/replica-1" looks over-provisioned: at most ${s.peakInUse} of its ${REPLICA_MAX} connections`))).toBe(true);
+    expect(logger.warnings().some((m) => m.startsWith(`Pool "default/replica-1" looks over-provisioned: at most ${s.peakInUse} of its ${REPLICA_MAX} connections`))).toBe(true);
     // It advises only: the pool kept its size.
     const body = (await request(app.getHttpServer()).get('/metrics/db-pool').expect(200)).body;
     expect(body.databases.default.nodes['replica-1'].max).toBe(REPLICA_MAX);

@@ -8,7 +8,8 @@ import { AsyncClassFixtureModule, CLASS_APP_NAME, PoolConfigService } from './su
 import { AsyncConfigFixtureModule, CONFIG_APP_NAME } from './support/foundation-async-config.module.js';
 import { AsyncExistingFixtureModule, EXISTING_APP_NAME, ExistingPoolConfig } from './support/foundation-async-existing.module.js';
 import { AsyncFactoryFixtureModule, FACTORY_APP_NAME } from './support/foundation-async-factory.module.js';
-import { foundationCluster, sessionCounts, librarySessions, waitUntil } from './support/foundation-db.js';
+import { clusterConfig } from './support/cluster.js';
+import { librarySessions, poolSessionCounts, waitUntil } from './support/foundation-db.js';
 import { ROOT_APP_NAME, RootFixtureModule } from './support/foundation-root.module.js';
 import {
   GLOBAL_APP_NAME,
@@ -20,7 +21,7 @@ import {
 
 jest.setTimeout(15_000);
 
-const { primary, replica1, replica2 } = foundationCluster.ports;
+const { primary, replica1, replica2 } = clusterConfig.ports;
 
 async function start(fixture: Type): Promise<INestApplication> {
   const moduleRef = await Test.createTestingModule({ imports: [fixture] }).compile();
@@ -50,8 +51,8 @@ describe.each([
   });
 
   it('warms every pool up to min before the app starts (pg_stat_activity)', async () => {
-    const counts = await sessionCounts(applicationName);
-    expect(counts).toEqual({ [primary]: 1, [replica1]: replicaPorts.includes(replica1) ? 1 : 0, [replica2]: 1 });
+    const counts = await poolSessionCounts(applicationName);
+    expect(counts).toEqual({ primary: 1, replica1: replicaPorts.includes(replica1) ? 1 : 0, replica2: 1 });
   });
 
   it('answers from the primary through DatabaseService and @InjectPool(), and from each replica through the replica pools', async () => {

@@ -3,6 +3,8 @@ import { Body, Controller, Inject, Injectable, Module, Post, type INestApplicati
 import request from 'supertest';
 import { PoolModule, ReadOnly, type PoolModuleRootOptions } from 'nestjs-pg-pools';
 import { adminQuery, clusterCtl, type PgNodeName } from './support/cluster.js';
+import { expectNoSessionsLeft } from './support/sessions.js';
+import { waitFor } from './support/wait.js';
 import {
   DRIZZLE,
   drizzleFind,
@@ -16,8 +18,6 @@ import {
   type QbKysely,
 } from './support/query-builders.js';
 import { adapters, createHttpApp, routingOptions, tally, waitForReplay } from './support/routing.support.js';
-import { expectNoSessionsLeft } from './support/sessions.js';
-import { waitFor } from './support/wait.js';
 
 // Read-your-writes for query builders on db.routedPool, on the real cluster: replica1 applies WAL
 // 3 s late (recovery_min_apply_delay, reset in afterAll) and stays in rotation

@@ -1,7 +1,8 @@
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import { sql as dsql } from 'drizzle-orm';
-import { nodeOptions, startApp, type TestApp } from './chaos/chaos.support.js';
+import { startApp, type TestApp } from './support/app.js';
+import { nodeOptions } from './support/cluster.js';
 
 // Kysely and Drizzle on db.routedPool with `pgbouncer: true` against the project's PgBouncer
 // (transaction pooling): plain queries and the builders' own transactions work, and because a

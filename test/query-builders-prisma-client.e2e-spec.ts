@@ -4,9 +4,9 @@ import { PrismaPg } from '@prisma/adapter-pg';
 import request from 'supertest';
 import { DatabaseService, PoolModule, ReadOnly, Transactional, type PoolModuleRootOptions } from 'nestjs-pg-pools';
 import { adminQuery, type PgNodeName } from './support/cluster.js';
-import { createHttpApp, routingOptions, serverAt, tally, waitForReplay } from './support/routing.support.js';
 import { waitForNoSessions } from './support/sessions.js';
 import { waitFor } from './support/wait.js';
+import { createHttpApp, routingOptions, serverAt, tally, waitForReplay } from './support/routing.support.js';
 import { PrismaClient } from './prisma/generated/client.js';
 
 // The real generated Prisma Client (Prisma 7, `prisma-client` generator, no engine: generated

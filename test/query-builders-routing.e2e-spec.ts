@@ -5,6 +5,8 @@ import request from 'supertest';
 import type { Subscription } from 'rxjs';
 import { DatabaseService, PoolModule, ReadOnly, Transactional, type PoolEvent, type PoolModuleRootOptions } from 'nestjs-pg-pools';
 import { adminQuery, clusterCtl, type PgNodeName } from './support/cluster.js';
+import { expectNoSessionsLeft } from './support/sessions.js';
+import { sleep, waitFor } from './support/wait.js';
 import {
   DRIZZLE,
   drizzleTxid,
@@ -19,8 +21,6 @@ import {
   type QbKysely,
 } from './support/query-builders.js';
 import { adapters, createHttpApp, routingOptions, tally, waitForReplay, where, type Where } from './support/routing.support.js';
-import { expectNoSessionsLeft } from './support/sessions.js';
-import { sleep, waitFor } from './support/wait.js';
 
 // Kysely and Drizzle (the real libraries) on db.routedPool, against the real primary + 2 replicas:
 // under @ReadOnly() handlers (Express and Fastify) and provider methods they answer from the

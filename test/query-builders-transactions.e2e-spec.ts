@@ -5,6 +5,7 @@ import { sql as dsql } from 'drizzle-orm';
 import { AbortedTransactionError } from 'kysely';
 import { DatabaseService, PoolModule, PoolError, ReadOnly, Transactional } from 'nestjs-pg-pools';
 import { adminQuery } from './support/cluster.js';
+import { expectNoSessionsLeft } from './support/sessions.js';
 import {
   DRIZZLE,
   drizzleInsert,
@@ -21,7 +22,6 @@ import {
   type QbKysely,
 } from './support/query-builders.js';
 import { routingOptions, waitForReplay, type Where } from './support/routing.support.js';
-import { expectNoSessionsLeft } from './support/sessions.js';
 
 // The query builders' own transactions on db.routedPool, with the real Kysely and Drizzle on the
 // real primary:

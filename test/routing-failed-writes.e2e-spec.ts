@@ -1,10 +1,11 @@
 import { jest } from '@jest/globals';
 import { ReadOnly, type DatabaseService } from 'nestjs-pg-pools';
-import { adminQuery, clusterConfig, nodeOptions, startApp, startAppBehindRelay, type TestApp } from './chaos/chaos.support.js';
-import { TcpRelay } from './chaos/tcp-relay.js';
-import { waitForReplay, where, type Where } from './support/routing.support.js';
+import { startApp, startAppBehindRelay, type TestApp } from './support/app.js';
+import { adminQuery, clusterConfig, nodeOptions } from './support/cluster.js';
 import { expectNoSessionsLeft } from './support/sessions.js';
+import { TcpRelay } from './support/tcp-relay.js';
 import { waitFor } from './support/wait.js';
+import { waitForReplay, where, type Where } from './support/routing.support.js';
 
 // Read-your-writes counts only writes that reached a server, on the real primary + 2 replicas with
 // "the network" of a node taken away by a TCP relay (no shared server is stopped):

@@ -3,11 +3,10 @@ import { Injectable, Module, type INestApplication } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import type { Subscription } from 'rxjs';
 import { DatabaseService, NoReplicaAvailableError, PoolModule, ReadOnly, type PoolEvent, type PoolModuleRootOptions } from 'nestjs-pg-pools';
-import { clusterConfig, clusterCtl } from './support/cluster.js';
-import { routingOptions, tally, where, type Where } from './support/routing.support.js';
+import { clusterConfig, clusterCtl, type PgNodeName } from './support/cluster.js';
 import { expectNoSessionsLeft } from './support/sessions.js';
 import { sleep, waitFor } from './support/wait.js';
-import type { PgNodeName } from './support/cluster.js';
+import { routingOptions, tally, where, type Where } from './support/routing.support.js';
 
 // Replica failover on the real cluster: replicas are stopped with `pg_ctl stop -m immediate` while a
 // steady, bounded read load runs through a @ReadOnly() provider method. No read may fail; the

@@ -4,9 +4,9 @@ import { Test } from '@nestjs/testing';
 import request from 'supertest';
 import { DatabaseService, PoolModule, ReadOnly, type PoolModuleRootOptions } from 'nestjs-pg-pools';
 import { adminQuery, clusterCtl, type PgNodeName } from './support/cluster.js';
-import { adapters, createHttpApp, routingOptions, serverAt, tally, waitForReplay, where } from './support/routing.support.js';
 import { expectNoSessionsLeft } from './support/sessions.js';
 import { sleep, waitFor } from './support/wait.js';
+import { adapters, createHttpApp, routingOptions, serverAt, tally, waitForReplay, where } from './support/routing.support.js';
 
 // Lag-aware selection and read-your-writes on the real cluster. replica1 gets
 // recovery_min_apply_delay = '3s' (ALTER SYSTEM on the standby + pg_reload_conf(), reset in

@@ -24,8 +24,8 @@ import { tap, type Observable } from 'rxjs';
 import request from 'supertest';
 import { DatabaseService, PoolModule, ReadOnly, Transactional } from 'nestjs-pg-pools';
 import { adminQuery } from './support/cluster.js';
-import { adapters, createHttpApp, routingOptions, waitForReplay, where, type Where } from './support/routing.support.js';
 import { expectNoSessionsLeft } from './support/sessions.js';
+import { adapters, createHttpApp, routingOptions, waitForReplay, where, type Where } from './support/routing.support.js';
 
 // The HTTP request scope (an Express middleware / a Fastify onRequest hook, no global
 // interceptor) on the real primary + 2 replicas: it is open before guards and pipes run, it

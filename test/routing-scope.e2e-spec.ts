@@ -6,9 +6,9 @@ import { from, Observable, switchMap, timer } from 'rxjs';
 import request from 'supertest';
 import { DatabaseService, PoolModule, ReadOnly, ReadOnlyInTransactionError, Transactional } from 'nestjs-pg-pools';
 import { adminQuery } from './support/cluster.js';
-import { adapters, createHttpApp, routingOptions, waitForReplay, where, type Where } from './support/routing.support.js';
 import { expectNoSessionsLeft } from './support/sessions.js';
 import { sleep } from './support/wait.js';
+import { adapters, createHttpApp, routingOptions, waitForReplay, where, type Where } from './support/routing.support.js';
 
 // The request scope on the real primary + 2 replicas, on Express and on Fastify: which server
 // answers (inet_server_port(), pg_is_in_recovery()) under @ReadOnly() handlers and provider

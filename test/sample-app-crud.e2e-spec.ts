@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import type { INestApplication, LoggerService } from '@nestjs/common';
+import type { INestApplication } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import request from 'supertest';
 import { AppModule } from '../sample-app/src/app.module.js';
 import { adminQuery, clusterConfig, connectionString, type PgNodeName } from './support/cluster.js';
+import { CapturingLogger } from './support/logger.js';
 import { waitForNoSessions } from './support/sessions.js';
 import { waitFor } from './support/wait.js';
 
@@ -32,18 +33,7 @@ interface Served<T> {
   servedBy: { port: number; replica: boolean };
 }
 
-const logs: string[] = [];
-class CapturingLogger implements LoggerService {
-  log(message: unknown, ...rest: unknown[]) {
-    logs.push([message, ...rest].map(String).join(' '));
-  }
-  error(message: unknown, ...rest: unknown[]) {
-    this.log(message, ...rest);
-  }
-  warn(message: unknown, ...rest: unknown[]) {
-    this.log(message, ...rest);
-  }
-}
+const logger = new CapturingLogger();
 
 /** True once every replica has replayed the WAL position of a consistency token. */
 async function replicasReplayed(token: string): Promise<boolean> {
@@ -97,7 +87,7 @@ describe('sample app: CRUD on users (real cluster)', () => {
     process.env.DB_APPLICATION_NAME = APP;
     process.env.DB_ENV = 'test';
     const moduleRef = await Test.createTestingModule({ imports: [AppModule] }).compile();
-    app = moduleRef.createNestApplication({ logger: new CapturingLogger() });
+    app = moduleRef.createNestApplication({ logger });
     await app.init();
   }, 30_000);
 
@@ -110,7 +100,7 @@ describe('sample app: CRUD on users (real cluster)', () => {
     await app?.close();
     process.env = savedEnv;
     await waitForNoSessions(APP, { timeoutMs: 10_000, everyMs: 50 });
-    for (const text of [...texts, ...logs]) expect(text).not.toContain(PASSWORD);
+    for (const text of [...texts, logger.text]) expect(text).not.toContain(PASSWORD);
   }, 60_000);
 
   it('migrated the tables on the primary at start, idempotently', async () => {
@@ -118,7 +108,7 @@ describe('sample app: CRUD on users (real cluster)', () => {
     expect(tables.map((t) => t.name)).toEqual(['user_events', 'users']);
     // A second start runs the same migration again without an error.
     const second = await Test.createTestingModule({ imports: [AppModule] }).compile();
-    const again = second.createNestApplication({ logger: new CapturingLogger() });
+    const again = second.createNestApplication({ logger });
     await expect(again.init()).resolves.toBe(again);
     await again.close();
   }, 30_000);

@@ -4,8 +4,8 @@ import { Test } from '@nestjs/testing';
 import request from 'supertest';
 import { AppModule } from '../sample-app/src/app.module.js';
 import { adminQuery, clusterConfig, connectionString, type PgNodeName } from './support/cluster.js';
-import { waitForReplay } from './support/routing.support.js';
 import { waitForNoSessions } from './support/sessions.js';
+import { waitForReplay } from './support/routing.support.js';
 
 // The sample app's Kysely, Drizzle and Prisma Client modules (plain provider factories over
 // DatabaseService, on db.routedPool) on the real primary + 2 replicas: a POST runs the builder's own transaction on

@@ -8,8 +8,8 @@ import { firstValueFrom, timeout } from 'rxjs';
 import WebSocket from 'ws';
 import { DatabaseService, PoolModule, ReadOnly, RoutingInterceptor, Transactional } from 'nestjs-pg-pools';
 import { adminQuery } from './support/cluster.js';
-import { routingOptions, waitForReplay, where, type Where } from './support/routing.support.js';
 import { expectNoSessionsLeft } from './support/sessions.js';
+import { routingOptions, waitForReplay, where, type Where } from './support/routing.support.js';
 
 // Contexts without HTTP middleware get their routing scope from RoutingInterceptor: a
 // microservice message handler over a real TCP transport and a WebSocket gateway (platform-ws),
