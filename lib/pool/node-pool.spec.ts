@@ -1,6 +1,6 @@
-import { EventEmitter } from 'node:events';
-import type net from 'node:net';
+import type { EventEmitter } from 'node:events';
 import type { PoolClient, QueryResult } from 'pg';
+import { FakeClient } from '../../test/support/fake-pg-client.js';
 import { resolveOptions } from '../config/resolve-options.js';
 import { NodePool, type NodeHost } from '../core/node-pool.js';
 import type { PoolModuleOptions } from '../pool.interfaces.js';
@@ -11,92 +11,7 @@ import type { PoolEvent } from '../pool.events.js';
 // lent handle and the release rules are checked in milliseconds. e2e (test/) stays the proof of
 // what a user sees against real servers.
 
-const RESULT: QueryResult = { command: 'SELECT', rowCount: 1, oid: 0, fields: [], rows: [{ ok: 1 }] };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-type Callback = (err: Error | null, res?: QueryResult) => void;
-
-/** A stand-in for pg.Client: answers on the next macrotask, or never while `FakeClient.silent`. */
-class FakeClient extends EventEmitter {
-  static silent = false;
-  /** Every connect fails with ECONNREFUSED (a server that is down); counted in `refused`. */
-  static refuse = false;
-  static refused = 0;
-  /** Every connect fails with 53300 (no connection slot left on the server). */
-  static full = false;
-  static opened = 0;
-  static instances: FakeClient[] = [];
-  /** Statements matching it fail with a server error (an ordinary SQL error, not a broken connection). */
-  static failOn: RegExp | undefined;
-  readonly #config: { stream?: (c: unknown) => net.Socket };
-  #pending: Callback[] = [];
-  #tx = 'I';
-  ended = false;
-  readonly id = ++FakeClient.opened;
-
-  constructor(config: { stream?: (c: unknown) => net.Socket }) {
-    super();
-    this.#config = config;
-    FakeClient.instances.push(this);
-  }
-
-  connect(callback: (err?: Error) => void): void {
-    const socket = this.#config.stream?.(this.#config);
-    socket?.once('close', () => this.#terminate());
-    if (FakeClient.full) {
-      setImmediate(callback, Object.assign(new Error('sorry, too many clients already'), { code: '53300' }));
-      return;
-    }
-    if (FakeClient.refuse) {
-      FakeClient.refused++;
-      setImmediate(callback, Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }));
-      return;
-    }
-    setImmediate(callback);
-  }
-
-  query(text: unknown, values?: unknown, callback?: Callback): Promise<QueryResult> | void {
-    const cb = (typeof values === 'function' ? values : callback) as Callback | undefined;
-    const sql = typeof text === 'string' ? text : (text as { text: string }).text;
-    if (cb === undefined) return new Promise((resolve, reject) => this.query(text, values, (err, res) => (err ? reject(err) : resolve(res!))));
-    if (this.ended) {
-      setImmediate(cb, new Error('Client was closed and is not queryable'));
-      return;
-    }
-    if (FakeClient.silent) {
-      this.#pending.push(cb);
-      return;
-    }
-    if (FakeClient.failOn?.test(sql)) {
-      setImmediate(cb, Object.assign(new Error('permission denied'), { code: '42501' }));
-      return;
-    }
-    if (/^BEGIN/.test(sql)) this.#tx = 'T';
-    if (/^(COMMIT|ROLLBACK)/.test(sql)) this.#tx = 'I';
-    setImmediate(cb, null, { ...RESULT, rows: [{ client: this.id }] });
-  }
-
-  #terminate(): void {
-    const pending = this.#pending.splice(0);
-    for (const cb of pending) cb(new Error('Connection terminated unexpectedly'));
-    if (!this.ended) {
-      this.ended = true;
-      this.emit('end');
-    }
-  }
-
-  getTransactionStatus(): string {
-    return this.#tx;
-  }
-
-  end(): Promise<void> {
-    this.#terminate();
-    return Promise.resolve();
-  }
-
-  ref(): void {}
-  unref(): void {}
-}
 
 function makePool(options: Partial<PoolModuleOptions> = {}, hostExtra: Partial<NodeHost> = {}): { pool: NodePool; events: PoolEvent[]; warnings: string[] } {
   const resolved = resolveOptions({ primary: { host: '127.0.0.1', port: 1, user: 'u', password: 'node-pool-spec', database: 'd' }, preset: 'test', env: {}, lazy: true, min: 0, max: 2, ...options });
