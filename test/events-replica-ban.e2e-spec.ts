@@ -1,13 +1,13 @@
 import type { INestApplication } from '@nestjs/common';
-import { Test } from '@nestjs/testing';
 import type { Subscription } from 'rxjs';
 import request from 'supertest';
-import { DatabaseService, PoolModule, type PoolEvent } from 'nestjs-pg-pools';
+import { DatabaseService, type PoolEvent } from 'nestjs-pg-pools';
 import { clusterConfig, nodeOptions } from './support/cluster.js';
 import { parsePrometheusText, sampleValue } from './support/observability.js';
 import { waitForNoSessions } from './support/sessions.js';
 import { TcpRelay } from './support/tcp-relay.js';
 import { waitFor } from './support/wait.js';
+import { buildApp, type TestApp } from './support/app.js';
 
 // A replica that goes away and comes back, without stopping any server: replica "flaky" is
 // reached through a loopback TCP relay in front of replica1; cutting the relay closes its port
@@ -17,6 +17,7 @@ import { waitFor } from './support/wait.js';
 const APP = 'e2e-events-replica-ban';
 
 describe('replica ban events (real replicas behind a relay)', () => {
+  let t: TestApp;
   let app: INestApplication;
   let db: DatabaseService;
   let subscription: Subscription;
@@ -25,33 +26,30 @@ describe('replica ban events (real replicas behind a relay)', () => {
 
   beforeAll(async () => {
     relay = await TcpRelay.to('replica1');
-    const moduleRef = await Test.createTestingModule({
-      imports: [
-        PoolModule.forRoot({
-          preset: 'test',
-          applicationName: APP,
-          primary: nodeOptions('primary'),
-          replicas: [nodeOptions('replica1', { port: relay.port, name: 'flaky' }), nodeOptions('replica2', { name: 'steady' })],
-          min: 1,
-          max: 3,
-          sizingAdvisor: false,
-          retryAttempts: 1,
-          acquireTimeoutMs: 2000,
-          breaker: { failureThreshold: 1, resetTimeoutMs: 300 },
-          routing: { replicaBanMs: 800, lagCheckIntervalMs: 60_000, maxReplicationLagMs: 0 },
-          alerts: { log: false },
-        }),
-      ],
-    }).compile();
-    app = moduleRef.createNestApplication({ logger: false });
-    await app.init();
+    t = await buildApp(
+      {
+        preset: 'test',
+        applicationName: APP,
+        primary: nodeOptions('primary'),
+        replicas: [nodeOptions('replica1', { port: relay.port, name: 'flaky' }), nodeOptions('replica2', { name: 'steady' })],
+        min: 1,
+        max: 3,
+        sizingAdvisor: false,
+        retryAttempts: 1,
+        acquireTimeoutMs: 2000,
+        breaker: { failureThreshold: 1, resetTimeoutMs: 300 },
+        routing: { replicaBanMs: 800, lagCheckIntervalMs: 60_000, maxReplicationLagMs: 0 },
+        alerts: { log: false },
+      },
+    );
+    app = t.app;
     db = app.get(DatabaseService);
     subscription = db.events$.subscribe((e) => events.push(e));
   }, 30_000);
 
   afterAll(async () => {
     subscription?.unsubscribe();
-    await app?.close();
+    await t?.close();
     await relay?.close();
     await waitForNoSessions(APP, { timeoutMs: 5000, everyMs: 100 });
     expect(JSON.stringify(events)).not.toContain(clusterConfig.password);

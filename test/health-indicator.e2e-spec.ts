@@ -1,13 +1,13 @@
 import { Controller, Get, Param, Query, type INestApplication } from '@nestjs/common';
 import { HealthCheck, HealthCheckService, TerminusModule } from '@nestjs/terminus';
-import { Test } from '@nestjs/testing';
 import type { Pool, PoolClient } from 'pg';
 import request from 'supertest';
-import { getPoolToken, PoolHealthIndicator, PoolModule, type DatabaseHealth, type NodeHealth } from 'nestjs-pg-pools';
+import { getPoolToken, PoolHealthIndicator, type DatabaseHealth, type NodeHealth } from 'nestjs-pg-pools';
 import { clusterConfig, clusterCtl, connectionString, type PgNodeName } from './support/cluster.js';
 import { CapturingLogger } from './support/logger.js';
 import { sessionCount, waitForNoSessions } from './support/sessions.js';
 import { waitFor } from './support/wait.js';
+import { buildApp, type TestApp } from './support/app.js';
 
 // PoolHealthIndicator through Terminus on the real primary + 2 replicas: every node's entry when
 // all is up, a stopped replica (200, degraded), a stopped primary (503), requireReplicas, a ping
@@ -60,6 +60,7 @@ const port = (node: PgNodeName) => clusterConfig.ports[node];
 const address = (node: PgNodeName) => `${clusterConfig.host}:${port(node)}`;
 
 describe('PoolHealthIndicator (real cluster)', () => {
+  let t: TestApp;
   let app: INestApplication;
   let primaryPool: Pool;
   let replicaPools: Pool[];
@@ -97,34 +98,30 @@ describe('PoolHealthIndicator (real cluster)', () => {
   }
 
   beforeAll(async () => {
-    const moduleRef = await Test.createTestingModule({
-      imports: [
-        PoolModule.forRoot({
-          preset: 'test',
-          applicationName: APP,
-          primary: { connectionString: connectionString('primary') },
-          replicas: [{ connectionString: connectionString('replica1') }, { connectionString: connectionString('replica2') }],
-          min: 1,
-          max: MAX,
-          acquireTimeoutMs: 3000,
-          retryAttempts: 1,
-          sizingAdvisor: false,
-          routing: { lagCheckIntervalMs: 200, replicaBanMs: 500 },
-          metrics: { enabled: false },
-          alerts: { enabled: false },
-        }),
-        TerminusModule.forRoot({ logger: TerminusLogger }),
-      ],
-      controllers: [HealthController],
-    }).compile();
-    app = moduleRef.createNestApplication({ logger });
-    await app.init();
+    t = await buildApp(
+      {
+        preset: 'test',
+        applicationName: APP,
+        primary: { connectionString: connectionString('primary') },
+        replicas: [{ connectionString: connectionString('replica1') }, { connectionString: connectionString('replica2') }],
+        min: 1,
+        max: MAX,
+        acquireTimeoutMs: 3000,
+        retryAttempts: 1,
+        sizingAdvisor: false,
+        routing: { lagCheckIntervalMs: 200, replicaBanMs: 500 },
+        metrics: { enabled: false },
+        alerts: { enabled: false },
+      },
+      { imports: [TerminusModule.forRoot({ logger: TerminusLogger })], controllers: [HealthController], logger },
+    );
+    app = t.app;
     primaryPool = app.get<Pool>(getPoolToken());
     replicaPools = app.get<Pool[]>(getPoolToken(undefined, 'replicas'));
   }, 30_000);
 
   afterAll(async () => {
-    await app?.close();
+    await t?.close();
     await clusterCtl('start');
     await waitForNoSessions(APP, { timeoutMs: 10_000, everyMs: 100 });
     for (const text of [...bodies, logger.text]) expect(text).not.toContain(PASSWORD);

@@ -1,12 +1,12 @@
 import { Controller, Get, Post, type INestApplication } from '@nestjs/common';
-import { Test } from '@nestjs/testing';
 import type { Pool, PoolClient } from 'pg';
 import request from 'supertest';
-import { DatabaseService, getPoolToken, PoolModule, ReadOnly } from 'nestjs-pg-pools';
+import { DatabaseService, getPoolToken, ReadOnly } from 'nestjs-pg-pools';
 import { clusterConfig, nodeOptions } from './support/cluster.js';
 import { parsePrometheusText, sampleValue, type PromFamily } from './support/observability.js';
 import { sessionCount, waitForNoSessions } from './support/sessions.js';
 import { waitFor } from './support/wait.js';
+import { buildApp, type TestApp } from './support/app.js';
 
 // GET /metrics/db-pool and GET /metrics of a real primary + 2 replicas: the JSON numbers equal
 // the pg.Pool counts (at rest, with clients held, with callers waiting) and pg_stat_activity;
@@ -52,31 +52,29 @@ interface NodeJson {
 }
 
 describe('metrics endpoints (real cluster)', () => {
+  let t: TestApp;
   let app: INestApplication;
   let db: DatabaseService;
   let pools: Record<string, Pool>;
   const held: PoolClient[] = [];
 
   beforeAll(async () => {
-    const moduleRef = await Test.createTestingModule({
-      imports: [
-        PoolModule.forRoot({
-          preset: 'test',
-          applicationName: APP,
-          primary: nodeOptions('primary', { min: 2, max: 4 }),
-          replicas: [nodeOptions('replica1'), nodeOptions('replica2')],
-          min: 2,
-          max: 5,
-          acquireTimeoutMs: 5000,
-          sizingAdvisor: false,
-          routing: { lagCheckIntervalMs: 60_000, maxReplicationLagMs: 0 },
-          alerts: { log: false },
-        }),
-      ],
-      controllers: [ItemsController],
-    }).compile();
-    app = moduleRef.createNestApplication({ logger: ['error'] });
-    await app.init();
+    t = await buildApp(
+      {
+        preset: 'test',
+        applicationName: APP,
+        primary: nodeOptions('primary', { min: 2, max: 4 }),
+        replicas: [nodeOptions('replica1'), nodeOptions('replica2')],
+        min: 2,
+        max: 5,
+        acquireTimeoutMs: 5000,
+        sizingAdvisor: false,
+        routing: { lagCheckIntervalMs: 60_000, maxReplicationLagMs: 0 },
+        alerts: { log: false },
+      },
+      { controllers: [ItemsController] },
+    );
+    app = t.app;
     db = app.get(DatabaseService);
     const replicaPools = app.get<Pool[]>(getPoolToken(undefined, 'replicas'));
     pools = { [PRIMARY]: app.get<Pool>(getPoolToken()), [REPLICAS[0]!]: replicaPools[0]!, [REPLICAS[1]!]: replicaPools[1]! };
@@ -84,7 +82,7 @@ describe('metrics endpoints (real cluster)', () => {
 
   afterAll(async () => {
     for (const c of held.splice(0)) c.release();
-    await app?.close();
+    await t?.close();
     await waitForNoSessions(APP, { timeoutMs: 5000, everyMs: 100 });
   }, 30_000);
 

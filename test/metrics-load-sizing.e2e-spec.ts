@@ -1,13 +1,13 @@
 import type { INestApplication } from '@nestjs/common';
-import { Test } from '@nestjs/testing';
 import type { Subscription } from 'rxjs';
 import request from 'supertest';
-import { DatabaseService, PoolModule, type PoolEvent } from 'nestjs-pg-pools';
+import { DatabaseService, type PoolEvent } from 'nestjs-pg-pools';
 import { adminQuery, clusterConfig, nodeOptions } from './support/cluster.js';
 import { CapturingLogger } from './support/logger.js';
 import { parsePrometheusText, sampleValue } from './support/observability.js';
 import { waitForNoSessions } from './support/sessions.js';
 import { waitFor } from './support/wait.js';
+import { buildApp, type TestApp } from './support/app.js';
 
 // Sizing from observed load on the real cluster: a primary pool of max 2 under a closed loop of
 // WORKERS callers (each runs `SELECT pg_sleep(HOLD_S)` again as soon as it returns) is saturated.
@@ -46,6 +46,7 @@ interface Sizing {
 }
 
 describe('sizing from observed load (real cluster)', () => {
+  let t: TestApp;
   let app: INestApplication;
   let db: DatabaseService;
   let subscription: Subscription;
@@ -53,22 +54,20 @@ describe('sizing from observed load (real cluster)', () => {
   const events: PoolEvent[] = [];
 
   beforeAll(async () => {
-    const moduleRef = await Test.createTestingModule({
-      imports: [
-        PoolModule.forRoot({
-          preset: 'test',
-          applicationName: APP,
-          primary: nodeOptions('primary', { min: 1, max: PRIMARY_MAX }),
-          replicas: [nodeOptions('replica1', { min: 1, max: REPLICA_MAX })],
-          acquireTimeoutMs: 5000,
-          routing: { lagCheckIntervalMs: 60_000, maxReplicationLagMs: 0 },
-          alerts: { enabled: false },
-          loadSizing: { windowMs: WINDOW_MS, buckets: BUCKETS, sampleIntervalMs: 250, headroom: HEADROOM, cooldownMs: 60_000 },
-        }),
-      ],
-    }).compile();
-    app = moduleRef.createNestApplication({ logger });
-    await app.init();
+    t = await buildApp(
+      {
+        preset: 'test',
+        applicationName: APP,
+        primary: nodeOptions('primary', { min: 1, max: PRIMARY_MAX }),
+        replicas: [nodeOptions('replica1', { min: 1, max: REPLICA_MAX })],
+        acquireTimeoutMs: 5000,
+        routing: { lagCheckIntervalMs: 60_000, maxReplicationLagMs: 0 },
+        alerts: { enabled: false },
+        loadSizing: { windowMs: WINDOW_MS, buckets: BUCKETS, sampleIntervalMs: 250, headroom: HEADROOM, cooldownMs: 60_000 },
+      },
+      { logger },
+    );
+    app = t.app;
     db = app.get(DatabaseService);
     subscription = db.events$.subscribe((e) => {
       if (e.type === 'sizing-advice') events.push(e);
@@ -77,7 +76,7 @@ describe('sizing from observed load (real cluster)', () => {
 
   afterAll(async () => {
     subscription?.unsubscribe();
-    await app?.close();
+    await t?.close();
     await waitForNoSessions(APP, { timeoutMs: 5000, everyMs: 100 });
   }, 30_000);
 

@@ -1,6 +1,7 @@
-import type { INestApplication } from '@nestjs/common';
+import type { INestApplication, ModuleMetadata } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
-import { DatabaseService, PoolModule, type PoolEvent, type PoolModuleRootOptions } from 'nestjs-pg-pools';
+import { DatabaseService, getPoolToken, PoolModule, type PoolEvent, type PoolModuleRootOptions } from 'nestjs-pg-pools';
+import type { Pool } from 'pg';
 import type { Subscription } from 'rxjs';
 import type { PoolCluster } from '../../lib/core/pool-cluster.js';
 import { getClusterToken } from '../../lib/pool.utils.js';
@@ -19,17 +20,41 @@ export interface TestApp {
   cluster: PoolCluster;
   logger: CapturingLogger;
   events: PoolEvent[];
+  /** The application's URL when it listens (`setup.listen`), else ''. */
+  url: string;
+  /** The primary's pg.Pool-compatible pool, and the replicas'. */
+  pool(): Pool;
+  replicaPools(): Pool[];
+  /** Closes the application once (later calls share the first). */
   close(): Promise<void>;
 }
 
-/** A Nest application with one `PoolModule.forRoot(options)`, its event stream recorded. */
-export async function startApp(options: PoolModuleRootOptions, echoLogs = false): Promise<TestApp> {
+/** What a suite adds around its `PoolModule.forRoot(options)`. */
+export interface AppSetup {
+  /** More modules beside the pool module (e.g. TerminusModule). */
+  imports?: ModuleMetadata['imports'];
+  controllers?: ModuleMetadata['controllers'];
+  /** The logger to capture into (a new one by default). */
+  logger?: CapturingLogger;
+  /** Print the first line of each captured message too. */
+  echoLogs?: boolean;
+  /** Listen on an ephemeral loopback port (for HTTP tests: `url`) instead of only `init()`. */
+  listen?: boolean;
+}
+
+/**
+ * The one app builder of the e2e tests: a Nest application with `PoolModule.forRoot(options)` exactly
+ * as given (plus `setup`), its log lines captured and its event stream recorded.
+ */
+export async function buildApp(options: PoolModuleRootOptions, setup: AppSetup = {}): Promise<TestApp> {
   const moduleRef = await Test.createTestingModule({
-    imports: [PoolModule.forRoot({ sizingAdvisor: false, metrics: { enabled: false }, alerts: { enabled: false }, ...options })],
+    imports: [PoolModule.forRoot(options), ...(setup.imports ?? [])],
+    controllers: setup.controllers ?? [],
   }).compile();
-  const logger = new CapturingLogger(echoLogs);
+  const logger = setup.logger ?? new CapturingLogger(setup.echoLogs);
   const app = moduleRef.createNestApplication({ logger });
-  await app.init();
+  if (setup.listen) await app.listen(0, '127.0.0.1');
+  else await app.init();
   const db = app.get(DatabaseService);
   const cluster = app.get<PoolCluster>(getClusterToken(options.name));
   const events: PoolEvent[] = [];
@@ -41,11 +66,19 @@ export async function startApp(options: PoolModuleRootOptions, echoLogs = false)
     cluster,
     logger,
     events,
+    url: setup.listen ? await app.getUrl() : '',
+    pool: () => app.get<Pool>(getPoolToken(options.name)),
+    replicaPools: () => app.get<Pool[]>(getPoolToken(options.name, 'replicas')),
     close: () => {
       closed ??= app.close().finally(() => subscription.unsubscribe());
       return closed;
     },
   };
+}
+
+/** `buildApp` with the quiet defaults of the hygiene and chaos tests: no sizing advisor, no metrics, no alerts. */
+export function startApp(options: PoolModuleRootOptions, echoLogs = false): Promise<TestApp> {
+  return buildApp({ sizingAdvisor: false, metrics: { enabled: false }, alerts: { enabled: false }, ...options }, { echoLogs });
 }
 
 /**

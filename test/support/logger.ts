@@ -1,4 +1,4 @@
-import { ConsoleLogger } from '@nestjs/common';
+import type { LoggerService } from '@nestjs/common';
 
 // The one Nest logger of the e2e tests and the chaos driver: it keeps every call in memory (for
 // "what the user sees" and "no password or secret in any log" checks) and prints nothing unless
@@ -13,32 +13,17 @@ export interface LogEntry {
   params: string;
 }
 
-export class CapturingLogger extends ConsoleLogger {
+export class CapturingLogger implements LoggerService {
   readonly entries: LogEntry[] = [];
+  readonly log = this.#capture('log');
+  readonly error = this.#capture('error');
+  readonly warn = this.#capture('warn');
+  readonly debug = this.#capture('debug');
+  readonly verbose = this.#capture('verbose');
+  readonly fatal = this.#capture('fatal');
 
   /** `echo`: also print the first line of each captured message (chaos runs show their progress). */
-  constructor(private readonly echo = false) {
-    super();
-  }
-
-  override log(message: unknown, ...params: unknown[]): void {
-    this.#push('log', message, params);
-  }
-  override error(message: unknown, ...params: unknown[]): void {
-    this.#push('error', message, params);
-  }
-  override warn(message: unknown, ...params: unknown[]): void {
-    this.#push('warn', message, params);
-  }
-  override debug(message: unknown, ...params: unknown[]): void {
-    this.#push('debug', message, params);
-  }
-  override verbose(message: unknown, ...params: unknown[]): void {
-    this.#push('verbose', message, params);
-  }
-  override fatal(message: unknown, ...params: unknown[]): void {
-    this.#push('fatal', message, params);
-  }
+  constructor(private readonly echo = false) {}
 
   /** The entries at `log`, `warn`, `error` and `fatal` (what a default Nest logger prints). */
   get lines(): LogEntry[] {
@@ -58,6 +43,10 @@ export class CapturingLogger extends ConsoleLogger {
   /** The warnings whose message contains `fragment`. */
   warnings(fragment = ''): string[] {
     return this.messages('warn').filter((m) => m.includes(fragment));
+  }
+
+  #capture(level: LogEntry['level']): (message: unknown, ...params: unknown[]) => void {
+    return (message, ...params) => this.#push(level, message, params);
   }
 
   #push(level: LogEntry['level'], message: unknown, params: unknown[]): void {
