@@ -1,3 +1,4 @@
+import type { PoolModuleRootOptions } from 'nestjs-pg-pools';
 import { startApp, startAppBehindRelay } from './support/app.js';
 import { adminQuery, nodeOptions } from './support/cluster.js';
 import { expectNoSessionsLeft, poolSessions } from './support/sessions.js';
@@ -11,6 +12,9 @@ import { TIME_MARGIN_MS } from './support/margin.js';
 // refuses, and as soon as it accepts again.
 
 const APP = 'e2e-hygiene-restart';
+
+/** The suite's pool options: the test preset, this file's application name, and `extra`. */
+const options = (extra: Partial<PoolModuleRootOptions>): PoolModuleRootOptions => ({ preset: 'test', applicationName: APP, ...extra });
 
 describe('DB restarts and failover (real servers)', () => {
   afterAll(async () => {
@@ -70,13 +74,7 @@ describe('DB restarts and failover (real servers)', () => {
   }, 20_000);
 
   it('refills to min with backoff while the server refuses, then only by the breaker\'s trials, and refills once it accepts again', async () => {
-    const { t, relay } = await startAppBehindRelay({
-      preset: 'test',
-      applicationName: APP,
-      min: 3,
-      max: 4,
-      breaker: { failureThreshold: 2, resetTimeoutMs: 1000 },
-    });
+    const { t, relay } = await startAppBehindRelay(options({ min: 3, max: 4, breaker: { failureThreshold: 2, resetTimeoutMs: 1000 } }));
     try {
       expect(t.db.primary.pool.totalCount).toBe(3);
       const rejectedAtStart = relay.rejected;

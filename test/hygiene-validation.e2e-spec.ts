@@ -1,3 +1,4 @@
+import type { PoolModuleRootOptions } from 'nestjs-pg-pools';
 import { startApp, startAppBehindRelay, type TestApp } from './support/app.js';
 import { adminQuery, nodeOptions } from './support/cluster.js';
 import { expectNoSessionsLeft, poolSessions, terminateSessions } from './support/sessions.js';
@@ -8,6 +9,9 @@ import { sleep, waitFor, within } from './support/wait.js';
 // went silent (a connection idle longer than validateIdleAfterMs is checked, bounded, first).
 
 const APP = 'e2e-hygiene-validation';
+
+/** The suite's pool options: the test preset, this file's application name, and `extra`. */
+const options = (extra: Partial<PoolModuleRootOptions>): PoolModuleRootOptions => ({ preset: 'test', applicationName: APP, ...extra });
 
 async function backendPid(t: TestApp): Promise<number> {
   return (await t.db.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
@@ -44,16 +48,14 @@ describe('validation on borrow (real primary)', () => {
   }, 20_000);
 
   it('checks a connection idle longer than validateIdleAfterMs and replaces a silent one before the caller sees it', async () => {
-    const { t, relay } = await startAppBehindRelay({
-      preset: 'test',
-      applicationName: APP,
+    const { t, relay } = await startAppBehindRelay(options({
       min: 1,
       max: 2,
       acquireTimeoutMs: 1500,
       validateIdleAfterMs: 500,
       // The validation bound on its own: the node monitor would find the stalled relay hung first.
       monitor: { enabled: false },
-    });
+    }));
     try {
       const first = await backendPid(t);
       await sleep(700);
@@ -77,13 +79,7 @@ describe('validation on borrow (real primary)', () => {
   it('runs a single statement once more on a new connection when the pooled session was terminated just before it ran', async () => {
     await adminQuery('primary', 'CREATE TABLE IF NOT EXISTS hygiene_stale_retry (id serial PRIMARY KEY, tag text)', [], { as: 'app' });
     await adminQuery('primary', 'DELETE FROM hygiene_stale_retry', [], { as: 'app' });
-    const { t, relay } = await startAppBehindRelay({
-      preset: 'test',
-      applicationName: APP,
-      min: 1,
-      max: 2,
-      validateIdleAfterMs: 60_000,
-    });
+    const { t, relay } = await startAppBehindRelay(options({ min: 1, max: 2, validateIdleAfterMs: 60_000 }));
     try {
       // The race of a busy pool, made deterministic: the server terminates the pooled session
       // (and sends its FATAL) while the relay holds the bytes; the pool hands the connection out
@@ -112,14 +108,7 @@ describe('validation on borrow (real primary)', () => {
   }, 20_000);
 
   it('validates on every borrow with validateIdleAfterMs: 0', async () => {
-    const { t, relay } = await startAppBehindRelay({
-      preset: 'test',
-      applicationName: APP,
-      min: 1,
-      max: 1,
-      acquireTimeoutMs: 800,
-      validateIdleAfterMs: 0,
-    });
+    const { t, relay } = await startAppBehindRelay(options({ min: 1, max: 1, acquireTimeoutMs: 800, validateIdleAfterMs: 0 }));
     try {
       const first = await backendPid(t);
       relay.stall();

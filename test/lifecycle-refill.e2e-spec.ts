@@ -1,4 +1,4 @@
-import { PoolConnectionError } from 'nestjs-pg-pools';
+import { PoolConnectionError, type PoolModuleRootOptions } from 'nestjs-pg-pools';
 import { startApp, startupError } from './support/app.js';
 import { clusterConfig, nodeOptions } from './support/cluster.js';
 import { expectNoSessionsLeft } from './support/sessions.js';
@@ -10,6 +10,9 @@ import { sleep, waitFor } from './support/wait.js';
 // leaves no loop behind, and a banned replica is not refilled until a probe lifts the ban.
 
 const APP = 'e2e-lifecycle-refill';
+
+/** The suite's pool options: the test preset, this file's application name, and `extra`. */
+const options = (extra: Partial<PoolModuleRootOptions>): PoolModuleRootOptions => ({ preset: 'test', applicationName: APP, ...extra });
 /** No lag polling: every connection attempt a relay counts comes from the pool or the node monitor. */
 const QUIET = { routing: { lagCheckIntervalMs: 60_000 } } as const;
 
@@ -27,9 +30,7 @@ describe('start-up and refill (real servers behind relays)', () => {
       primary.reject();
       silent.freeze();
       refusing.reject();
-      const err = await startupError({
-        preset: 'test',
-        applicationName: APP,
+      const err = await startupError(options({
         primary: { ...nodeOptions('primary'), port: primary.port },
         replicas: [
           { ...nodeOptions('replica1'), port: silent.port },
@@ -41,7 +42,7 @@ describe('start-up and refill (real servers behind relays)', () => {
         retryDelayMs: 100,
         connectTimeoutMs: 1500,
         ...QUIET,
-      });
+      }));
       expect(err).toBeInstanceOf(PoolConnectionError);
       // Each warm-up attempt may retry a reset connect once more at once; never a background loop beside it.
       expect(primary.accepted).toBeGreaterThanOrEqual(3);
@@ -58,9 +59,7 @@ describe('start-up and refill (real servers behind relays)', () => {
 
   it('a banned replica is not refilled until a probe lifts the ban, then refills to min', async () => {
     const relay = await new TcpRelay(clusterConfig.host, clusterConfig.replica1.port).start();
-    const t = await startApp({
-      preset: 'test',
-      applicationName: APP,
+    const t = await startApp(options({
       primary: nodeOptions('primary'),
       replicas: [{ ...nodeOptions('replica1'), port: relay.port }],
       min: 2,
@@ -70,7 +69,7 @@ describe('start-up and refill (real servers behind relays)', () => {
       // No role checks either (they open a connection of their own, outside the pool).
       failover: { discoverRoles: false },
       routing: { ...QUIET.routing, replicaBanMs: 2000, fallbackToPrimary: true },
-    });
+    }));
     try {
       const replica = t.cluster.replicas[0]!;
       relay.reject();

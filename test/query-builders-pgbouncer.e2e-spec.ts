@@ -1,3 +1,4 @@
+import type { PoolModuleRootOptions } from 'nestjs-pg-pools';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import { sql as dsql } from 'drizzle-orm';
@@ -11,21 +12,16 @@ import { nodeOptions } from './support/cluster.js';
 // is cancelled (57014) instead of holding the connection.
 
 const APP = 'e2e-query-builders-pgbouncer';
+
+/** The suite's pool options: the test preset, this file's application name, and `extra`. */
+const options = (extra: Partial<PoolModuleRootOptions>): PoolModuleRootOptions => ({ preset: 'test', applicationName: APP, ...extra });
 const STATEMENT_TIMEOUT_MS = 1500;
 
 describe('query builders on db.routedPool behind PgBouncer (real PgBouncer, transaction pooling)', () => {
   let t: TestApp;
 
   beforeAll(async () => {
-    t = await startApp({
-      preset: 'test',
-      applicationName: APP,
-      pgbouncer: true,
-      statementTimeoutMs: STATEMENT_TIMEOUT_MS,
-      primary: nodeOptions('pgbouncer'),
-      min: 1,
-      max: 4,
-    });
+    t = await startApp(options({ pgbouncer: true, statementTimeoutMs: STATEMENT_TIMEOUT_MS, primary: nodeOptions('pgbouncer'), min: 1, max: 4 }));
   }, 30_000);
 
   afterAll(async () => {

@@ -34,6 +34,7 @@ export interface AppSetup {
   /** More modules beside the pool module (e.g. TerminusModule). */
   imports?: ModuleMetadata['imports'];
   controllers?: ModuleMetadata['controllers'];
+  providers?: ModuleMetadata['providers'];
   /** The logger to capture into (a new one by default). */
   logger?: CapturingLogger;
   /** Print the first line of each captured message too. */
@@ -50,6 +51,7 @@ export async function buildApp(options: PoolModuleRootOptions, setup: AppSetup =
   const moduleRef = await Test.createTestingModule({
     imports: [PoolModule.forRoot(options), ...(setup.imports ?? [])],
     controllers: setup.controllers ?? [],
+    providers: setup.providers ?? [],
   }).compile();
   const logger = setup.logger ?? new CapturingLogger(setup.echoLogs);
   const app = moduleRef.createNestApplication({ logger });
