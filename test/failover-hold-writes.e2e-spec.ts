@@ -3,9 +3,9 @@ import { type INestApplication } from '@nestjs/common';
 import request from 'supertest';
 import { DatabaseService, PrimaryUnavailableError, type PoolEvent } from 'nestjs-pg-pools';
 import { isConnectionError, isSessionTerminated, neverSent } from '../lib/core/errors.js';
-import { adminQuery, clusterCtl, nodeOptions, pgNodeAt, type PgNodeName, replicaOptions } from './support/cluster.js';
+import { adminQuery, clusterCtl, pgNodeAt, type PgNodeName } from './support/cluster.js';
 import { sleep, waitFor } from './support/wait.js';
-import { rebuildWithTable } from './support/failover.js';
+import { failoverOptions, rebuildWithTable } from './support/failover.js';
 import { buildApp } from './support/app.js';
 
 // Writes held through a role change (failover.holdWritesMs, on by default), on the real cluster:
@@ -24,14 +24,7 @@ const HOLD_MS = 5000;
 jest.setTimeout(120_000);
 
 async function startApp(failover: Record<string, unknown> = {}): Promise<INestApplication> {
-  const t = await buildApp({
-    primary: nodeOptions('primary'),
-    replicas: replicaOptions(),
-    applicationName: APP,
-    preset: 'test',
-    retryAttempts: 1,
-    failover,
-  });
+  const t = await buildApp(failoverOptions(APP, { failover }));
   return t.app;
 }
 

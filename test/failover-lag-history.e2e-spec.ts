@@ -1,9 +1,9 @@
 import { jest } from '@jest/globals';
 import { type INestApplication } from '@nestjs/common';
 import { DatabaseService, type PoolEvent } from 'nestjs-pg-pools';
-import { adminQuery, clusterConfig, clusterCtl, nodeOptions, pgNodeAt, type PgNodeName, replicaOptions } from './support/cluster.js';
+import { adminQuery, clusterConfig, clusterCtl, pgNodeAt, type PgNodeName } from './support/cluster.js';
 import { sleep, waitFor } from './support/wait.js';
-import { rebuildWithTable } from './support/failover.js';
+import { failoverOptions, rebuildWithTable } from './support/failover.js';
 import { buildApp } from './support/app.js';
 
 // Lag is measured against the current primary. The primary is stopped hard and stays down longer
@@ -19,15 +19,7 @@ const MAX_LAG_MS = 2000;
 jest.setTimeout(120_000);
 
 async function startApp(): Promise<INestApplication> {
-  const t = await buildApp({
-    primary: nodeOptions('primary'),
-    replicas: replicaOptions(),
-    applicationName: APP,
-    preset: 'test',
-    retryAttempts: 1,
-    acquireTimeoutMs: 2000,
-    routing: { maxReplicationLagMs: MAX_LAG_MS, lagCheckIntervalMs: 100, fallbackToPrimary: false },
-  });
+  const t = await buildApp(failoverOptions(APP, { acquireTimeoutMs: 2000, routing: { maxReplicationLagMs: MAX_LAG_MS, lagCheckIntervalMs: 100, fallbackToPrimary: false } }));
   return t.app;
 }
 

@@ -28,9 +28,7 @@ function localPort(client: PoolClient): number {
 }
 
 describe('connection lifetimes (real primary)', () => {
-  afterAll(async () => {
-    await expectNoSessionsLeft(APP);
-  });
+  afterAll(() => expectNoSessionsLeft(APP));
 
   it('retires each connection after maxLifetimeMs ±2.5% (spread, not all at once) and refills to min', async () => {
     const lifetime = 3000;

@@ -18,9 +18,7 @@ async function backendPid(t: TestApp): Promise<number> {
 }
 
 describe('validation on borrow (real primary)', () => {
-  afterAll(async () => {
-    await expectNoSessionsLeft(APP);
-  });
+  afterAll(() => expectNoSessionsLeft(APP));
 
   it('never hands out connections terminated server-side while idle, and refills the pool to min', async () => {
     const t = await startApp({ preset: 'test', applicationName: APP, primary: nodeOptions('primary'), min: 3, max: 4 });

@@ -15,9 +15,7 @@ const APP = 'e2e-leak-checks';
 const NO_SESSIONS = { primary: 0, replica1: 0, replica2: 0 };
 
 describe('leak checks count the library\'s :monitor and :roles sessions', () => {
-  afterAll(async () => {
-    await expectNoSessionsLeft(APP);
-  });
+  afterAll(() => expectNoSessionsLeft(APP));
 
   it('sees the :monitor and :roles sessions of a running application, and none is left after app.close()', async () => {
     const t = await startApp({ preset: 'test', applicationName: APP, primary: nodeOptions('primary'), replicas: replicaOptions(), min: 1, max: 2 });

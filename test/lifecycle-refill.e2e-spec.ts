@@ -17,9 +17,7 @@ const options = (extra: Partial<PoolModuleRootOptions>): PoolModuleRootOptions =
 const QUIET = { routing: { lagCheckIntervalMs: 60_000 } } as const;
 
 describe('start-up and refill (real servers behind relays)', () => {
-  afterAll(async () => {
-    await expectNoSessionsLeft(APP);
-  });
+  afterAll(() => expectNoSessionsLeft(APP));
 
   it('a rejected start stops every warm-up and refill loop it began, on every node', async () => {
     const primary = await new TcpRelay(clusterConfig.host, clusterConfig.primary.port).start();

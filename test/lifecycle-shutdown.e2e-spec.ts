@@ -1,5 +1,5 @@
 import { jest } from '@jest/globals';
-import { Test, type TestingModule } from '@nestjs/testing';
+import { type TestingModule } from '@nestjs/testing';
 import type { Pool } from 'pg';
 import { DatabaseService, PoolModule, getDatabaseToken, getPoolToken, type PoolModuleRootOptions } from 'nestjs-pg-pools';
 import { clusterConfig, nodeOptions, pgNodeNames, replicaOptions } from './support/cluster.js';
@@ -7,6 +7,7 @@ import { librarySessions, poolSessionCounts, waitUntil } from './support/foundat
 import { CapturingLogger } from './support/logger.js';
 import { terminateSessionPids } from './support/sessions.js';
 import { WHO_ANSWERS, type Answer } from './support/foundation-probe.js';
+import { closeModule, closeStartedModules, startModules } from './support/app.js';
 
 jest.setTimeout(15_000);
 
@@ -14,31 +15,15 @@ const APP = 'fnd-lifecycle-shutdown';
 const { primary, replica1, replica2 } = clusterConfig.ports;
 
 let seq = 0;
-const running: TestingModule[] = [];
 
 function options(extra: Partial<PoolModuleRootOptions> = {}): PoolModuleRootOptions {
   return { primary: nodeOptions('primary'), replicas: replicaOptions(), applicationName: `${APP}-${++seq}`, min: 2, max: 4, sizingAdvisor: false, env: {}, ...extra };
 }
 
-async function start(roots: PoolModuleRootOptions[], logger?: CapturingLogger): Promise<TestingModule> {
-  const builder = Test.createTestingModule({ imports: roots.map((o) => PoolModule.forRoot(o)) });
-  if (logger) builder.setLogger(logger);
-  const app = await builder.compile();
-  running.push(app);
-  await app.init();
-  return app;
-}
+const start = (roots: PoolModuleRootOptions[], logger?: CapturingLogger): Promise<TestingModule> => startModules(roots.map((o) => PoolModule.forRoot(o)), logger);
+const close = closeModule;
 
-async function close(app: TestingModule): Promise<number> {
-  running.splice(running.indexOf(app), 1);
-  const t0 = Date.now();
-  await app.close();
-  return Date.now() - t0;
-}
-
-afterEach(async () => {
-  for (const app of running.splice(0)) await app.close();
-});
+afterEach(closeStartedModules);
 
 /** Wraps `end()` of every pool of a database to count the calls. */
 function countEnds(app: TestingModule, name?: string): { pools: Pool[]; ends: number[] } {

@@ -1,12 +1,11 @@
 import { jest } from '@jest/globals';
-import type { DynamicModule } from '@nestjs/common';
-import { Test, type TestingModule } from '@nestjs/testing';
 import { DatabaseService, PoolConnectionError, PoolModule, recommendPoolSize, type NodeOptions, type PoolModuleRootOptions } from 'nestjs-pg-pools';
 import { clusterConfig, nodeOptions, replicaOptions } from './support/cluster.js';
 import { captureOutput, librarySessions, nodeUrl, poolSessionCounts, totalSessions } from './support/foundation-db.js';
 import { CapturingLogger } from './support/logger.js';
 import { expectNoSessionsLeft } from './support/sessions.js';
 import { WHO_ANSWERS, type Answer } from './support/foundation-probe.js';
+import { closeModule, closeStartedModules, startModules } from './support/app.js';
 
 jest.setTimeout(15_000);
 
@@ -16,24 +15,14 @@ const { primary, replica1, replica2 } = clusterConfig.ports;
 const CLOSED_PORT = 1;
 
 let seq = 0;
-const running: TestingModule[] = [];
 
 function options(extra: Partial<PoolModuleRootOptions>): PoolModuleRootOptions {
   return { primary: nodeOptions('primary'), applicationName: `${APP}-${++seq}`, env: {}, ...extra } as PoolModuleRootOptions;
 }
 
-async function start(imports: DynamicModule[], logger: CapturingLogger | false = false): Promise<TestingModule> {
-  const builder = Test.createTestingModule({ imports });
-  if (logger) builder.setLogger(logger);
-  const app = await builder.compile();
-  running.push(app);
-  await app.init();
-  return app;
-}
+const start = startModules;
 
-afterEach(async () => {
-  for (const app of running.splice(0)) await app.close();
-});
+afterEach(closeStartedModules);
 
 describe('warm-up', () => {
   it('opens min connections on the primary and on every replica before the app starts', async () => {
@@ -109,8 +98,7 @@ describe('sizing advisor', () => {
     try {
       return Number((await app.get(DatabaseService).query<{ max_connections: string }>('SHOW max_connections')).rows[0]!.max_connections);
     } finally {
-      running.splice(running.indexOf(app), 1);
-      await app.close();
+      await closeModule(app);
     }
   }
 

@@ -1,12 +1,13 @@
 import { jest } from '@jest/globals';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { Test, type TestingModule } from '@nestjs/testing';
+import { type TestingModule } from '@nestjs/testing';
 import type { Pool } from 'pg';
 import { DatabaseService, PoolConnectionError, PoolModule, getPoolToken, type NodeOptions, type PoolModuleRootOptions } from 'nestjs-pg-pools';
 import { adminQuery, clusterConfig, nodeOptions, pgNodeNames, type PgNodeName } from './support/cluster.js';
 import { captureOutput, nodeUrl } from './support/foundation-db.js';
 import { CapturingLogger } from './support/logger.js';
+import { closeStartedModules, startModules } from './support/app.js';
 
 // TLS against the real cluster: scripts/cluster.sh starts every PostgreSQL node with ssl = on and a
 // server certificate signed by its local CA (.cluster*/tls/ca.crt); other-ca.crt is an unrelated CA.
@@ -21,24 +22,14 @@ const verifyFull = (node: PgNodeName, rootCert = caFile) => `${nodeUrl(node)}?ss
 const sslObject = (ca = caFile) => ({ ca: readFileSync(ca, 'utf8'), rejectUnauthorized: true });
 
 let seq = 0;
-const running: TestingModule[] = [];
 
 function options(extra: Partial<PoolModuleRootOptions>): PoolModuleRootOptions {
   return { applicationName: `${APP}-${++seq}`, min: 1, sizingAdvisor: false, env: {}, ...extra } as PoolModuleRootOptions;
 }
 
-async function start(opts: PoolModuleRootOptions, logger?: CapturingLogger): Promise<TestingModule> {
-  const builder = Test.createTestingModule({ imports: [PoolModule.forRoot(opts)] });
-  if (logger) builder.setLogger(logger);
-  const app = await builder.compile();
-  running.push(app);
-  await app.init();
-  return app;
-}
+const start = (opts: PoolModuleRootOptions, logger?: CapturingLogger): Promise<TestingModule> => startModules([PoolModule.forRoot(opts)], logger);
 
-afterEach(async () => {
-  for (const app of running.splice(0)) await app.close();
-});
+afterEach(closeStartedModules);
 
 interface SslRow {
   port: number;

@@ -1,5 +1,5 @@
 import type { INestApplication, ModuleMetadata } from '@nestjs/common';
-import { Test } from '@nestjs/testing';
+import { Test, type TestingModule } from '@nestjs/testing';
 import { DatabaseService, getPoolToken, PoolModule, type PoolEvent, type PoolModuleRootOptions } from 'nestjs-pg-pools';
 import type { Pool } from 'pg';
 import type { Subscription } from 'rxjs';
@@ -112,4 +112,32 @@ export async function startupError(options: PoolModuleRootOptions): Promise<unkn
   } finally {
     await app?.close();
   }
+}
+
+const startedModules: TestingModule[] = [];
+
+/**
+ * A testing module with `imports`, initialised without HTTP (for start-up, shutdown and TLS checks);
+ * `closeStartedModules()` (an afterEach) closes whatever a test left open.
+ */
+export async function startModules(imports: NonNullable<ModuleMetadata['imports']>, logger?: CapturingLogger | false): Promise<TestingModule> {
+  const builder = Test.createTestingModule({ imports });
+  if (logger) builder.setLogger(logger);
+  const app = await builder.compile();
+  startedModules.push(app);
+  await app.init();
+  return app;
+}
+
+/** Closes one module of `startModules` now; resolves with how long `close()` took (ms). */
+export async function closeModule(app: TestingModule): Promise<number> {
+  startedModules.splice(startedModules.indexOf(app), 1);
+  const t0 = Date.now();
+  await app.close();
+  return Date.now() - t0;
+}
+
+/** Closes every module `startModules` opened and no test closed. */
+export async function closeStartedModules(): Promise<void> {
+  for (const app of startedModules.splice(0)) await app.close();
 }

@@ -1,4 +1,5 @@
-import { adminQuery, clusterConfig, clusterCtl, type PgNodeName } from './cluster.js';
+import type { PoolModuleRootOptions } from 'nestjs-pg-pools';
+import { adminQuery, clusterConfig, clusterCtl, nodeOptions, replicaOptions, type PgNodeName } from './cluster.js';
 import { waitFor } from './wait.js';
 
 // Set-up of the failover e2e tests (test/failover-*.e2e-spec.ts), which promote replicas of the
@@ -11,4 +12,9 @@ export async function rebuildWithTable(table: string, replica?: PgNodeName): Pro
   await adminQuery('primary', `CREATE TABLE ${table} (id serial PRIMARY KEY, v int NOT NULL)`);
   await adminQuery('primary', `GRANT ALL ON ${table}, ${table}_id_seq TO ${clusterConfig.user}`);
   if (replica) await waitFor(`the table on ${replica}`, async () => (await adminQuery(replica, `SELECT to_regclass('${table}') AS t`))[0]?.t);
+}
+
+/** The failover suites' pool options: the primary and both replicas, the test preset, one connect attempt, and `extra`. */
+export function failoverOptions(applicationName: string, extra: Partial<PoolModuleRootOptions> = {}): PoolModuleRootOptions {
+  return { primary: nodeOptions('primary'), replicas: replicaOptions(), applicationName, preset: 'test', retryAttempts: 1, ...extra };
 }

@@ -2,7 +2,7 @@ import type { INestApplication, Type } from '@nestjs/common';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
 import type { NodeOptions, PoolModuleRootOptions } from 'nestjs-pg-pools';
-import { adminQuery, nodeOptions, pgNodeAt, pgNodeNames, type PgNodeName } from './cluster.js';
+import { adminQuery, clusterCtl, nodeOptions, pgNodeAt, pgNodeNames, type PgNodeName } from './cluster.js';
 import { sleep, waitFor } from './wait.js';
 
 // Helpers of the routing e2e tests (test/routing-*.e2e-spec.ts). Every port and credential comes
@@ -128,4 +128,42 @@ export class ReadLoad {
     this.#running = false;
     await Promise.all(this.#loops);
   }
+}
+
+/** Makes `replica` apply WAL `delay` late (recovery_min_apply_delay, e.g. '3s'); resolves once the setting is live. */
+export async function delayReplay(replica: PgNodeName, delay: string): Promise<void> {
+  await adminQuery(replica, `ALTER SYSTEM SET recovery_min_apply_delay = '${delay}'`);
+  await adminQuery(replica, 'SELECT pg_reload_conf()');
+  await waitFor(`the delay to apply on ${replica}`, async () => (await adminQuery(replica, 'SHOW recovery_min_apply_delay'))[0]!.recovery_min_apply_delay === delay, 5000, 25);
+}
+
+/**
+ * Undoes `delayReplay`, drops `table` on the primary (as the app user) and waits until `replica` replayed that;
+ * the cluster is started again (if a test stopped a node) whatever happens. Then the delay is checked to be gone.
+ */
+export async function undoDelayReplay(replica: PgNodeName, table: string): Promise<void> {
+  try {
+    await adminQuery(replica, 'ALTER SYSTEM RESET recovery_min_apply_delay');
+    await adminQuery(replica, 'SELECT pg_reload_conf()');
+    await adminQuery('primary', `DROP TABLE IF EXISTS ${table}`, [], { as: 'app' });
+    await waitForReplay(replica);
+  } finally {
+    await clusterCtl('start');
+  }
+  expect((await adminQuery(replica, 'SHOW recovery_min_apply_delay'))[0]!.recovery_min_apply_delay).toBe('0');
+}
+
+/**
+ * Creates `table` (`columns`) on the primary as the app user before the file's tests and waits until
+ * both replicas replayed it; drops it after them.
+ */
+export function useReplicatedTable(table: string, columns: string): void {
+  beforeAll(async () => {
+    await adminQuery('primary', `DROP TABLE IF EXISTS ${table}; CREATE TABLE ${table} (${columns})`, [], { as: 'app' });
+    await waitForReplay('replica1');
+    await waitForReplay('replica2');
+  });
+  afterAll(async () => {
+    await adminQuery('primary', `DROP TABLE IF EXISTS ${table}`, [], { as: 'app' });
+  });
 }
