@@ -1,9 +1,7 @@
 import type { INestApplication } from '@nestjs/common';
-import type { Subscription } from 'rxjs';
 import request from 'supertest';
 import { DatabaseService, type PoolEvent } from 'nestjs-pg-pools';
 import { adminQuery, clusterConfig, nodeOptions } from './support/cluster.js';
-import { CapturingLogger } from './support/logger.js';
 import { parsePrometheusText, sampleValue } from './support/observability.js';
 import { waitForNoSessions } from './support/sessions.js';
 import { waitFor } from './support/wait.js';
@@ -49,9 +47,6 @@ describe('sizing from observed load (real cluster)', () => {
   let t: TestApp;
   let app: INestApplication;
   let db: DatabaseService;
-  let subscription: Subscription;
-  const logger = new CapturingLogger();
-  const events: PoolEvent[] = [];
 
   beforeAll(async () => {
     t = await buildApp(
@@ -65,17 +60,12 @@ describe('sizing from observed load (real cluster)', () => {
         alerts: { enabled: false },
         loadSizing: { windowMs: WINDOW_MS, buckets: BUCKETS, sampleIntervalMs: 250, headroom: HEADROOM, cooldownMs: 60_000 },
       },
-      { logger },
     );
     app = t.app;
     db = app.get(DatabaseService);
-    subscription = db.events$.subscribe((e) => {
-      if (e.type === 'sizing-advice') events.push(e);
-    });
   }, 30_000);
 
   afterAll(async () => {
-    subscription?.unsubscribe();
     await t?.close();
     await waitForNoSessions(APP, { timeoutMs: 5000, everyMs: 100 });
   }, 30_000);
@@ -144,12 +134,12 @@ describe('sizing from observed load (real cluster)', () => {
     expect(sampleValue(families, 'db_pool_sizing_advice', { ...labels, advice: 'saturated' })).toBe(1);
     expect(sampleValue(families, 'db_pool_sizing_advice', { ...labels, advice: 'over-provisioned' })).toBe(0);
 
-    const warned = events.filter((e) => e.type === 'sizing-advice' && e.node === 'primary');
+    const warned = t.events.filter((e) => e.type === 'sizing-advice' && e.node === 'primary');
     expect(warned).toHaveLength(1); // once per cooldown, however many samples saw it saturated
     expect(warned[0]).toMatchObject({ advice: 'saturated', max: PRIMARY_MAX, role: 'primary' });
     const event = warned[0] as Extract<PoolEvent, { type: 'sizing-advice' }>;
     expect(event.suggestedMax).toBeGreaterThan(PRIMARY_MAX);
-    const lines = logger.warnings().filter((m) => m.startsWith('Pool "default/primary" is saturated'));
+    const lines = t.logger.warnings().filter((m) => m.startsWith('Pool "default/primary" is saturated'));
     expect(lines).toHaveLength(1);
     expect(lines[0]).toContain(`Suggested max: ${event.suggestedMax}`);
     expect(lines[0]).not.toContain(clusterConfig.password);
@@ -174,10 +164,10 @@ describe('sizing from observed load (real cluster)', () => {
     expect(sampleValue(families, 'db_pool_sizing_advice', { ...labels, advice: 'over-provisioned' })).toBe(1);
 
     const warned = await waitFor('the over-provisioned event', () =>
-      events.find((e) => e.type === 'sizing-advice' && e.node === 'replica-1' && e.advice === 'over-provisioned'),
+      t.events.find((e) => e.type === 'sizing-advice' && e.node === 'replica-1' && e.advice === 'over-provisioned'),
     );
     expect(warned).toMatchObject({ max: REPLICA_MAX, role: 'replica' });
-    expect(logger.warnings().some((m) => m.startsWith(`Pool "default/replica-1" looks over-provisioned: at most ${s.peakInUse} of its ${REPLICA_MAX} connections`))).toBe(true);
+    expect(t.logger.warnings().some((m) => m.startsWith(`Pool "default/replica-1" looks over-provisioned: at most ${s.peakInUse} of its ${REPLICA_MAX} connections`))).toBe(true);
     // It advises only: the pool kept its size.
     const body = (await request(app.getHttpServer()).get('/metrics/db-pool').expect(200)).body;
     expect(body.databases.default.nodes['replica-1'].max).toBe(REPLICA_MAX);

@@ -7,7 +7,7 @@ import { DatabaseService, PoolModule, ReadOnly, Transactional, type PoolEvent, t
 import { adminQuery, clusterCtl } from './support/cluster.js';
 import { expectNoSessionsLeft } from './support/sessions.js';
 import { sleep, waitFor } from './support/wait.js';
-import { DRIZZLE, drizzleTxid, drizzleWhere, KYSELY, kyselyTxid, kyselyWhere, QB_TABLE, queryBuilderProviders, SEED_ID, type QbDrizzle, type QbKysely } from './support/query-builders.js';
+import { DRIZZLE, drizzleTxid, drizzleWhere, KYSELY, kyselyTxid, kyselyWhere, QB_TABLE, queryBuilderProviders, SEED_ID, QbHandles, type QbDrizzle, type QbKysely } from './support/query-builders.js';
 import { adapters, createHttpApp, ReadLoad, routingOptions, tally, waitForReplay, where, type Where } from './support/routing.support.js';
 
 // Kysely and Drizzle (the real libraries) on db.routedPool, against the real primary + 2 replicas:
@@ -21,13 +21,7 @@ const APP = 'e2e-query-builders-routing';
 jest.setTimeout(30_000);
 
 @Injectable()
-class QbReads {
-  constructor(
-    @Inject(KYSELY) readonly kysely: QbKysely,
-    @Inject(DRIZZLE) readonly drizzle: QbDrizzle,
-    readonly db: DatabaseService,
-  ) {}
-
+class QbReads extends QbHandles {
   @ReadOnly()
   kyselyRead(): Promise<Where> {
     return kyselyWhere(this.kysely);

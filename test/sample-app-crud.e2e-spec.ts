@@ -3,10 +3,11 @@ import type { INestApplication } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import request from 'supertest';
 import { AppModule } from '../sample-app/src/app.module.js';
-import { adminQuery, clusterConfig, connectionString, type PgNodeName } from './support/cluster.js';
+import { adminQuery, clusterConfig, type PgNodeName } from './support/cluster.js';
 import { CapturingLogger } from './support/logger.js';
 import { waitForNoSessions } from './support/sessions.js';
 import { waitFor } from './support/wait.js';
+import { deleteUsers, startSampleApp } from './support/sample-app.js';
 
 // The sample app's own AppModule (what `npm run demo` serves) on the real primary + 2 replicas:
 // the CRUD round trip over HTTP, which server answered each request (its `servedBy` against
@@ -82,21 +83,12 @@ describe('sample app: CRUD on users (real cluster)', () => {
   }
 
   beforeAll(async () => {
-    process.env.DB_PRIMARY_URL = connectionString('primary');
-    process.env.DB_REPLICA_URLS = `${connectionString('replica1')},${connectionString('replica2')}`;
-    process.env.DB_APPLICATION_NAME = APP;
-    process.env.DB_ENV = 'test';
-    const moduleRef = await Test.createTestingModule({ imports: [AppModule] }).compile();
-    app = moduleRef.createNestApplication({ logger });
-    await app.init();
+    app = await startSampleApp(APP, logger);
   }, 30_000);
 
   afterAll(async () => {
     await setReplay('resume').catch(() => undefined);
-    if (created.length > 0) {
-      await adminQuery('primary', 'DELETE FROM users WHERE id = ANY($1::int[])', [created]);
-      await adminQuery('primary', 'DELETE FROM user_events WHERE user_id = ANY($1::int[])', [created]);
-    }
+    await deleteUsers(created);
     await app?.close();
     process.env = savedEnv;
     await waitForNoSessions(APP, { timeoutMs: 10_000, everyMs: 50 });

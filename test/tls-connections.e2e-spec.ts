@@ -53,13 +53,17 @@ async function sslBySession(applicationName: string): Promise<Record<PgNodeName,
   return Object.fromEntries(entries) as Record<PgNodeName, boolean[]>;
 }
 
+/** The server's view (port, ssl) of the connection each pool answers on: the primary's first, then each replica's. */
+async function ownSessions(app: TestingModule): Promise<SslRow[]> {
+  const primaryRow = (await app.get(DatabaseService).primary.query<SslRow>(OWN_SESSION)).rows[0]!;
+  const replicaPools = app.get<Pool[]>(getPoolToken(undefined, 'replicas'));
+  return [primaryRow, ...(await Promise.all(replicaPools.map(async (pool) => (await pool.query<SslRow>(OWN_SESSION)).rows[0]!)))];
+}
+
 /** Every node answers over TLS, and every session the library opened on every server is encrypted. */
 async function expectAllTls(app: TestingModule, applicationName: string): Promise<void> {
-  const db = app.get(DatabaseService);
-  expect((await db.primary.query<SslRow>(OWN_SESSION)).rows[0]).toEqual({ port: primary, ssl: true });
-  const replicaPools = app.get<Pool[]>(getPoolToken(undefined, 'replicas'));
-  const viaReplicas = await Promise.all(replicaPools.map(async (pool) => (await pool.query<SslRow>(OWN_SESSION)).rows[0]));
-  expect(viaReplicas).toEqual([
+  expect(await ownSessions(app)).toEqual([
+    { port: primary, ssl: true },
     { port: replica1, ssl: true },
     { port: replica2, ssl: true },
   ]);
@@ -140,12 +144,9 @@ describe('environment URLs and per-node TLS options', () => {
       env: { DB_PRIMARY_URL: verifyFull('primary'), DB_REPLICA_URLS: `${nodeUrl('replica1')}?sslmode=disable,${verifyFull('replica2')}` },
     });
     const app = await start(opts);
-    const db = app.get(DatabaseService);
     // The wrong CA in code is not used: the URL's sslrootcert is.
-    expect((await db.primary.query<SslRow>(OWN_SESSION)).rows[0]).toEqual({ port: primary, ssl: true });
-    const replicaPools = app.get<Pool[]>(getPoolToken(undefined, 'replicas'));
-    const viaReplicas = await Promise.all(replicaPools.map(async (pool) => (await pool.query<SslRow>(OWN_SESSION)).rows[0]));
-    expect(viaReplicas).toEqual([
+    expect(await ownSessions(app)).toEqual([
+      { port: primary, ssl: true },
       { port: replica1, ssl: false },
       { port: replica2, ssl: true },
     ]);
