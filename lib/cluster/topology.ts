@@ -303,7 +303,8 @@ export class Topology {
       const best = primaries.filter((p) => (p.timeline ?? 0) === newest);
       writer = (best.find((p) => p.node === this.#writer) ?? best[0]!).node;
     }
-    if (writer !== this.#writer) {
+    const writerChanged = writer !== this.#writer;
+    if (writerChanged) {
       const previous = this.#writer;
       this.#writer = writer;
       this.#writerSince = now;
@@ -327,7 +328,8 @@ export class Topology {
           `Writes fail with PrimaryUnavailableError until one does (checked every ${Math.min(FAILOVER_CHECK_MS, this.#options.checkIntervalMs)}ms for ${this.#options.failoverTimeoutMs}ms, then every ${this.#options.checkIntervalMs}ms).`,
       );
     } else if (!lost && this.#lostSince !== 0) {
-      this.host.log(`Database "${this.host.name}": ${this.#writer.name} (${this.#writer.config.address}) takes the writes again after ${now - this.#lostSince}ms without a primary.`);
+      const again = writerChanged ? '' : ' again';
+      this.host.log(`Database "${this.host.name}": ${this.#writer.name} (${this.#writer.config.address}) takes the writes${again} after ${now - this.#lostSince}ms without a primary.`);
       this.#lostSince = 0;
       changed = true;
     }
