@@ -1,6 +1,6 @@
 import { Inject, SetMetadata } from '@nestjs/common';
 import { isObservable, Observable } from 'rxjs';
-import { findCluster } from './core/cluster-registry.js';
+import { ClusterRegistry, findCluster } from './core/cluster-registry.js';
 import { checkTransactionOptions } from './transactions/transaction-options.js';
 import { DEFAULT_DATABASE, READ_ONLY_METADATA, TRANSACTIONAL_METADATA } from './pool.constants.js';
 import type { ReadOnlyOptions, TransactionOptions } from './pool.interfaces.js';
@@ -82,7 +82,8 @@ export function Transactional(options: TransactionOptions & { database?: string 
     wrapMethod('Transactional', target, key, descriptor, (original) =>
       function transactional(this: unknown, ...args: unknown[]) {
         const session = routingStorage.getStore()?.session;
-        return findCluster(database, session instanceof RequestSession ? session.registry : undefined).transaction(() => {
+        const registry = session instanceof RequestSession && session.registry instanceof ClusterRegistry ? session.registry : undefined;
+        return findCluster(database, registry).transaction(() => {
           const result: unknown = original.apply(this, args);
           if (isObservable(result)) {
             throw new TypeError(

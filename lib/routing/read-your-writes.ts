@@ -1,7 +1,9 @@
-import type { PoolCluster } from '../core/pool-cluster.js';
+import type { ResolvedOptions } from '../config/resolve-options.js';
+import type { NodePool } from '../core/node-pool.js';
 import { DEFAULT_DATABASE } from '../pool.constants.js';
 import { TransactionInProgressError } from '../pool.exceptions.js';
 import type { Eligibility } from './eligibility.js';
+import type { ReaderState } from './reader-state.js';
 import { formatConsistencyToken, parseLsn, routingStorage, type RoutingScope, type RoutingSession } from './routing-context.js';
 import { recordEnd } from './wal-history.js';
 
@@ -13,7 +15,15 @@ const REPLAY_SQL = 'SELECT pg_last_wal_replay_lsn()::text AS replay';
 const PRIMARY_LSN_SQL = 'SELECT pg_current_wal_insert_lsn()::text AS lsn';
 const REFRESH_TIMEOUT_MS = 1000;
 
-type ConsistencyHost = Pick<PoolCluster, 'name' | 'primary' | 'replicas' | 'options'>;
+/** What read-your-writes needs of the cluster whose reads it keeps consistent. */
+export interface ConsistencyHost {
+  readonly name: string;
+  /** The write node, asked for its WAL position. */
+  readonly primary: NodePool;
+  /** The readers in rotation now. */
+  readonly replicas: readonly ReaderState[];
+  readonly options: { readonly routing: Pick<ResolvedOptions['routing'], 'consistency'> };
+}
 
 /** The WAL position a scope's reads must see, and the cheap re-check of replicas that look behind it. */
 export class ReadYourWrites {
