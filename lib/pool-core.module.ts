@@ -36,7 +36,7 @@ async function createCluster(raw: PoolModuleOptions, name: string, registry: Clu
     if (cluster.options.sizingAdvisor) budgets = await adviseSizing(cluster);
     await cluster.checkLag();
   }
-  cluster.startLagMonitor();
+  cluster.startBackgroundChecks();
   watchPoolAlerts(cluster);
   watchPoolLoad(cluster, budgets);
   return cluster;

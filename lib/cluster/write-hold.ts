@@ -82,7 +82,7 @@ export class WriteHold {
     if (this.changing) return this.#held(write, send);
     let node: NodePool;
     try {
-      node = this.host.topology.writable();
+      node = this.host.topology.requireWriter();
     } catch (err) {
       return Promise.reject(err);
     }
@@ -100,7 +100,7 @@ export class WriteHold {
       while (this.changing && Date.now() < write.deadline) await this.#wait(write.deadline, () => !this.changing);
       let node: NodePool;
       try {
-        node = this.host.topology.writable();
+        node = this.host.topology.requireWriter();
       } catch (err) {
         this.#report(write, this.host.topology.writer, 'timed-out');
         throw err;

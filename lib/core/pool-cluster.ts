@@ -93,7 +93,7 @@ export class PoolCluster implements NodeHost {
     this.#hold.changed();
     this.#set.follow((node) => this.topology.isReader(node));
     if (this.#set.readers.length > 0) {
-      this.startLagMonitor();
+      this.startBackgroundChecks();
       void this.checkLag();
     }
   }
@@ -316,8 +316,9 @@ export class PoolCluster implements NodeHost {
     if (reader !== undefined) this.#set.probeNow(reader);
   }
 
-  // Lag monitor --------------------------------------------------------------------------
-  startLagMonitor(): void {
+  // Background checks ---------------------------------------------------------------------------
+  /** Starts the periodic role checks (with `failover.discoverRoles`) and the lag monitor. */
+  startBackgroundChecks(): void {
     this.topology.start();
     this.#lag.start(this.#set.all.length);
   }

@@ -24,7 +24,7 @@ export function mountRequestScope(adapter: HttpServer, registry: ClusterRegistry
     const fastify = adapter.getInstance() as FastifyLike;
     if (!fastify.hasRequestDecorator(SCOPE)) fastify.decorateRequest(SCOPE, null);
     fastify.addHook('onRequest', (request, _reply, done) => {
-      const scope = requestScope(request, registry, true);
+      const scope = requestScope(request, registry, { readsHeaders: true });
       (request as Record<typeof SCOPE, RoutingScope>)[SCOPE] = scope;
       routingStorage.run(scope, done);
     });
@@ -35,5 +35,5 @@ export function mountRequestScope(adapter: HttpServer, registry: ClusterRegistry
     });
     return;
   }
-  adapter.use((request: unknown, _response: unknown, next: Next) => routingStorage.run(requestScope(request, registry, true), next));
+  adapter.use((request: unknown, _response: unknown, next: Next) => routingStorage.run(requestScope(request, registry, { readsHeaders: true }), next));
 }

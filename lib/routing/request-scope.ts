@@ -61,9 +61,9 @@ export class RequestSession implements RoutingSession {
   constructor(
     readonly owner: unknown,
     readonly registry: ScopeRegistry,
-    readsHeaders: boolean,
+    options: { readsHeaders: boolean },
   ) {
-    this.#unread = readsHeaders;
+    this.#unread = options.readsHeaders;
   }
 
   get minLsn(): Map<string, bigint> | undefined {
@@ -116,7 +116,7 @@ export class RequestContexts implements SessionContexts {
 }
 
 /** A read-write scope with a fresh session for `owner` (an HTTP request, a message, a socket event). */
-export function requestScope(owner: unknown, registry: ScopeRegistry, readsHeaders: boolean): RoutingScope {
+export function requestScope(owner: unknown, registry: ScopeRegistry, options: { readsHeaders: boolean }): RoutingScope {
   const contexts = registry.sessionContexts() ? new RequestContexts(owner, registry) : undefined;
-  return { readOnly: false, session: new RequestSession(owner, registry, readsHeaders), tx: undefined, contexts };
+  return { readOnly: false, session: new RequestSession(owner, registry, options), tx: undefined, contexts };
 }

@@ -54,7 +54,7 @@ export function raiseMinLsn(session: RoutingSession, minLsn: ReadonlyMap<string,
  * The scope a `@ReadOnly()` call runs in: read-only, same session (raising its carried
  * `minLsn`), same pinned transactions. `undefined` when the current scope already is that.
  */
-export function readOnlyScope(minLsn?: ReadonlyMap<string, bigint>): RoutingScope | undefined {
+function readOnlyScope(minLsn?: ReadonlyMap<string, bigint>): RoutingScope | undefined {
   const parent = routingStorage.getStore();
   const session = parent?.session ?? newSession();
   if (minLsn !== undefined) raiseMinLsn(session, minLsn);
@@ -70,7 +70,7 @@ export function runInScope<T>(fn: () => T): T {
   return routingStorage.getStore() !== undefined ? fn() : routingStorage.run({ readOnly: false, session: newSession(), tx: undefined }, fn);
 }
 
-/** Runs `fn` in a read-only scope that keeps the current session and transaction. */
+/** Runs `fn` in a read-only scope that keeps the current session and transaction (what `@ReadOnly()` does). */
 export function runReadOnly<T>(fn: () => T, minLsn?: ReadonlyMap<string, bigint>): T {
   const scope = readOnlyScope(minLsn);
   return scope === undefined ? fn() : routingStorage.run(scope, fn);

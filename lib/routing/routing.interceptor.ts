@@ -30,7 +30,7 @@ export class RoutingInterceptor implements NestInterceptor {
     const { owner, http } = ownerOf(context);
     const current = routingStorage.getStore();
     if (current !== undefined && owner !== undefined && current.session.owner === owner) return next.handle();
-    const scope = requestScope(owner, this.registry, http);
+    const scope = requestScope(owner, this.registry, { readsHeaders: http });
     return new Observable((subscriber) => routingStorage.run(scope, () => next.handle().subscribe(subscriber)));
   }
 }
