@@ -1,5 +1,6 @@
 import type { NodePool } from '../core/node-pool.js';
-import { isConnectionError, isSessionTerminated, neverSent } from '../core/errors.js';
+import { isConnectionError, isSessionTerminated, neverSent, sqlState } from '../core/errors.js';
+import { classifyFailure, FailureClass } from '../errors/failure-class.js';
 import type { PoolEvent } from '../pool.events.js';
 import { isRoleChange } from './role-change.js';
 import type { Topology } from './topology.js';
@@ -70,6 +71,35 @@ export class WriteHold {
       for (const wake of this.#waiters) wake();
     });
     this.#suspect = settled;
+  }
+
+  /** A write (or its acquire) failed on the write node: a connection loss or 25006 triggers a role check, which held writes wait for. */
+  writeFailed(err: unknown): void {
+    const topology = this.host.topology;
+    if (!topology.discovering) return;
+    const cls = classifyFailure(err, { writeNode: true });
+    const reason =
+      cls === FailureClass.NodeGone
+        ? 'connection loss of the write node'
+        : cls === FailureClass.RoleChange
+          ? sqlState(err) === '25006'
+            ? '25006 from the write node'
+            : 'the write node is changing role'
+          : undefined;
+    if (reason === undefined) return;
+    // Held writes wait for a check that started after this failure (one already running may have asked before it).
+    const joined = topology.checking;
+    const check = topology.check(reason);
+    this.suspect(joined ? check.then(() => topology.check(reason)) : check);
+  }
+
+  /** `promise`, its failure reported as the write node's (see `writeFailed`). */
+  watch<T>(promise: Promise<T>): Promise<T> {
+    if (!this.host.topology.discovering) return promise;
+    return promise.catch((err: unknown) => {
+      this.writeFailed(err);
+      throw err;
+    });
   }
 
   /**

@@ -4,7 +4,7 @@ import type { PoolClient, QueryResult, QueryResultRow } from 'pg';
 import { Subject, type Observable } from 'rxjs';
 import type { ResolvedOptions } from '../config/resolve-options.js';
 import { scrubSecrets } from '../config/redact.js';
-import { EndpointRoleError, NodeHungError, PoolConfigurationError, ReadOnlyInTransactionError } from '../pool.exceptions.js';
+import { EndpointRoleError, NodeHungError, ReadOnlyInTransactionError } from '../pool.exceptions.js';
 import type { PoolEvent } from '../pool.events.js';
 import type { TransactionOptions } from '../pool.interfaces.js';
 import { watchLent } from '../transactions/pinned-client.js';
@@ -16,11 +16,11 @@ import { ReplicaReads } from '../routing/replica-reads.js';
 import { LagMonitor } from '../cluster/lag-monitor.js';
 import { ReplicaSet } from '../cluster/replica-set.js';
 import type { ReaderState } from '../routing/reader-state.js';
-import { START_UP, Topology } from '../cluster/topology.js';
+import { Topology } from '../cluster/topology.js';
+import { warmUp } from '../cluster/warm-up.js';
 import { NodeMonitor } from '../cluster/node-monitor.js';
 import { WriteHold } from '../cluster/write-hold.js';
-import { neverSent, sqlState } from './errors.js';
-import { classifyFailure, FailureClass } from '../errors/failure-class.js';
+import { neverSent } from './errors.js';
 import { isSingleStatement, NodePool, type NodeHost, type QueryInput } from './node-pool.js';
 
 /**
@@ -110,33 +110,6 @@ export class PoolCluster implements NodeHost {
     return this.options.lazy && this.nodes.every((n) => n.pool.totalCount === 0);
   }
 
-  /** A write's failure that may mean the write node changed: the roles are checked at once. */
-  #writeFailed(err: unknown): void {
-    const cls = classifyFailure(err, { writeNode: true });
-    const reason =
-      cls === FailureClass.NodeGone
-        ? 'connection loss of the write node'
-        : cls === FailureClass.RoleChange
-          ? sqlState(err) === '25006'
-            ? '25006 from the write node'
-            : 'the write node is changing role'
-          : undefined;
-    if (reason === undefined) return;
-    // Held writes wait for a check that started after this failure (one already running may have asked before it).
-    const joined = this.topology.checking;
-    const check = this.topology.check(reason);
-    this.#hold.suspect(joined ? check.then(() => this.topology.check(reason)) : check);
-  }
-
-  #watchWrite<R extends QueryResultRow>(promise: Promise<QueryResult<R>>): Promise<QueryResult<R>> {
-    if (!this.topology.discovering) return promise;
-    return promise.catch((err: unknown) => {
-      this.#writeFailed(err);
-      throw err;
-    });
-  }
-  // ---------------------------------------------------------------------------------------------
-
   // NodeHost ---------------------------------------------------------------------------
   get slowQueryMs() {
     return this.options.slowQueryMs;
@@ -224,7 +197,7 @@ export class PoolCluster implements NodeHost {
   write<R extends QueryResultRow = any>(scope: RoutingScope | undefined, text: QueryInput, values?: unknown[]): Promise<QueryResult<R>> {
     const send = (node: NodePool): Promise<QueryResult<R>> => {
       node.counters.routedWrites++;
-      return this.#watchWrite(node.query<R>(text, values));
+      return this.#hold.watch(node.query<R>(text, values));
     };
     const single = typeof text === 'string' || typeof (text as { text?: unknown } | null)?.text === 'string' ? isSingleStatement(text) : false;
     const sent = this.#hold.run(Date.now(), send, single ? 'terminated' : 'refused');
@@ -349,7 +322,7 @@ export class PoolCluster implements NodeHost {
       (writer) => {
         node = writer;
         writer.counters.routedWrites++;
-        return this.#watchAcquire(writer.acquire());
+        return this.#hold.watch(writer.acquire());
       },
       'unsent',
     );
@@ -406,15 +379,7 @@ export class PoolCluster implements NodeHost {
 
   /** A write (or its acquire) failed on the write node: a connection loss or 25006 triggers a role check. */
   writeFailed(err: unknown): void {
-    if (this.topology.discovering) this.#writeFailed(err);
-  }
-
-  #watchAcquire(promise: Promise<PoolClient>): Promise<PoolClient> {
-    if (!this.topology.discovering) return promise;
-    return promise.catch((err: unknown) => {
-      this.#writeFailed(err);
-      throw err;
-    });
+    this.#hold.writeFailed(err);
   }
 
   // Lifecycle ----------------------------------------------------------------------------------
@@ -423,47 +388,7 @@ export class PoolCluster implements NodeHost {
    * a replica that cannot be reached is banned and probed in the background instead.
    */
   async warmUp(): Promise<void> {
-    if (this.options.lazy) return;
-    if (this.topology.discovering) return this.#warmUpAndDiscover();
-    await Promise.all([
-      this.primary.warmUp(),
-      ...this.replicas.map((r) =>
-        r.node.warmUp().catch((err: unknown) => {
-          this.ban(r, err);
-        }),
-      ),
-    ]);
-  }
-
-  /**
-   * With role discovery: every node warms up, then every node is asked its role. Start-up fails
-   * only when no node answers as the primary (with the configured primary's error when it was down).
-   */
-  async #warmUpAndDiscover(): Promise<void> {
-    let primaryError: unknown;
-    const configured = this.#set.all[0]!.node;
-    await Promise.all(
-      this.#set.all.map((r) =>
-        r.node.warmUp().catch((err: unknown) => {
-          if (r.node === configured) primaryError = err;
-          else this.ban(r, err);
-        }),
-      ),
-    );
-    await this.topology.check(START_UP);
-    const duplicate = this.topology.duplicates[0];
-    if (duplicate !== undefined) {
-      const [first, second, identity] = duplicate;
-      const entry = (n: NodePool) => (n.config.role === 'primary' ? 'primary' : `replicas[${n.config.index}]`);
-      throw new PoolConfigurationError(
-        `option \`${entry(second)}\``,
-        'a server that no other entry reaches',
-        `${second.name} (${second.config.address}), the same server as ${first.name} (${first.config.address}): system ${identity}`,
-        'Please make sure that every server is listed once (a multi-host primary already names every node), or mark load balancers with endpoint: true.',
-      );
-    }
-    if (primaryError !== undefined && this.topology.writer === configured) throw primaryError;
-    if (this.topology.lostSince !== 0) throw this.topology.unavailable();
+    if (!this.options.lazy) await warmUp(this, this.#set.all);
   }
 
   async close(): Promise<void> {
