@@ -9,7 +9,7 @@ import { NoReplicaAvailableError, PoolError, PoolUnavailableError, PrimaryUnavai
 import { markWrite, newSession, routingStorage, type RoutingScope } from '../routing/routing-context.js';
 import { PinnedTransaction } from '../transactions/pinned-transaction.js';
 import { checkTransactionOptions } from '../transactions/transaction-options.js';
-import type { ReplicaState } from '../cluster/replica-state.js';
+import type { ReaderState } from '../routing/reader-state.js';
 import { recordEnd, WalHistory } from '../routing/wal-history.js';
 import { FakeClient } from '../../test/support/fake-pg-client.js';
 import { PoolCluster } from './pool-cluster.js';
@@ -57,7 +57,7 @@ function stub(cluster: PoolCluster, answers: Record<string, Answer> = {}): strin
   return served;
 }
 
-const replica = (cluster: PoolCluster, i: number): ReplicaState => cluster.replicas[i]!;
+const replica = (cluster: PoolCluster, i: number): ReaderState => cluster.replicas[i]!;
 
 function readOnlyScope(): RoutingScope {
   return { readOnly: true, session: newSession(), tx: undefined };
@@ -165,7 +165,7 @@ describe('PoolCluster routing', () => {
       expect(error).toBeInstanceOf(NoReplicaAvailableError);
       expect(error.message).toBe(
         'Cannot route a read on database "default" because no replica is usable (r1 banned after a connection failure: connect ECONNREFUSED 127.0.0.1:2; ' +
-          'r2 lagging 4321ms behind the primary (maxReplicationLagMs 1000)). Please make sure that a replica is up, or set routing.fallbackToPrimary to true.',
+          'r2 lagging 4321ms behind the current primary (maxReplicationLagMs 1000)). Please make sure that a replica is up, or set routing.fallbackToPrimary to true.',
       );
       expect((error as Error & { cause?: unknown }).cause).toMatchObject({ code: 'ECONNREFUSED' });
       expect(cluster.primary.counters.routedReads).toBe(0);
