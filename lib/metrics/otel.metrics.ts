@@ -17,7 +17,7 @@ export const OTEL_ROUTING_REASON = 'nestjs_pg_pools.routing.reason';
 export const OTEL_PREPARED_RESULT = 'nestjs_pg_pools.prepared.result';
 export const OTEL_PREPARED_REASON = 'nestjs_pg_pools.prepared.reason';
 
-/** The instrument names, as documented in the README. */
+/** The instrument names, as documented in docs/observability.md. */
 export const OTEL_METRIC_NAMES = [
   'db.client.connection.count',
   'db.client.connection.idle.max',
