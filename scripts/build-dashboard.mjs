@@ -1,8 +1,8 @@
 // Compiles the dashboard page's browser script (lib/metrics/dashboard/browser.ts) into the string
-// the server serves (lib/metrics/dashboard/browser.compiled.ts): types stripped, comments dropped,
-// wrapped in a strict function so nothing leaks into the page's globals. The compiled string is
-// committed, so the published package, `npm run demo` and the test runs serve it as they import
-// any other module.
+// the server serves (lib/metrics/dashboard/browser.compiled.ts, one string literal): types
+// stripped, comments dropped, wrapped in a strict function so nothing leaks into the page's
+// globals. The compiled string is committed, so the published package, `npm run demo` and the
+// test runs serve it as they import any other module.
 //
 //   node scripts/build-dashboard.mjs          (npm run build:dashboard) writes the file
 //   node scripts/build-dashboard.mjs --check  exits 1 while the file is not browser.ts compiled
@@ -37,13 +37,15 @@ export function compileDashboardScript(source) {
   return `(function () {\n'use strict';\n${body}\n})();\n`;
 }
 
-/** The TypeScript module that carries the compiled script as a template literal. */
+/**
+ * The TypeScript module that carries the compiled script, as one JSON string literal: a build
+ * artifact, read from browser.ts, not line by line here.
+ */
 export function renderScriptModule(script) {
-  const literal = script.replace(/\\/g, '\\\\').replace(/`/g, '\\`').replace(/\$\{/g, '\\${');
   return `// Generated from browser.ts by \`npm run build:dashboard\` (scripts/build-dashboard.mjs): do not edit.
 // The dashboard page's script, served inline by dashboard.page.ts.
 
-export const DASHBOARD_SCRIPT = \`${literal}\`;
+export const DASHBOARD_SCRIPT: string = ${JSON.stringify(script)};
 `;
 }
 

@@ -34,7 +34,7 @@ do_promote() {
 
 # Rebuild NAME as a streaming standby of SOURCE with pg_basebackup (slot NAME on SOURCE).
 do_demote() {
-  local node=$1 src=$2 dir tmp
+  local node=$1 src=$2 dir
   [[ $node != "$src" ]] || die "cannot make $node a standby of itself"
   start_pg "$src"
   [[ $(in_recovery "$src") == f ]] || die "$src is not a primary (pg_is_in_recovery() is not false); promote it first"
@@ -45,19 +45,12 @@ do_demote() {
   stop_pg "$node" immediate
   su_query "$src" -c "SELECT pg_create_physical_replication_slot('$node', true)
     WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = '$node')" >/dev/null
-  dir=$(data_dir "$node")
-  tmp="$dir.tmp"
-  rm -rf "$tmp"
-  say "pg_basebackup $node from $src (slot $node)"
-  as_pg env PGPASSWORD="$PG_REPLICATION_PASSWORD" "$PG_BIN/pg_basebackup" \
-    -D "$tmp" -R -X stream -S "$node" -c fast --no-sync \
-    -d "host=$PG_HOST port=$(node_port "$src") user=$PG_REPLICATION_USER application_name=$node" \
-    >"$(node_log "$node").basebackup" 2>&1 ||
-    { cat "$(node_log "$node").basebackup" >&2; rm -rf "$tmp"; die "pg_basebackup of $node from $src failed"; }
+  basebackup_to_tmp "$node" "$src"
   # A base backup of a former standby still names that standby's upstream first; -R appended
   # the new primary_conninfo/primary_slot_name after it, and the last setting wins.
+  dir=$(data_dir "$node")
   rm -rf "$dir"
-  mv "$tmp" "$dir"
+  mv "$dir.tmp" "$dir"
   start_pg "$node"
   wait_streaming_from "$src" "$node"
   say "$node is a standby of $src"

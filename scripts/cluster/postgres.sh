@@ -176,21 +176,26 @@ SQL
   date -u +%FT%TZ | write_file "$PRIMARY_MARKER"
 }
 
-init_replica() {
-  local node=$1 dir tmp
-  dir=$(data_dir "$node")
-  tmp="$dir.tmp"
+# pg_basebackup of NODE from SOURCE (slot NODE on SOURCE) into NODE.tmp, which the caller renames
+# to NODE, so a half-made replica is never mistaken for a complete one. -R writes standby.signal +
+# primary_conninfo (incl. password) + primary_slot_name into postgresql.auto.conf.
+basebackup_to_tmp() {
+  local node=$1 src=$2 tmp
+  tmp="$(data_dir "$node").tmp"
   rm -rf "$tmp"
-  say "pg_basebackup $node from primary (slot $node)"
-  # -R writes standby.signal + primary_conninfo (incl. password) + primary_slot_name
-  # into postgresql.auto.conf. Done into NAME.tmp and renamed, so a half-made
-  # replica is never mistaken for a complete one.
+  say "pg_basebackup $node from $src (slot $node)"
   as_pg env PGPASSWORD="$PG_REPLICATION_PASSWORD" "$PG_BIN/pg_basebackup" \
     -D "$tmp" -R -X stream -S "$node" -c fast --no-sync \
-    -d "host=$PG_HOST port=$PG_PRIMARY_PORT user=$PG_REPLICATION_USER application_name=$node" \
+    -d "host=$PG_HOST port=$(node_port "$src") user=$PG_REPLICATION_USER application_name=$node" \
     >"$(node_log "$node").basebackup" 2>&1 ||
-    { cat "$(node_log "$node").basebackup" >&2; rm -rf "$tmp"; die "pg_basebackup for $node failed"; }
-  mv "$tmp" "$dir"
+    { cat "$(node_log "$node").basebackup" >&2; rm -rf "$tmp"; die "pg_basebackup of $node from $src failed"; }
+}
+
+init_replica() {
+  local node=$1 dir
+  dir=$(data_dir "$node")
+  basebackup_to_tmp "$node" primary
+  mv "$dir.tmp" "$dir"
 }
 
 # Wait (bounded) until every named replica shows state 'streaming' in

@@ -5,7 +5,7 @@
 //
 // Type-checked against the DOM (lib/metrics/dashboard/tsconfig.json, `npm run typecheck`) and
 // linted as browser code; it is not part of the server build. scripts/build-dashboard.mjs
-// compiles it into dashboard.script.ts (`npm run build:dashboard`), the string dashboard.page.ts
+// compiles it into browser.compiled.ts (`npm run build:dashboard`), the string dashboard.page.ts
 // serves; a unit spec fails while that string is not this file's compiled form.
 
 import type { DashboardConfig, NodeView, SizingView, SnapshotView } from './snapshot-view.js';
