@@ -1,6 +1,6 @@
 import type { PoolConfig } from 'pg';
 import type { NodeOptions, NodeRole } from '../pool.interfaces.js';
-import type { ResetOnRelease } from '../pool/session-reset.js';
+import type { ResetOnRelease } from './reset-modes.js';
 import { bool, field, int, looksSecret, nonEmptyString, readOption, type Field } from './option.js';
 import { translatePgPoolNames } from './pg-pool-names.js';
 import { overridePoolValues, plainPoolValues, type Env, type PoolValues } from './pool-values.js';

@@ -1,6 +1,6 @@
 import type { PoolClient, PoolConfig } from 'pg';
 import type { ConnectContext, NodeRole, PoolPreset, ReadConsistency, ReadOnlyInTransaction, ReplicaSelector, RoutingStrategy } from '../pool.interfaces.js';
-import type { ResetOnRelease } from '../pool/session-reset.js';
+import type { ResetOnRelease } from './reset-modes.js';
 import type { SessionOptions } from '../session/session-context.js';
 import type { ResolvedAlertOptions, ResolvedMetricsOptions } from '../metrics/metrics.options.js';
 import type { ResolvedLoadSizingOptions } from '../metrics/sizing.options.js';

@@ -1,7 +1,7 @@
 import type { PoolClient } from 'pg';
 import { DEFAULT_APPLICATION_NAME } from '../pool.constants.js';
 import type { ConnectContext, PoolPreset } from '../pool.interfaces.js';
-import type { ResetOnRelease } from '../pool/session-reset.js';
+import { RESET_MODES, type ResetOnRelease } from './reset-modes.js';
 import { bool, fn, intOption, msOption, nonEmptyString, oneOf, option, type Field } from './option.js';
 
 export const PRESET_NAMES: readonly PoolPreset[] = ['development', 'production', 'test'];
@@ -74,7 +74,7 @@ export const DATABASE_OPTIONS = {
     type: '"auto" | "always" | "never"',
     default: 'auto',
     doc: 'When session state a borrower changed is reset before the connection serves anyone else.',
-    check: oneOf<ResetOnRelease>(['auto', 'always', 'never']),
+    check: oneOf<ResetOnRelease>(RESET_MODES),
   }),
   env: option({
     type: 'object',
