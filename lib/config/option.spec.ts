@@ -31,6 +31,18 @@ describe('option schema: pg-pool names', () => {
     }
   });
 
+  it("reads pg's keepAliveInitialDelayMillis and keepAlive: false as keepAliveMs, never overwritten by the preset", () => {
+    expect(resolve({ primary: { host: 'db', keepAliveInitialDelayMillis: 3000 } }).primary.poolConfig).toMatchObject({ keepAlive: true, keepAliveInitialDelayMillis: 3000 });
+    expect(resolve({ keepAliveInitialDelayMillis: 3000 }).primary.keepAliveMs).toBe(3000);
+    const off = resolve({ primary: { host: 'db', keepAlive: false } });
+    expect(off.primary.keepAliveMs).toBe(0);
+    expect(off.primary.poolConfig.keepAlive).toBe(false);
+    expect(resolve({ keepAlive: false }).primary.keepAliveMs).toBe(0);
+    expect(message(() => resolve({ primary: { host: 'db', keepAlive: false, keepAliveMs: 5000 } }))).toBe(
+      'Invalid option `primary.keepAlive`: expected true, or no `keepAlive` while `primary.keepAliveMs` is 5000, got false (boolean). Give `keepAliveMs: 0` to turn keep-alive off.',
+    );
+  });
+
   it('gives a translated value the precedence and bounds of the module setting', () => {
     const overridden = resolve({ idleTimeoutMillis: 1000, primary: { host: 'db', idleTimeoutMillis: 2000 } }, { DB_POOL_IDLE_TIMEOUT_MS: '3000' });
     expect(overridden.primary.idleTimeoutMs).toBe(3000);

@@ -57,7 +57,7 @@ export interface Option<T = unknown> {
   /** Environment variable that overrides it; `DB_` (or `DB_<NAME>_`) comes first unless `envGlobal`. */
   readonly env?: string;
   readonly envGlobal?: boolean;
-  /** pg-pool's name for the same setting, read as this option (`value × scale`). */
+  /** pg's or pg-pool's name for the same setting, read as this option (`value × scale`). */
   readonly pgPoolName?: { readonly name: string; readonly scale: number };
   /** One line of documentation. */
   readonly doc: string;

@@ -1,7 +1,7 @@
 import type { Field } from './option.js';
 import { POOL_KEYS, POOL_SETTINGS, type PoolKey } from './schema.pool.js';
 
-/** pg-pool's option names the module reads as its own, from the schema (`pgPoolName` of a pool setting). */
+/** pg-pool's and pg's option names the module reads as its own, from the schema (`pgPoolName` of a pool setting). */
 const MAPPED: ReadonlyMap<string, { to: PoolKey; scale: number }> = new Map(
   POOL_KEYS.flatMap((to) => {
     const alias = (POOL_SETTINGS[to] as { pgPoolName?: { name: string; scale: number } }).pgPoolName;
@@ -21,10 +21,11 @@ const REFUSED: Readonly<Record<string, string>> = {
 const HOOKS = ['log', 'verify', 'onConnect'];
 
 /**
- * pg-pool's option names, read as `new pg.Pool(config)` reads them, the same way on a node
- * (`primary`, `replicas[i]`) and database-wide: `idleTimeoutMillis` → `idleTimeoutMs`,
+ * pg-pool's (and pg's) option names, read as `new pg.Pool(config)` reads them, the same way on a
+ * node (`primary`, `replicas[i]`) and database-wide: `idleTimeoutMillis` → `idleTimeoutMs`,
  * `connectionTimeoutMillis` → `acquireTimeoutMs` (0, pg-pool's "no deadline", is refused: every
- * wait has one), `maxLifetimeSeconds` → `maxLifetimeMs`, `poolSize` → `max`. The translated value
+ * wait has one), `maxLifetimeSeconds` → `maxLifetimeMs`, `poolSize` → `max`,
+ * `keepAliveInitialDelayMillis` → `keepAliveMs` and `keepAlive: false` → `keepAliveMs: 0`. The translated value
  * then follows the module's rules for that setting (bounds, precedence, environment variables).
  * On a node, the hooks `log`, `verify` and `onConnect` must be functions (the node pool calls them)
  * and `Promise` fails naming what the module does instead. Giving both a pg-pool name and the
@@ -42,6 +43,15 @@ export function translatePgPoolNames<T extends object>(given: T, at: Field, node
       field.fail(`no \`${key}\` (pg-pool's option; this module has none)`, value, `Instead, ${refused}.`);
     }
     if (node && HOOKS.includes(key) && typeof value !== 'function') field.fail("a function (pg-pool's hook)", value);
+    if (key === 'keepAlive' && value === false) {
+      // pg's switch for TCP keep-alive: off is `keepAliveMs: 0`.
+      const own = input.keepAliveMs;
+      if (own !== undefined && own !== 0) field.fail(`true, or no \`keepAlive\` while \`${at.at('keepAliveMs').path}\` is ${String(own)}`, value, 'Give `keepAliveMs: 0` to turn keep-alive off.');
+      out ??= { ...input };
+      out.keepAliveMs = 0;
+      if (!node) delete out.keepAlive;
+      continue;
+    }
     const mapped = MAPPED.get(key);
     if (mapped === undefined) continue;
     if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {

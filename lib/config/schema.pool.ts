@@ -77,6 +77,7 @@ export const POOL_SETTINGS = {
     ...msOption(0),
     default: { development: 10_000, production: 10_000, test: 10_000 },
     perPreset: true,
+    pgPoolName: { name: 'keepAliveInitialDelayMillis', scale: 1 },
     doc: 'TCP keep-alive on sockets after this long idle; `0` turns it off.',
   }),
   connectTimeoutMs: option({
