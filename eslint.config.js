@@ -27,7 +27,7 @@ const nodeGlobals = {
 };
 
 export default defineConfig(
-  globalIgnores(['**/node_modules/', '**/dist/', 'build/', 'coverage/', '.cluster/', 'bench/.tmp/', '**/prisma/generated/']),
+  globalIgnores(['**/node_modules/', '**/dist/', 'build/', 'coverage/', '.cluster/', 'bench/.tmp/', 'scripts/.tmp/', '**/prisma/generated/']),
   js.configs.recommended,
   tseslint.configs.recommended,
   {
