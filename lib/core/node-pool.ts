@@ -1,6 +1,7 @@
 import pg from 'pg';
 import type { PoolClient, PoolConfig, QueryConfig, QueryResult, QueryResultRow } from 'pg';
 import type { ResolvedNode } from '../config/resolve-options.js';
+import { pgPoolOptionsView } from '../config/pg-pool-names.js';
 import {
   ClientReleasedError,
   NamedStatementUnsupportedError,
@@ -310,7 +311,7 @@ export class NodePool {
       get finished() {
         return ended() && bag.total === 0;
       },
-      options: Object.freeze({ max: config.max, min: config.min, idleTimeoutMillis: config.idleTimeoutMs, connectionTimeoutMillis: config.connectTimeoutMs, maxUses: config.maxUses }),
+      options: pgPoolOptionsView(config),
       query: (text, values) => this.query(text, values),
       acquire: () => this.acquire().then((client) => sharedHandle(leasedConnection(client)!, client)),
       end: () => this.#end(this.#shuttingDown),
