@@ -13,9 +13,14 @@ import type { PoolEvent } from '../pool.events.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function makePool(options: Partial<PoolModuleOptions> = {}, hostExtra: Partial<NodeHost> = {}): { pool: NodePool; events: PoolEvent[]; warnings: string[] } {
+/** A NodePool over FakeClient; `nodeExtra` sets resolved node fields directly (e.g. a leak threshold below what validation accepts, to keep the spec fast). */
+function makePool(
+  options: Partial<PoolModuleOptions> = {},
+  hostExtra: Partial<NodeHost> = {},
+  nodeExtra: Record<string, unknown> = {},
+): { pool: NodePool; events: PoolEvent[]; warnings: string[] } {
   const resolved = resolveOptions({ primary: { host: '127.0.0.1', port: 1, user: 'u', password: 'node-pool-spec', database: 'd' }, preset: 'test', env: {}, lazy: true, min: 0, max: 2, ...options });
-  const node = { ...resolved.primary };
+  const node = { ...resolved.primary, ...nodeExtra };
   Object.defineProperty(node, 'poolConfig', { value: { ...resolved.primary.poolConfig, Client: FakeClient } });
   const events: PoolEvent[] = [];
   const warnings: string[] = [];
@@ -53,6 +58,48 @@ describe('NodePool (fake client)', () => {
   afterEach(async () => {
     FakeClient.silent = false;
     await Promise.all(pools.splice(0).map((p) => p.end()));
+  });
+
+  it('lifetimes: retires a connection after maxUses checkouts', async () => {
+    const { pool } = track(makePool({ max: 1, maxUses: 2 }));
+    const used = [];
+    for (let i = 0; i < 5; i++) used.push(await clientOf(pool.query('SELECT 1')));
+    expect(used[0]).toBe(used[1]);
+    expect(used[2]).not.toBe(used[1]);
+    expect(used[2]).toBe(used[3]);
+    expect(used[4]).not.toBe(used[3]);
+    expect(pool.state()).toMatchObject({ total: 1, idle: 1 });
+  });
+
+  it('lifetimes: retires a connection past maxLifetimeMs (±2.5%) when it comes back, and closes idle ones above min after idleTimeoutMs', async () => {
+    const { pool } = track(makePool({ max: 2, min: 0, maxLifetimeMs: 100, idleTimeoutMs: 0 }));
+    const first = await clientOf(pool.query('SELECT 1'));
+    await sleep(130);
+    expect(await clientOf(pool.query('SELECT 1'))).not.toBe(first);
+    const idle = track(makePool({ max: 3, min: 1, idleTimeoutMs: 100 })).pool;
+    const held = await Promise.all([idle.acquire(), idle.acquire(), idle.acquire()]);
+    for (const c of held) c.release();
+    expect(idle.state()).toMatchObject({ total: 3, idle: 3 });
+    const deadline = Date.now() + 2000;
+    while (idle.state().total > 1 && Date.now() < deadline) await sleep(20);
+    expect(idle.state()).toMatchObject({ total: 1, idle: 1 });
+  });
+
+  it('leak detection: a client held past the threshold is counted, warned about once with the stack that acquired it, emitted, and its return is logged', async () => {
+    const { pool, events, warnings } = track(makePool({ max: 1 }, {}, { leakDetectionThresholdMs: 50 }));
+    const quick = await pool.acquire();
+    quick.release();
+    const held = await pool.acquire();
+    await sleep(150);
+    const leaks = warnings.filter((w) => w.startsWith('Possible connection leak on "default/primary": a client has been held for more than'));
+    expect(leaks).toHaveLength(1);
+    expect(leaks[0]).toContain('Acquired at:');
+    expect(leaks[0]).toContain('node-pool.spec');
+    expect(events.filter((e) => e.type === 'leak')).toHaveLength(1);
+    expect(pool.counters.leaks).toBe(1);
+    held.release();
+    expect(warnings.filter((w) => /^Previously reported leaked client of "default\/primary" was returned after \d+ms\.$/.test(w))).toHaveLength(1);
+    expect(warnings.join('\n')).not.toContain('node-pool-spec');
   });
 
   it('reuses the most recently released connection and opens no more than max', async () => {
