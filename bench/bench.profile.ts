@@ -2,17 +2,19 @@ import 'reflect-metadata';
 import pg from 'pg';
 import { benchCluster, rawPoolConfig } from './bench.config.js';
 import { closedLoop } from './bench.harness.js';
-import { FakeClient } from './bench.fake-client.js';
 import { createOursApp } from './bench.module.js';
 import type { NodeOptions } from '../lib/index.js';
+import { FakeClient } from '../test/support/fake-pg-client.js';
 
 // Runs one side of one workload for a while, for `node --cpu-prof`:
 //   node --cpu-prof --cpu-prof-dir=bench/.tmp/prof bench/.tmp/bench/bench.profile.js <query|scope|acquire|read|leak> <ours|raw> [seconds] [concurrency] [--fake]
-// --fake swaps pg.Client for an in-memory stand-in (no server), to see the pools' own cost.
+// --fake swaps pg.Client for the unit specs' in-memory stand-in (test/support/fake-pg-client.ts, no
+// server), to see the pools' own cost.
 
 const fake = process.argv.includes('--fake');
 const [workload = 'query', side = 'ours', seconds = '5', concurrency = '64'] = process.argv.slice(2).filter((a) => a !== '--fake');
 const durationMs = Number(seconds) * 1000;
+FakeClient.recordStatements = false;
 const callers = Number(concurrency);
 
 const ours =

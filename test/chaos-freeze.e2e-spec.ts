@@ -1,7 +1,6 @@
-import { clusterCtl } from './chaos/chaos.support.js';
-import { expectNoSessionsLeft } from './support/sessions.js';
-import { FREEZE_POOL, FREEZE_SCENARIOS, renderNotes, renderTable, runChaos, SHORT_TIMING, type ChaosRun, type ScenarioResult } from './chaos/chaos.driver.js';
-import { missedGoals, renderGoals, TIME_MARGIN_MS } from './chaos/chaos.goals.js';
+import { FREEZE_POOL, FREEZE_SCENARIOS, SHORT_TIMING } from './chaos/chaos.driver.js';
+import { chaosSuite, expectRecovered } from './chaos/chaos.suite.js';
+import { TIME_MARGIN_MS } from './chaos/chaos.goals.js';
 
 // Hung nodes, the short form of the freeze rows of `npm run chaos` (test/chaos/chaos.driver.ts):
 // a server frozen with SIGSTOP keeps its sockets open and answers nothing (a partition, a stuck
@@ -12,45 +11,16 @@ import { missedGoals, renderGoals, TIME_MARGIN_MS } from './chaos/chaos.goals.js
 const APP = 'e2e-chaos-freeze';
 
 describe('hung nodes (SIGSTOP, real cluster)', () => {
-  let run: ChaosRun;
-  const result = (scenario: ScenarioResult['scenario']): ScenarioResult => {
-    const r = run.results.find((x) => x.scenario === scenario);
-    if (!r) throw new Error(`scenario ${scenario} did not run`);
-    return r;
-  };
-
-  beforeAll(async () => {
-    try {
-      run = await runChaos({ applicationName: APP, timing: SHORT_TIMING, scenarios: FREEZE_SCENARIOS, pool: FREEZE_POOL });
-    } finally {
-      await clusterCtl('start');
-    }
-    process.stdout.write(`\n${renderTable(run)}\n\n${renderNotes(run)}\n\n${renderGoals(run)}\n`);
-  }, 240_000);
-
-  afterAll(async () => {
-    await expectNoSessionsLeft(APP);
-  });
-
-  it('leaves no session of the application (its :monitor and :roles ones included) after app.close()', () => {
-    expect(run.sessionsLeftAfterClose).toEqual([]);
-  });
+  const chaos = chaosSuite({ applicationName: APP, timing: SHORT_TIMING, scenarios: FREEZE_SCENARIOS, pool: FREEZE_POOL }, '(f) and (g)');
+  const result = chaos.result;
+  const run = () => chaos.run();
 
   it('never crashes, and every pool is back to its baseline with no leaked session after each freeze', () => {
-    for (const r of run.results) {
-      expect({ scenario: r.scenario, crashes: r.crashes, baseline: r.baselineReached, leaked: r.leakedAfter, detail: r.facts.baselineDetail }).toEqual({
-        scenario: r.scenario,
-        crashes: 0,
-        baseline: true,
-        leaked: 0,
-        detail: '',
-      });
+    for (const r of run().results) {
+      expectRecovered(r);
     }
   });
 
-  it('meets every goal docs/CHAOS.md states for rows (f) and (g) (test/chaos/chaos.goals.ts)', () => {
-    expect(missedGoals(run)).toEqual([]);
-  });
 
   it('(f) a frozen replica: 0 failed reads, out of rotation within 750 ms, reads keep at least half their rate, slowest read ≤ 2 s, back after SIGCONT', () => {
     const r = result('replica-freeze');

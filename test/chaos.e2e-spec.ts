@@ -1,7 +1,6 @@
-import { clusterCtl } from './chaos/chaos.support.js';
-import { expectNoSessionsLeft } from './support/sessions.js';
-import { CHAOS_POOL, renderNotes, renderTable, runChaos, SHORT_TIMING, type ChaosRun, type ScenarioResult } from './chaos/chaos.driver.js';
-import { missedGoals, renderGoals, TIME_MARGIN_MS } from './chaos/chaos.goals.js';
+import { CHAOS_POOL, SHORT_TIMING } from './chaos/chaos.driver.js';
+import { chaosSuite, expectRecovered } from './chaos/chaos.suite.js';
+import { TIME_MARGIN_MS } from './chaos/chaos.goals.js';
 
 // The short form of `npm run chaos` (test/chaos/chaos.driver.ts) against the real cluster, under a
 // steady mixed load: (a) kill -9 a replica and restart it, (b) restart the primary, (c) terminate
@@ -12,46 +11,16 @@ import { missedGoals, renderGoals, TIME_MARGIN_MS } from './chaos/chaos.goals.js
 const APP = 'e2e-chaos';
 
 describe('chaos (short form, real cluster)', () => {
-  let run: ChaosRun;
-  const result = (scenario: ScenarioResult['scenario']): ScenarioResult => {
-    const r = run.results.find((x) => x.scenario === scenario);
-    if (!r) throw new Error(`scenario ${scenario} did not run`);
-    return r;
-  };
-
-  beforeAll(async () => {
-    try {
-      // (b) checks writes that fail while the primary is down: without the hold (with failover.holdWritesMs,
-      // the default, they wait for it instead and none fails; `npm run chaos` shows that row).
-      run = await runChaos({ applicationName: APP, timing: SHORT_TIMING, pool: { holdWritesMs: 0 } });
-    } finally {
-      await clusterCtl('start');
-    }
-    process.stdout.write(`\n${renderTable(run)}\n\n${renderNotes(run)}\n\n${renderGoals(run)}\n`);
-  }, 240_000);
-
-  afterAll(async () => {
-    await expectNoSessionsLeft(APP);
-  });
-
-  it('leaves no session of the application (its :monitor and :roles ones included) after app.close()', () => {
-    expect(run.sessionsLeftAfterClose).toEqual([]);
-  });
-
-  it('meets every goal docs/CHAOS.md states for rows (a)–(e) (test/chaos/chaos.goals.ts)', () => {
-    expect(missedGoals(run)).toEqual([]);
-  });
+  // (b) checks writes that fail while the primary is down: without the hold (with failover.holdWritesMs,
+  // the default, they wait for it instead and none fails; `npm run chaos` shows that row).
+  const chaos = chaosSuite({ applicationName: APP, timing: SHORT_TIMING, pool: { holdWritesMs: 0 } }, '(a)–(e)');
+  const result = chaos.result;
+  const run = () => chaos.run();
 
   it('never crashes, and every pool is back to its baseline with no leaked client after every scenario', () => {
-    expect(run.results.map((r) => r.scenario)).toEqual(['replica-kill', 'primary-restart', 'terminate-all', 'leak', 'exhaust']);
-    for (const r of run.results) {
-      expect({ scenario: r.scenario, crashes: r.crashes, baseline: r.baselineReached, leaked: r.leakedAfter, detail: r.facts.baselineDetail }).toEqual({
-        scenario: r.scenario,
-        crashes: 0,
-        baseline: true,
-        leaked: 0,
-        detail: '',
-      });
+    expect(run().results.map((r) => r.scenario)).toEqual(['replica-kill', 'primary-restart', 'terminate-all', 'leak', 'exhaust']);
+    for (const r of run().results) {
+      expectRecovered(r);
       expect(r.reads).toBeGreaterThan(10);
       expect(r.writes).toBeGreaterThan(10);
     }

@@ -1,11 +1,12 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { ConsoleLogger, Controller, Get, Injectable, Module, type INestApplication } from '@nestjs/common';
+import { Controller, Get, Injectable, Module, type INestApplication } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import request from 'supertest';
 import { DatabaseService, InjectDatabase, PoolModule, ReadOnly } from 'nestjs-pg-pools';
 import { clusterConfig, type PgNodeName } from './support/cluster.js';
+import { CapturingLogger } from './support/logger.js';
 import { sessionCounts as sessionCountsOf } from './support/sessions.js';
 
 // Runs in both runs of the suite: `npm run test:e2e` (NestJS 12, the root node_modules) and
@@ -26,15 +27,6 @@ interface ServerAnswer {
   in_recovery: boolean;
 }
 const whoAnswers = 'SELECT inet_server_port() AS port, pg_is_in_recovery() AS in_recovery';
-
-/** Keeps the warnings (the library's included, when it shares this @nestjs/common). */
-class WarningCollector extends ConsoleLogger {
-  readonly warnings: string[] = [];
-  override warn(message: unknown): void {
-    this.warnings.push(String(message));
-  }
-  override log(): void {}
-}
 
 /** This file's server sessions on each PostgreSQL node. */
 function sessionCounts(): Promise<Record<PgNodeName, number>> {
@@ -127,7 +119,7 @@ describe(`NestJS ${expectedMajor} compatibility`, () => {
 
   describe('PoolModule on this NestJS', () => {
     let app: INestApplication | undefined;
-    const logger = new WarningCollector();
+    const logger = new CapturingLogger();
 
     beforeAll(async () => {
       const moduleRef = await Test.createTestingModule({ imports: [CompatModule] })
@@ -142,7 +134,7 @@ describe(`NestJS ${expectedMajor} compatibility`, () => {
     });
 
     it("routes the library's Logger to the application's logger (one @nestjs/common instance)", () => {
-      expect(logger.warnings.join('\n')).toMatch(/Pool sizing: .* × 1000 instance\(s\)/);
+      expect(logger.warnings().join('\n')).toMatch(/Pool sizing: .* × 1000 instance\(s\)/);
     });
 
     it('answers a @ReadOnly() request from a streaming replica and a plain request from the primary', async () => {

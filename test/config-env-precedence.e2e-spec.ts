@@ -9,13 +9,14 @@ import {
   getPoolToken,
   type PoolModuleRootOptions,
 } from 'nestjs-pg-pools';
-import { foundationCluster, nodeOptions, nodeUrl, primaryNode, sessionCounts, librarySessions, waitUntil } from './support/foundation-db.js';
+import { clusterConfig, nodeOptions } from './support/cluster.js';
+import { librarySessions, nodeUrl, poolSessionCounts, waitUntil } from './support/foundation-db.js';
 import { WHO_ANSWERS, type Answer } from './support/foundation-probe.js';
 
 jest.setTimeout(15_000);
 
 const APP = 'fnd-config-env';
-const { primary, replica1, replica2 } = foundationCluster.ports;
+const { primary, replica2 } = clusterConfig.ports;
 let seq = 0;
 
 interface Started {
@@ -29,7 +30,7 @@ const running: Started[] = [];
 async function start(options: Partial<PoolModuleRootOptions>): Promise<Started> {
   const applicationName = `${APP}-${++seq}`;
   const app = await Test.createTestingModule({
-    imports: [PoolModule.forRoot({ primary: primaryNode(), applicationName, sizingAdvisor: false, ...options } as PoolModuleRootOptions)],
+    imports: [PoolModule.forRoot({ primary: nodeOptions('primary'), applicationName, sizingAdvisor: false, ...options } as PoolModuleRootOptions)],
   }).compile();
   await app.init();
   const started = { app, db: app.get<DatabaseService>(getDatabaseToken(options.name)), applicationName };
@@ -52,7 +53,7 @@ async function statementTimeout(db: DatabaseService): Promise<string> {
 }
 
 async function primarySessions(applicationName: string): Promise<number> {
-  return (await sessionCounts(applicationName))[primary]!;
+  return (await poolSessionCounts(applicationName)).primary!;
 }
 
 /** Checks out `count` clients through DatabaseService and keeps them until `release()`. */
@@ -158,7 +159,7 @@ describe('DB_* environment variables beat explicit options', () => {
 
   it('a node-level max loses to DB_POOL_MAX_SIZE too', async () => {
     const started = await start({
-      primary: primaryNode({ max: 9 }),
+      primary: nodeOptions('primary', { max: 9 }),
       min: 0,
       acquireTimeoutMs: 300,
       env: { DB_POOL_MAX_SIZE: '2' },
@@ -169,17 +170,17 @@ describe('DB_* environment variables beat explicit options', () => {
 
   it('DB_PRIMARY_URL and DB_REPLICA_URLS replace the configured servers', async () => {
     const started = await start({
-      primary: nodeOptions(replica1, { name: 'main' }),
-      replicas: [nodeOptions(replica1), nodeOptions(replica2)],
+      primary: nodeOptions('replica1', { name: 'main' }),
+      replicas: [nodeOptions('replica1'), nodeOptions('replica2')],
       min: 1,
-      env: { DB_PRIMARY_URL: nodeUrl(primary), DB_REPLICA_URLS: nodeUrl(replica2) },
+      env: { DB_PRIMARY_URL: nodeUrl('primary'), DB_REPLICA_URLS: nodeUrl('replica2') },
     });
     const answer = (await started.db.query<Answer>(WHO_ANSWERS)).rows[0]!;
     expect(answer).toEqual({ port: primary, inRecovery: false, applicationName: started.applicationName });
     const replicaPools = started.app.get<Pool[]>(getPoolToken(undefined, 'replicas'));
     const replicaAnswers = await Promise.all(replicaPools.map(async (pool) => (await pool.query<Answer>(WHO_ANSWERS)).rows[0]!.port));
     expect(replicaAnswers).toEqual([replica2]);
-    expect(await sessionCounts(started.applicationName)).toEqual({ [primary]: 1, [replica1]: 0, [replica2]: 1 });
+    expect(await poolSessionCounts(started.applicationName)).toEqual({ primary: 1, replica1: 0, replica2: 1 });
     await stop(started);
   });
 

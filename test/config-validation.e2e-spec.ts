@@ -3,14 +3,16 @@ import { Module, type DynamicModule } from '@nestjs/common';
 import { ConfigModule, ConfigService } from '@nestjs/config';
 import { NestFactory } from '@nestjs/core';
 import { PoolConfigurationError, PoolConnectionError, PoolModule, type PoolModuleRootOptions } from 'nestjs-pg-pools';
-import { CapturingLogger, captureOutput, foundationCluster, nodeUrl, primaryNode, librarySessions } from './support/foundation-db.js';
+import { clusterConfig, nodeOptions } from './support/cluster.js';
+import { captureOutput, librarySessions, nodeUrl } from './support/foundation-db.js';
+import { CapturingLogger } from './support/logger.js';
 
 jest.setTimeout(15_000);
 
 const APP_NAME = 'fnd-config-validation';
-const PASSWORD = foundationCluster.password;
-const { primary, replica1 } = foundationCluster.ports;
-const goodUrl = nodeUrl(primary);
+const PASSWORD = clusterConfig.password;
+const { primary, replica1 } = clusterConfig.ports;
+const goodUrl = nodeUrl('primary');
 
 interface StartResult {
   error: unknown;
@@ -104,7 +106,7 @@ const cases: Array<[string, Record<string, unknown>, Record<string, string>, str
   [
     'empty replica entry',
     {},
-    { DB_REPLICA_URLS: `${nodeUrl(replica1)},` },
+    { DB_REPLICA_URLS: `${nodeUrl('replica1')},` },
     `Invalid environment variable \`DB_REPLICA_URLS\`: expected a comma-separated list of connection URLs with no empty entry, got "postgres://app:***@127.0.0.1:${replica1}/app," (string). Entry 2 is empty.`,
   ],
   [
@@ -128,7 +130,7 @@ const cases: Array<[string, Record<string, unknown>, Record<string, string>, str
   ],
   [
     'replica idle timeout above the longest timer',
-    { replicas: [{ connectionString: nodeUrl(replica1), idleTimeoutMs: 2 ** 31 }] },
+    { replicas: [{ connectionString: nodeUrl('replica1'), idleTimeoutMs: 2 ** 31 }] },
     {},
     'Invalid option `replicas[0].idleTimeoutMs`: expected an integer from 0 to 2147483647 (the longest delay a Node.js timer can wait, about 24.8 days), got 2147483648 (number).',
   ],
@@ -165,13 +167,13 @@ const cases: Array<[string, Record<string, unknown>, Record<string, string>, str
   ],
   [
     'password of the wrong type',
-    { primary: { ...primaryNode(), password: 12345 } },
+    { primary: { ...nodeOptions('primary'), password: 12345 } },
     {},
     'Invalid option `primary.password`: expected a string or a function returning one, got [redacted].',
   ],
   [
     'misspelled password key',
-    { primary: { ...primaryNode(), password: undefined, pasword: PASSWORD } },
+    { primary: { ...nodeOptions('primary'), password: undefined, pasword: PASSWORD } },
     {},
     'Invalid option `primary.pasword`: expected a pg.PoolConfig field or one of name, weight, endpoint, min, max, acquireTimeoutMs, idleTimeoutMs, statementTimeoutMs, maxUses, maxLifetimeMs, validateIdleAfterMs, leakDetectionThresholdMs, keepAliveMs, connectTimeoutMs, queryTimeoutMs, validationTimeoutMs, got [redacted]. Did you mean `primary.password`?',
   ],
@@ -212,7 +214,7 @@ describe('a rejected password', () => {
   it('fails with PoolConnectionError naming host:port and the server error, never the password', async () => {
     const wrong = 'Wrong-Pa55word-xyz';
     const result = await startFailing([
-      PoolModule.forRoot(rootOptions({ primary: primaryNode({ password: wrong }), retryAttempts: 2, retryDelayMs: 20 })),
+      PoolModule.forRoot(rootOptions({ primary: nodeOptions('primary', { password: wrong }), retryAttempts: 2, retryDelayMs: 20 })),
     ]);
     expect(result.error).toBeInstanceOf(PoolConnectionError);
     expect((result.error as Error).message).toMatch(
@@ -230,7 +232,7 @@ describe('a rejected password', () => {
 
   it('keeps a wrong password given in a URL out of errors and logs', async () => {
     const wrong = 'Url-Wrong-Pa55';
-    const result = await startFailing([PoolModule.forRoot(rootOptions({ primary: { connectionString: nodeUrl(primary, wrong) }, retryAttempts: 1 }))]);
+    const result = await startFailing([PoolModule.forRoot(rootOptions({ primary: { connectionString: nodeUrl('primary', wrong) }, retryAttempts: 1 }))]);
     expect(result.error).toBeInstanceOf(PoolConnectionError);
     expect((result.error as Error).message).toContain('password authentication failed for user "app"');
     expectNoPassword(result, wrong);

@@ -7,7 +7,7 @@ import { Body, Controller, Get, Module, Post, Query, type INestApplication, type
 import { Test } from '@nestjs/testing';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { DatabaseService, PoolModule, ReadOnly } from 'nestjs-pg-pools';
-import { cluster, node } from './support/observability.js';
+import { nodeOptions } from './support/cluster.js';
 import { waitForNoSessions } from './support/sessions.js';
 import { waitFor } from './support/wait.js';
 
@@ -60,8 +60,8 @@ class ShapeUsersController {
   imports: [
     PoolModule.forRoot({
       applicationName: APP,
-      primary: node(cluster.ports.primary),
-      replicas: [node(cluster.ports.replica1), node(cluster.ports.replica2)],
+      primary: nodeOptions('primary'),
+      replicas: [nodeOptions('replica1'), nodeOptions('replica2')],
       sizingAdvisor: false,
       alerts: { log: false },
     }),

@@ -1,12 +1,12 @@
-import { ConsoleLogger, type INestApplication } from '@nestjs/common';
-import { Test } from '@nestjs/testing';
 import type { Pool, PoolClient } from 'pg';
-import type { Subscription } from 'rxjs';
 import request from 'supertest';
-import { DatabaseService, getPoolToken, PoolModule, type PoolEvent } from 'nestjs-pg-pools';
-import { cluster, node, parsePrometheusText, sampleValue } from './support/observability.js';
+import { DatabaseService, type PoolEvent } from 'nestjs-pg-pools';
+import { clusterConfig, nodeOptions } from './support/cluster.js';
+import { CapturingLogger } from './support/logger.js';
+import { parsePrometheusText, sampleValue } from './support/observability.js';
 import { waitForNoSessions } from './support/sessions.js';
 import { waitFor } from './support/wait.js';
+import { buildApp, type TestApp } from './support/app.js';
 
 // The event stream and alerts on the real primary: connect/acquire/release, a slow query
 // (pg_sleep with a small slowQueryMs), a leak (a client held past leakDetectionThresholdMs), and
@@ -15,58 +15,39 @@ import { waitFor } from './support/wait.js';
 const APP = 'e2e-events-pool';
 const PARAM = 'param-value-never-in-events';
 
-class CapturingLogger extends ConsoleLogger {
-  readonly lines: Array<{ level: string; context: string; message: string }> = [];
-  override log(message: unknown, context?: string): void {
-    this.lines.push({ level: 'log', context: String(context), message: String(message) });
-  }
-  override warn(message: unknown, context?: string): void {
-    this.lines.push({ level: 'warn', context: String(context), message: String(message) });
-  }
-  override error(message: unknown, stackOrContext?: string, context?: string): void {
-    this.lines.push({ level: 'error', context: String(context ?? stackOrContext), message: String(message) });
-  }
-}
-
 describe('pool events and alerts (real primary)', () => {
-  let app: INestApplication;
+  let t: TestApp;
   let db: DatabaseService;
   let pool: Pool;
-  let subscription: Subscription;
-  const events: PoolEvent[] = [];
+  let events: PoolEvent[] = [];
   const logger = new CapturingLogger();
   const held: PoolClient[] = [];
 
   beforeAll(async () => {
-    const moduleRef = await Test.createTestingModule({
-      imports: [
-        PoolModule.forRoot({
-          preset: 'test',
-          applicationName: APP,
-          primary: node(cluster.ports.primary),
-          min: 1,
-          max: 3,
-          sizingAdvisor: false,
-          slowQueryMs: 150,
-          leakDetectionThresholdMs: 2000,
-          alerts: { waitingThreshold: 0, intervalMs: 100, cooldownMs: 60_000 },
-        }),
-      ],
-    }).compile();
-    app = moduleRef.createNestApplication({ logger });
-    await app.init();
-    db = app.get(DatabaseService);
-    pool = app.get<Pool>(getPoolToken());
-    subscription = db.events$.subscribe((e) => events.push(e));
+    t = await buildApp(
+      {
+        preset: 'test',
+        applicationName: APP,
+        primary: nodeOptions('primary'),
+        min: 1,
+        max: 3,
+        sizingAdvisor: false,
+        slowQueryMs: 150,
+        leakDetectionThresholdMs: 2000,
+        alerts: { waitingThreshold: 0, intervalMs: 100, cooldownMs: 60_000 },
+      },
+      { logger },
+    );
+    ({ db, events } = t);
+    pool = t.pool();
   }, 30_000);
 
   afterAll(async () => {
     for (const c of held.splice(0)) c.release();
-    subscription?.unsubscribe();
-    await app?.close();
+    await t?.close();
     await waitForNoSessions(APP, { nodes: ['primary'], timeoutMs: 5000, everyMs: 100 });
     const everything = JSON.stringify(events) + JSON.stringify(logger.lines);
-    expect(everything).not.toContain(cluster.password);
+    expect(everything).not.toContain(clusterConfig.password);
     expect(everything).not.toContain(PARAM);
   }, 30_000);
 
@@ -101,7 +82,7 @@ describe('pool events and alerts (real primary)', () => {
 
     await db.query('SELECT 1');
     expect(ofType('slow-query')).toHaveLength(1);
-    const json = (await request(app.getHttpServer()).get('/metrics/db-pool').expect(200)).body;
+    const json = (await request(t.app.getHttpServer()).get('/metrics/db-pool').expect(200)).body;
     expect(json.databases.default.nodes.primary.counters.slowQueries).toBe(1);
   });
 
@@ -116,7 +97,7 @@ describe('pool events and alerts (real primary)', () => {
     expect(logger.lines.some((l) => l.level === 'warn' && l.context === 'PoolModule:default' && l.message.startsWith('Possible connection leak on "default/primary"'))).toBe(true);
     await waitFor('returned-leak log', () => logger.lines.some((l) => l.message.startsWith('Previously reported leaked client of "default/primary" was returned')));
 
-    const prom = parsePrometheusText((await request(app.getHttpServer()).get('/metrics').expect(200)).text);
+    const prom = parsePrometheusText((await request(t.app.getHttpServer()).get('/metrics').expect(200)).text);
     expect(sampleValue(prom, 'db_pool_leaks_total', { node: 'primary' })).toBe(1);
   }, 15_000);
 

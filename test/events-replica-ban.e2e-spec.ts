@@ -1,11 +1,13 @@
 import type { INestApplication } from '@nestjs/common';
-import { Test } from '@nestjs/testing';
 import type { Subscription } from 'rxjs';
 import request from 'supertest';
-import { DatabaseService, PoolModule, type PoolEvent } from 'nestjs-pg-pools';
-import { cluster, node, parsePrometheusText, sampleValue, TcpRelay } from './support/observability.js';
+import { DatabaseService, type PoolEvent } from 'nestjs-pg-pools';
+import { clusterConfig, nodeOptions } from './support/cluster.js';
+import { parsePrometheusText, sampleValue } from './support/observability.js';
 import { waitForNoSessions } from './support/sessions.js';
+import { TcpRelay } from './support/tcp-relay.js';
 import { waitFor } from './support/wait.js';
+import { buildApp, type TestApp } from './support/app.js';
 
 // A replica that goes away and comes back, without stopping any server: replica "flaky" is
 // reached through a loopback TCP relay in front of replica1; cutting the relay closes its port
@@ -15,44 +17,42 @@ import { waitFor } from './support/wait.js';
 const APP = 'e2e-events-replica-ban';
 
 describe('replica ban events (real replicas behind a relay)', () => {
+  let t: TestApp;
   let app: INestApplication;
   let db: DatabaseService;
   let subscription: Subscription;
-  const relay = new TcpRelay(cluster.ports.replica1);
+  let relay: TcpRelay;
   const events: PoolEvent[] = [];
 
   beforeAll(async () => {
-    const relayPort = await relay.start();
-    const moduleRef = await Test.createTestingModule({
-      imports: [
-        PoolModule.forRoot({
-          preset: 'test',
-          applicationName: APP,
-          primary: node(cluster.ports.primary),
-          replicas: [node(relayPort, { name: 'flaky' }), node(cluster.ports.replica2, { name: 'steady' })],
-          min: 1,
-          max: 3,
-          sizingAdvisor: false,
-          retryAttempts: 1,
-          acquireTimeoutMs: 2000,
-          breaker: { failureThreshold: 1, resetTimeoutMs: 300 },
-          routing: { replicaBanMs: 800, lagCheckIntervalMs: 60_000, maxReplicationLagMs: 0 },
-          alerts: { log: false },
-        }),
-      ],
-    }).compile();
-    app = moduleRef.createNestApplication({ logger: false });
-    await app.init();
+    relay = await TcpRelay.to('replica1');
+    t = await buildApp(
+      {
+        preset: 'test',
+        applicationName: APP,
+        primary: nodeOptions('primary'),
+        replicas: [nodeOptions('replica1', { port: relay.port, name: 'flaky' }), nodeOptions('replica2', { name: 'steady' })],
+        min: 1,
+        max: 3,
+        sizingAdvisor: false,
+        retryAttempts: 1,
+        acquireTimeoutMs: 2000,
+        breaker: { failureThreshold: 1, resetTimeoutMs: 300 },
+        routing: { replicaBanMs: 800, lagCheckIntervalMs: 60_000, maxReplicationLagMs: 0 },
+        alerts: { log: false },
+      },
+    );
+    app = t.app;
     db = app.get(DatabaseService);
     subscription = db.events$.subscribe((e) => events.push(e));
   }, 30_000);
 
   afterAll(async () => {
     subscription?.unsubscribe();
-    await app?.close();
-    await relay.close();
+    await t?.close();
+    await relay?.close();
     await waitForNoSessions(APP, { timeoutMs: 5000, everyMs: 100 });
-    expect(JSON.stringify(events)).not.toContain(cluster.password);
+    expect(JSON.stringify(events)).not.toContain(clusterConfig.password);
   }, 30_000);
 
   const ofType = <T extends PoolEvent['type']>(type: T) => events.filter((e): e is Extract<PoolEvent, { type: T }> => e.type === type);
@@ -65,7 +65,7 @@ describe('replica ban events (real replicas behind a relay)', () => {
   it('reads both replicas while the relay is up', async () => {
     const ports = new Set<number>();
     for (let i = 0; i < 6; i++) ports.add(await readPort());
-    expect([...ports].sort()).toEqual([cluster.ports.replica1, cluster.ports.replica2].sort());
+    expect([...ports].sort()).toEqual([clusterConfig.ports.replica1, clusterConfig.ports.replica2].sort());
   });
 
   it('bans the replica whose port closed, opens its breaker, and keeps reads on the other replica', async () => {
@@ -78,7 +78,7 @@ describe('replica ban events (real replicas behind a relay)', () => {
       ports.push(await readPort());
       return ofType('replica-banned').length > 0;
     }, 10_000, 10);
-    expect(ports.every((p) => p === cluster.ports.replica2)).toBe(true);
+    expect(ports.every((p) => p === clusterConfig.ports.replica2)).toBe(true);
 
     const banned = ofType('replica-banned');
     expect(banned).toHaveLength(1);
@@ -87,7 +87,7 @@ describe('replica ban events (real replicas behind a relay)', () => {
     expect(ofType('breaker-open')[0]).toMatchObject({ node: 'flaky', failures: 1, retryAt: expect.any(Number) });
     expect(ofType('error').some((e) => e.node === 'flaky' && e.kind === 'connection')).toBe(true);
 
-    for (let i = 0; i < 4; i++) expect(await readPort()).toBe(cluster.ports.replica2);
+    for (let i = 0; i < 4; i++) expect(await readPort()).toBe(clusterConfig.ports.replica2);
 
     const server = request(app.getHttpServer());
     const json = (await server.get('/metrics/db-pool').expect(200)).body.databases.default.nodes;
@@ -114,7 +114,7 @@ describe('replica ban events (real replicas behind a relay)', () => {
     }, 10_000, 20);
     expect(ofType('breaker-closed')[0]).toMatchObject({ node: 'flaky', role: 'replica' });
     for (let i = 0; i < 6; i++) ports.add(await readPort());
-    expect(ports.has(cluster.ports.replica1)).toBe(true);
+    expect(ports.has(clusterConfig.ports.replica1)).toBe(true);
 
     const json = (await request(app.getHttpServer()).get('/metrics/db-pool').expect(200)).body.databases.default.nodes;
     expect(json.flaky).toMatchObject({ banned: false, available: true, breaker: { state: 'closed' } });

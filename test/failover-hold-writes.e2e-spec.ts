@@ -1,11 +1,12 @@
 import { jest } from '@jest/globals';
-import { Module, type INestApplication } from '@nestjs/common';
-import { Test } from '@nestjs/testing';
+import { type INestApplication } from '@nestjs/common';
 import request from 'supertest';
-import { DatabaseService, PoolModule, PrimaryUnavailableError, type PoolEvent } from 'nestjs-pg-pools';
+import { DatabaseService, PrimaryUnavailableError, type PoolEvent } from 'nestjs-pg-pools';
 import { isConnectionError, isSessionTerminated, neverSent } from '../lib/core/errors.js';
-import { adminQuery, clusterConfig, clusterCtl, pgNodeAt, type PgNodeName } from './support/cluster.js';
+import { adminQuery, clusterCtl, pgNodeAt, type PgNodeName } from './support/cluster.js';
 import { sleep, waitFor } from './support/wait.js';
+import { failoverOptions, rebuildWithTable } from './support/failover.js';
+import { buildApp } from './support/app.js';
 
 // Writes held through a role change (failover.holdWritesMs, on by default), on the real cluster:
 // a planned switch as a failover manager does it — the primary shut down (fast: in-flight
@@ -23,31 +24,13 @@ const HOLD_MS = 5000;
 jest.setTimeout(120_000);
 
 async function startApp(failover: Record<string, unknown> = {}): Promise<INestApplication> {
-  @Module({
-    imports: [
-      PoolModule.forRoot({
-        primary: { ...clusterConfig.primary },
-        replicas: [{ ...clusterConfig.replica1 }, { ...clusterConfig.replica2 }],
-        applicationName: APP,
-        preset: 'test',
-        retryAttempts: 1,
-        failover,
-      }),
-    ],
-  })
-  class AppModule {}
-  const ref = await Test.createTestingModule({ imports: [AppModule] }).compile();
-  const app = ref.createNestApplication({ logger: false });
-  await app.init();
-  return app;
+  const t = await buildApp(failoverOptions(APP, { failover }));
+  return t.app;
 }
 
 describe('failover: writes held through a role change (real cluster)', () => {
   beforeAll(async () => {
-    await clusterCtl('rebuild');
-    await adminQuery('primary', `DROP TABLE IF EXISTS ${TABLE}`);
-    await adminQuery('primary', `CREATE TABLE ${TABLE} (id serial PRIMARY KEY, v int NOT NULL)`);
-    await adminQuery('primary', `GRANT ALL ON ${TABLE}, ${TABLE}_id_seq TO ${clusterConfig.user}`);
+    await rebuildWithTable(TABLE);
   });
 
   afterAll(async () => {

@@ -29,9 +29,7 @@ async function startError(options: Partial<PoolModuleRootOptions>): Promise<{ er
 }
 
 describe('the same server listed twice (real cluster)', () => {
-  afterAll(async () => {
-    await expectNoSessionsLeft(APP);
-  });
+  afterAll(() => expectNoSessionsLeft(APP));
 
   it('the primary again in replicas: one start-up error naming both entries, no split brain', async () => {
     const { error, warnings } = await startError({

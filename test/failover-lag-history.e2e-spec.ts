@@ -1,9 +1,10 @@
 import { jest } from '@jest/globals';
-import { Module, type INestApplication } from '@nestjs/common';
-import { Test } from '@nestjs/testing';
-import { DatabaseService, PoolModule, type PoolEvent } from 'nestjs-pg-pools';
+import { type INestApplication } from '@nestjs/common';
+import { DatabaseService, type PoolEvent } from 'nestjs-pg-pools';
 import { adminQuery, clusterConfig, clusterCtl, pgNodeAt, type PgNodeName } from './support/cluster.js';
 import { sleep, waitFor } from './support/wait.js';
+import { failoverOptions, rebuildWithTable } from './support/failover.js';
+import { buildApp } from './support/app.js';
 
 // Lag is measured against the current primary. The primary is stopped hard and stays down longer
 // than maxReplicationLagMs (the outage), then replica1 is promoted and replica2 re-pointed at it
@@ -18,35 +19,15 @@ const MAX_LAG_MS = 2000;
 jest.setTimeout(120_000);
 
 async function startApp(): Promise<INestApplication> {
-  @Module({
-    imports: [
-      PoolModule.forRoot({
-        primary: { ...clusterConfig.primary },
-        replicas: [{ ...clusterConfig.replica1 }, { ...clusterConfig.replica2 }],
-        applicationName: APP,
-        preset: 'test',
-        retryAttempts: 1,
-        acquireTimeoutMs: 2000,
-        routing: { maxReplicationLagMs: MAX_LAG_MS, lagCheckIntervalMs: 100, fallbackToPrimary: false },
-      }),
-    ],
-  })
-  class AppModule {}
-  const ref = await Test.createTestingModule({ imports: [AppModule] }).compile();
-  const app = ref.createNestApplication({ logger: false });
-  await app.init();
-  return app;
+  const t = await buildApp(failoverOptions(APP, { acquireTimeoutMs: 2000, routing: { maxReplicationLagMs: MAX_LAG_MS, lagCheckIntervalMs: 100, fallbackToPrimary: false } }));
+  return t.app;
 }
 
 describe('failover: lag is measured against the new primary (real cluster)', () => {
   let app: INestApplication | undefined;
 
   beforeAll(async () => {
-    await clusterCtl('rebuild');
-    await adminQuery('primary', `DROP TABLE IF EXISTS ${TABLE}`);
-    await adminQuery('primary', `CREATE TABLE ${TABLE} (id serial PRIMARY KEY, v int NOT NULL)`);
-    await adminQuery('primary', `GRANT ALL ON ${TABLE}, ${TABLE}_id_seq TO ${clusterConfig.user}`);
-    await waitFor('the table on replica2', async () => (await adminQuery('replica2', `SELECT to_regclass('${TABLE}') AS t`))[0]?.t);
+    await rebuildWithTable(TABLE, 'replica2');
     // replica2 follows replica1 after the promotion with its own slot there.
     await adminQuery('replica1', "SELECT pg_create_physical_replication_slot('replica2', true) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = 'replica2')");
     app = await startApp();

@@ -1,12 +1,13 @@
 import { jest } from '@jest/globals';
-import { Module, type INestApplication } from '@nestjs/common';
-import { Test } from '@nestjs/testing';
+import { type INestApplication } from '@nestjs/common';
 import request from 'supertest';
 import type { Subscription } from 'rxjs';
-import { DatabaseService, PoolHealthIndicator, PoolModule, PrimaryUnavailableError, isConnectionError, type PoolEvent, type PoolModuleRootOptions } from 'nestjs-pg-pools';
+import { DatabaseService, PoolHealthIndicator, PrimaryUnavailableError, isConnectionError, type PoolEvent, type PoolModuleRootOptions } from 'nestjs-pg-pools';
 import { adminQuery, clusterConfig, clusterCtl, connectionString, pgNodeAt, type PgNodeName } from './support/cluster.js';
 import { sleep, waitFor } from './support/wait.js';
 import { TIME_MARGIN_MS } from './support/margin.js';
+import { rebuildWithTable } from './support/failover.js';
+import { buildApp } from './support/app.js';
 
 // Following the primary on the real cluster: under a bounded mixed load the primary is stopped
 // hard (`pg_ctl stop -m immediate`) and replica1 promoted (`pg_ctl promote`), as Patroni, repmgr
@@ -41,12 +42,7 @@ const options = (extra: Partial<PoolModuleRootOptions> = {}): PoolModuleRootOpti
 });
 
 async function startApp(extra: Partial<PoolModuleRootOptions> = {}): Promise<INestApplication> {
-  @Module({ imports: [PoolModule.forRoot(options(extra))], providers: [PoolHealthIndicator] })
-  class AppModule {}
-  const ref = await Test.createTestingModule({ imports: [AppModule] }).compile();
-  const app = ref.createNestApplication({ logger: false });
-  await app.init();
-  return app;
+  return (await buildApp(options(extra), { providers: [PoolHealthIndicator] })).app;
 }
 
 /** Bounded mixed load: `writers` insert loops and `readers` replica-read loops until stopped (60 s at most). */
@@ -104,11 +100,7 @@ describe('failover: follow the primary (real cluster)', () => {
   let subscription: Subscription | undefined;
 
   beforeAll(async () => {
-    await clusterCtl('rebuild');
-    await adminQuery('primary', `DROP TABLE IF EXISTS ${TABLE}`);
-    await adminQuery('primary', `CREATE TABLE ${TABLE} (id serial PRIMARY KEY, v int NOT NULL)`);
-    await adminQuery('primary', `GRANT ALL ON ${TABLE}, ${TABLE}_id_seq TO ${clusterConfig.user}`);
-    await waitFor('the table on replica1', async () => (await adminQuery('replica1', `SELECT to_regclass('${TABLE}') AS t`))[0]?.t);
+    await rebuildWithTable(TABLE, 'replica1');
     app = await startApp();
     subscription = app.get(DatabaseService).events$.subscribe((e) => events.push(e));
   });

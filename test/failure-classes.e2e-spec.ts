@@ -1,6 +1,6 @@
 import { PoolStatementTimeoutError } from 'nestjs-pg-pools';
-import { adminQuery, nodeOptions, replicaOptions, startApp, type PgNodeName } from './chaos/chaos.support.js';
-import { pgNodeAt } from './support/cluster.js';
+import { startApp } from './support/app.js';
+import { adminQuery, nodeOptions, pgNodeAt, replicaOptions, type PgNodeName } from './support/cluster.js';
 import { sessionCount, sessionCounts } from './support/sessions.js';
 import { waitFor } from './support/wait.js';
 

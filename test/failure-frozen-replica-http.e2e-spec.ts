@@ -1,11 +1,10 @@
 import { Controller, Get, Module, type INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { DatabaseService, PoolModule, ReadOnly } from 'nestjs-pg-pools';
-import { clusterCtl, nodeOptions, replicaOptions } from './chaos/chaos.support.js';
-import { freezeNode } from './chaos/freeze.js';
-import { pgNodeAt, type PgNodeName } from './support/cluster.js';
+import { clusterCtl, nodeOptions, pgNodeAt, replicaOptions, type PgNodeName } from './support/cluster.js';
 import { sessionCounts } from './support/sessions.js';
 import { sleep, waitFor } from './support/wait.js';
+import { freezeNode } from './chaos/freeze.js';
 
 // Chaos row (f) through the HTTP path users take: 20 clients read through a @ReadOnly() handler
 // (each request opens its scope; reads open new replica connections as the load needs them)

@@ -1,5 +1,6 @@
 import { PoolConfigurationError, type PoolModuleRootOptions } from 'nestjs-pg-pools';
-import { nodeOptions, replicaOptions, startupError } from './chaos/chaos.support.js';
+import { startupError } from './support/app.js';
+import { nodeOptions, replicaOptions } from './support/cluster.js';
 import { expectNoSessionsLeft } from './support/sessions.js';
 
 // Bad option shapes get the module's one clear error (field, expected, got) when the app starts —

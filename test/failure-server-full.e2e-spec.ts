@@ -1,8 +1,9 @@
 import { PoolUnavailableError } from 'nestjs-pg-pools';
-import { nodeOptions, startApp } from './chaos/chaos.support.js';
-import { ServerFiller } from './support/server-slots.js';
+import { startApp } from './support/app.js';
+import { nodeOptions } from './support/cluster.js';
 import { sessionCounts } from './support/sessions.js';
 import { waitFor } from './support/wait.js';
+import { ServerFiller } from './support/server-slots.js';
 
 // A full server is not a dead node (docs/failover.md, "Failure handling"): an outside process takes every
 // connection slot of the primary (max_connections, "sorry, too many clients already", 53300).

@@ -1,12 +1,13 @@
-import { Controller, Get, Param, Query, type INestApplication, type LoggerService } from '@nestjs/common';
+import { Controller, Get, Param, Query, type INestApplication } from '@nestjs/common';
 import { HealthCheck, HealthCheckService, TerminusModule } from '@nestjs/terminus';
-import { Test } from '@nestjs/testing';
 import type { Pool, PoolClient } from 'pg';
 import request from 'supertest';
-import { getPoolToken, PoolHealthIndicator, PoolModule, type DatabaseHealth, type NodeHealth } from 'nestjs-pg-pools';
+import { getPoolToken, PoolHealthIndicator, type DatabaseHealth, type NodeHealth } from 'nestjs-pg-pools';
 import { clusterConfig, clusterCtl, connectionString, type PgNodeName } from './support/cluster.js';
+import { CapturingLogger } from './support/logger.js';
 import { sessionCount, waitForNoSessions } from './support/sessions.js';
 import { waitFor } from './support/wait.js';
+import { buildApp, type TestApp } from './support/app.js';
 
 // PoolHealthIndicator through Terminus on the real primary + 2 replicas: every node's entry when
 // all is up, a stopped replica (200, degraded), a stopped primary (503), requireReplicas, a ping
@@ -17,23 +18,10 @@ const APP = 'e2e-health-indicator';
 const PASSWORD = clusterConfig.password;
 const MAX = 4;
 
-const logs: string[] = [];
-class CapturingLogger implements LoggerService {
-  log(message: unknown, ...rest: unknown[]) {
-    logs.push([message, ...rest].map(String).join(' '));
-  }
-  error(message: unknown, ...rest: unknown[]) {
-    this.log(message, ...rest);
-  }
-  warn(message: unknown, ...rest: unknown[]) {
-    this.log(message, ...rest);
-  }
-  debug(message: unknown, ...rest: unknown[]) {
-    this.log(message, ...rest);
-  }
-  verbose(message: unknown, ...rest: unknown[]) {
-    this.log(message, ...rest);
-  }
+const logger = new CapturingLogger();
+/** Terminus builds its logger from a class: this one keeps its lines in `logger` too. */
+class TerminusLogger extends CapturingLogger {
+  override readonly entries = logger.entries;
 }
 
 function numberOrUndefined(value: string | undefined): number | undefined {
@@ -72,6 +60,7 @@ const port = (node: PgNodeName) => clusterConfig.ports[node];
 const address = (node: PgNodeName) => `${clusterConfig.host}:${port(node)}`;
 
 describe('PoolHealthIndicator (real cluster)', () => {
+  let t: TestApp;
   let app: INestApplication;
   let primaryPool: Pool;
   let replicaPools: Pool[];
@@ -109,37 +98,33 @@ describe('PoolHealthIndicator (real cluster)', () => {
   }
 
   beforeAll(async () => {
-    const moduleRef = await Test.createTestingModule({
-      imports: [
-        PoolModule.forRoot({
-          preset: 'test',
-          applicationName: APP,
-          primary: { connectionString: connectionString('primary') },
-          replicas: [{ connectionString: connectionString('replica1') }, { connectionString: connectionString('replica2') }],
-          min: 1,
-          max: MAX,
-          acquireTimeoutMs: 3000,
-          retryAttempts: 1,
-          sizingAdvisor: false,
-          routing: { lagCheckIntervalMs: 200, replicaBanMs: 500 },
-          metrics: { enabled: false },
-          alerts: { enabled: false },
-        }),
-        TerminusModule.forRoot({ logger: CapturingLogger }),
-      ],
-      controllers: [HealthController],
-    }).compile();
-    app = moduleRef.createNestApplication({ logger: new CapturingLogger() });
-    await app.init();
+    t = await buildApp(
+      {
+        preset: 'test',
+        applicationName: APP,
+        primary: { connectionString: connectionString('primary') },
+        replicas: [{ connectionString: connectionString('replica1') }, { connectionString: connectionString('replica2') }],
+        min: 1,
+        max: MAX,
+        acquireTimeoutMs: 3000,
+        retryAttempts: 1,
+        sizingAdvisor: false,
+        routing: { lagCheckIntervalMs: 200, replicaBanMs: 500 },
+        metrics: { enabled: false },
+        alerts: { enabled: false },
+      },
+      { imports: [TerminusModule.forRoot({ logger: TerminusLogger })], controllers: [HealthController], logger },
+    );
+    app = t.app;
     primaryPool = app.get<Pool>(getPoolToken());
     replicaPools = app.get<Pool[]>(getPoolToken(undefined, 'replicas'));
   }, 30_000);
 
   afterAll(async () => {
-    await app?.close();
+    await t?.close();
     await clusterCtl('start');
     await waitForNoSessions(APP, { timeoutMs: 10_000, everyMs: 100 });
-    for (const text of [...bodies, ...logs]) expect(text).not.toContain(PASSWORD);
+    for (const text of [...bodies, logger.text]) expect(text).not.toContain(PASSWORD);
   }, 90_000);
 
   it('reports every node up with latency, pool counts, lag and breaker state (200)', async () => {

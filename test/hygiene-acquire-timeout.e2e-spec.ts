@@ -1,13 +1,18 @@
-import { PoolAcquireTimeoutError, PoolConfigurationError } from 'nestjs-pg-pools';
-import { clusterConfig, nodeOptions, startApp, startupError, within, type TestApp } from './chaos/chaos.support.js';
+import { PoolAcquireTimeoutError, PoolConfigurationError, type PoolModuleRootOptions } from 'nestjs-pg-pools';
+import { startApp, startupError, type TestApp } from './support/app.js';
+import { clusterConfig, nodeOptions } from './support/cluster.js';
 import { expectNoSessionsLeft } from './support/sessions.js';
-import { TcpRelay } from './chaos/tcp-relay.js';
+import { TcpRelay } from './support/tcp-relay.js';
+import { within } from './support/wait.js';
 
 // Every acquire is bounded by acquireTimeoutMs: a full pool, a full replica pool and a server
 // that accepts TCP but never answers all end in a PoolAcquireTimeoutError that names the
 // database, pool and role and shows the pool's counts. Nothing hangs.
 
 const APP = 'e2e-hygiene-acquire';
+
+/** The suite's pool options: the test preset, this file's application name, and `extra`. */
+const options = (extra: Partial<PoolModuleRootOptions>): PoolModuleRootOptions => ({ preset: 'test', applicationName: APP, ...extra });
 const STATE = /\(total=\d+ idle=\d+ in-use=\d+ waiting=\d+ max=\d+\)/;
 
 function gate(): { wait: Promise<void>; open: () => void } {
@@ -20,9 +25,7 @@ describe('finite acquire timeout (real primary and replica)', () => {
   let t: TestApp;
 
   beforeAll(async () => {
-    t = await startApp({
-      preset: 'test',
-      applicationName: APP,
+    t = await startApp(options({
       primary: nodeOptions('primary'),
       replicas: [nodeOptions('replica1')],
       // Both connections open at start: a holder never has to open one within the 300 ms budget
@@ -30,7 +33,7 @@ describe('finite acquire timeout (real primary and replica)', () => {
       min: 2,
       max: 2,
       acquireTimeoutMs: 300,
-    });
+    }));
   }, 30_000);
 
   afterAll(async () => {

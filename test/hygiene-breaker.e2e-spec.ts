@@ -1,9 +1,10 @@
-import { PoolUnavailableError } from 'nestjs-pg-pools';
-import { clusterConfig, nodeOptions, startApp, startAppBehindRelay } from './chaos/chaos.support.js';
-import { TIME_MARGIN_MS } from './support/margin.js';
+import { PoolUnavailableError, type PoolModuleRootOptions } from 'nestjs-pg-pools';
+import { startApp, startAppBehindRelay } from './support/app.js';
+import { clusterConfig, nodeOptions } from './support/cluster.js';
 import { expectNoSessionsLeft } from './support/sessions.js';
+import { TcpRelay } from './support/tcp-relay.js';
 import { sleep, waitFor } from './support/wait.js';
-import { TcpRelay } from './chaos/tcp-relay.js';
+import { TIME_MARGIN_MS } from './support/margin.js';
 
 // The per-node circuit breaker, with "the network" of one node taken away by a relay (no shared
 // server is stopped): after breaker.failureThreshold consecutive connection failures calls fail
@@ -13,20 +14,19 @@ import { TcpRelay } from './chaos/tcp-relay.js';
 
 const APP = 'e2e-hygiene-breaker';
 
+/** The suite's pool options: the test preset, this file's application name, and `extra`. */
+const options = (extra: Partial<PoolModuleRootOptions>): PoolModuleRootOptions => ({ preset: 'test', applicationName: APP, ...extra });
+
 describe('circuit breaker per node (real servers behind a relay)', () => {
-  afterAll(async () => {
-    await expectNoSessionsLeft(APP);
-  });
+  afterAll(() => expectNoSessionsLeft(APP));
 
   it('opens after failureThreshold connection failures, fails fast, lets one trial through when half-open', async () => {
-    const { t, relay } = await startAppBehindRelay({
-      preset: 'test',
-      applicationName: APP,
+    const { t, relay } = await startAppBehindRelay(options({
       // No background refill (min 0): every failure counted here is a caller's.
       min: 0,
       max: 4,
       breaker: { failureThreshold: 3, resetTimeoutMs: 1000 },
-    });
+    }));
     try {
       relay.reject();
       await waitFor('pool emptied', () => t.db.primary.pool.totalCount === 0, 3000);
@@ -67,13 +67,7 @@ describe('circuit breaker per node (real servers behind a relay)', () => {
   }, 20_000);
 
   it('refill failures open it without any caller; while open the refill only makes the trial, which closes it once the server is back', async () => {
-    const { t, relay } = await startAppBehindRelay({
-      preset: 'test',
-      applicationName: APP,
-      min: 2,
-      max: 4,
-      breaker: { failureThreshold: 3, resetTimeoutMs: 1000 },
-    });
+    const { t, relay } = await startAppBehindRelay(options({ min: 2, max: 4, breaker: { failureThreshold: 3, resetTimeoutMs: 1000 } }));
     try {
       relay.reject();
       // Each failed refill round (2 connects here) counts once: 3 rounds open it, no caller involved.
@@ -101,16 +95,14 @@ describe('circuit breaker per node (real servers behind a relay)', () => {
 
   it('sends reads elsewhere while a replica breaker is open', async () => {
     const relay = await new TcpRelay(clusterConfig.host, clusterConfig.replica1.port).start();
-    const t = await startApp({
-      preset: 'test',
-      applicationName: APP,
+    const t = await startApp(options({
       primary: nodeOptions('primary'),
       replicas: [{ ...nodeOptions('replica1'), port: relay.port }, nodeOptions('replica2')],
       min: 1,
       max: 3,
       breaker: { failureThreshold: 1, resetTimeoutMs: 60_000 },
       routing: { replicaBanMs: 60_000 },
-    });
+    }));
     try {
       relay.reject();
       await waitFor('replica-1 emptied', () => t.db.replica.pools[0]!.totalCount === 0, 3000);

@@ -1,5 +1,6 @@
 import { PoolConfigurationError } from 'nestjs-pg-pools';
-import { clusterConfig, nodeOptions, startApp, startupError, type TestApp } from './chaos/chaos.support.js';
+import { startApp, startupError, type TestApp } from './support/app.js';
+import { clusterConfig, nodeOptions } from './support/cluster.js';
 import { expectNoSessionsLeft } from './support/sessions.js';
 import { sleep, waitFor } from './support/wait.js';
 

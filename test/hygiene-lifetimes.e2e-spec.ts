@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import type { PoolClient } from 'pg';
-import { nodeOptions, poolSessions, startApp } from './chaos/chaos.support.js';
-import { expectNoSessionsLeft } from './support/sessions.js';
+import { startApp } from './support/app.js';
+import { nodeOptions } from './support/cluster.js';
+import { expectNoSessionsLeft, poolSessions } from './support/sessions.js';
 import { sleep, waitFor } from './support/wait.js';
 
 // Connection lifetimes on the real primary: maxLifetimeMs with ±2.5% jitter per connection (so a
@@ -27,9 +28,7 @@ function localPort(client: PoolClient): number {
 }
 
 describe('connection lifetimes (real primary)', () => {
-  afterAll(async () => {
-    await expectNoSessionsLeft(APP);
-  });
+  afterAll(() => expectNoSessionsLeft(APP));
 
   it('retires each connection after maxLifetimeMs ±2.5% (spread, not all at once) and refills to min', async () => {
     const lifetime = 3000;

@@ -1,5 +1,6 @@
-import { adminQuery, nodeOptions, poolSessions, startApp, type TestApp } from './chaos/chaos.support.js';
-import { expectNoSessionsLeft } from './support/sessions.js';
+import { startApp, type TestApp } from './support/app.js';
+import { adminQuery, nodeOptions } from './support/cluster.js';
+import { expectNoSessionsLeft, poolSessions } from './support/sessions.js';
 import { waitFor } from './support/wait.js';
 
 // Release hygiene with a one-connection pool, so "the same connection" is checkable by backend

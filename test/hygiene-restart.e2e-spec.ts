@@ -1,7 +1,9 @@
-import { adminQuery, nodeOptions, poolSessions, startApp, startAppBehindRelay } from './chaos/chaos.support.js';
-import { TIME_MARGIN_MS } from './support/margin.js';
-import { expectNoSessionsLeft } from './support/sessions.js';
+import type { PoolModuleRootOptions } from 'nestjs-pg-pools';
+import { startApp, startAppBehindRelay } from './support/app.js';
+import { adminQuery, nodeOptions } from './support/cluster.js';
+import { expectNoSessionsLeft, poolSessions } from './support/sessions.js';
 import { sleep, waitFor } from './support/wait.js';
+import { TIME_MARGIN_MS } from './support/margin.js';
 
 // Server restarts and failover, without stopping a shared node: a 57P01 on one pooled connection
 // evicts every idle connection of that pool; 25006 from a primary that is in recovery (a demoted
@@ -11,10 +13,11 @@ import { sleep, waitFor } from './support/wait.js';
 
 const APP = 'e2e-hygiene-restart';
 
+/** The suite's pool options: the test preset, this file's application name, and `extra`. */
+const options = (extra: Partial<PoolModuleRootOptions>): PoolModuleRootOptions => ({ preset: 'test', applicationName: APP, ...extra });
+
 describe('DB restarts and failover (real servers)', () => {
-  afterAll(async () => {
-    await expectNoSessionsLeft(APP);
-  });
+  afterAll(() => expectNoSessionsLeft(APP));
 
   it('evicts every idle connection of the pool when one of them is terminated (57P01), then refills to min', async () => {
     const t = await startApp({ preset: 'test', applicationName: APP, primary: nodeOptions('primary'), min: 4, max: 6 });
@@ -69,13 +72,7 @@ describe('DB restarts and failover (real servers)', () => {
   }, 20_000);
 
   it('refills to min with backoff while the server refuses, then only by the breaker\'s trials, and refills once it accepts again', async () => {
-    const { t, relay } = await startAppBehindRelay({
-      preset: 'test',
-      applicationName: APP,
-      min: 3,
-      max: 4,
-      breaker: { failureThreshold: 2, resetTimeoutMs: 1000 },
-    });
+    const { t, relay } = await startAppBehindRelay(options({ min: 3, max: 4, breaker: { failureThreshold: 2, resetTimeoutMs: 1000 } }));
     try {
       expect(t.db.primary.pool.totalCount).toBe(3);
       const rejectedAtStart = relay.rejected;

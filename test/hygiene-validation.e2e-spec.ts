@@ -1,6 +1,8 @@
-import { adminQuery, nodeOptions, poolSessions, startApp, startAppBehindRelay, terminateSessions, within, type TestApp } from './chaos/chaos.support.js';
-import { expectNoSessionsLeft } from './support/sessions.js';
-import { sleep, waitFor } from './support/wait.js';
+import type { PoolModuleRootOptions } from 'nestjs-pg-pools';
+import { startApp, startAppBehindRelay, type TestApp } from './support/app.js';
+import { adminQuery, nodeOptions } from './support/cluster.js';
+import { expectNoSessionsLeft, poolSessions, terminateSessions } from './support/sessions.js';
+import { sleep, waitFor, within } from './support/wait.js';
 
 // Validation on borrow: connections the server killed while they sat in the pool are never handed
 // to a caller — whether the server said so (pg_terminate_backend → 57P01 while idle) or the peer
@@ -8,14 +10,15 @@ import { sleep, waitFor } from './support/wait.js';
 
 const APP = 'e2e-hygiene-validation';
 
+/** The suite's pool options: the test preset, this file's application name, and `extra`. */
+const options = (extra: Partial<PoolModuleRootOptions>): PoolModuleRootOptions => ({ preset: 'test', applicationName: APP, ...extra });
+
 async function backendPid(t: TestApp): Promise<number> {
   return (await t.db.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
 }
 
 describe('validation on borrow (real primary)', () => {
-  afterAll(async () => {
-    await expectNoSessionsLeft(APP);
-  });
+  afterAll(() => expectNoSessionsLeft(APP));
 
   it('never hands out connections terminated server-side while idle, and refills the pool to min', async () => {
     const t = await startApp({ preset: 'test', applicationName: APP, primary: nodeOptions('primary'), min: 3, max: 4 });
@@ -43,16 +46,14 @@ describe('validation on borrow (real primary)', () => {
   }, 20_000);
 
   it('checks a connection idle longer than validateIdleAfterMs and replaces a silent one before the caller sees it', async () => {
-    const { t, relay } = await startAppBehindRelay({
-      preset: 'test',
-      applicationName: APP,
+    const { t, relay } = await startAppBehindRelay(options({
       min: 1,
       max: 2,
       acquireTimeoutMs: 1500,
       validateIdleAfterMs: 500,
       // The validation bound on its own: the node monitor would find the stalled relay hung first.
       monitor: { enabled: false },
-    });
+    }));
     try {
       const first = await backendPid(t);
       await sleep(700);
@@ -76,13 +77,7 @@ describe('validation on borrow (real primary)', () => {
   it('runs a single statement once more on a new connection when the pooled session was terminated just before it ran', async () => {
     await adminQuery('primary', 'CREATE TABLE IF NOT EXISTS hygiene_stale_retry (id serial PRIMARY KEY, tag text)', [], { as: 'app' });
     await adminQuery('primary', 'DELETE FROM hygiene_stale_retry', [], { as: 'app' });
-    const { t, relay } = await startAppBehindRelay({
-      preset: 'test',
-      applicationName: APP,
-      min: 1,
-      max: 2,
-      validateIdleAfterMs: 60_000,
-    });
+    const { t, relay } = await startAppBehindRelay(options({ min: 1, max: 2, validateIdleAfterMs: 60_000 }));
     try {
       // The race of a busy pool, made deterministic: the server terminates the pooled session
       // (and sends its FATAL) while the relay holds the bytes; the pool hands the connection out
@@ -111,14 +106,7 @@ describe('validation on borrow (real primary)', () => {
   }, 20_000);
 
   it('validates on every borrow with validateIdleAfterMs: 0', async () => {
-    const { t, relay } = await startAppBehindRelay({
-      preset: 'test',
-      applicationName: APP,
-      min: 1,
-      max: 1,
-      acquireTimeoutMs: 800,
-      validateIdleAfterMs: 0,
-    });
+    const { t, relay } = await startAppBehindRelay(options({ min: 1, max: 1, acquireTimeoutMs: 800, validateIdleAfterMs: 0 }));
     try {
       const first = await backendPid(t);
       relay.stall();

@@ -1,8 +1,9 @@
 import pg from 'pg';
-import { clusterConfig, nodeOptions, replicaOptions, sessions, startApp, startupError, type TestApp } from './chaos/chaos.support.js';
-import { CHAOS_POOL, waitForBaseline } from './chaos/chaos.driver.js';
-import { sessionCount, sessionCounts, sessionNames, waitForNoSessions, expectNoSessionsLeft } from './support/sessions.js';
+import { startApp, startupError, type TestApp } from './support/app.js';
+import { clusterConfig, nodeOptions, replicaOptions } from './support/cluster.js';
+import { expectNoSessionsLeft, sessionCount, sessionCounts, sessionNames, sessions, waitForNoSessions } from './support/sessions.js';
 import { waitFor } from './support/wait.js';
+import { CHAOS_POOL, waitForBaseline } from './chaos/chaos.driver.js';
 
 // The leak checks every e2e test and the chaos suite rely on count every connection the library
 // opens for an application: its pools' (`application_name` exactly) and the ones beside them,
@@ -14,9 +15,7 @@ const APP = 'e2e-leak-checks';
 const NO_SESSIONS = { primary: 0, replica1: 0, replica2: 0 };
 
 describe('leak checks count the library\'s :monitor and :roles sessions', () => {
-  afterAll(async () => {
-    await expectNoSessionsLeft(APP);
-  });
+  afterAll(() => expectNoSessionsLeft(APP));
 
   it('sees the :monitor and :roles sessions of a running application, and none is left after app.close()', async () => {
     const t = await startApp({ preset: 'test', applicationName: APP, primary: nodeOptions('primary'), replicas: replicaOptions(), min: 1, max: 2 });

@@ -10,13 +10,14 @@ import {
   type ConnectContext,
   type PoolModuleRootOptions,
 } from 'nestjs-pg-pools';
-import { adminQuery, foundationCluster, primaryNode, replicaNodes, librarySessions, waitUntil } from './support/foundation-db.js';
+import { adminQuery, clusterConfig, nodeOptions, replicaOptions } from './support/cluster.js';
+import { librarySessions, waitUntil } from './support/foundation-db.js';
 
 jest.setTimeout(15_000);
 
 const APP = 'fnd-lifecycle-init';
 const TABLE = 'fnd_init_writes';
-const { primary, replica1, replica2 } = foundationCluster.ports;
+const { primary, replica1, replica2 } = clusterConfig.ports;
 
 let seq = 0;
 const running: TestingModule[] = [];
@@ -24,7 +25,7 @@ const running: TestingModule[] = [];
 async function start(extra: Partial<PoolModuleRootOptions>): Promise<{ app: TestingModule; applicationName: string }> {
   const applicationName = extra.applicationName ?? `${APP}-${++seq}`;
   const app = await Test.createTestingModule({
-    imports: [PoolModule.forRoot({ primary: primaryNode(), replicas: replicaNodes(), min: 1, max: 3, sizingAdvisor: false, env: {}, ...extra, applicationName })],
+    imports: [PoolModule.forRoot({ primary: nodeOptions('primary'), replicas: replicaOptions(), min: 1, max: 3, sizingAdvisor: false, env: {}, ...extra, applicationName })],
   }).compile();
   running.push(app);
   await app.init();
@@ -119,11 +120,11 @@ describe('onConnect', () => {
 
 describe('replica sessions refuse writes', () => {
   beforeAll(async () => {
-    await adminQuery(primary, `CREATE TABLE IF NOT EXISTS ${TABLE} (id int)`);
-    await adminQuery(primary, `GRANT ALL ON ${TABLE} TO ${foundationCluster.user}`);
-    for (const port of [replica1, replica2]) {
+    await adminQuery('primary', `CREATE TABLE IF NOT EXISTS ${TABLE} (id int)`);
+    await adminQuery('primary', `GRANT ALL ON ${TABLE} TO ${clusterConfig.user}`);
+    for (const node of ['replica1', 'replica2'] as const) {
       const found = await waitUntil(
-        async () => (await adminQuery<{ t: string | null }>(port, `SELECT to_regclass($1)::text AS t`, [TABLE]))[0]!.t,
+        async () => (await adminQuery<{ t: string | null }>(node, `SELECT to_regclass($1)::text AS t`, [TABLE]))[0]!.t,
         (t) => t !== null,
         10_000,
       );
@@ -132,7 +133,7 @@ describe('replica sessions refuse writes', () => {
   });
 
   afterAll(async () => {
-    await adminQuery(primary, `DROP TABLE IF EXISTS ${TABLE}`);
+    await adminQuery('primary', `DROP TABLE IF EXISTS ${TABLE}`);
   });
 
   it('fails fast with SQLSTATE 25006 on every replica and writes nothing anywhere', async () => {
@@ -147,8 +148,8 @@ describe('replica sessions refuse writes', () => {
     for (const pool of app.get<Pool[]>(getPoolToken(undefined, 'replicas'))) {
       await expect(pool.query(`INSERT INTO ${TABLE} VALUES (2)`)).rejects.toMatchObject({ code: '25006' });
     }
-    expect((await adminQuery<{ n: number }>(primary, `SELECT count(*)::int AS n FROM ${TABLE}`))[0]!.n).toBe(0);
+    expect((await adminQuery<{ n: number }>('primary', `SELECT count(*)::int AS n FROM ${TABLE}`))[0]!.n).toBe(0);
     await db.query(`INSERT INTO ${TABLE} VALUES (3)`);
-    expect((await adminQuery<{ n: number }>(primary, `SELECT count(*)::int AS n FROM ${TABLE}`))[0]!.n).toBe(1);
+    expect((await adminQuery<{ n: number }>('primary', `SELECT count(*)::int AS n FROM ${TABLE}`))[0]!.n).toBe(1);
   });
 });

@@ -1,7 +1,8 @@
-import { PoolConnectionError } from 'nestjs-pg-pools';
-import { clusterConfig, nodeOptions, startApp, startupError } from './chaos/chaos.support.js';
-import { TcpRelay } from './chaos/tcp-relay.js';
+import { PoolConnectionError, type PoolModuleRootOptions } from 'nestjs-pg-pools';
+import { startApp, startupError } from './support/app.js';
+import { clusterConfig, nodeOptions } from './support/cluster.js';
 import { expectNoSessionsLeft } from './support/sessions.js';
+import { TcpRelay } from './support/tcp-relay.js';
 import { sleep, waitFor } from './support/wait.js';
 
 // Start-up and background refill against real servers, "the network" of a node taken away by a
@@ -9,13 +10,14 @@ import { sleep, waitFor } from './support/wait.js';
 // leaves no loop behind, and a banned replica is not refilled until a probe lifts the ban.
 
 const APP = 'e2e-lifecycle-refill';
+
+/** The suite's pool options: the test preset, this file's application name, and `extra`. */
+const options = (extra: Partial<PoolModuleRootOptions>): PoolModuleRootOptions => ({ preset: 'test', applicationName: APP, ...extra });
 /** No lag polling: every connection attempt a relay counts comes from the pool or the node monitor. */
 const QUIET = { routing: { lagCheckIntervalMs: 60_000 } } as const;
 
 describe('start-up and refill (real servers behind relays)', () => {
-  afterAll(async () => {
-    await expectNoSessionsLeft(APP);
-  });
+  afterAll(() => expectNoSessionsLeft(APP));
 
   it('a rejected start stops every warm-up and refill loop it began, on every node', async () => {
     const primary = await new TcpRelay(clusterConfig.host, clusterConfig.primary.port).start();
@@ -26,9 +28,7 @@ describe('start-up and refill (real servers behind relays)', () => {
       primary.reject();
       silent.freeze();
       refusing.reject();
-      const err = await startupError({
-        preset: 'test',
-        applicationName: APP,
+      const err = await startupError(options({
         primary: { ...nodeOptions('primary'), port: primary.port },
         replicas: [
           { ...nodeOptions('replica1'), port: silent.port },
@@ -40,7 +40,7 @@ describe('start-up and refill (real servers behind relays)', () => {
         retryDelayMs: 100,
         connectTimeoutMs: 1500,
         ...QUIET,
-      });
+      }));
       expect(err).toBeInstanceOf(PoolConnectionError);
       // Each warm-up attempt may retry a reset connect once more at once; never a background loop beside it.
       expect(primary.accepted).toBeGreaterThanOrEqual(3);
@@ -57,9 +57,7 @@ describe('start-up and refill (real servers behind relays)', () => {
 
   it('a banned replica is not refilled until a probe lifts the ban, then refills to min', async () => {
     const relay = await new TcpRelay(clusterConfig.host, clusterConfig.replica1.port).start();
-    const t = await startApp({
-      preset: 'test',
-      applicationName: APP,
+    const t = await startApp(options({
       primary: nodeOptions('primary'),
       replicas: [{ ...nodeOptions('replica1'), port: relay.port }],
       min: 2,
@@ -69,7 +67,7 @@ describe('start-up and refill (real servers behind relays)', () => {
       // No role checks either (they open a connection of their own, outside the pool).
       failover: { discoverRoles: false },
       routing: { ...QUIET.routing, replicaBanMs: 2000, fallbackToPrimary: true },
-    });
+    }));
     try {
       const replica = t.cluster.replicas[0]!;
       relay.reject();

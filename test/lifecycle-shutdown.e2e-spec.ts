@@ -1,50 +1,29 @@
 import { jest } from '@jest/globals';
-import { Test, type TestingModule } from '@nestjs/testing';
+import { type TestingModule } from '@nestjs/testing';
 import type { Pool } from 'pg';
 import { DatabaseService, PoolModule, getDatabaseToken, getPoolToken, type PoolModuleRootOptions } from 'nestjs-pg-pools';
-import {
-  CapturingLogger,
-  foundationCluster,
-  primaryNode,
-  replicaNodes,
-  sessionCounts,
-  terminateSessions,
-  librarySessions,
-  waitUntil,
-} from './support/foundation-db.js';
+import { clusterConfig, nodeOptions, pgNodeNames, replicaOptions } from './support/cluster.js';
+import { librarySessions, poolSessionCounts, waitUntil } from './support/foundation-db.js';
+import { CapturingLogger } from './support/logger.js';
+import { terminateSessionPids } from './support/sessions.js';
 import { WHO_ANSWERS, type Answer } from './support/foundation-probe.js';
+import { closeModule, closeStartedModules, startModules } from './support/app.js';
 
 jest.setTimeout(15_000);
 
 const APP = 'fnd-lifecycle-shutdown';
-const { primary, replica1, replica2 } = foundationCluster.ports;
+const { primary, replica1, replica2 } = clusterConfig.ports;
 
 let seq = 0;
-const running: TestingModule[] = [];
 
 function options(extra: Partial<PoolModuleRootOptions> = {}): PoolModuleRootOptions {
-  return { primary: primaryNode(), replicas: replicaNodes(), applicationName: `${APP}-${++seq}`, min: 2, max: 4, sizingAdvisor: false, env: {}, ...extra };
+  return { primary: nodeOptions('primary'), replicas: replicaOptions(), applicationName: `${APP}-${++seq}`, min: 2, max: 4, sizingAdvisor: false, env: {}, ...extra };
 }
 
-async function start(roots: PoolModuleRootOptions[], logger?: CapturingLogger): Promise<TestingModule> {
-  const builder = Test.createTestingModule({ imports: roots.map((o) => PoolModule.forRoot(o)) });
-  if (logger) builder.setLogger(logger);
-  const app = await builder.compile();
-  running.push(app);
-  await app.init();
-  return app;
-}
+const start = (roots: PoolModuleRootOptions[], logger?: CapturingLogger): Promise<TestingModule> => startModules(roots.map((o) => PoolModule.forRoot(o)), logger);
+const close = closeModule;
 
-async function close(app: TestingModule): Promise<number> {
-  running.splice(running.indexOf(app), 1);
-  const t0 = Date.now();
-  await app.close();
-  return Date.now() - t0;
-}
-
-afterEach(async () => {
-  for (const app of running.splice(0)) await app.close();
-});
+afterEach(closeStartedModules);
 
 /** Wraps `end()` of every pool of a database to count the calls. */
 function countEnds(app: TestingModule, name?: string): { pools: Pool[]; ends: number[] } {
@@ -63,10 +42,10 @@ function countEnds(app: TestingModule, name?: string): { pools: Pool[]; ends: nu
 describe('app.close()', () => {
   it('ends every pool of every database exactly once and leaves no server connection behind', async () => {
     const main = options();
-    const analytics = options({ name: 'analytics', replicas: [replicaNodes()[1]!] });
+    const analytics = options({ name: 'analytics', replicas: [replicaOptions()[1]!] });
     const app = await start([main, analytics]);
-    expect(await sessionCounts(main.applicationName!)).toEqual({ [primary]: 2, [replica1]: 2, [replica2]: 2 });
-    expect(await sessionCounts(analytics.applicationName!)).toEqual({ [primary]: 2, [replica1]: 0, [replica2]: 2 });
+    expect(await poolSessionCounts(main.applicationName!)).toEqual({ primary: 2, replica1: 2, replica2: 2 });
+    expect(await poolSessionCounts(analytics.applicationName!)).toEqual({ primary: 2, replica1: 0, replica2: 2 });
     const mainEnds = countEnds(app);
     const analyticsEnds = countEnds(app, 'analytics');
 
@@ -133,7 +112,7 @@ describe('a killed idle connection', () => {
     const pools = [app.get<Pool>(getPoolToken()), ...replicaPools];
     const removed = pools.map(() => 0);
     pools.forEach((pool, i) => pool.on('remove', () => removed[i]!++));
-    const killedPerServer = await Promise.all([primary, replica1, replica2].map((port) => terminateSessions(port, opts.applicationName!)));
+    const killedPerServer = await Promise.all(pgNodeNames.map((node) => terminateSessionPids(node, opts.applicationName!, true)));
     // 2 per server; a 57P01 on one connection may make the pool close its idle sibling first.
     expect(killedPerServer.flat().length).toBeGreaterThanOrEqual(3);
     // Give every pool (not only the primary's) time to see its connections die while idle: a raw
@@ -147,7 +126,7 @@ describe('a killed idle connection', () => {
     const replicaAnswers = await Promise.all(replicaPools.map(async (pool) => (await pool.query<Answer>(WHO_ANSWERS)).rows[0]!.port));
     expect(replicaAnswers).toEqual([replica1, replica2]);
     for (let i = 0; i < 4; i++) await expect(db.replica.query('SELECT 1 AS ok')).resolves.toMatchObject({ rows: [{ ok: 1 }] });
-    expect(logger.text).not.toContain(foundationCluster.password);
+    expect(logger.text).not.toContain(clusterConfig.password);
   });
 
   it('a connection killed while checked out fails only its own caller; the pool recovers', async () => {

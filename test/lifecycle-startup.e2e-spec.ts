@@ -1,57 +1,38 @@
 import { jest } from '@jest/globals';
-import type { DynamicModule } from '@nestjs/common';
-import { Test, type TestingModule } from '@nestjs/testing';
-import { DatabaseService, PoolConnectionError, PoolModule, recommendPoolSize, type PoolModuleRootOptions } from 'nestjs-pg-pools';
-import {
-  CapturingLogger,
-  captureOutput,
-  foundationCluster,
-  nodeOptions,
-  nodeUrl,
-  primaryNode,
-  replicaNodes,
-  sessionCounts,
-  librarySessions, totalSessions,
-} from './support/foundation-db.js';
-import { WHO_ANSWERS, type Answer } from './support/foundation-probe.js';
+import { DatabaseService, PoolConnectionError, PoolModule, recommendPoolSize, type NodeOptions, type PoolModuleRootOptions } from 'nestjs-pg-pools';
+import { clusterConfig, nodeOptions, replicaOptions } from './support/cluster.js';
+import { captureOutput, librarySessions, nodeUrl, poolSessionCounts, totalSessions } from './support/foundation-db.js';
+import { CapturingLogger } from './support/logger.js';
 import { expectNoSessionsLeft } from './support/sessions.js';
+import { WHO_ANSWERS, type Answer } from './support/foundation-probe.js';
+import { closeModule, closeStartedModules, startModules } from './support/app.js';
 
 jest.setTimeout(15_000);
 
 const APP = 'fnd-lifecycle-startup';
-const { primary, replica1, replica2 } = foundationCluster.ports;
+const { primary, replica1, replica2 } = clusterConfig.ports;
 /** Nothing listens here on loopback: connections are refused at once. */
 const CLOSED_PORT = 1;
 
 let seq = 0;
-const running: TestingModule[] = [];
 
 function options(extra: Partial<PoolModuleRootOptions>): PoolModuleRootOptions {
-  return { primary: primaryNode(), applicationName: `${APP}-${++seq}`, env: {}, ...extra } as PoolModuleRootOptions;
+  return { primary: nodeOptions('primary'), applicationName: `${APP}-${++seq}`, env: {}, ...extra } as PoolModuleRootOptions;
 }
 
-async function start(imports: DynamicModule[], logger: CapturingLogger | false = false): Promise<TestingModule> {
-  const builder = Test.createTestingModule({ imports });
-  if (logger) builder.setLogger(logger);
-  const app = await builder.compile();
-  running.push(app);
-  await app.init();
-  return app;
-}
+const start = startModules;
 
-afterEach(async () => {
-  for (const app of running.splice(0)) await app.close();
-});
+afterEach(closeStartedModules);
 
 describe('warm-up', () => {
   it('opens min connections on the primary and on every replica before the app starts', async () => {
-    const opts = options({ replicas: replicaNodes(), min: 3, max: 6 });
+    const opts = options({ replicas: replicaOptions(), min: 3, max: 6 });
     await start([PoolModule.forRoot(opts)]);
-    expect(await sessionCounts(opts.applicationName!)).toEqual({ [primary]: 3, [replica1]: 3, [replica2]: 3 });
+    expect(await poolSessionCounts(opts.applicationName!)).toEqual({ primary: 3, replica1: 3, replica2: 3 });
   });
 
   it('lazy: true opens nothing at start (not even for the sizing advisor or the lag monitor), then connects on demand', async () => {
-    const opts = options({ replicas: replicaNodes(), min: 3, lazy: true, instances: 50, routing: { lagCheckIntervalMs: 50 } });
+    const opts = options({ replicas: replicaOptions(), min: 3, lazy: true, instances: 50, routing: { lagCheckIntervalMs: 50 } });
     const logger = new CapturingLogger();
     const app = await start([PoolModule.forRoot(opts)], logger);
     // Longer than the housekeeper's period (at most 1 s): it does not refill a pool that was never used to min.
@@ -59,7 +40,7 @@ describe('warm-up', () => {
     await expectNoSessionsLeft(opts.applicationName!);
     const answer = (await app.get(DatabaseService).query<Answer>(WHO_ANSWERS)).rows[0]!;
     expect(answer).toMatchObject({ port: primary, inRecovery: false });
-    expect((await sessionCounts(opts.applicationName!))[primary]).toBeGreaterThanOrEqual(1);
+    expect((await poolSessionCounts(opts.applicationName!)).primary).toBeGreaterThanOrEqual(1);
     expect(logger.messages('warn')).toEqual([]);
   });
 });
@@ -95,19 +76,19 @@ describe('first connection retries', () => {
       ),
     );
     for (const text of [(error as Error).message, String((error as Error).stack), logger.text, output.text]) {
-      expect(text).not.toContain(foundationCluster.password);
+      expect(text).not.toContain(clusterConfig.password);
     }
     expect(await librarySessions(opts.applicationName!)).toBe(0);
   });
 
   it('starts when a replica is unreachable: the replica is banned and reads fall back to the primary', async () => {
     const logger = new CapturingLogger();
-    const opts = options({ replicas: [nodeOptions(CLOSED_PORT)], min: 1, retryAttempts: 2, retryDelayMs: 20 });
+    const opts = options({ replicas: [nodeOptions('primary', { port: CLOSED_PORT })], min: 1, retryAttempts: 2, retryDelayMs: 20 });
     const app = await start([PoolModule.forRoot(opts)], logger);
     const answer = (await app.get(DatabaseService).replica.query<Answer>(WHO_ANSWERS)).rows[0]!;
     expect(answer).toMatchObject({ port: primary, inRecovery: false });
     expect(logger.messages('warn')).toContainEqual(expect.stringMatching(/^Replica "default\/replica-1" \(127\.0\.0\.1:1\) banned for 30000ms: .*ECONNREFUSED/));
-    expect(logger.text).not.toContain(foundationCluster.password);
+    expect(logger.text).not.toContain(clusterConfig.password);
   });
 });
 
@@ -117,19 +98,18 @@ describe('sizing advisor', () => {
     try {
       return Number((await app.get(DatabaseService).query<{ max_connections: string }>('SHOW max_connections')).rows[0]!.max_connections);
     } finally {
-      running.splice(running.indexOf(app), 1);
-      await app.close();
+      await closeModule(app);
     }
   }
 
   it('warns with the numbers and a suggested max when pools × instances exceed 80% of max_connections', async () => {
     const serverMax = await maxConnections();
-    expect(serverMax).toBe(foundationCluster.maxConnections);
+    expect(serverMax).toBe(clusterConfig.maxConnections);
     const budget = Math.floor(serverMax * 0.8);
     const instances = 20;
     const max = 10;
     const logger = new CapturingLogger();
-    await start([PoolModule.forRoot(options({ replicas: replicaNodes(), min: 1, max, instances }))], logger);
+    await start([PoolModule.forRoot(options({ replicas: replicaOptions(), min: 1, max, instances }))], logger);
     const suggested = Math.floor(budget / instances);
     expect(logger.messages('warn').sort()).toEqual(
       [primary, replica1, replica2].map(
@@ -150,10 +130,10 @@ describe('sizing advisor', () => {
       ],
       logger,
     );
-    const budget = Math.floor(foundationCluster.maxConnections * 0.8);
+    const budget = Math.floor(clusterConfig.maxConnections * 0.8);
     expect(logger.messages('warn')).toContain(
       `Pool sizing: 2 pool(s) on 127.0.0.1:${primary} may open 40 connections × 5 instance(s) = 200, ` +
-        `above 80% of max_connections (${budget} of ${foundationCluster.maxConnections}). Suggested max per pool: ${Math.floor(budget / 10)} ` +
+        `above 80% of max_connections (${budget} of ${clusterConfig.maxConnections}). Suggested max per pool: ${Math.floor(budget / 10)} ` +
         '(or put PgBouncer in front, or raise max_connections).',
     );
   });
@@ -177,8 +157,8 @@ describe('allowExitOnIdle (a pg.PoolConfig field, passed through)', () => {
 
   it('true: idle connections are unref\'d and a checked-out one is ref\'d, so an idle pool never keeps the process alive', async () => {
     const before = refTcpSockets();
-    const node = (n: ReturnType<typeof primaryNode>) => ({ ...n, allowExitOnIdle: true });
-    const opts = options({ primary: node(primaryNode()), replicas: replicaNodes().map(node), min: 2, max: 4, sizingAdvisor: false });
+    const node = (n: NodeOptions) => ({ ...n, allowExitOnIdle: true });
+    const opts = options({ primary: node(nodeOptions('primary')), replicas: replicaOptions().map(node), min: 2, max: 4, sizingAdvisor: false });
     const app = await start([PoolModule.forRoot(opts)]);
     const db = app.get(DatabaseService);
     expect(await totalSessions(opts.applicationName!)).toBe(6);

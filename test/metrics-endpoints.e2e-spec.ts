@@ -1,11 +1,12 @@
 import { Controller, Get, Post, type INestApplication } from '@nestjs/common';
-import { Test } from '@nestjs/testing';
 import type { Pool, PoolClient } from 'pg';
 import request from 'supertest';
-import { DatabaseService, getPoolToken, PoolModule, ReadOnly } from 'nestjs-pg-pools';
-import { cluster, node, parsePrometheusText, sampleValue, sessionCount, type PromFamily } from './support/observability.js';
-import { waitForNoSessions } from './support/sessions.js';
+import { DatabaseService, getPoolToken, ReadOnly } from 'nestjs-pg-pools';
+import { clusterConfig, nodeOptions } from './support/cluster.js';
+import { parsePrometheusText, sampleValue, type PromFamily } from './support/observability.js';
+import { sessionCount, waitForNoSessions } from './support/sessions.js';
 import { waitFor } from './support/wait.js';
+import { buildApp, type TestApp } from './support/app.js';
 
 // GET /metrics/db-pool and GET /metrics of a real primary + 2 replicas: the JSON numbers equal
 // the pg.Pool counts (at rest, with clients held, with callers waiting) and pg_stat_activity;
@@ -51,31 +52,29 @@ interface NodeJson {
 }
 
 describe('metrics endpoints (real cluster)', () => {
+  let t: TestApp;
   let app: INestApplication;
   let db: DatabaseService;
   let pools: Record<string, Pool>;
   const held: PoolClient[] = [];
 
   beforeAll(async () => {
-    const moduleRef = await Test.createTestingModule({
-      imports: [
-        PoolModule.forRoot({
-          preset: 'test',
-          applicationName: APP,
-          primary: node(cluster.ports.primary, { min: 2, max: 4 }),
-          replicas: [node(cluster.ports.replica1), node(cluster.ports.replica2)],
-          min: 2,
-          max: 5,
-          acquireTimeoutMs: 5000,
-          sizingAdvisor: false,
-          routing: { lagCheckIntervalMs: 60_000, maxReplicationLagMs: 0 },
-          alerts: { log: false },
-        }),
-      ],
-      controllers: [ItemsController],
-    }).compile();
-    app = moduleRef.createNestApplication({ logger: ['error'] });
-    await app.init();
+    t = await buildApp(
+      {
+        preset: 'test',
+        applicationName: APP,
+        primary: nodeOptions('primary', { min: 2, max: 4 }),
+        replicas: [nodeOptions('replica1'), nodeOptions('replica2')],
+        min: 2,
+        max: 5,
+        acquireTimeoutMs: 5000,
+        sizingAdvisor: false,
+        routing: { lagCheckIntervalMs: 60_000, maxReplicationLagMs: 0 },
+        alerts: { log: false },
+      },
+      { controllers: [ItemsController] },
+    );
+    app = t.app;
     db = app.get(DatabaseService);
     const replicaPools = app.get<Pool[]>(getPoolToken(undefined, 'replicas'));
     pools = { [PRIMARY]: app.get<Pool>(getPoolToken()), [REPLICAS[0]!]: replicaPools[0]!, [REPLICAS[1]!]: replicaPools[1]! };
@@ -83,7 +82,7 @@ describe('metrics endpoints (real cluster)', () => {
 
   afterAll(async () => {
     for (const c of held.splice(0)) c.release();
-    await app?.close();
+    await t?.close();
     await waitForNoSessions(APP, { timeoutMs: 5000, everyMs: 100 });
   }, 30_000);
 
@@ -133,9 +132,9 @@ describe('metrics endpoints (real cluster)', () => {
     await waitFor('pools idle', () => Object.values(pools).every((p) => p.totalCount === p.idleCount));
     const nodes = (await json()).databases.default!.nodes;
     for (const [name, pool] of Object.entries(pools)) expectMatchesPool(nodes[name]!, pool);
-    const ports = { [PRIMARY]: cluster.ports.primary, [REPLICAS[0]!]: cluster.ports.replica1, [REPLICAS[1]!]: cluster.ports.replica2 };
-    for (const [name, port] of Object.entries(ports)) {
-      expect(await sessionCount(port, APP)).toBe(nodes[name]!.size);
+    const nodeOf = { [PRIMARY]: 'primary', [REPLICAS[0]!]: 'replica1', [REPLICAS[1]!]: 'replica2' } as const;
+    for (const [name, node] of Object.entries(nodeOf)) {
+      expect(await sessionCount(node, APP, { poolOnly: true })).toBe(nodes[name]!.size);
     }
   });
 
@@ -220,12 +219,12 @@ describe('metrics endpoints (real cluster)', () => {
     for (let i = 0; i < 12; i++) ports.push((await server.get('/items/read').expect(200)).body.port);
     for (let i = 0; i < 5; i++) {
       const res = await server.post('/items/write').expect(201);
-      expect(res.body).toEqual({ port: cluster.ports.primary, replica: false });
+      expect(res.body).toEqual({ port: clusterConfig.ports.primary, replica: false });
     }
     const after = await prometheus();
     const afterJson = (await json()).databases.default!.nodes;
 
-    const served = { [REPLICAS[0]!]: ports.filter((p) => p === cluster.ports.replica1).length, [REPLICAS[1]!]: ports.filter((p) => p === cluster.ports.replica2).length };
+    const served = { [REPLICAS[0]!]: ports.filter((p) => p === clusterConfig.ports.replica1).length, [REPLICAS[1]!]: ports.filter((p) => p === clusterConfig.ports.replica2).length };
     expect(served[REPLICAS[0]!]! + served[REPLICAS[1]!]!).toBe(12);
     expect(served[REPLICAS[0]!]).toBeGreaterThan(0);
     expect(served[REPLICAS[1]!]).toBeGreaterThan(0);
@@ -250,7 +249,7 @@ describe('metrics endpoints (real cluster)', () => {
     const server = request(app.getHttpServer());
     const bodies = [(await server.get('/metrics')).text, (await server.get('/metrics/db-pool')).text, (await server.get('/metrics/db-pool/dashboard')).text];
     for (const body of bodies) {
-      expect(body).not.toContain(cluster.password);
+      expect(body).not.toContain(clusterConfig.password);
       expect(body).not.toContain('param-value-do-not-show');
     }
   });

@@ -1,12 +1,11 @@
-import { ConsoleLogger, type INestApplication } from '@nestjs/common';
-import { Test } from '@nestjs/testing';
-import type { Subscription } from 'rxjs';
+import type { INestApplication } from '@nestjs/common';
 import request from 'supertest';
-import { DatabaseService, PoolModule, type PoolEvent } from 'nestjs-pg-pools';
-import { adminQuery } from './support/cluster.js';
-import { cluster, node, parsePrometheusText, sampleValue } from './support/observability.js';
+import { DatabaseService, type PoolEvent } from 'nestjs-pg-pools';
+import { adminQuery, clusterConfig, nodeOptions } from './support/cluster.js';
+import { parsePrometheusText, sampleValue } from './support/observability.js';
 import { waitForNoSessions } from './support/sessions.js';
 import { waitFor } from './support/wait.js';
+import { buildApp, type TestApp } from './support/app.js';
 
 // Sizing from observed load on the real cluster: a primary pool of max 2 under a closed loop of
 // WORKERS callers (each runs `SELECT pg_sleep(HOLD_S)` again as soon as it returns) is saturated.
@@ -23,14 +22,6 @@ const LOAD_MS = 6000;
 const WINDOW_MS = 10_000;
 const BUCKETS = 5;
 const HEADROOM = 0.25;
-
-class CapturingLogger extends ConsoleLogger {
-  readonly warnings: string[] = [];
-  override warn(message: unknown): void {
-    this.warnings.push(String(message));
-  }
-  override log(): void {}
-}
 
 interface Sizing {
   windowMs: number;
@@ -53,38 +44,29 @@ interface Sizing {
 }
 
 describe('sizing from observed load (real cluster)', () => {
+  let t: TestApp;
   let app: INestApplication;
   let db: DatabaseService;
-  let subscription: Subscription;
-  const logger = new CapturingLogger();
-  const events: PoolEvent[] = [];
 
   beforeAll(async () => {
-    const moduleRef = await Test.createTestingModule({
-      imports: [
-        PoolModule.forRoot({
-          preset: 'test',
-          applicationName: APP,
-          primary: node(cluster.ports.primary, { min: 1, max: PRIMARY_MAX }),
-          replicas: [node(cluster.ports.replica1, { min: 1, max: REPLICA_MAX })],
-          acquireTimeoutMs: 5000,
-          routing: { lagCheckIntervalMs: 60_000, maxReplicationLagMs: 0 },
-          alerts: { enabled: false },
-          loadSizing: { windowMs: WINDOW_MS, buckets: BUCKETS, sampleIntervalMs: 250, headroom: HEADROOM, cooldownMs: 60_000 },
-        }),
-      ],
-    }).compile();
-    app = moduleRef.createNestApplication({ logger });
-    await app.init();
+    t = await buildApp(
+      {
+        preset: 'test',
+        applicationName: APP,
+        primary: nodeOptions('primary', { min: 1, max: PRIMARY_MAX }),
+        replicas: [nodeOptions('replica1', { min: 1, max: REPLICA_MAX })],
+        acquireTimeoutMs: 5000,
+        routing: { lagCheckIntervalMs: 60_000, maxReplicationLagMs: 0 },
+        alerts: { enabled: false },
+        loadSizing: { windowMs: WINDOW_MS, buckets: BUCKETS, sampleIntervalMs: 250, headroom: HEADROOM, cooldownMs: 60_000 },
+      },
+    );
+    app = t.app;
     db = app.get(DatabaseService);
-    subscription = db.events$.subscribe((e) => {
-      if (e.type === 'sizing-advice') events.push(e);
-    });
   }, 30_000);
 
   afterAll(async () => {
-    subscription?.unsubscribe();
-    await app?.close();
+    await t?.close();
     await waitForNoSessions(APP, { timeoutMs: 5000, everyMs: 100 });
   }, 30_000);
 
@@ -152,15 +134,15 @@ describe('sizing from observed load (real cluster)', () => {
     expect(sampleValue(families, 'db_pool_sizing_advice', { ...labels, advice: 'saturated' })).toBe(1);
     expect(sampleValue(families, 'db_pool_sizing_advice', { ...labels, advice: 'over-provisioned' })).toBe(0);
 
-    const warned = events.filter((e) => e.type === 'sizing-advice' && e.node === 'primary');
+    const warned = t.events.filter((e) => e.type === 'sizing-advice' && e.node === 'primary');
     expect(warned).toHaveLength(1); // once per cooldown, however many samples saw it saturated
     expect(warned[0]).toMatchObject({ advice: 'saturated', max: PRIMARY_MAX, role: 'primary' });
     const event = warned[0] as Extract<PoolEvent, { type: 'sizing-advice' }>;
     expect(event.suggestedMax).toBeGreaterThan(PRIMARY_MAX);
-    const lines = logger.warnings.filter((m) => m.startsWith('Pool "default/primary" is saturated'));
+    const lines = t.logger.warnings().filter((m) => m.startsWith('Pool "default/primary" is saturated'));
     expect(lines).toHaveLength(1);
     expect(lines[0]).toContain(`Suggested max: ${event.suggestedMax}`);
-    expect(lines[0]).not.toContain(cluster.password);
+    expect(lines[0]).not.toContain(clusterConfig.password);
   }, 30_000);
 
   it('suggests a max below the configured one for an idle, over-provisioned pool', async () => {
@@ -182,10 +164,10 @@ describe('sizing from observed load (real cluster)', () => {
     expect(sampleValue(families, 'db_pool_sizing_advice', { ...labels, advice: 'over-provisioned' })).toBe(1);
 
     const warned = await waitFor('the over-provisioned event', () =>
-      events.find((e) => e.type === 'sizing-advice' && e.node === 'replica-1' && e.advice === 'over-provisioned'),
+      t.events.find((e) => e.type === 'sizing-advice' && e.node === 'replica-1' && e.advice === 'over-provisioned'),
     );
     expect(warned).toMatchObject({ max: REPLICA_MAX, role: 'replica' });
-    expect(logger.warnings.some((m) => m.startsWith(`Pool "default/replica-1" looks over-provisioned: at most ${s.peakInUse} of its ${REPLICA_MAX} connections`))).toBe(true);
+    expect(t.logger.warnings().some((m) => m.startsWith(`Pool "default/replica-1" looks over-provisioned: at most ${s.peakInUse} of its ${REPLICA_MAX} connections`))).toBe(true);
     // It advises only: the pool kept its size.
     const body = (await request(app.getHttpServer()).get('/metrics/db-pool').expect(200)).body;
     expect(body.databases.default.nodes['replica-1'].max).toBe(REPLICA_MAX);

@@ -11,14 +11,14 @@ import {
 } from '@opentelemetry/sdk-metrics';
 import type { Pool } from 'pg';
 import { DatabaseService, PoolAcquireTimeoutError, PoolModule, getPoolToken, type PoolModuleRootOptions } from 'nestjs-pg-pools';
-import { foundationCluster, primaryNode, replicaNodes, sessionCounts } from './support/foundation-db.js';
+import { nodeOptions, replicaOptions } from './support/cluster.js';
+import { poolSessionCounts } from './support/foundation-db.js';
 
 // The pool metrics through the real OpenTelemetry SDK (@opentelemetry/sdk-metrics), exported to
 // an in-memory exporter, against the real cluster.
 jest.setTimeout(20_000);
 
 const APP = 'otel-metrics';
-const { primary, replica1, replica2 } = foundationCluster.ports;
 const POOL = 'db.client.connection.pool.name';
 
 let seq = 0;
@@ -52,7 +52,7 @@ function sdk(): { provider: MeterProvider; collect(): Promise<Map<string, Metric
 }
 
 function options(extra: Partial<PoolModuleRootOptions>): PoolModuleRootOptions {
-  return { primary: primaryNode(), replicas: replicaNodes(), applicationName: `${APP}-${++seq}`, min: 1, max: 4, sizingAdvisor: false, env: {}, ...extra } as PoolModuleRootOptions;
+  return { primary: nodeOptions('primary'), replicas: replicaOptions(), applicationName: `${APP}-${++seq}`, min: 1, max: 4, sizingAdvisor: false, env: {}, ...extra } as PoolModuleRootOptions;
 }
 
 async function start(opts: PoolModuleRootOptions): Promise<TestingModule> {
@@ -87,25 +87,25 @@ describe('OpenTelemetry metrics (metrics.openTelemetry)', () => {
     for (let i = 0; i < reads; i++) await db.replica.query('SELECT 1');
 
     const m = await otel.collect();
-    const sessions = await sessionCounts(opts.applicationName!);
-    const pools = { 'default/primary': primary, 'default/replica-1': replica1, 'default/replica-2': replica2 };
-    for (const [pool, port] of Object.entries(pools)) {
+    const sessions = await poolSessionCounts(opts.applicationName!);
+    const pools = { 'default/primary': 'primary', 'default/replica-1': 'replica1', 'default/replica-2': 'replica2' } as const;
+    for (const [pool, node] of Object.entries(pools)) {
       const idle = point(m.get('db.client.connection.count'), { [POOL]: pool, 'db.client.connection.state': 'idle' });
       const used = point(m.get('db.client.connection.count'), { [POOL]: pool, 'db.client.connection.state': 'used' });
-      expect({ pool, open: idle + used, used }).toEqual({ pool, open: sessions[port], used: 0 });
+      expect({ pool, open: idle + used, used }).toEqual({ pool, open: sessions[node], used: 0 });
       expect(point(m.get('db.client.connection.max'), { [POOL]: pool })).toBe(4);
       expect(point(m.get('db.client.connection.idle.max'), { [POOL]: pool })).toBe(4);
       expect(point(m.get('db.client.connection.idle.min'), { [POOL]: pool })).toBe(1);
       expect(point(m.get('db.client.connection.pending_requests'), { [POOL]: pool })).toBe(0);
       expect(point(m.get('db.client.connection.timeouts'), { [POOL]: pool })).toBe(0);
     }
-    expect(sessions[primary]).toBeGreaterThan(1);
+    expect(sessions.primary).toBeGreaterThan(1);
 
     // Histograms in seconds: every acquire waited, every release held, the new connections were timed.
     const primaryPool = { [POOL]: 'default/primary' };
     expect(point(m.get('db.client.connection.wait_time'), primaryPool)).toBeGreaterThanOrEqual(5);
     expect(point(m.get('db.client.connection.use_time'), primaryPool)).toBeGreaterThanOrEqual(5);
-    expect(point(m.get('db.client.connection.create_time'), primaryPool)).toBeGreaterThanOrEqual(sessions[primary]! - 1);
+    expect(point(m.get('db.client.connection.create_time'), primaryPool)).toBeGreaterThanOrEqual(sessions.primary - 1);
     const useTime = m.get('db.client.connection.use_time')!;
     const heldLongest = useTime.dataPoints.find((p) => p.attributes[POOL] === 'default/primary')!.value as { max?: number };
     expect(heldLongest.max).toBeGreaterThanOrEqual(0.025);

@@ -4,7 +4,8 @@ import { Test } from '@nestjs/testing';
 import { Counter, Registry } from 'prom-client';
 import request from 'supertest';
 import { PoolModule, type PoolModuleRootOptions } from 'nestjs-pg-pools';
-import { cluster, node, parsePrometheusText } from './support/observability.js';
+import { nodeOptions } from './support/cluster.js';
+import { parsePrometheusText } from './support/observability.js';
 import { waitForNoSessions } from './support/sessions.js';
 
 // How the metrics endpoints are registered: configurable paths, guards, a user registry, once for
@@ -25,7 +26,7 @@ function dbOptions(extra: Partial<PoolModuleRootOptions> = {}): PoolModuleRootOp
   return {
     preset: 'test',
     applicationName: APP,
-    primary: node(cluster.ports.primary),
+    primary: nodeOptions('primary'),
     min: 1,
     max: 2,
     sizingAdvisor: false,

@@ -6,8 +6,7 @@ import { Test } from '@nestjs/testing';
 import { Counter, register } from 'prom-client';
 import request from 'supertest';
 import { DatabaseService, PoolModule, type PoolModuleRootOptions } from 'nestjs-pg-pools';
-import { repoRoot } from './support/cluster.js';
-import { foundationCluster, primaryNode, replicaNodes } from './support/foundation-db.js';
+import { clusterConfig, nodeOptions, replicaOptions, repoRoot } from './support/cluster.js';
 import { parsePrometheusText, sampleValue } from './support/observability.js';
 
 // An application that already has its own prom-client metrics and its own /metrics (on
@@ -57,8 +56,8 @@ const appRequests = () =>
 
 function poolModule(max: number): DynamicModule {
   const options: PoolModuleRootOptions = {
-    primary: primaryNode(),
-    replicas: replicaNodes(),
+    primary: nodeOptions('primary'),
+    replicas: replicaOptions(),
     applicationName: `${APP}-${++seq}`,
     min: 1,
     max,
@@ -97,7 +96,7 @@ describe('pool metrics on an application\'s own prom-client registry', () => {
         // Every family once: no duplicate # TYPE lines from the two apps.
         const types = res.text.split('\n').filter((line) => line.startsWith('# TYPE '));
         expect(new Set(types).size).toBe(types.length);
-        expect(res.text).not.toContain(foundationCluster.password);
+        expect(res.text).not.toContain(clusterConfig.password);
         const lint = promtoolCheck(res.text);
         expect(lint).toEqual({ status: 0, output: '' });
       } finally {

@@ -2,24 +2,25 @@ import { jest } from '@jest/globals';
 import { Test, type TestingModule } from '@nestjs/testing';
 import type { Pool } from 'pg';
 import { DatabaseService, PoolModule, getPoolToken } from 'nestjs-pg-pools';
-import { adminQuery, foundationCluster, primaryNode, sessionCounts, totalSessions, waitUntil } from './support/foundation-db.js';
+import { adminQuery, clusterConfig, nodeOptions } from './support/cluster.js';
+import { poolSessionCounts, totalSessions, waitUntil } from './support/foundation-db.js';
 
 jest.setTimeout(15_000);
 
 const APP = 'fnd-database-service';
 const TABLE = 'fnd_service_items';
-const { primary } = foundationCluster.ports;
+const { primary } = clusterConfig.ports;
 
 let app: TestingModule;
 let db: DatabaseService;
 let pool: Pool;
 
 beforeAll(async () => {
-  await adminQuery(primary, `CREATE TABLE IF NOT EXISTS ${TABLE} (id serial PRIMARY KEY, label text NOT NULL UNIQUE)`);
-  await adminQuery(primary, `GRANT ALL ON ${TABLE} TO ${foundationCluster.user}`);
-  await adminQuery(primary, `GRANT USAGE ON SEQUENCE ${TABLE}_id_seq TO ${foundationCluster.user}`);
+  await adminQuery('primary', `CREATE TABLE IF NOT EXISTS ${TABLE} (id serial PRIMARY KEY, label text NOT NULL UNIQUE)`);
+  await adminQuery('primary', `GRANT ALL ON ${TABLE} TO ${clusterConfig.user}`);
+  await adminQuery('primary', `GRANT USAGE ON SEQUENCE ${TABLE}_id_seq TO ${clusterConfig.user}`);
   app = await Test.createTestingModule({
-    imports: [PoolModule.forRoot({ primary: primaryNode(), applicationName: APP, min: 2, max: 4, acquireTimeoutMs: 2000, sizingAdvisor: false, env: {} })],
+    imports: [PoolModule.forRoot({ primary: nodeOptions('primary'), applicationName: APP, min: 2, max: 4, acquireTimeoutMs: 2000, sizingAdvisor: false, env: {} })],
   }).compile();
   await app.init();
   db = app.get(DatabaseService);
@@ -27,17 +28,17 @@ beforeAll(async () => {
 });
 
 beforeEach(async () => {
-  await adminQuery(primary, `TRUNCATE ${TABLE}`);
+  await adminQuery('primary', `TRUNCATE ${TABLE}`);
 });
 
 afterAll(async () => {
   await app?.close();
-  await adminQuery(primary, `DROP TABLE IF EXISTS ${TABLE}`);
+  await adminQuery('primary', `DROP TABLE IF EXISTS ${TABLE}`);
 });
 
 /** Rows as another session sees them: only committed data. */
 async function committedLabels(): Promise<string[]> {
-  return (await adminQuery<{ label: string }>(primary, `SELECT label FROM ${TABLE} ORDER BY id`)).map((r) => r.label);
+  return (await adminQuery<{ label: string }>('primary', `SELECT label FROM ${TABLE} ORDER BY id`)).map((r) => r.label);
 }
 
 function poolState() {
@@ -72,7 +73,7 @@ describe('withClient', () => {
 
   it('releases the client when fn throws, and rethrows the same error', async () => {
     const before = poolState();
-    const sessionsBefore = (await sessionCounts(APP))[primary];
+    const sessionsBefore = (await poolSessionCounts(APP)).primary;
     const failure = new Error('business rule failed');
     await expect(
       db.withClient(async (client) => {
@@ -87,7 +88,7 @@ describe('withClient', () => {
       }),
     ).rejects.toBe(failure);
     expect(poolState()).toEqual({ ...before, inUse: 0, waiting: 0 });
-    expect((await sessionCounts(APP))[primary]).toBe(sessionsBefore);
+    expect((await poolSessionCounts(APP)).primary).toBe(sessionsBefore);
   });
 
   it('does not run out of clients after many failing callbacks (max 4)', async () => {

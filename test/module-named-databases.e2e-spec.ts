@@ -4,13 +4,14 @@ import { Test } from '@nestjs/testing';
 import type { Pool } from 'pg';
 import request from 'supertest';
 import { DatabaseService, getDatabaseToken, getPoolToken, PoolModule } from 'nestjs-pg-pools';
-import { foundationCluster, sessionCounts, librarySessions, waitUntil } from './support/foundation-db.js';
+import { clusterConfig } from './support/cluster.js';
+import { librarySessions, poolSessionCounts, waitUntil } from './support/foundation-db.js';
 import { routingOptions } from './support/routing.support.js';
 import { NAMED_ANALYTICS_APP_NAME, NAMED_DEFAULT_APP_NAME, NamedDatabasesFixtureModule } from './support/foundation-named.module.js';
 
 jest.setTimeout(15_000);
 
-const { primary, replica1, replica2 } = foundationCluster.ports;
+const { primary, replica1, replica2 } = clusterConfig.ports;
 
 let app: INestApplication | undefined;
 
@@ -28,8 +29,8 @@ const answer = (port: number, applicationName: string) => ({ port, inRecovery: p
 
 describe('two databases side by side (forRoot + forRootAsync with name)', () => {
   it('warms each database up to its own min on its own servers', async () => {
-    expect(await sessionCounts(NAMED_DEFAULT_APP_NAME)).toEqual({ [primary]: 1, [replica1]: 1, [replica2]: 1 });
-    expect(await sessionCounts(NAMED_ANALYTICS_APP_NAME)).toEqual({ [primary]: 2, [replica1]: 0, [replica2]: 2 });
+    expect(await poolSessionCounts(NAMED_DEFAULT_APP_NAME)).toEqual({ primary: 1, replica1: 1, replica2: 1 });
+    expect(await poolSessionCounts(NAMED_ANALYTICS_APP_NAME)).toEqual({ primary: 2, replica1: 0, replica2: 2 });
   });
 
   it('injects the default database by class and the named one with @InjectDatabase / @InjectPool(name, role)', async () => {

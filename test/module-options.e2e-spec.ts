@@ -8,19 +8,14 @@ import { AsyncClassFixtureModule, CLASS_APP_NAME, PoolConfigService } from './su
 import { AsyncConfigFixtureModule, CONFIG_APP_NAME } from './support/foundation-async-config.module.js';
 import { AsyncExistingFixtureModule, EXISTING_APP_NAME, ExistingPoolConfig } from './support/foundation-async-existing.module.js';
 import { AsyncFactoryFixtureModule, FACTORY_APP_NAME } from './support/foundation-async-factory.module.js';
-import { foundationCluster, sessionCounts, librarySessions, waitUntil } from './support/foundation-db.js';
+import { clusterConfig } from './support/cluster.js';
+import { librarySessions, poolSessionCounts, waitUntil } from './support/foundation-db.js';
 import { ROOT_APP_NAME, RootFixtureModule } from './support/foundation-root.module.js';
-import {
-  GLOBAL_APP_NAME,
-  GlobalFixtureModule,
-  SCOPED_APP_NAME,
-  ScopedFixtureModule,
-  ScopedSiblingFixtureModule,
-} from './support/foundation-scoped.module.js';
+import { GLOBAL_APP_NAME, GlobalFixtureModule, SCOPED_APP_NAME, ScopedFixtureModule, ScopedSiblingFixtureModule } from './support/foundation-scoped.module.js';
 
 jest.setTimeout(15_000);
 
-const { primary, replica1, replica2 } = foundationCluster.ports;
+const { primary, replica1, replica2 } = clusterConfig.ports;
 
 async function start(fixture: Type): Promise<INestApplication> {
   const moduleRef = await Test.createTestingModule({ imports: [fixture] }).compile();
@@ -50,8 +45,8 @@ describe.each([
   });
 
   it('warms every pool up to min before the app starts (pg_stat_activity)', async () => {
-    const counts = await sessionCounts(applicationName);
-    expect(counts).toEqual({ [primary]: 1, [replica1]: replicaPorts.includes(replica1) ? 1 : 0, [replica2]: 1 });
+    const counts = await poolSessionCounts(applicationName);
+    expect(counts).toEqual({ primary: 1, replica1: replicaPorts.includes(replica1) ? 1 : 0, replica2: 1 });
   });
 
   it('answers from the primary through DatabaseService and @InjectPool(), and from each replica through the replica pools', async () => {
@@ -110,26 +105,25 @@ describe('option sources', () => {
 });
 
 describe('isGlobal', () => {
-  it('makes the database injectable in feature modules that do not import PoolModule (default true)', async () => {
-    const app = await start(GlobalFixtureModule);
+  /** Starts `module`, asks its /probe who answers, closes it, and checks no session of `applicationName` is left. */
+  async function probeOnce(module: Type, applicationName: string): Promise<{ service: unknown }> {
+    const app = await start(module);
     try {
-      const res = await request(app.getHttpServer()).get('/probe').expect(200);
-      expect(res.body.service).toEqual(primaryAnswer(GLOBAL_APP_NAME));
+      return (await request(app.getHttpServer()).get('/probe').expect(200)).body;
     } finally {
       await app.close();
+      expect(await waitUntil(() => librarySessions(applicationName), (n) => n === 0)).toBe(0);
     }
-    expect(await waitUntil(() => librarySessions(GLOBAL_APP_NAME), (n) => n === 0)).toBe(0);
+  }
+
+  it('makes the database injectable in feature modules that do not import PoolModule (default true)', async () => {
+    const report = await probeOnce(GlobalFixtureModule, GLOBAL_APP_NAME);
+    expect(report.service).toEqual(primaryAnswer(GLOBAL_APP_NAME));
   });
 
   it('with isGlobal: false, the importing module can inject it', async () => {
-    const app = await start(ScopedFixtureModule);
-    try {
-      const res = await request(app.getHttpServer()).get('/probe').expect(200);
-      expect(res.body.service).toEqual(primaryAnswer(SCOPED_APP_NAME));
-    } finally {
-      await app.close();
-    }
-    expect(await waitUntil(() => librarySessions(SCOPED_APP_NAME), (n) => n === 0)).toBe(0);
+    const report = await probeOnce(ScopedFixtureModule, SCOPED_APP_NAME);
+    expect(report.service).toEqual(primaryAnswer(SCOPED_APP_NAME));
   });
 
   it('with isGlobal: false, a sibling module that does not import PoolModule cannot', async () => {

@@ -1,8 +1,9 @@
 import { NamedStatementUnsupportedError, PoolConfigurationError } from 'nestjs-pg-pools';
 import pg from 'pg';
-import { adminQuery, clusterConfig, nodeOptions, startApp, startupError, type TestApp } from './chaos/chaos.support.js';
+import { startApp, startupError, type TestApp } from './support/app.js';
+import { adminQuery, clusterConfig, nodeOptions } from './support/cluster.js';
+import { startupParameters, TcpRelay } from './support/tcp-relay.js';
 import { waitFor } from './support/wait.js';
-import { startupParameters, TcpRelay } from './chaos/tcp-relay.js';
 
 // `pgbouncer: true` against the project's PgBouncer (transaction pooling, in front of the primary):
 // the sample-style queries (CRUD, transactions, concurrent load) work; no `options` startup

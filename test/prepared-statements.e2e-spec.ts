@@ -2,9 +2,11 @@ import { PreparedStatementInvalidatedError } from 'nestjs-pg-pools';
 import pg, { type PoolClient } from 'pg';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import request from 'supertest';
-import { adminQuery, nodeOptions, replicaOptions, startApp, terminateSessions, type TestApp } from './chaos/chaos.support.js';
-import { waitForReplay } from './support/routing.support.js';
+import { startApp, type TestApp } from './support/app.js';
+import { adminQuery, nodeOptions, replicaOptions } from './support/cluster.js';
+import { terminateSessions } from './support/sessions.js';
 import { waitFor } from './support/wait.js';
+import { waitForReplay } from './support/routing.support.js';
 
 // Automatic prepared statements on the real cluster: a parameterized statement sent `threshold`
 // times on a connection runs as a named statement there (`pg_prepared_statements` of that session

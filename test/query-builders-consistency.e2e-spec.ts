@@ -2,22 +2,10 @@ import { jest } from '@jest/globals';
 import { Body, Controller, Inject, Injectable, Module, Post, type INestApplication } from '@nestjs/common';
 import request from 'supertest';
 import { PoolModule, ReadOnly, type PoolModuleRootOptions } from 'nestjs-pg-pools';
-import { adminQuery, clusterCtl, type PgNodeName } from './support/cluster.js';
-import {
-  DRIZZLE,
-  drizzleFind,
-  drizzleInsert,
-  KYSELY,
-  kyselyFind,
-  kyselyInsert,
-  QB_TABLE,
-  queryBuilderProviders,
-  type QbDrizzle,
-  type QbKysely,
-} from './support/query-builders.js';
-import { adapters, createHttpApp, routingOptions, tally, waitForReplay } from './support/routing.support.js';
+import { adminQuery, type PgNodeName } from './support/cluster.js';
 import { expectNoSessionsLeft } from './support/sessions.js';
-import { waitFor } from './support/wait.js';
+import { DRIZZLE, drizzleFind, drizzleInsert, KYSELY, kyselyFind, kyselyInsert, QB_TABLE, queryBuilderProviders, type QbDrizzle, type QbKysely } from './support/query-builders.js';
+import { adapters, createHttpApp, delayReplay, routingOptions, tally, undoDelayReplay, waitForReplay } from './support/routing.support.js';
 
 // Read-your-writes for query builders on db.routedPool, on the real cluster: replica1 applies WAL
 // 3 s late (recovery_min_apply_delay, reset in afterAll) and stays in rotation
@@ -95,21 +83,11 @@ function moduleFor(extra: Partial<PoolModuleRootOptions>) {
 beforeAll(async () => {
   await adminQuery('primary', `DROP TABLE IF EXISTS ${QB_TABLE}; CREATE TABLE ${QB_TABLE} (id int PRIMARY KEY, note text NOT NULL)`, [], { as: 'app' });
   await Promise.all([waitForReplay('replica1'), waitForReplay('replica2')]);
-  await adminQuery('replica1', `ALTER SYSTEM SET recovery_min_apply_delay = '${DELAY}'`);
-  await adminQuery('replica1', 'SELECT pg_reload_conf()');
-  await waitFor('the delay to apply on replica1', async () => (await adminQuery('replica1', 'SHOW recovery_min_apply_delay'))[0]!.recovery_min_apply_delay === DELAY, 5000, 25);
+  await delayReplay('replica1', DELAY);
 }, 30_000);
 
 afterAll(async () => {
-  try {
-    await adminQuery('replica1', 'ALTER SYSTEM RESET recovery_min_apply_delay');
-    await adminQuery('replica1', 'SELECT pg_reload_conf()');
-    await adminQuery('primary', `DROP TABLE IF EXISTS ${QB_TABLE}`, [], { as: 'app' });
-    await waitForReplay('replica1');
-  } finally {
-    await clusterCtl('start');
-  }
-  expect((await adminQuery('replica1', 'SHOW recovery_min_apply_delay'))[0]!.recovery_min_apply_delay).toBe('0');
+  await undoDelayReplay('replica1', QB_TABLE);
   await expectNoSessionsLeft(APP);
 }, 60_000);
 

@@ -1,7 +1,9 @@
+import type { PoolModuleRootOptions } from 'nestjs-pg-pools';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import { sql as dsql } from 'drizzle-orm';
-import { nodeOptions, startApp, type TestApp } from './chaos/chaos.support.js';
+import { startApp, type TestApp } from './support/app.js';
+import { nodeOptions } from './support/cluster.js';
 
 // Kysely and Drizzle on db.routedPool with `pgbouncer: true` against the project's PgBouncer
 // (transaction pooling): plain queries and the builders' own transactions work, and because a
@@ -10,21 +12,16 @@ import { nodeOptions, startApp, type TestApp } from './chaos/chaos.support.js';
 // is cancelled (57014) instead of holding the connection.
 
 const APP = 'e2e-query-builders-pgbouncer';
+
+/** The suite's pool options: the test preset, this file's application name, and `extra`. */
+const options = (extra: Partial<PoolModuleRootOptions>): PoolModuleRootOptions => ({ preset: 'test', applicationName: APP, ...extra });
 const STATEMENT_TIMEOUT_MS = 1500;
 
 describe('query builders on db.routedPool behind PgBouncer (real PgBouncer, transaction pooling)', () => {
   let t: TestApp;
 
   beforeAll(async () => {
-    t = await startApp({
-      preset: 'test',
-      applicationName: APP,
-      pgbouncer: true,
-      statementTimeoutMs: STATEMENT_TIMEOUT_MS,
-      primary: nodeOptions('pgbouncer'),
-      min: 1,
-      max: 4,
-    });
+    t = await startApp(options({ pgbouncer: true, statementTimeoutMs: STATEMENT_TIMEOUT_MS, primary: nodeOptions('pgbouncer'), min: 1, max: 4 }));
   }, 30_000);
 
   afterAll(async () => {

@@ -4,8 +4,8 @@ import { Test } from '@nestjs/testing';
 import pg from 'pg';
 import { DatabaseService, PoolError, PoolModule, ReadOnly } from 'nestjs-pg-pools';
 import { routingOptions, serverAt, WHERE_SQL } from './support/routing.support.js';
-import { expectNoSessionsLeft } from './support/sessions.js';
 import { adminQuery, type PgNodeName } from './support/cluster.js';
+import { expectNoSessionsLeft } from './support/sessions.js';
 import { waitFor } from './support/wait.js';
 
 // db.routedPool as a pg.Pool, on the real cluster: the call forms query builders use (promise and

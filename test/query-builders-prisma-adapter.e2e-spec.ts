@@ -4,8 +4,8 @@ import { Test } from '@nestjs/testing';
 import { PrismaPg } from '@prisma/adapter-pg';
 import { DatabaseService, PoolModule, ReadOnly } from 'nestjs-pg-pools';
 import { adminQuery } from './support/cluster.js';
-import { routingOptions, serverAt } from './support/routing.support.js';
 import { expectNoSessionsLeft } from './support/sessions.js';
+import { routingOptions, serverAt } from './support/routing.support.js';
 
 // Prisma 7's pg driver adapter (@prisma/adapter-pg, the real package) on db.routedPool, driven the
 // way the Prisma Client drives it: queryRaw / executeRaw, and startTransaction() + COMMIT /

@@ -4,9 +4,9 @@ import { PrismaPg } from '@prisma/adapter-pg';
 import request from 'supertest';
 import { DatabaseService, PoolModule, ReadOnly, Transactional, type PoolModuleRootOptions } from 'nestjs-pg-pools';
 import { adminQuery, type PgNodeName } from './support/cluster.js';
-import { createHttpApp, routingOptions, serverAt, tally, waitForReplay } from './support/routing.support.js';
 import { waitForNoSessions } from './support/sessions.js';
 import { waitFor } from './support/wait.js';
+import { createHttpApp, routingOptions, serverAt, tally, useReplicatedTable, waitForReplay } from './support/routing.support.js';
 import { PrismaClient } from './prisma/generated/client.js';
 
 // The real generated Prisma Client (Prisma 7, `prisma-client` generator, no engine: generated
@@ -100,14 +100,9 @@ function moduleFor(extra: Partial<PoolModuleRootOptions> = {}) {
 const ids = async () => (await adminQuery<{ id: number }>('primary', `SELECT id FROM ${TABLE} ORDER BY id`, [], { as: 'app' })).map((r) => r.id);
 let nextId = 1;
 
-beforeAll(async () => {
-  await adminQuery('primary', `DROP TABLE IF EXISTS ${TABLE}; CREATE TABLE ${TABLE} (id int PRIMARY KEY, title text NOT NULL)`, [], { as: 'app' });
-  await waitForReplay('replica1');
-  await waitForReplay('replica2');
-});
+useReplicatedTable(TABLE, 'id int PRIMARY KEY, title text NOT NULL');
 
 afterAll(async () => {
-  await adminQuery('primary', `DROP TABLE IF EXISTS ${TABLE}`, [], { as: 'app' });
   await waitForNoSessions(APP, { timeoutMs: 5000, everyMs: 50 });
 });
 

@@ -4,23 +4,11 @@ import { Test } from '@nestjs/testing';
 import request from 'supertest';
 import type { Subscription } from 'rxjs';
 import { DatabaseService, PoolModule, ReadOnly, Transactional, type PoolEvent, type PoolModuleRootOptions } from 'nestjs-pg-pools';
-import { adminQuery, clusterCtl, type PgNodeName } from './support/cluster.js';
-import {
-  DRIZZLE,
-  drizzleTxid,
-  drizzleWhere,
-  KYSELY,
-  kyselyTxid,
-  kyselyWhere,
-  QB_TABLE,
-  queryBuilderProviders,
-  SEED_ID,
-  type QbDrizzle,
-  type QbKysely,
-} from './support/query-builders.js';
-import { adapters, createHttpApp, routingOptions, tally, waitForReplay, where, type Where } from './support/routing.support.js';
+import { adminQuery, clusterCtl } from './support/cluster.js';
 import { expectNoSessionsLeft } from './support/sessions.js';
 import { sleep, waitFor } from './support/wait.js';
+import { DRIZZLE, drizzleTxid, drizzleWhere, KYSELY, kyselyTxid, kyselyWhere, QB_TABLE, queryBuilderProviders, SEED_ID, QbHandles, type QbDrizzle, type QbKysely } from './support/query-builders.js';
+import { adapters, createHttpApp, ReadLoad, routingOptions, tally, waitForReplay, where, type Where } from './support/routing.support.js';
 
 // Kysely and Drizzle (the real libraries) on db.routedPool, against the real primary + 2 replicas:
 // under @ReadOnly() handlers (Express and Fastify) and provider methods they answer from the
@@ -33,13 +21,7 @@ const APP = 'e2e-query-builders-routing';
 jest.setTimeout(30_000);
 
 @Injectable()
-class QbReads {
-  constructor(
-    @Inject(KYSELY) readonly kysely: QbKysely,
-    @Inject(DRIZZLE) readonly drizzle: QbDrizzle,
-    readonly db: DatabaseService,
-  ) {}
-
+class QbReads extends QbHandles {
   @ReadOnly()
   kyselyRead(): Promise<Where> {
     return kyselyWhere(this.kysely);
@@ -161,40 +143,6 @@ describe.each(adapters)('Kysely and Drizzle on db.routedPool (%s)', (adapter) =>
   });
 });
 
-/** `workers` loops alternating Kysely and Drizzle @ReadOnly() reads until stopped (25 s at most). */
-class ReadLoad {
-  readonly served: PgNodeName[] = [];
-  readonly failures: unknown[] = [];
-  #running = true;
-  readonly #loops: Promise<void>[];
-
-  constructor(reads: QbReads, workers = 6) {
-    const deadline = Date.now() + 25_000;
-    this.#loops = Array.from({ length: workers }, async (_, worker) => {
-      let i = worker;
-      while (this.#running && Date.now() < deadline) {
-        try {
-          this.served.push((await (i++ % 2 === 0 ? reads.kyselyRead() : reads.drizzleRead())).node);
-        } catch (err) {
-          this.failures.push(err);
-        }
-        await sleep(2);
-      }
-    });
-  }
-
-  async next(count: number, what: string, timeoutMs = 10_000): Promise<PgNodeName[]> {
-    const from = this.served.length;
-    await waitFor(what, () => this.served.length >= from + count, timeoutMs, 10);
-    return this.served.slice(from, from + count);
-  }
-
-  async stop(): Promise<void> {
-    this.#running = false;
-    await Promise.all(this.#loops);
-  }
-}
-
 describe('Kysely and Drizzle reads while a replica is stopped (real server stopped and started)', () => {
   let app: INestApplication | undefined;
   let subscription: Subscription | undefined;
@@ -222,7 +170,9 @@ describe('Kysely and Drizzle reads while a replica is stopped (real server stopp
     subscription = app.get(DatabaseService).events$.subscribe((e) => events.push(e));
     const ofType = (type: PoolEvent['type'], node: string) => events.filter((e) => e.type === type && e.node === node);
 
-    load = new ReadLoad(app.get(QbReads));
+    const reads = app.get(QbReads);
+
+    load = new ReadLoad((i) => (i % 2 === 0 ? reads.kyselyRead() : reads.drizzleRead()));
     expect(tally(await load.next(60, 'reads before the stop'))).toMatchObject({ primary: 0 });
     try {
       await clusterCtl('node-stop', 'replica1', 'immediate');

@@ -1,27 +1,13 @@
 import { jest } from '@jest/globals';
-import { Inject, Injectable, Module, type INestApplication } from '@nestjs/common';
+import { Injectable, Module, type INestApplication } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { sql as dsql } from 'drizzle-orm';
 import { AbortedTransactionError } from 'kysely';
 import { DatabaseService, PoolModule, PoolError, ReadOnly, Transactional } from 'nestjs-pg-pools';
 import { adminQuery } from './support/cluster.js';
-import {
-  DRIZZLE,
-  drizzleInsert,
-  drizzleTxid,
-  drizzleWhere,
-  KYSELY,
-  kyselyInsert,
-  kyselyTxid,
-  kyselyWhere,
-  QB_TABLE,
-  queryBuilderProviders,
-  SEED_ID,
-  type QbDrizzle,
-  type QbKysely,
-} from './support/query-builders.js';
-import { routingOptions, waitForReplay, type Where } from './support/routing.support.js';
 import { expectNoSessionsLeft } from './support/sessions.js';
+import { DRIZZLE, drizzleInsert, drizzleTxid, drizzleWhere, KYSELY, kyselyInsert, kyselyTxid, kyselyWhere, QB_TABLE, QbHandles, queryBuilderProviders, SEED_ID, type QbDrizzle, type QbKysely } from './support/query-builders.js';
+import { routingOptions, waitForReplay, type Where } from './support/routing.support.js';
 
 // The query builders' own transactions on db.routedPool, with the real Kysely and Drizzle on the
 // real primary:
@@ -48,13 +34,7 @@ async function present(ids: number[]): Promise<number[]> {
 class Planned extends Error {}
 
 @Injectable()
-class QbTransactions {
-  constructor(
-    @Inject(KYSELY) readonly kysely: QbKysely,
-    @Inject(DRIZZLE) readonly drizzle: QbDrizzle,
-    readonly db: DatabaseService,
-  ) {}
-
+class QbTransactions extends QbHandles {
   @ReadOnly()
   kyselyOwnUnderReadOnly(id: number): Promise<Where[]> {
     return this.kysely.transaction().execute(async (trx) => {

@@ -1,10 +1,11 @@
 import { jest } from '@jest/globals';
 import { ReadOnly, type DatabaseService } from 'nestjs-pg-pools';
-import { adminQuery, clusterConfig, nodeOptions, startApp, startAppBehindRelay, type TestApp } from './chaos/chaos.support.js';
-import { TcpRelay } from './chaos/tcp-relay.js';
-import { waitForReplay, where, type Where } from './support/routing.support.js';
+import { startApp, startAppBehindRelay, type TestApp } from './support/app.js';
+import { adminQuery, clusterConfig, nodeOptions } from './support/cluster.js';
 import { expectNoSessionsLeft } from './support/sessions.js';
+import { TcpRelay } from './support/tcp-relay.js';
 import { waitFor } from './support/wait.js';
+import { useReplicatedTable, waitForReplay, where, type Where } from './support/routing.support.js';
 
 // Read-your-writes counts only writes that reached a server, on the real primary + 2 replicas with
 // "the network" of a node taken away by a TCP relay (no shared server is stopped):
@@ -62,14 +63,9 @@ const options = {
 
 const onReplica = (w: Where) => (w.node === 'replica1' || w.node === 'replica2') && w.recovery;
 
-beforeAll(async () => {
-  await adminQuery('primary', `DROP TABLE IF EXISTS ${TABLE}; CREATE TABLE ${TABLE} (id int PRIMARY KEY)`, [], { as: 'app' });
-  await waitForReplay('replica1');
-  await waitForReplay('replica2');
-});
+useReplicatedTable(TABLE, 'id int PRIMARY KEY');
 
 afterAll(async () => {
-  await adminQuery('primary', `DROP TABLE IF EXISTS ${TABLE}`, [], { as: 'app' });
   await expectNoSessionsLeft(APP);
 });
 

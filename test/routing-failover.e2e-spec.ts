@@ -4,10 +4,9 @@ import { Test } from '@nestjs/testing';
 import type { Subscription } from 'rxjs';
 import { DatabaseService, NoReplicaAvailableError, PoolModule, ReadOnly, type PoolEvent, type PoolModuleRootOptions } from 'nestjs-pg-pools';
 import { clusterConfig, clusterCtl } from './support/cluster.js';
-import { routingOptions, tally, where, type Where } from './support/routing.support.js';
 import { expectNoSessionsLeft } from './support/sessions.js';
-import { sleep, waitFor } from './support/wait.js';
-import type { PgNodeName } from './support/cluster.js';
+import { waitFor } from './support/wait.js';
+import { ReadLoad, routingOptions, tally, where, type Where } from './support/routing.support.js';
 
 // Replica failover on the real cluster: replicas are stopped with `pg_ctl stop -m immediate` while a
 // steady, bounded read load runs through a @ReadOnly() provider method. No read may fail; the
@@ -27,40 +26,6 @@ class Reads {
   @ReadOnly()
   one(): Promise<Where> {
     return where(this.db);
-  }
-}
-
-/** `workers` loops of one read each, a short pause between, until stopped (or 25 s at most). */
-class ReadLoad {
-  readonly served: PgNodeName[] = [];
-  readonly failures: unknown[] = [];
-  #running = true;
-  readonly #loops: Promise<void>[];
-
-  constructor(reads: Reads, workers = 6) {
-    const deadline = Date.now() + 25_000;
-    this.#loops = Array.from({ length: workers }, async () => {
-      while (this.#running && Date.now() < deadline) {
-        try {
-          this.served.push((await reads.one()).node);
-        } catch (err) {
-          this.failures.push(err);
-        }
-        await sleep(2);
-      }
-    });
-  }
-
-  /** Waits until `count` more reads were served after this call; returns what they hit. */
-  async next(count: number, what: string, timeoutMs = 10_000): Promise<PgNodeName[]> {
-    const from = this.served.length;
-    await waitFor(what, () => this.served.length >= from + count, timeoutMs, 10);
-    return this.served.slice(from, from + count);
-  }
-
-  async stop(): Promise<void> {
-    this.#running = false;
-    await Promise.all(this.#loops);
   }
 }
 
@@ -110,7 +75,8 @@ describe('replica failover under a steady read load (real servers stopped and st
 
   it('stop one replica: 0 failed reads, the replica is banned, then restored by the probe after it restarts', async () => {
     const db = main.app.get(DatabaseService);
-    load = new ReadLoad(main.app.get(Reads));
+    const reads = main.app.get(Reads);
+    load = new ReadLoad(() => reads.one());
     expect(tally(await load.next(60, 'reads before the stop'))).toMatchObject({ primary: 0 });
     const before = counters(db);
     try {
@@ -139,7 +105,8 @@ describe('replica failover under a steady read load (real servers stopped and st
   it('stop both replicas: reads fall back to the primary with 0 failures; with fallbackToPrimary: false they fail with NoReplicaAvailableError', async () => {
     const db = main.app.get(DatabaseService);
     main.events.length = 0;
-    load = new ReadLoad(main.app.get(Reads));
+    const reads = main.app.get(Reads);
+    load = new ReadLoad(() => reads.one());
     await load.next(40, 'reads before the stop');
     const before = counters(db);
     try {

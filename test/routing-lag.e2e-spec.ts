@@ -3,10 +3,10 @@ import { Body, Controller, Get, Injectable, Module, Param, ParseIntPipe, Post, t
 import { Test } from '@nestjs/testing';
 import request from 'supertest';
 import { DatabaseService, PoolModule, ReadOnly, type PoolModuleRootOptions } from 'nestjs-pg-pools';
-import { adminQuery, clusterCtl, type PgNodeName } from './support/cluster.js';
-import { adapters, createHttpApp, routingOptions, serverAt, tally, waitForReplay, where } from './support/routing.support.js';
+import { adminQuery, type PgNodeName } from './support/cluster.js';
 import { expectNoSessionsLeft } from './support/sessions.js';
 import { sleep, waitFor } from './support/wait.js';
+import { adapters, createHttpApp, delayReplay, routingOptions, serverAt, tally, undoDelayReplay, waitForReplay, where } from './support/routing.support.js';
 
 // Lag-aware selection and read-your-writes on the real cluster. replica1 gets
 // recovery_min_apply_delay = '3s' (ALTER SYSTEM on the standby + pg_reload_conf(), reset in
@@ -82,21 +82,11 @@ function replicaState(app: INestApplication, index: number): { lagMs: number | u
 beforeAll(async () => {
   await adminQuery('primary', `DROP TABLE IF EXISTS ${TABLE}; CREATE TABLE ${TABLE} (id int PRIMARY KEY, note text)`, [], { as: 'app' });
   await waitForReplay('replica1');
-  await adminQuery('replica1', `ALTER SYSTEM SET recovery_min_apply_delay = '${DELAY}'`);
-  await adminQuery('replica1', 'SELECT pg_reload_conf()');
-  await waitFor('the delay to apply on replica1', async () => (await adminQuery('replica1', 'SHOW recovery_min_apply_delay'))[0]!.recovery_min_apply_delay === DELAY, 5000, 25);
+  await delayReplay('replica1', DELAY);
 }, 30_000);
 
 afterAll(async () => {
-  try {
-    await adminQuery('replica1', 'ALTER SYSTEM RESET recovery_min_apply_delay');
-    await adminQuery('replica1', 'SELECT pg_reload_conf()');
-    await adminQuery('primary', `DROP TABLE IF EXISTS ${TABLE}`, [], { as: 'app' });
-    await waitForReplay('replica1');
-  } finally {
-    await clusterCtl('start');
-  }
-  expect((await adminQuery('replica1', 'SHOW recovery_min_apply_delay'))[0]!.recovery_min_apply_delay).toBe('0');
+  await undoDelayReplay('replica1', TABLE);
   await expectNoSessionsLeft(APP);
 }, 60_000);
 

@@ -1,31 +1,12 @@
 import { Readable } from 'node:stream';
-import {
-  Body,
-  Controller,
-  Get,
-  HttpCode,
-  Injectable,
-  Module,
-  Param,
-  ParseIntPipe,
-  Post,
-  SetMetadata,
-  StreamableFile,
-  UseGuards,
-  UseInterceptors,
-  type CallHandler,
-  type CanActivate,
-  type ExecutionContext,
-  type INestApplication,
-  type NestInterceptor,
-} from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, Injectable, Module, Param, ParseIntPipe, Post, SetMetadata, StreamableFile, UseGuards, UseInterceptors, type CallHandler, type CanActivate, type ExecutionContext, type INestApplication, type NestInterceptor } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import { tap, type Observable } from 'rxjs';
 import request from 'supertest';
 import { DatabaseService, PoolModule, ReadOnly, Transactional } from 'nestjs-pg-pools';
 import { adminQuery } from './support/cluster.js';
-import { adapters, createHttpApp, routingOptions, waitForReplay, where, type Where } from './support/routing.support.js';
 import { expectNoSessionsLeft } from './support/sessions.js';
+import { adapters, createHttpApp, routingOptions, useReplicatedTable, where, type Where } from './support/routing.support.js';
 
 // The HTTP request scope (an Express middleware / a Fastify onRequest hook, no global
 // interceptor) on the real primary + 2 replicas: it is open before guards and pipes run, it
@@ -156,15 +137,7 @@ class RequestScopeController {
 })
 class RequestScopeModule {}
 
-beforeAll(async () => {
-  await adminQuery('primary', `DROP TABLE IF EXISTS ${TABLE}; CREATE TABLE ${TABLE} (id int, source text, PRIMARY KEY (id, source))`, [], { as: 'app' });
-  await waitForReplay('replica1');
-  await waitForReplay('replica2');
-});
-
-afterAll(async () => {
-  await adminQuery('primary', `DROP TABLE IF EXISTS ${TABLE}`, [], { as: 'app' });
-});
+useReplicatedTable(TABLE, 'id int, source text, PRIMARY KEY (id, source)');
 
 describe.each(adapters)('HTTP request scope on %s', (adapter) => {
   let app: INestApplication;

@@ -6,9 +6,9 @@ import { from, Observable, switchMap, timer } from 'rxjs';
 import request from 'supertest';
 import { DatabaseService, PoolModule, ReadOnly, ReadOnlyInTransactionError, Transactional } from 'nestjs-pg-pools';
 import { adminQuery } from './support/cluster.js';
-import { adapters, createHttpApp, routingOptions, waitForReplay, where, type Where } from './support/routing.support.js';
 import { expectNoSessionsLeft } from './support/sessions.js';
 import { sleep } from './support/wait.js';
+import { adapters, createHttpApp, routingOptions, useReplicatedTable, waitForReplay, where, type Where } from './support/routing.support.js';
 
 // The request scope on the real primary + 2 replicas, on Express and on Fastify: which server
 // answers (inet_server_port(), pg_is_in_recovery()) under @ReadOnly() handlers and provider
@@ -152,16 +152,8 @@ class ScopeModule {}
 const onReplica = (w: Where) => REPLICAS.includes(w.node) && w.recovery === true;
 const onPrimary = (w: Where) => w.node === 'primary' && w.recovery === false;
 
-beforeAll(async () => {
-  await adminQuery('primary', `DROP TABLE IF EXISTS ${TABLE}; CREATE TABLE ${TABLE} (id int PRIMARY KEY)`, [], { as: 'app' });
-  // The forgotten-write case must meet the table on whichever replica it lands on.
-  await waitForReplay('replica1');
-  await waitForReplay('replica2');
-});
-
-afterAll(async () => {
-  await adminQuery('primary', `DROP TABLE IF EXISTS ${TABLE}`, [], { as: 'app' });
-});
+// The forgotten-write case must meet the table on whichever replica it lands on.
+useReplicatedTable(TABLE, 'id int PRIMARY KEY');
 
 describe.each(adapters)('request scope on %s', (adapter) => {
   let app: INestApplication;

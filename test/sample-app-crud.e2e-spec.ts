@@ -1,11 +1,13 @@
 import { randomUUID } from 'node:crypto';
-import type { INestApplication, LoggerService } from '@nestjs/common';
+import type { INestApplication } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import request from 'supertest';
 import { AppModule } from '../sample-app/src/app.module.js';
-import { adminQuery, clusterConfig, connectionString, type PgNodeName } from './support/cluster.js';
+import { adminQuery, clusterConfig, type PgNodeName } from './support/cluster.js';
+import { CapturingLogger } from './support/logger.js';
 import { waitForNoSessions } from './support/sessions.js';
 import { waitFor } from './support/wait.js';
+import { deleteUsers, startSampleApp } from './support/sample-app.js';
 
 // The sample app's own AppModule (what `npm run demo` serves) on the real primary + 2 replicas:
 // the CRUD round trip over HTTP, which server answered each request (its `servedBy` against
@@ -32,18 +34,7 @@ interface Served<T> {
   servedBy: { port: number; replica: boolean };
 }
 
-const logs: string[] = [];
-class CapturingLogger implements LoggerService {
-  log(message: unknown, ...rest: unknown[]) {
-    logs.push([message, ...rest].map(String).join(' '));
-  }
-  error(message: unknown, ...rest: unknown[]) {
-    this.log(message, ...rest);
-  }
-  warn(message: unknown, ...rest: unknown[]) {
-    this.log(message, ...rest);
-  }
-}
+const logger = new CapturingLogger();
 
 /** True once every replica has replayed the WAL position of a consistency token. */
 async function replicasReplayed(token: string): Promise<boolean> {
@@ -92,25 +83,16 @@ describe('sample app: CRUD on users (real cluster)', () => {
   }
 
   beforeAll(async () => {
-    process.env.DB_PRIMARY_URL = connectionString('primary');
-    process.env.DB_REPLICA_URLS = `${connectionString('replica1')},${connectionString('replica2')}`;
-    process.env.DB_APPLICATION_NAME = APP;
-    process.env.DB_ENV = 'test';
-    const moduleRef = await Test.createTestingModule({ imports: [AppModule] }).compile();
-    app = moduleRef.createNestApplication({ logger: new CapturingLogger() });
-    await app.init();
+    app = await startSampleApp(APP, logger);
   }, 30_000);
 
   afterAll(async () => {
     await setReplay('resume').catch(() => undefined);
-    if (created.length > 0) {
-      await adminQuery('primary', 'DELETE FROM users WHERE id = ANY($1::int[])', [created]);
-      await adminQuery('primary', 'DELETE FROM user_events WHERE user_id = ANY($1::int[])', [created]);
-    }
+    await deleteUsers(created);
     await app?.close();
     process.env = savedEnv;
     await waitForNoSessions(APP, { timeoutMs: 10_000, everyMs: 50 });
-    for (const text of [...texts, ...logs]) expect(text).not.toContain(PASSWORD);
+    for (const text of [...texts, logger.text]) expect(text).not.toContain(PASSWORD);
   }, 60_000);
 
   it('migrated the tables on the primary at start, idempotently', async () => {
@@ -118,7 +100,7 @@ describe('sample app: CRUD on users (real cluster)', () => {
     expect(tables.map((t) => t.name)).toEqual(['user_events', 'users']);
     // A second start runs the same migration again without an error.
     const second = await Test.createTestingModule({ imports: [AppModule] }).compile();
-    const again = second.createNestApplication({ logger: new CapturingLogger() });
+    const again = second.createNestApplication({ logger });
     await expect(again.init()).resolves.toBe(again);
     await again.close();
   }, 30_000);

@@ -1,11 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { INestApplication } from '@nestjs/common';
-import { Test } from '@nestjs/testing';
 import request from 'supertest';
-import { AppModule } from '../sample-app/src/app.module.js';
-import { adminQuery, clusterConfig, connectionString, type PgNodeName } from './support/cluster.js';
-import { waitForReplay } from './support/routing.support.js';
+import { adminQuery, clusterConfig, type PgNodeName } from './support/cluster.js';
 import { waitForNoSessions } from './support/sessions.js';
+import { waitForReplay } from './support/routing.support.js';
+import { deleteUsers, startSampleApp } from './support/sample-app.js';
 
 // The sample app's Kysely, Drizzle and Prisma Client modules (plain provider factories over
 // DatabaseService, on db.routedPool) on the real primary + 2 replicas: a POST runs the builder's own transaction on
@@ -29,20 +28,11 @@ describe.each(['kysely', 'drizzle', 'prisma'])('sample app: /qb/%s/users (real c
   const http = () => request(app.getHttpServer());
 
   beforeAll(async () => {
-    process.env.DB_PRIMARY_URL = connectionString('primary');
-    process.env.DB_REPLICA_URLS = `${connectionString('replica1')},${connectionString('replica2')}`;
-    process.env.DB_APPLICATION_NAME = APP;
-    process.env.DB_ENV = 'test';
-    const moduleRef = await Test.createTestingModule({ imports: [AppModule] }).compile();
-    app = moduleRef.createNestApplication({ logger: false });
-    await app.init();
+    app = await startSampleApp(APP);
   }, 30_000);
 
   afterAll(async () => {
-    if (created.length > 0) {
-      await adminQuery('primary', 'DELETE FROM users WHERE id = ANY($1::int[])', [created]);
-      await adminQuery('primary', 'DELETE FROM user_events WHERE user_id = ANY($1::int[])', [created]);
-    }
+    await deleteUsers(created);
     await app?.close();
     process.env = savedEnv;
     await waitForNoSessions(APP, { timeoutMs: 10_000, everyMs: 50 });

@@ -7,9 +7,8 @@ import { MessageBody, SubscribeMessage, WebSocketGateway } from '@nestjs/websock
 import { firstValueFrom, timeout } from 'rxjs';
 import WebSocket from 'ws';
 import { DatabaseService, PoolModule, ReadOnly, RoutingInterceptor, Transactional } from 'nestjs-pg-pools';
-import { adminQuery } from './support/cluster.js';
-import { routingOptions, waitForReplay, where, type Where } from './support/routing.support.js';
 import { expectNoSessionsLeft } from './support/sessions.js';
+import { routingOptions, useReplicatedTable, where, type Where } from './support/routing.support.js';
 
 // Contexts without HTTP middleware get their routing scope from RoutingInterceptor: a
 // microservice message handler over a real TCP transport and a WebSocket gateway (platform-ws),
@@ -125,15 +124,7 @@ function expectScoped(outcome: Outcome, wrote: string | undefined): void {
   expect(outcome.tx[0]).toBe(outcome.tx[1]);
 }
 
-beforeAll(async () => {
-  await adminQuery('primary', `DROP TABLE IF EXISTS ${TABLE}; CREATE TABLE ${TABLE} (id int, source text, PRIMARY KEY (id, source))`, [], { as: 'app' });
-  await waitForReplay('replica1');
-  await waitForReplay('replica2');
-});
-
-afterAll(async () => {
-  await adminQuery('primary', `DROP TABLE IF EXISTS ${TABLE}`, [], { as: 'app' });
-});
+useReplicatedTable(TABLE, 'id int, source text, PRIMARY KEY (id, source)');
 
 describe('microservice message handlers over TCP with RoutingInterceptor', () => {
   let service: INestMicroservice;

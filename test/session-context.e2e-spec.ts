@@ -1,9 +1,10 @@
-import { ConsoleLogger, Controller, Get, Headers, Inject, Module, Post, type INestApplication } from '@nestjs/common';
+import { Controller, Get, Headers, Inject, Module, Post, type INestApplication } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import { DatabaseService, PoolConfigurationError, PoolModule, ReadOnly, Transactional, type PoolModuleRootOptions } from 'nestjs-pg-pools';
 import type { PoolClient } from 'pg';
-import { adminQuery, clusterConfig, nodeOptions, replicaOptions } from './chaos/chaos.support.js';
+import { adminQuery, clusterConfig, nodeOptions, replicaOptions } from './support/cluster.js';
+import { CapturingLogger } from './support/logger.js';
 import { waitForNoSessions } from './support/sessions.js';
 import { waitFor } from './support/wait.js';
 
@@ -107,17 +108,7 @@ function sessionOptions(): PoolModuleRootOptions['session'] {
   };
 }
 
-/** Keeps every debug line (and prints nothing). */
-class DebugLines extends ConsoleLogger {
-  readonly lines: string[] = [];
-  override debug(message: unknown): void {
-    this.lines.push(String(message));
-  }
-  override log(): void {}
-  override warn(): void {}
-}
-
-async function startHttp(options: PoolModuleRootOptions, logger?: DebugLines): Promise<{ app: INestApplication; url: string; db: DatabaseService }> {
+async function startHttp(options: PoolModuleRootOptions, logger?: CapturingLogger): Promise<{ app: INestApplication; url: string; db: DatabaseService }> {
   @Module({ imports: [PoolModule.forRoot({ sizingAdvisor: false, metrics: { enabled: false }, alerts: { enabled: false }, ...options })], controllers: [RowsController] })
   class AppModule {}
   const moduleRef = await Test.createTestingModule({ imports: [AppModule] }).compile();
@@ -221,13 +212,13 @@ describe('per-request session context: row-level security per tenant', () => {
   }, 120_000);
 
   it('db.withSession() for code no request reaches; a bad role or setting name is one clear error; nothing outlives the transaction', async () => {
-    const logger = new DebugLines();
+    const logger = new CapturingLogger();
     const started = await startHttp({ preset: 'test', applicationName: 'e2e-session-ctx-with', primary: nodeOptions('primary'), replicas: replicaOptions(), max: 1, session: { secret: ['app.api_key'] } }, logger);
     const { db } = started;
     try {
       const mine = await db.withSession({ role: ROLE, settings: { 'app.tenant_id': 'tenant-b', 'app.api_key': 'key-kept-out-of-logs' } }, () => db.query<Seen>(ROWS_SQL));
-      expect(logger.lines).toContain(`Session context on "default/primary": app.tenant_id = "tenant-b", app.api_key = [secret], role = "${ROLE}"`);
-      expect(logger.lines.join('\n')).not.toContain('key-kept-out-of-logs');
+      expect(logger.messages('debug')).toContain(`Session context on "default/primary": app.tenant_id = "tenant-b", app.api_key = [secret], role = "${ROLE}"`);
+      expect(logger.text).not.toContain('key-kept-out-of-logs');
       expect(mine.rows.length).toBeGreaterThan(0);
       expect(mine.rows.every((r) => r.tenant === 'tenant-b' && r.role === ROLE)).toBe(true);
       const onReplica = await db.withSession({ role: ROLE, settings: { 'app.tenant_id': 'tenant-a' } }, () => db.replica.query<Seen>(ROWS_SQL));

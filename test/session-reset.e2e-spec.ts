@@ -1,5 +1,6 @@
 import type { PoolClient } from 'pg';
-import { adminQuery, clusterConfig, nodeOptions, startApp, type TestApp } from './chaos/chaos.support.js';
+import { startApp, type TestApp } from './support/app.js';
+import { adminQuery, clusterConfig, nodeOptions } from './support/cluster.js';
 import { waitForNoSessions } from './support/sessions.js';
 
 // What one borrower changes on a connection never reaches the next one: a pool of one connection

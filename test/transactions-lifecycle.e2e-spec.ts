@@ -11,9 +11,9 @@ import {
   TransactionRolledBackError,
 } from 'nestjs-pg-pools';
 import { adminQuery } from './support/cluster.js';
-import { routingOptions } from './support/routing.support.js';
-import { sessionCounts, expectNoSessionsLeft } from './support/sessions.js';
+import { expectNoSessionsLeft, sessionCounts } from './support/sessions.js';
 import { sleep, waitFor } from './support/wait.js';
+import { routingOptions } from './support/routing.support.js';
 
 // Transactions that cannot lie, on the real primary + 2 replicas: a transaction the server rolled
 // back (a caught SQL error, a joined inner call that failed) never resolves; once a transaction

@@ -11,6 +11,7 @@ import { PinnedTransaction } from '../transactions/pinned-transaction.js';
 import { checkTransactionOptions } from '../transactions/transaction-options.js';
 import type { ReaderState } from '../routing/reader-state.js';
 import { recordEnd, WalHistory } from '../routing/wal-history.js';
+import { FakeClient } from '../../test/support/fake-pg-client.js';
 import { PoolCluster } from './pool-cluster.js';
 import type { NodePool } from './node-pool.js';
 
@@ -516,31 +517,22 @@ describe('PoolCluster: follows the discovered primary', () => {
   });
 
   it('gives new connections the session settings of the node’s current role, password included', async () => {
-    const seen: Array<{ options: unknown; password: unknown }> = [];
-    class RecordingClient extends EventEmitter {
-      constructor(config: { options?: unknown; password?: unknown }) {
-        super();
-        seen.push({ options: config.options, password: config.password });
-      }
-      connect(cb: (err: Error) => void): void {
-        setImmediate(() => cb(connectionRefused()));
-      }
-      end(): Promise<void> {
-        return Promise.resolve();
-      }
-    }
-    const cluster = makeCluster({ replicas: [{ host: '127.0.0.1', port: 3, user: 'u', password: 'cluster-spec-secret', database: 'd', Client: RecordingClient }] } as never);
+    FakeClient.reset();
+    FakeClient.refuse = true;
+    const cluster = makeCluster({ replicas: [{ host: '127.0.0.1', port: 3, user: 'u', password: 'cluster-spec-secret', database: 'd', Client: FakeClient }] } as never);
     try {
       const node = cluster.replicas[0]!.node;
       await node.pool.connect().catch(() => undefined);
       node.setRole('primary');
       await node.pool.connect().catch(() => undefined);
+      const seen = FakeClient.instances.map((c) => c.config);
       expect(seen[0]!.options).toContain('default_transaction_read_only=on');
       expect(seen[1]!.options).not.toContain('default_transaction_read_only');
       expect(seen[1]!.options).toContain('statement_timeout=');
       expect(seen.map((s) => s.password)).toEqual(['cluster-spec-secret', 'cluster-spec-secret']);
     } finally {
       await cluster.close();
+      FakeClient.reset();
     }
   });
 });

@@ -1,6 +1,6 @@
-import { EventEmitter } from 'node:events';
-import type net from 'node:net';
+import type { EventEmitter } from 'node:events';
 import type { PoolClient, QueryResult } from 'pg';
+import { FakeClient } from '../../test/support/fake-pg-client.js';
 import { resolveOptions } from '../config/resolve-options.js';
 import { NodePool, type NodeHost } from '../core/node-pool.js';
 import type { PoolModuleOptions } from '../pool.interfaces.js';
@@ -11,96 +11,16 @@ import type { PoolEvent } from '../pool.events.js';
 // lent handle and the release rules are checked in milliseconds. e2e (test/) stays the proof of
 // what a user sees against real servers.
 
-const RESULT: QueryResult = { command: 'SELECT', rowCount: 1, oid: 0, fields: [], rows: [{ ok: 1 }] };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-type Callback = (err: Error | null, res?: QueryResult) => void;
-
-/** A stand-in for pg.Client: answers on the next macrotask, or never while `FakeClient.silent`. */
-class FakeClient extends EventEmitter {
-  static silent = false;
-  /** Every connect fails with ECONNREFUSED (a server that is down); counted in `refused`. */
-  static refuse = false;
-  static refused = 0;
-  /** Every connect fails with 53300 (no connection slot left on the server). */
-  static full = false;
-  static opened = 0;
-  static instances: FakeClient[] = [];
-  /** Statements matching it fail with a server error (an ordinary SQL error, not a broken connection). */
-  static failOn: RegExp | undefined;
-  readonly #config: { stream?: (c: unknown) => net.Socket };
-  #pending: Callback[] = [];
-  #tx = 'I';
-  ended = false;
-  readonly id = ++FakeClient.opened;
-
-  constructor(config: { stream?: (c: unknown) => net.Socket }) {
-    super();
-    this.#config = config;
-    FakeClient.instances.push(this);
-  }
-
-  connect(callback: (err?: Error) => void): void {
-    const socket = this.#config.stream?.(this.#config);
-    socket?.once('close', () => this.#terminate());
-    if (FakeClient.full) {
-      setImmediate(callback, Object.assign(new Error('sorry, too many clients already'), { code: '53300' }));
-      return;
-    }
-    if (FakeClient.refuse) {
-      FakeClient.refused++;
-      setImmediate(callback, Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }));
-      return;
-    }
-    setImmediate(callback);
-  }
-
-  query(text: unknown, values?: unknown, callback?: Callback): Promise<QueryResult> | void {
-    const cb = (typeof values === 'function' ? values : callback) as Callback | undefined;
-    const sql = typeof text === 'string' ? text : (text as { text: string }).text;
-    if (cb === undefined) return new Promise((resolve, reject) => this.query(text, values, (err, res) => (err ? reject(err) : resolve(res!))));
-    if (this.ended) {
-      setImmediate(cb, new Error('Client was closed and is not queryable'));
-      return;
-    }
-    if (FakeClient.silent) {
-      this.#pending.push(cb);
-      return;
-    }
-    if (FakeClient.failOn?.test(sql)) {
-      setImmediate(cb, Object.assign(new Error('permission denied'), { code: '42501' }));
-      return;
-    }
-    if (/^BEGIN/.test(sql)) this.#tx = 'T';
-    if (/^(COMMIT|ROLLBACK)/.test(sql)) this.#tx = 'I';
-    setImmediate(cb, null, { ...RESULT, rows: [{ client: this.id }] });
-  }
-
-  #terminate(): void {
-    const pending = this.#pending.splice(0);
-    for (const cb of pending) cb(new Error('Connection terminated unexpectedly'));
-    if (!this.ended) {
-      this.ended = true;
-      this.emit('end');
-    }
-  }
-
-  getTransactionStatus(): string {
-    return this.#tx;
-  }
-
-  end(): Promise<void> {
-    this.#terminate();
-    return Promise.resolve();
-  }
-
-  ref(): void {}
-  unref(): void {}
-}
-
-function makePool(options: Partial<PoolModuleOptions> = {}, hostExtra: Partial<NodeHost> = {}): { pool: NodePool; events: PoolEvent[]; warnings: string[] } {
+/** A NodePool over FakeClient; `nodeExtra` sets resolved node fields directly (e.g. a leak threshold below what validation accepts, to keep the spec fast). */
+function makePool(
+  options: Partial<PoolModuleOptions> = {},
+  hostExtra: Partial<NodeHost> = {},
+  nodeExtra: Record<string, unknown> = {},
+): { pool: NodePool; events: PoolEvent[]; warnings: string[] } {
   const resolved = resolveOptions({ primary: { host: '127.0.0.1', port: 1, user: 'u', password: 'node-pool-spec', database: 'd' }, preset: 'test', env: {}, lazy: true, min: 0, max: 2, ...options });
-  const node = { ...resolved.primary };
+  const node = { ...resolved.primary, ...nodeExtra };
   Object.defineProperty(node, 'poolConfig', { value: { ...resolved.primary.poolConfig, Client: FakeClient } });
   const events: PoolEvent[] = [];
   const warnings: string[] = [];
@@ -138,6 +58,48 @@ describe('NodePool (fake client)', () => {
   afterEach(async () => {
     FakeClient.silent = false;
     await Promise.all(pools.splice(0).map((p) => p.end()));
+  });
+
+  it('lifetimes: retires a connection after maxUses checkouts', async () => {
+    const { pool } = track(makePool({ max: 1, maxUses: 2 }));
+    const used = [];
+    for (let i = 0; i < 5; i++) used.push(await clientOf(pool.query('SELECT 1')));
+    expect(used[0]).toBe(used[1]);
+    expect(used[2]).not.toBe(used[1]);
+    expect(used[2]).toBe(used[3]);
+    expect(used[4]).not.toBe(used[3]);
+    expect(pool.state()).toMatchObject({ total: 1, idle: 1 });
+  });
+
+  it('lifetimes: retires a connection past maxLifetimeMs (±2.5%) when it comes back, and closes idle ones above min after idleTimeoutMs', async () => {
+    const { pool } = track(makePool({ max: 2, min: 0, maxLifetimeMs: 100, idleTimeoutMs: 0 }));
+    const first = await clientOf(pool.query('SELECT 1'));
+    await sleep(130);
+    expect(await clientOf(pool.query('SELECT 1'))).not.toBe(first);
+    const idle = track(makePool({ max: 3, min: 1, idleTimeoutMs: 100 })).pool;
+    const held = await Promise.all([idle.acquire(), idle.acquire(), idle.acquire()]);
+    for (const c of held) c.release();
+    expect(idle.state()).toMatchObject({ total: 3, idle: 3 });
+    const deadline = Date.now() + 2000;
+    while (idle.state().total > 1 && Date.now() < deadline) await sleep(20);
+    expect(idle.state()).toMatchObject({ total: 1, idle: 1 });
+  });
+
+  it('leak detection: a client held past the threshold is counted, warned about once with the stack that acquired it, emitted, and its return is logged', async () => {
+    const { pool, events, warnings } = track(makePool({ max: 1 }, {}, { leakDetectionThresholdMs: 50 }));
+    const quick = await pool.acquire();
+    quick.release();
+    const held = await pool.acquire();
+    await sleep(150);
+    const leaks = warnings.filter((w) => w.startsWith('Possible connection leak on "default/primary": a client has been held for more than'));
+    expect(leaks).toHaveLength(1);
+    expect(leaks[0]).toContain('Acquired at:');
+    expect(leaks[0]).toContain('node-pool.spec');
+    expect(events.filter((e) => e.type === 'leak')).toHaveLength(1);
+    expect(pool.counters.leaks).toBe(1);
+    held.release();
+    expect(warnings.filter((w) => /^Previously reported leaked client of "default\/primary" was returned after \d+ms\.$/.test(w))).toHaveLength(1);
+    expect(warnings.join('\n')).not.toContain('node-pool-spec');
   });
 
   it('reuses the most recently released connection and opens no more than max', async () => {

@@ -1,5 +1,5 @@
-import { EventEmitter } from 'node:events';
-import type { PoolClient, QueryResult } from 'pg';
+import type { PoolClient } from 'pg';
+import { FakeClient } from '../../test/support/fake-pg-client.js';
 import type { NodePool } from '../core/node-pool.js';
 import { TransactionEndedError, TransactionOptionsConflictError, TransactionRolledBackError } from '../pool.exceptions.js';
 import type { TransactionHandle } from './pinned-transaction.js';
@@ -13,41 +13,10 @@ import { TransactionRunner } from './transaction-runner.js';
 const divisionByZero = () => Object.assign(new Error('division by zero'), { code: '22012' });
 const refused = () => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:9'), { code: 'ECONNREFUSED' });
 
-class FakeClient extends EventEmitter {
-  readonly sent: string[] = [];
-  status: 'I' | 'T' | 'E' = 'I';
-  commitTag = 'COMMIT';
-
-  getTransactionStatus(): string {
-    return this.status;
-  }
-
-  query(text: string): Promise<QueryResult> {
-    this.sent.push(text);
-    const answer = (command: string): Promise<QueryResult> => Promise.resolve({ command, rows: [], rowCount: 0, oid: 0, fields: [] });
-    if (text.startsWith('BEGIN')) {
-      this.status = 'T';
-      return answer('BEGIN');
-    }
-    if (text === 'COMMIT') {
-      const tag = this.status === 'E' ? 'ROLLBACK' : this.commitTag;
-      this.status = 'I';
-      return answer(tag);
-    }
-    if (text === 'ROLLBACK') {
-      this.status = 'I';
-      return answer('ROLLBACK');
-    }
-    if (this.status === 'E') return Promise.reject(Object.assign(new Error('current transaction is aborted'), { code: '25P02' }));
-    if (text === 'SELECT 1/0') {
-      this.status = 'E';
-      return Promise.reject(divisionByZero());
-    }
-    return answer('INSERT');
-  }
-}
-
 function setup() {
+  FakeClient.reset();
+  FakeClient.failOn = /^SELECT 1\/0$/;
+  FakeClient.failWith = divisionByZero;
   const client = new FakeClient();
   const released: unknown[][] = [];
   const node = {

@@ -1,22 +1,10 @@
 import pg from 'pg';
 import { PoolAcquireTimeoutError, type DatabaseService } from 'nestjs-pg-pools';
 import type { NodePool } from '../../lib/core/node-pool.js';
-import {
-  adminQuery,
-  clusterConfig,
-  clusterCtl,
-  nodeOptions,
-  replicaOptions,
-  sessions,
-  startApp,
-  poolSessions,
-  terminateSessionPids,
-  within,
-  type PgNodeName,
-  type SessionRow,
-  type TestApp,
-} from './chaos.support.js';
-import { sleep, waitFor } from '../support/wait.js';
+import { startApp, type TestApp } from '../support/app.js';
+import { adminQuery, clusterConfig, clusterCtl, nodeOptions, replicaOptions, type PgNodeName } from '../support/cluster.js';
+import { poolSessions, sessions, terminateSessionPids, type SessionRow } from '../support/sessions.js';
+import { sleep, waitFor, within } from '../support/wait.js';
 import { freezeNode } from './freeze.js';
 
 // The chaos driver behind `npm run chaos` (full) and test/chaos.e2e-spec.ts (short): one Nest

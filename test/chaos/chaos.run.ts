@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { clusterConfig } from './chaos.support.js';
+import { clusterConfig } from '../support/cluster.js';
 import { FREEZE_POOL, FREEZE_SCENARIOS, FULL_SCENARIOS, FULL_TIMING, renderNotes, renderTable, runChaos, type ChaosRun } from './chaos.driver.js';
 import { missedGoals, renderGoals, TIME_MARGIN_MS } from './chaos.goals.js';
 import { commitOf, renderStamp } from '../support/stamp.js';

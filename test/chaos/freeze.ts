@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { clusterConfig, type PgNodeName } from './chaos.support.js';
+import { clusterConfig, type PgNodeName } from '../support/cluster.js';
 
 // Freezes a PostgreSQL server of the test cluster with SIGSTOP: the postmaster and every process
 // it started (backends, WAL sender/receiver, checkpointer…). Sockets stay open and the kernel

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import type { NodeOptions } from 'nestjs-pg-pools';
 
 export type PgNodeName = 'primary' | 'replica1' | 'replica2';
 export type ClusterNodeName = PgNodeName | 'pgbouncer';
@@ -125,6 +126,15 @@ export const clusterConfig = Object.freeze({
   connectionString,
   superuserSocket,
 });
+
+/** Connection fields of one node for the app user (host/port form, no URL); `extra` adds or overrides fields (e.g. the port of a relay). */
+export function nodeOptions(node: ClusterNodeName, extra: Partial<NodeOptions> = {}): NodeOptions {
+  const c = appConnection(node);
+  return { host: c.host, port: c.port, user: c.user, password: c.password, database: c.database, ...extra };
+}
+
+/** `nodeOptions` of both replicas. */
+export const replicaOptions = (extra: Partial<NodeOptions> = {}): NodeOptions[] => [nodeOptions('replica1', extra), nodeOptions('replica2', extra)];
 
 function assertNode(node: string): asserts node is ClusterNodeName {
   if (!(clusterNodeNames as readonly string[]).includes(node)) {

@@ -1,6 +1,6 @@
 import { Injectable, Module } from '@nestjs/common';
 import { PoolModule, type PoolModuleOptions, type PoolOptionsFactory } from 'nestjs-pg-pools';
-import { primaryNode, replicaNodes } from './foundation-db.js';
+import { nodeOptions, replicaOptions } from './cluster.js';
 import { ProbeController, ProbeService } from './foundation-probe.js';
 
 export const CLASS_APP_NAME = 'fnd-mod-class';
@@ -12,7 +12,7 @@ export class PoolConfigService implements PoolOptionsFactory {
     PoolConfigService.created++;
   }
   createPoolOptions(): PoolModuleOptions {
-    return { primary: primaryNode(), replicas: replicaNodes(), applicationName: CLASS_APP_NAME, min: 1, max: 3, env: {} };
+    return { primary: nodeOptions('primary'), replicas: replicaOptions(), applicationName: CLASS_APP_NAME, min: 1, max: 3, env: {} };
   }
 }
 

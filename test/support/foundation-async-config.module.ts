@@ -1,15 +1,15 @@
 import { Module } from '@nestjs/common';
 import { ConfigModule, ConfigService } from '@nestjs/config';
 import { PoolModule } from 'nestjs-pg-pools';
-import { foundationCluster, nodeUrl } from './foundation-db.js';
+import { nodeUrl } from './foundation-db.js';
 import { ProbeController, ProbeService } from './foundation-probe.js';
 
 export const CONFIG_APP_NAME = 'fnd-mod-config';
 
 /** What a team keeps in .env files; loaded here without touching process.env. */
 export const configValues = () => ({
-  DATABASE_URL: nodeUrl(foundationCluster.ports.primary),
-  DATABASE_REPLICA_URL: nodeUrl(foundationCluster.ports.replica2),
+  DATABASE_URL: nodeUrl('primary'),
+  DATABASE_REPLICA_URL: nodeUrl('replica2'),
   DATABASE_POOL_MAX: '4',
   DATABASE_STATEMENT_TIMEOUT_MS: '4500',
 });

@@ -1,6 +1,6 @@
 import { Injectable, Module } from '@nestjs/common';
 import { PoolModule, type PoolModuleOptions, type PoolOptionsFactory } from 'nestjs-pg-pools';
-import { primaryNode, replicaNodes } from './foundation-db.js';
+import { nodeOptions, replicaOptions } from './cluster.js';
 import { ProbeController, ProbeService } from './foundation-probe.js';
 
 export const EXISTING_APP_NAME = 'fnd-mod-existing';
@@ -12,7 +12,7 @@ export class ExistingPoolConfig implements PoolOptionsFactory {
     ExistingPoolConfig.created++;
   }
   createPoolOptions(): Promise<PoolModuleOptions> {
-    return Promise.resolve({ primary: primaryNode(), replicas: replicaNodes(), applicationName: EXISTING_APP_NAME, min: 1, max: 3, env: {} });
+    return Promise.resolve({ primary: nodeOptions('primary'), replicas: replicaOptions(), applicationName: EXISTING_APP_NAME, min: 1, max: 3, env: {} });
   }
 }
 

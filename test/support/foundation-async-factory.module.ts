@@ -1,6 +1,7 @@
 import { Module } from '@nestjs/common';
 import { PoolModule, type PoolModuleOptions } from 'nestjs-pg-pools';
-import { nodeUrl, foundationCluster } from './foundation-db.js';
+
+import { nodeUrl } from './foundation-db.js';
 import { ProbeController, ProbeService } from './foundation-probe.js';
 
 export const FACTORY_APP_NAME = 'fnd-mod-factory';
@@ -16,8 +17,8 @@ interface DatabaseSettings {
     {
       provide: DATABASE_SETTINGS,
       useValue: {
-        primaryUrl: nodeUrl(foundationCluster.ports.primary),
-        replicaUrls: [nodeUrl(foundationCluster.ports.replica1), nodeUrl(foundationCluster.ports.replica2)],
+        primaryUrl: nodeUrl('primary'),
+        replicaUrls: [nodeUrl('replica1'), nodeUrl('replica2')],
       } satisfies DatabaseSettings,
     },
   ],

@@ -1,67 +1,32 @@
-import type { LoggerService } from '@nestjs/common';
-import type pg from 'pg';
-import type { NodeOptions } from 'nestjs-pg-pools';
-import { adminQuery as clusterAdminQuery, clusterConfig, pgNodeAt, pgNodeNames } from './cluster.js';
-import { sessionCounts as sessionCountsByNode } from './sessions.js';
+import { clusterConfig, connectionString, pgNodeNames, type ClusterNodeName } from './cluster.js';
+import { sessionCounts } from './sessions.js';
 
-// Helpers of the foundation e2e tests, by server port: cluster settings, superuser queries and
-// pg_stat_activity counts by application_name (all from test/support/cluster.ts and sessions.ts),
-// and log/stdout capture for "no password anywhere" checks.
+// Helpers of the foundation e2e tests: a node's URL, the pools' sessions of an application on all
+// servers together (from test/support/sessions.ts), polling for a value, and stdout capture for
+// "no password anywhere" checks.
 
-export const foundationCluster = {
-  host: clusterConfig.host,
-  user: clusterConfig.user,
-  password: clusterConfig.password,
-  database: clusterConfig.database,
-  superuser: clusterConfig.superuser,
-  socketDir: clusterConfig.socketDir,
-  maxConnections: clusterConfig.maxConnections,
-  ports: {
-    primary: clusterConfig.ports.primary,
-    replica1: clusterConfig.ports.replica1,
-    replica2: clusterConfig.ports.replica2,
-  },
-};
-
-export const serverPorts = [foundationCluster.ports.primary, foundationCluster.ports.replica1, foundationCluster.ports.replica2];
-
-/** `postgres://app:<password>@127.0.0.1:<port>/app` */
-export function nodeUrl(port: number, password = foundationCluster.password): string {
-  const { user, host, database } = foundationCluster;
-  return `postgres://${user}:${encodeURIComponent(password)}@${host}:${port}/${database}`;
+/** `postgres://app:<password>@127.0.0.1:<port>/app` for `node`, or for any `port` (e.g. one nothing listens on). */
+export function nodeUrl(node: ClusterNodeName | number, password = clusterConfig.password): string {
+  if (typeof node === 'string') return connectionString(node, { password });
+  const { user, host, database } = clusterConfig;
+  return `postgres://${user}:${encodeURIComponent(password)}@${host}:${node}/${database}`;
 }
 
-/** Connection fields of one server (host/port form). */
-export function nodeOptions(port: number, extra: Partial<NodeOptions> = {}): NodeOptions {
-  const { host, user, password, database } = foundationCluster;
-  return { host, port, user, password, database, ...extra };
-}
-
-export const primaryNode = (extra?: Partial<NodeOptions>) => nodeOptions(foundationCluster.ports.primary, extra);
-export const replicaNodes = () => [nodeOptions(foundationCluster.ports.replica1), nodeOptions(foundationCluster.ports.replica2)];
-
-/** One statement as the superuser over the unix socket of the server on `port`. */
-export function adminQuery<R extends pg.QueryResultRow = any>(port: number, text: string, values?: unknown[]): Promise<R[]> {
-  return clusterAdminQuery<R>(pgNodeAt(port), text, values, { applicationName: 'foundation-admin' });
-}
-
-/**
- * Server-side sessions (client backends) of the pools of this application, per server port: the
- * application_name exactly, so the library's `<app>:monitor` / `<app>:roles` connections are not counted.
- */
-export async function sessionCounts(applicationName: string, options: { poolOnly?: boolean } = { poolOnly: true }): Promise<Record<number, number>> {
-  const byNode = await sessionCountsByNode(applicationName, { clientBackendsOnly: true, ...options });
-  return Object.fromEntries(pgNodeNames.map((node) => [clusterConfig.ports[node], byNode[node]]));
+/** The pools' sessions of this application (client backends, `application_name` exactly) on each PostgreSQL node. */
+export function poolSessionCounts(applicationName: string) {
+  return sessionCounts(applicationName, { clientBackendsOnly: true, poolOnly: true });
 }
 
 /** The pools' sessions of this application on all servers together. */
 export async function totalSessions(applicationName: string): Promise<number> {
-  return Object.values(await sessionCounts(applicationName)).reduce((a, b) => a + b, 0);
+  const counts = await poolSessionCounts(applicationName);
+  return pgNodeNames.reduce((sum, node) => sum + counts[node], 0);
 }
 
 /** Every session the library opened for this application, its `<app>:*` companions included, on all servers (the leak check). */
 export async function librarySessions(applicationName: string): Promise<number> {
-  return Object.values(await sessionCounts(applicationName, { poolOnly: false })).reduce((a, b) => a + b, 0);
+  const counts = await sessionCounts(applicationName, { clientBackendsOnly: true });
+  return pgNodeNames.reduce((sum, node) => sum + counts[node], 0);
 }
 
 /** Polls `read` until `accept` holds or `timeoutMs` passes; returns the last value either way. */
@@ -73,64 +38,6 @@ export async function waitUntil<T>(read: () => Promise<T> | T, accept: (value: T
     value = await read();
   }
   return value;
-}
-
-/** Terminates this application's sessions on `port` (only `idle` ones unless `state` is null). Returns the pids. */
-export async function terminateSessions(port: number, applicationName: string, state: string | null = 'idle'): Promise<number[]> {
-  const rows = await adminQuery<{ pid: number }>(
-    port,
-    // MATERIALIZED: the filter must run before pg_terminate_backend(), never interleaved with it.
-    `WITH targets AS MATERIALIZED (
-       SELECT pid FROM pg_stat_activity
-        WHERE application_name = $1 AND backend_type = 'client backend' AND pid <> pg_backend_pid()
-          AND ($2::text IS NULL OR state = $2))
-     SELECT pid FROM targets WHERE pg_terminate_backend(pid)`,
-    [applicationName, state],
-  );
-  return rows.map((r) => r.pid);
-}
-
-/** A Nest logger that keeps every call (level, message, extra params) in memory. */
-export class CapturingLogger implements LoggerService {
-  readonly entries: Array<{ level: string; message: string; params: string }> = [];
-  log(message: unknown, ...params: unknown[]) {
-    this.#push('log', message, params);
-  }
-  error(message: unknown, ...params: unknown[]) {
-    this.#push('error', message, params);
-  }
-  warn(message: unknown, ...params: unknown[]) {
-    this.#push('warn', message, params);
-  }
-  debug(message: unknown, ...params: unknown[]) {
-    this.#push('debug', message, params);
-  }
-  verbose(message: unknown, ...params: unknown[]) {
-    this.#push('verbose', message, params);
-  }
-  fatal(message: unknown, ...params: unknown[]) {
-    this.#push('fatal', message, params);
-  }
-  /** Everything logged, messages and params (stacks included), for secret checks. */
-  get text(): string {
-    return this.entries.map((e) => `[${e.level}] ${e.message} ${e.params}`).join('\n');
-  }
-  messages(level: string): string[] {
-    return this.entries.filter((e) => e.level === level).map((e) => e.message);
-  }
-  #push(level: string, message: unknown, params: unknown[]) {
-    this.entries.push({ level, message: show(message), params: params.map(show).join(' ') });
-  }
-}
-
-function show(value: unknown): string {
-  if (value instanceof Error) return `${value.message}\n${value.stack ?? ''}`;
-  if (typeof value === 'string') return value;
-  try {
-    return JSON.stringify(value);
-  } catch {
-    return String(value);
-  }
 }
 
 /** Captures everything written to stdout and stderr (still passing it through) until `restore()`. */

@@ -1,6 +1,6 @@
 import { Module } from '@nestjs/common';
 import { PoolModule } from 'nestjs-pg-pools';
-import { foundationCluster, nodeOptions, primaryNode, replicaNodes } from './foundation-db.js';
+import { nodeOptions, replicaOptions } from './cluster.js';
 import { AnalyticsProbeController, AnalyticsProbeService, ProbeController, ProbeService } from './foundation-probe.js';
 
 export const NAMED_DEFAULT_APP_NAME = 'fnd-mod-named-default';
@@ -9,12 +9,12 @@ export const NAMED_ANALYTICS_APP_NAME = 'fnd-mod-named-analytics';
 /** Two databases side by side: the default one (forRoot) and `analytics` (forRootAsync). */
 @Module({
   imports: [
-    PoolModule.forRoot({ primary: primaryNode(), replicas: replicaNodes(), applicationName: NAMED_DEFAULT_APP_NAME, min: 1, max: 3, env: {} }),
+    PoolModule.forRoot({ primary: nodeOptions('primary'), replicas: replicaOptions(), applicationName: NAMED_DEFAULT_APP_NAME, min: 1, max: 3, env: {} }),
     PoolModule.forRootAsync({
       name: 'analytics',
       useFactory: () => ({
-        primary: primaryNode({ name: 'warehouse' }),
-        replicas: [nodeOptions(foundationCluster.ports.replica2, { name: 'reporting' })],
+        primary: nodeOptions('primary', { name: 'warehouse' }),
+        replicas: [nodeOptions('replica2', { name: 'reporting' })],
         applicationName: NAMED_ANALYTICS_APP_NAME,
         min: 2,
         max: 4,

@@ -16,6 +16,8 @@ async function answer(run: { query(text: string): Promise<{ rows: unknown[] }> }
   return (await run.query(WHO_ANSWERS)).rows[0] as Answer;
 }
 
+type Report = { service: Answer; primaryPool: Answer; replicaPools: Answer[] };
+
 /** Reports which server answers each injected handle of the default database. */
 @Injectable()
 export class ProbeService {
@@ -25,7 +27,7 @@ export class ProbeService {
     @InjectPool(undefined, 'replicas') readonly replicaPools: Pool[],
   ) {}
 
-  async whoAnswers(): Promise<{ service: Answer; primaryPool: Answer; replicaPools: Answer[] }> {
+  async whoAnswers(): Promise<Report> {
     return {
       service: await answer(this.db),
       primaryPool: await answer(this.primaryPool),
@@ -46,29 +48,20 @@ export class ProbeController {
 
 /** The same report for the `analytics` database. */
 @Injectable()
-export class AnalyticsProbeService {
+export class AnalyticsProbeService extends ProbeService {
   constructor(
-    @InjectDatabase('analytics') readonly db: DatabaseService,
-    @InjectPool('analytics', 'primary') readonly primaryPool: Pool,
-    @InjectPool('analytics', 'replicas') readonly replicaPools: Pool[],
-  ) {}
-
-  async whoAnswers(): Promise<{ service: Answer; primaryPool: Answer; replicaPools: Answer[] }> {
-    return {
-      service: await answer(this.db),
-      primaryPool: await answer(this.primaryPool),
-      replicaPools: await Promise.all(this.replicaPools.map((pool) => answer(pool))),
-    };
+    @InjectDatabase('analytics') db: DatabaseService,
+    @InjectPool('analytics', 'primary') primaryPool: Pool,
+    @InjectPool('analytics', 'replicas') replicaPools: Pool[],
+  ) {
+    super(db, primaryPool, replicaPools);
   }
 }
 
 @Controller('analytics/probe')
-export class AnalyticsProbeController {
-  constructor(private readonly probe: AnalyticsProbeService) {}
-
-  @Get()
-  whoAnswers() {
-    return this.probe.whoAnswers();
+export class AnalyticsProbeController extends ProbeController {
+  constructor(probe: AnalyticsProbeService) {
+    super(probe);
   }
 }
 

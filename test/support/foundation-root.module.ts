@@ -1,6 +1,6 @@
 import { Module } from '@nestjs/common';
 import { PoolModule } from 'nestjs-pg-pools';
-import { primaryNode, replicaNodes } from './foundation-db.js';
+import { nodeOptions, replicaOptions } from './cluster.js';
 import { ProbeController, ProbeService } from './foundation-probe.js';
 
 export const ROOT_APP_NAME = 'fnd-mod-root';
@@ -8,8 +8,8 @@ export const ROOT_APP_NAME = 'fnd-mod-root';
 @Module({
   imports: [
     PoolModule.forRoot({
-      primary: primaryNode(),
-      replicas: replicaNodes(),
+      primary: nodeOptions('primary'),
+      replicas: replicaOptions(),
       applicationName: ROOT_APP_NAME,
       min: 1,
       max: 3,

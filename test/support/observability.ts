@@ -1,12 +1,10 @@
-import net from 'node:net';
 import type { NodeOptions } from 'nestjs-pg-pools';
 import { clusterConfig, pgNodeAt } from './cluster.js';
 import { sessionCount as sessionCountOn } from './sessions.js';
 
 // Helpers of the observability e2e tests (metrics, events, dashboard): cluster settings (from
 // test/support/cluster.ts, so PGPOOLS_CLUSTER_OFFSET applies), a Prometheus text-format parser,
-// pg_stat_activity counts by port, and a TCP relay that can "take a replica away" without stopping
-// any server.
+// and pg_stat_activity counts by port.
 
 export const cluster = {
   host: clusterConfig.host,
@@ -120,58 +118,4 @@ export function sampleValue(families: Map<string, PromFamily>, name: string, lab
   );
   if (matches.length !== 1) throw new Error(`Expected one ${name}${JSON.stringify(labels)} sample, found ${matches.length}`);
   return matches[0]!.value;
-}
-
-/**
- * A TCP relay on a loopback port in front of a real server. `cut()` closes the port and drops
- * every relayed connection (what a client sees when a replica goes away); `restore()` listens
- * again on the same port. No server is stopped.
- */
-export class TcpRelay {
-  #server: net.Server | undefined;
-  readonly #sockets = new Set<net.Socket>();
-  port = 0;
-
-  constructor(private readonly targetPort: number) {}
-
-  async start(port = 0): Promise<number> {
-    const server = net.createServer((inbound) => {
-      const outbound = net.connect(this.targetPort, cluster.host);
-      this.#sockets.add(inbound);
-      this.#sockets.add(outbound);
-      const drop = () => {
-        inbound.destroy();
-        outbound.destroy();
-        this.#sockets.delete(inbound);
-        this.#sockets.delete(outbound);
-      };
-      inbound.on('error', drop).on('close', drop);
-      outbound.on('error', drop).on('close', drop);
-      inbound.pipe(outbound).pipe(inbound);
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, cluster.host, () => resolve());
-    });
-    server.unref();
-    this.#server = server;
-    this.port = (server.address() as net.AddressInfo).port;
-    return this.port;
-  }
-
-  async cut(): Promise<void> {
-    const server = this.#server;
-    this.#server = undefined;
-    for (const s of this.#sockets) s.destroy();
-    this.#sockets.clear();
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
-  }
-
-  async restore(): Promise<void> {
-    await this.start(this.port);
-  }
-
-  async close(): Promise<void> {
-    await this.cut();
-  }
 }

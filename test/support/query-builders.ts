@@ -1,4 +1,4 @@
-import type { Provider } from '@nestjs/common';
+import { Inject, Injectable, type Provider } from '@nestjs/common';
 import { sql as dsql, eq } from 'drizzle-orm';
 import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
 import { integer, pgTable, text } from 'drizzle-orm/pg-core';
@@ -85,4 +85,14 @@ export async function kyselyFind(k: QbKysely, id: number): Promise<{ found: bool
 export async function drizzleFind(d: QbDrizzle, id: number): Promise<{ found: boolean; node: Where['node'] }> {
   const res = await d.execute<{ port: number; found: boolean }>(dsql`SELECT inet_server_port() AS port, EXISTS (SELECT 1 FROM qb_e2e WHERE id = ${id}) AS found`);
   return { found: res.rows[0]!.found, node: serverAt(res.rows[0]!.port) };
+}
+
+/** The handles a query-builder test service works with: Kysely, Drizzle and the library's DatabaseService. */
+@Injectable()
+export class QbHandles {
+  constructor(
+    @Inject(KYSELY) readonly kysely: QbKysely,
+    @Inject(DRIZZLE) readonly drizzle: QbDrizzle,
+    readonly db: DatabaseService,
+  ) {}
 }

@@ -60,3 +60,69 @@ export async function waitForNoSessions(
 export function expectNoSessionsLeft(applicationName: string, nodes: readonly PgNodeName[] = pgNodeNames): Promise<void> {
   return waitForNoSessions(applicationName, { nodes, timeoutMs: 5000, everyMs: 50 });
 }
+
+export interface SessionRow {
+  pid: number;
+  application_name: string;
+  state: string | null;
+  backend_start: Date;
+  xact_start: Date | null;
+  backend_xid: string | null;
+}
+
+/**
+ * Server-side sessions of `applicationName` on one PostgreSQL node (empty list while it is down):
+ * every connection the library opened for it, its `<app>:*` companions included, unless `poolOnly`.
+ */
+export async function sessions(node: PgNodeName, applicationName: string, options: Pick<SessionCountOptions, 'poolOnly'> = {}): Promise<SessionRow[]> {
+  return adminQuery<SessionRow>(
+    node,
+    `SELECT pid, application_name, state, backend_start, xact_start, backend_xid::text AS backend_xid FROM pg_stat_activity WHERE ${applicationNameFilter(options)} AND pid <> pg_backend_pid()`,
+    [applicationName],
+    { applicationName: 'chaos-admin' },
+  );
+}
+
+/** The pools' own sessions of `applicationName` on one node (`application_name` exactly). */
+export function poolSessions(node: PgNodeName, applicationName: string): Promise<SessionRow[]> {
+  return sessions(node, applicationName, { poolOnly: true });
+}
+
+/**
+ * Terminates every backend of `applicationName` (its pools' sessions, `application_name` exactly)
+ * on `node`; returns the pids. With `onlyIdle`, only sessions idle outside a transaction (pooled
+ * connections), each re-checked in its own statement: pg_stat_activity is a snapshot per
+ * statement, and a pid found idle may have begun a transaction since (terminating that one would
+ * fail a transaction in flight, which is not what this asks for).
+ */
+export async function terminateSessionPids(node: PgNodeName, applicationName: string, onlyIdle = false): Promise<number[]> {
+  const admin = { applicationName: 'chaos-admin' };
+  if (!onlyIdle) {
+    const rows = await adminQuery<{ pid: number }>(
+      node,
+      // MATERIALIZED: the filter runs before pg_terminate_backend(), never interleaved with it.
+      `WITH targets AS MATERIALIZED (SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid())
+       SELECT pid FROM targets WHERE pg_terminate_backend(pid)`,
+      [applicationName],
+      admin,
+    );
+    return rows.map((r) => r.pid);
+  }
+  const idle = await adminQuery<{ pid: number }>(node, "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND state = 'idle'", [applicationName], admin);
+  const terminated: number[] = [];
+  for (const { pid } of idle) {
+    const rows = await adminQuery<{ done: boolean }>(
+      node,
+      "SELECT pg_terminate_backend(pid) AS done FROM pg_stat_activity WHERE pid = $1 AND state = 'idle'",
+      [pid],
+      admin,
+    );
+    if (rows[0]?.done === true) terminated.push(pid);
+  }
+  return terminated;
+}
+
+/** `terminateSessionPids`, counted. */
+export async function terminateSessions(node: PgNodeName, applicationName: string, onlyIdle = false): Promise<number> {
+  return (await terminateSessionPids(node, applicationName, onlyIdle)).length;
+}

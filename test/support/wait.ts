@@ -23,3 +23,13 @@ export async function waitFor<T>(what: string, fn: () => T | Promise<T>, timeout
     await sleep(everyMs);
   }
 }
+
+/** Rejects with a message naming `what` when `promise` has not settled after `ms`. */
+export function within<T>(what: string, ms: number, promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms}ms`)), ms);
+    timer.unref();
+  });
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
+}

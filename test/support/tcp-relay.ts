@@ -1,4 +1,5 @@
 import net from 'node:net';
+import { clusterConfig, type ClusterNodeName } from './cluster.js';
 
 interface Pair {
   client: net.Socket;
@@ -15,6 +16,7 @@ interface Pair {
  * - `freeze()` stalls open connections and holds new ones without an answer (a black hole);
  * - `restore()` passes traffic again on the same port.
  * The first bytes each connection sends (the startup packet) are kept in `startupPackets`.
+ * Nothing is stopped: the e2e tests and the chaos driver share this one relay.
  */
 export class TcpRelay {
   readonly #pairs = new Set<Pair>();
@@ -29,6 +31,11 @@ export class TcpRelay {
     readonly targetHost: string,
     readonly targetPort: number,
   ) {}
+
+  /** A started relay in front of cluster node `node`. */
+  static to(node: ClusterNodeName): Promise<TcpRelay> {
+    return new TcpRelay(clusterConfig.host, clusterConfig.ports[node]).start();
+  }
 
   /** Connections the relay currently holds open. */
   get connections(): number {
