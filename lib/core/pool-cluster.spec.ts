@@ -12,7 +12,7 @@ import { checkTransactionOptions } from '../transactions/transaction-options.js'
 import type { ReplicaState } from '../cluster/replica-state.js';
 import { recordEnd, WalHistory } from '../routing/wal-history.js';
 import { PoolCluster } from './pool-cluster.js';
-import type { NodePool } from './node-pool.js';
+import type { NodePool } from '../pool/node-pool.js';
 
 // Routing decisions of a real PoolCluster whose pools never connect: each node's `query` is
 // replaced by a stub that answers with the node's name (or fails the way a dead server does),

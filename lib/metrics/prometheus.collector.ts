@@ -1,5 +1,5 @@
 import type { Registry, RegistryContentType } from 'prom-client';
-import type { NodePool } from '../core/node-pool.js';
+import type { NodePool } from '../pool/node-pool.js';
 import { LATENCY_BUCKETS_MS, type LatencyHistogram } from '../core/node-stats.js';
 import type { ReplicaState } from '../cluster/replica-state.js';
 import type { PoolCluster } from '../core/pool-cluster.js';

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import type net from 'node:net';
 import type { PoolClient, QueryResult } from 'pg';
 import { resolveOptions } from '../config/resolve-options.js';
-import { NodePool, type NodeHost } from '../core/node-pool.js';
+import { NodePool, type NodeHost } from './node-pool.js';
 import type { PoolModuleOptions } from '../pool.interfaces.js';
 import { ClientReleasedError, PoolAcquireTimeoutError, PoolStatementTimeoutError } from '../pool.exceptions.js';
 import type { PoolEvent } from '../pool.events.js';

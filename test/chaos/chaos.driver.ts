@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { PoolAcquireTimeoutError, type DatabaseService } from 'nestjs-pg-pools';
-import type { NodePool } from '../../lib/core/node-pool.js';
+import type { NodePool } from '../../lib/pool/node-pool.js';
 import {
   adminQuery,
   clusterConfig,
