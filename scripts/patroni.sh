@@ -309,8 +309,19 @@ spawn_as_pg() {
   wait_until "pid file" 5 test -s "$pidfile" || die "$* did not start (see $log)"
 }
 
+# Before a server binds PORTS: keep automatic port assignment off them and wait until no
+# connection uses one as its source port (see reserve_ports in process-helpers.sh).
+free_ports() {
+  local port
+  for port in "$@"; do
+    reserve_ports "$port-$port"
+    wait_port_free "$port" 15 || die "port $port on $PATRONI_HOST is held by the connection above (it took the port as its source port) for 15 s"
+  done
+}
+
 start_etcd() {
   etcd_pid >/dev/null && return 0
+  free_ports "$ETCD_CLIENT_PORT" "$ETCD_PEER_PORT"
   say "starting etcd on $PATRONI_HOST:$ETCD_CLIENT_PORT"
   spawn_as_pg "$ETCD_PIDFILE" "$LOG_DIR/etcd.log" etcd --name "$PATRONI_SCOPE" --data-dir "$ETCD_DATA" \
     --listen-client-urls "http://$PATRONI_HOST:$ETCD_CLIENT_PORT" --advertise-client-urls "http://$PATRONI_HOST:$ETCD_CLIENT_PORT" \
@@ -323,12 +334,14 @@ start_etcd() {
 start_patroni() {
   local n=$1
   patroni_pid "$n" >/dev/null && return 0
+  free_ports "$(rest_port "$n")" "$(pg_port "$n")"
   write_patroni_cfg "$n"
   spawn_as_pg "$(patroni_pidfile "$n")" "$LOG_DIR/$n.log" patroni "$(patroni_cfg "$n")"
 }
 
 start_haproxy() {
   haproxy_pid >/dev/null && return 0
+  free_ports "$HAPROXY_RW_PORT" "$HAPROXY_RO_PORT" "$HAPROXY_STATS_PORT"
   write_haproxy_cfg
   say "starting HAProxy (read-write $PATRONI_HOST:$HAPROXY_RW_PORT, read-only $PATRONI_HOST:$HAPROXY_RO_PORT)"
   as_pg haproxy -D -f "$HAPROXY_CFG" -p "$HAPROXY_PIDFILE" >>"$LOG_DIR/haproxy.log" 2>&1 ||
@@ -363,6 +376,8 @@ tcp_answers() {
 do_start() {
   local t0 leader n
   t0=$(now_ms)
+  # A start that fails half-way stops what it started (by PID), so nothing is left running.
+  trap 'rc=$?; if ((rc != 0)); then say "start failed: stopping what was started"; do_stop >&2 || true; fi' EXIT
   ensure_dirs
   start_etcd
   # node1 bootstraps when there is no cluster yet; the others clone from the leader.
@@ -378,6 +393,7 @@ do_start() {
   wait_until "haproxy" 10 tcp_answers "$HAPROXY_RW_PORT" || die "HAProxy's read-write port does not answer"
   wait_until "haproxy" 10 tcp_answers "$HAPROXY_RO_PORT" || die "HAProxy's read-only port does not answer"
   say "up in $(($(now_ms) - t0)) ms: leader $(leader_name), replicas streaming, HAProxy rw $HAPROXY_RW_PORT ro $HAPROXY_RO_PORT"
+  trap - EXIT
 }
 
 do_stop() {

@@ -36,3 +36,29 @@ live_pid() {
   [[ $comm =~ ^($comm_re)$ ]] || return 1
   echo "$pid"
 }
+
+# Our fixed listening ports lie inside Linux's ephemeral range (ip_local_port_range, 32768-60999 by
+# default), so any outgoing connection of the machine may take one as its source port and make a
+# server's bind fail (EADDRINUSE). As root, add RANGE ("first-last") to ip_local_reserved_ports
+# (the kernel's list of ports never handed out automatically; existing entries are kept); without
+# root, or where the setting is absent, nothing is changed.
+reserve_ports() {
+  local range=$1 file=/proc/sys/net/ipv4/ip_local_reserved_ports current
+  ((IS_ROOT)) && [[ -w $file ]] || return 0
+  current=$(cat "$file" 2>/dev/null) || return 0
+  [[ ,$current, == *",$range,"* ]] && return 0
+  echo "${current:+$current,}$range" >"$file" 2>/dev/null || true
+}
+
+# Wait (at most SECONDS) until no socket of this machine uses local TCP PORT (a connection that
+# took it as its source port before it was reserved goes away; TIME-WAIT sockets do not count, our
+# servers bind with SO_REUSEADDR); fail with the socket listed.
+wait_port_free() {
+  local port=$1 seconds=${2:-15} i
+  for ((i = 0; i < seconds * 10; i++)); do
+    [[ -z $(ss -Htan exclude time-wait exclude listening "( sport = :$port )" 2>/dev/null) ]] && return 0
+    sleep 0.1
+  done
+  ss -tanp exclude time-wait exclude listening "( sport = :$port )" >&2 || true
+  return 1
+}

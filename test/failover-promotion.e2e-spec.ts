@@ -180,6 +180,10 @@ describe('failover: follow the primary (real cluster)', () => {
     const now = await primaryNow(app!);
     expect(now.node).toBe('replica-1');
     expect(now.fenced).toEqual(['primary']);
+    // A subscriber that arrives during the split brain (e.g. one found at start) learns of it at once.
+    const late: PoolEvent[] = [];
+    db.events$.subscribe((e) => late.push(e)).unsubscribe();
+    expect(late).toMatchObject([{ type: 'split-brain', node: 'primary', writer: 'replica-1', primaries: [{ node: 'replica-1' }, { node: 'primary' }] }]);
     // Metrics: the role gauge and the JSON topology.
     const prom = (await request(app!.getHttpServer()).get('/metrics').expect(200)).text;
     expect(prom).toMatch(/^db_node_role\{database="default",node="primary",role="replica",discovered="fenced"\} 1$/m);

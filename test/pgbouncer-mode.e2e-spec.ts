@@ -58,10 +58,13 @@ describe('PgBouncer mode (real PgBouncer, transaction pooling)', () => {
     expect(relay.startupPackets.length).toBeGreaterThanOrEqual(1);
     for (const packet of relay.startupPackets) {
       const params = startupParameters(packet);
-      expect(params).toMatchObject({ user: clusterConfig.user, database: clusterConfig.database, application_name: APP, TimeZone: TIMEZONE });
+      // The pool's sessions and the library's own (the node monitor's `APP:monitor`) alike.
+      expect(params).toMatchObject({ user: clusterConfig.user, database: clusterConfig.database, TimeZone: TIMEZONE });
+      expect(params.application_name).toMatch(new RegExp(`^${APP}(:[a-z]+)?$`));
       expect(params).not.toHaveProperty('options');
       expect(params).not.toHaveProperty('statement_timeout');
     }
+    expect(relay.startupPackets.map((packet) => startupParameters(packet).application_name)).toContain(APP);
     expect((await t.db.query('SHOW TimeZone')).rows[0].TimeZone).toBe(TIMEZONE);
     expect(await t.db.transaction(async (tx) => (await tx.query('SHOW TimeZone')).rows[0].TimeZone)).toBe(TIMEZONE);
   });

@@ -5,12 +5,14 @@ import type { PoolEvent, TopologyRole } from '../pool.events.js';
 
 /**
  * One statement per node and check: its role, and its timeline (the newest of the last
- * checkpoint's and, on a primary, the current WAL file's: a fresh promotion shows in the WAL file
- * name before its first checkpoint completes).
+ * checkpoint's and the current one: on a primary the current WAL file's — a fresh promotion shows
+ * in the WAL file name before its first checkpoint completes —, on a streaming standby the timeline
+ * its WAL receiver receives (visible to roles with pg_read_all_stats, e.g. pg_monitor; otherwise
+ * NULL and the checkpoint's is used)).
  */
 const ROLE_SQL =
   'SELECT pg_is_in_recovery() AS recovering, (SELECT timeline_id FROM pg_control_checkpoint()) AS checkpoint_timeline, ' +
-  "CASE WHEN pg_is_in_recovery() THEN NULL ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS wal_timeline, " +
+  "CASE WHEN pg_is_in_recovery() THEN (SELECT received_tli FROM pg_stat_wal_receiver) ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS wal_timeline, " +
   // What the server is: its cluster's identifier (shared by its standbys) and the address it answered on.
   "(SELECT system_identifier FROM pg_control_system())::text || ' ' || coalesce(host(inet_server_addr()), 'local') || ':' || coalesce(inet_server_port()::text, '') AS identity";
 /** The reason of the first check, run by the cluster's warm-up. */
@@ -161,6 +163,17 @@ export class Topology {
     return this.#nodes.filter((n) => this.#state.get(n)!.role === 'fenced');
   }
 
+  /**
+   * The split brain under way, as the events that announced it (one per fenced node, `at` = when it
+   * was fenced): a subscriber that arrives later — e.g. after a split brain found at start — learns of it.
+   */
+  splitBrainEvents(): PoolEvent[] {
+    const fenced = this.fenced;
+    if (fenced.length === 0) return [];
+    const primaries = [this.#writer, ...fenced].map((n) => ({ node: n.name, timeline: this.#state.get(n)!.timeline }));
+    return fenced.map((n) => ({ type: 'split-brain', database: this.host.name, node: n.name, role: n.role, at: this.#state.get(n)!.since, writer: this.#writer.name, primaries }));
+  }
+
   snapshot(): TopologySnapshot {
     const roles: TopologySnapshot['roles'] = {};
     for (const n of this.#nodes) {
@@ -290,7 +303,8 @@ export class Topology {
       const best = primaries.filter((p) => (p.timeline ?? 0) === newest);
       writer = (best.find((p) => p.node === this.#writer) ?? best[0]!).node;
     }
-    if (writer !== this.#writer) {
+    const writerChanged = writer !== this.#writer;
+    if (writerChanged) {
       const previous = this.#writer;
       this.#writer = writer;
       this.#writerSince = now;
@@ -314,7 +328,8 @@ export class Topology {
           `Writes fail with PrimaryUnavailableError until one does (checked every ${Math.min(FAILOVER_CHECK_MS, this.#options.checkIntervalMs)}ms for ${this.#options.failoverTimeoutMs}ms, then every ${this.#options.checkIntervalMs}ms).`,
       );
     } else if (!lost && this.#lostSince !== 0) {
-      this.host.log(`Database "${this.host.name}": ${this.#writer.name} (${this.#writer.config.address}) takes the writes again after ${now - this.#lostSince}ms without a primary.`);
+      const again = writerChanged ? '' : ' again';
+      this.host.log(`Database "${this.host.name}": ${this.#writer.name} (${this.#writer.config.address}) takes the writes${again} after ${now - this.#lostSince}ms without a primary.`);
       this.#lostSince = 0;
       changed = true;
     }

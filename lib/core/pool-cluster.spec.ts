@@ -164,7 +164,7 @@ describe('PoolCluster routing', () => {
       expect(error).toBeInstanceOf(NoReplicaAvailableError);
       expect(error.message).toBe(
         'Cannot route a read on database "default" because no replica is usable (r1 banned after a connection failure: connect ECONNREFUSED 127.0.0.1:2; ' +
-          'r2 lagging 4321ms behind the primary (maxReplicationLagMs 1000)). Please make sure that a replica is up, or set routing.fallbackToPrimary to true.',
+          'r2 lagging 4321ms behind the current primary (maxReplicationLagMs 1000)). Please make sure that a replica is up, or set routing.fallbackToPrimary to true.',
       );
       expect((error as Error & { cause?: unknown }).cause).toMatchObject({ code: 'ECONNREFUSED' });
       expect(cluster.primary.counters.routedReads).toBe(0);

@@ -1,7 +1,7 @@
 import { Logger } from '@nestjs/common';
 import type { CompiledSessionContext } from '../session/session-context.js';
 import type { PoolClient, QueryResult, QueryResultRow } from 'pg';
-import { Subject, type Observable } from 'rxjs';
+import { Subject, concat, defer, from, type Observable } from 'rxjs';
 import type { ResolvedOptions } from '../config/resolve-options.js';
 import { scrubSecrets } from '../config/redact.js';
 import { EndpointRoleError, NodeHungError, PoolConfigurationError, ReadOnlyInTransactionError } from '../pool.exceptions.js';
@@ -34,7 +34,11 @@ import { isSingleStatement, NodePool, type NodeHost, type QueryInput } from '../
 export class PoolCluster implements NodeHost {
   readonly logger: Logger;
   readonly #events = new Subject<PoolEvent>();
-  readonly events$: Observable<PoolEvent> = this.#events.asObservable();
+  /** Live events; a subscriber first gets the split brain under way, if any (a state, not only a moment). */
+  readonly events$: Observable<PoolEvent> = defer(() => {
+    const ongoing = this.topology.splitBrainEvents();
+    return ongoing.length === 0 ? this.#events : concat(from(ongoing), this.#events);
+  });
   #closed = false;
   readonly #eligibility: Eligibility;
   readonly #picker: ReplicaPicker;

@@ -11,7 +11,8 @@ export interface BreakerListener {
 
 /**
  * Consecutive connection failures open the breaker: calls fail fast until `resetTimeoutMs` has
- * passed, then one trial call goes through (half-open); a success closes it, a failure reopens it.
+ * passed, then one trial call goes through (half-open); a success closes it, a failed trial reopens
+ * it (`reopened`). Failures of calls that were already under way when it opened change nothing.
  */
 export class CircuitBreaker {
   #failures = 0;
@@ -81,6 +82,9 @@ export class CircuitBreaker {
     this.#lastFailure = message;
     const { failureThreshold, resetTimeoutMs } = this.settings();
     if (!this.#trialInFlight && this.#failures < failureThreshold) return;
+    // Already open and this was not the trial (a call let through before it opened): counted,
+    // but the breaker neither opens again nor pushes its retry time back — one opening, one event.
+    if (this.#openUntil !== 0 && !this.#trialInFlight) return;
     const reopened = this.#openUntil !== 0;
     this.#trialInFlight = false;
     this.#openUntil = Date.now() + resetTimeoutMs;

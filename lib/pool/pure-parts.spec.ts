@@ -79,7 +79,12 @@ describe('CircuitBreaker', () => {
     expect(breaker.clean).toBe(false);
     breaker.failure('b');
     expect(breaker.state()).toBe('open');
+    const retryAt = breaker.retryAt;
     expect(breaker.admit()).toBe(false);
+    // Calls under way when it opened fail too: one opening, one event, the retry time unchanged.
+    breaker.failure('late 1');
+    breaker.failure('late 2');
+    expect(breaker.retryAt).toBe(retryAt);
     await sleep(40);
     expect(breaker.state()).toBe('half-open');
     expect(breaker.admit()).toBe(true);
@@ -91,7 +96,7 @@ describe('CircuitBreaker', () => {
     breaker.success();
     expect(breaker.state()).toBe('closed');
     expect(breaker.clean).toBe(true);
-    expect(events).toEqual(['open 2 b false', 'open 3 c true', 'closed']);
+    expect(events).toEqual(['open 2 b false', 'open 5 c true', 'closed']);
   });
 });
 

@@ -27,13 +27,15 @@ export class Eligibility {
         if (r.bannedUntil !== 0) why = `banned after a connection failure: ${r.banReason}`;
         else if (!r.node.available) why = 'circuit breaker open';
         else if (routing.maxReplicationLagMs > 0 && r.lagMs !== undefined && r.lagMs > routing.maxReplicationLagMs) {
-          why = `lagging ${Math.round(r.lagMs)}ms behind the primary (maxReplicationLagMs ${routing.maxReplicationLagMs})`;
+          why = `lagging ${Math.round(r.lagMs)}ms behind the current primary (maxReplicationLagMs ${routing.maxReplicationLagMs})`;
         } else if (routing.maxReplicationLagBytes > 0 && r.lagBytes !== undefined && r.lagBytes > routing.maxReplicationLagBytes) {
-          why = `lagging ${r.lagBytes} bytes behind the primary (maxReplicationLagBytes ${routing.maxReplicationLagBytes})`;
+          why = `lagging ${r.lagBytes} bytes behind the current primary (maxReplicationLagBytes ${routing.maxReplicationLagBytes})`;
         } else if (required !== undefined && (r.replayLsn === undefined || r.replayLsn < required)) {
           why = `has not replayed ${formatLsn(required)} yet`;
         }
-        return `${r.node.name} ${why}`;
+        // The config slot names the node; where the node's role is no longer the slot's, it is said.
+        const name = r.node.role === r.node.config.role ? r.node.name : `${r.node.name} (now a ${r.node.role})`;
+        return `${name} ${why}`;
       })
       .join('; ');
   }
