@@ -112,7 +112,7 @@ export class Acquirer {
     }
     if (opening === 'open' && bag.total < max && s.refill.opening <= bag.waiting) {
       s.factory.open(t0, deadline, (err, fresh) => {
-        if (err === undefined) this.#handOut(fresh!, t0, done, quiet);
+        if (err === undefined) this.#handOut(fresh!, Date.now(), t0, done, quiet);
         // A full server: wait for one of the open connections to come back rather than fail.
         else if (err instanceof PoolServerFullError && s.inUse > 0 && !s.ended) this.#await(t0, deadline, attempt, done, quiet, mayOpen);
         else done(err, undefined);
@@ -155,7 +155,7 @@ export class Acquirer {
       const bound = Math.max(1, Math.min(config.validationTimeoutMs, Math.ceil(config.acquireTimeoutMs / 2)));
       conn.acquiredAt = now;
       validate(conn, bound, s.where).then(
-        () => this.#handOut(conn, t0, done, quiet),
+        () => this.#handOut(conn, Date.now(), t0, done, quiet),
         (err: unknown) => {
           conn.acquiredAt = 0;
           s.counters.validationFailures++;
@@ -166,7 +166,7 @@ export class Acquirer {
       );
       return;
     }
-    this.#handOut(conn, t0, done, quiet);
+    this.#handOut(conn, now, t0, done, quiet);
   }
 
   #retry(t0: number, deadline: number, attempt: number, done: Done, quiet: boolean, mayOpen: boolean): void {
@@ -188,9 +188,10 @@ export class Acquirer {
     this.acquire(t0, deadline, attempt + 1, done, quiet, mayOpen);
   }
 
-  #handOut(conn: PooledConnection, t0: number, done: Done, quiet: boolean): void {
+  /** `now`: `Date.now()`, read once by the caller. */
+  #handOut(conn: PooledConnection, now: number, t0: number, done: Done, quiet: boolean): void {
     const s = this.#s;
-    conn.acquiredAt = Date.now();
+    conn.acquiredAt = now;
     conn.uses++;
     if (s.releaser.resetAlways && !quiet) conn.dirty = true;
     if (s.factory.exitOnIdle) (conn.client as unknown as { ref(): void }).ref();

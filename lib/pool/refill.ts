@@ -173,7 +173,7 @@ export class Refill {
           }
           s.counters.refills++;
           s.breaker.success();
-          s.releaser.requite(conn!);
+          s.releaser.requite(conn!, Date.now());
           resolve();
         },
         true,

@@ -64,7 +64,7 @@ export class Releaser {
     const action = releaseAction(conn, err, this.#context(now));
     switch (action.kind) {
       case 'pool':
-        this.#poolClean(conn);
+        this.#poolClean(conn, now);
         return;
       case 'retire':
         s.counters.evictions++;
@@ -86,14 +86,14 @@ export class Releaser {
     }
   }
 
-  /** Pools a connection again: straight to the oldest waiter, else on top of the idle stack. */
-  requite(conn: PooledConnection): void {
+  /** Pools a connection again: straight to the oldest waiter, else on top of the idle stack. `now`: `Date.now()`. */
+  requite(conn: PooledConnection, now: number): void {
     const s = this.#s;
     if (s.ended) {
       void this.remove(conn, 'shutdown');
       return;
     }
-    conn.lastReleasedAt = Date.now();
+    conn.lastReleasedAt = now;
     if (s.bag.requite(conn) && s.factory.exitOnIdle) (conn.client as unknown as { unref(): void }).unref();
   }
 
@@ -165,14 +165,14 @@ export class Releaser {
   }
 
   /** Pools a connection, after resetting the session state its borrower may have changed. */
-  #poolClean(conn: PooledConnection): void {
+  #poolClean(conn: PooledConnection, now: number): void {
     if (!conn.dirty) {
-      this.requite(conn);
+      this.requite(conn, now);
       return;
     }
     conn.dirty = false;
     if (!this.#resets) {
-      this.requite(conn);
+      this.requite(conn, now);
       return;
     }
     const s = this.#s;
@@ -180,7 +180,7 @@ export class Releaser {
       () => {
         s.counters.sessionResets++;
         if (s.ended || !s.bag.has(conn)) void this.remove(conn, 'shutdown');
-        else this.requite(conn);
+        else this.requite(conn, Date.now());
       },
       (err: unknown) => {
         if (err instanceof PoolStatementTimeoutError) s.timedOut(err);
@@ -205,8 +205,9 @@ export class Releaser {
   #settle(conn: PooledConnection): void {
     const s = this.#s;
     if (s.ended || !s.bag.has(conn)) return;
-    const action = retireOrPool(conn, this.#context(Date.now()));
-    if (action.kind === 'pool') this.#poolClean(conn);
+    const now = Date.now();
+    const action = retireOrPool(conn, this.#context(now));
+    if (action.kind === 'pool') this.#poolClean(conn, now);
     else {
       s.counters.evictions++;
       void this.remove(conn, action.kind === 'retire' ? action.reason : 'error');

@@ -25,7 +25,8 @@ function statementText(text: QueryInput): string {
 
 /** One statement (no `;` before the end), so running it again cannot repeat a committed part. */
 export function isSingleStatement(text: QueryInput): boolean {
-  return !statementText(text).trimEnd().replace(/;+$/, '').includes(';');
+  const sql = statementText(text);
+  return !sql.includes(';') || !sql.trimEnd().replace(/;+$/, '').includes(';');
 }
 
 /**
