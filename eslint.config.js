@@ -1,5 +1,13 @@
 // Flat ESLint config: typescript-eslint's recommended rules (syntax only, no type information, so
 // `npm run lint` stays fast), relaxed where they fight the codebase's deliberate style.
+//
+// `npm run lint` then runs scripts/check-imports.mjs: no import cycle between files of lib/ (type-only
+// imports count) and folders import only downward, in this order:
+//   module wiring (lib/*.module.ts, database.service, decorators, middleware, interceptor)
+//   → health, metrics → core (PoolCluster, ClusterRegistry) → cluster (topology, replica set,
+//   monitors) → transactions → routing → pool → config → session → declarations, errors.
+// A lower module that needs a higher one declares the narrow interface it needs (`LagHost`,
+// `ReadHost`, `NodeHost`, `TransactionHost`, …) and the higher one implements it.
 import js from '@eslint/js';
 import { defineConfig, globalIgnores } from 'eslint/config';
 import tseslint from 'typescript-eslint';

@@ -1,7 +1,7 @@
 import { Inject, Module, type DynamicModule, type OnApplicationShutdown, type Provider } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
 import { resolveModuleIdentity, resolveOptions } from './config/resolve-options.js';
-import { PoolRegistry } from './core/cluster-registry.js';
+import { ClusterRegistry } from './core/cluster-registry.js';
 import { PoolCluster } from './core/pool-cluster.js';
 import { adviseSizing, type SizingReport } from './core/sizing-advisor.js';
 import { DatabaseService } from './database.service.js';
@@ -19,7 +19,7 @@ const METRICS_OFFER = Symbol('nestjs-pg-pools:metrics-offer');
 /** Import order of the `forRoot*()` calls, so the registry lists databases in that order. */
 let imports = 0;
 
-async function createCluster(raw: PoolModuleOptions, name: string, registry: PoolRegistry, order: number): Promise<PoolCluster> {
+async function createCluster(raw: PoolModuleOptions, name: string, registry: ClusterRegistry, order: number): Promise<PoolCluster> {
   registry.claim(name);
   let cluster: PoolCluster | undefined;
   try {
@@ -36,7 +36,7 @@ async function createCluster(raw: PoolModuleOptions, name: string, registry: Poo
     if (cluster.options.sizingAdvisor) budgets = await adviseSizing(cluster);
     await cluster.checkLag();
   }
-  cluster.startLagMonitor();
+  cluster.startBackgroundChecks();
   watchPoolAlerts(cluster);
   watchPoolLoad(cluster, budgets);
   return cluster;
@@ -48,11 +48,11 @@ function databaseProviders(name: string, metrics: MetricsOptions | undefined): P
   const metricsOptions = resolveMetricsOptions(metrics);
   return [
     { provide: DATABASE_NAME, useValue: name },
-    { provide: METRICS_OFFER, useFactory: (registry: PoolRegistry) => registry.offerMetrics(metricsOptions, order), inject: [PoolRegistry] },
+    { provide: METRICS_OFFER, useFactory: (registry: ClusterRegistry) => registry.offerMetrics(metricsOptions, order), inject: [ClusterRegistry] },
     {
       provide: clusterToken,
-      useFactory: (raw: PoolModuleOptions, registry: PoolRegistry) => createCluster(raw, name, registry, order),
-      inject: [getPoolOptionsToken(name), PoolRegistry],
+      useFactory: (raw: PoolModuleOptions, registry: ClusterRegistry) => createCluster(raw, name, registry, order),
+      inject: [getPoolOptionsToken(name), ClusterRegistry],
     },
     { provide: getDatabaseToken(name), useFactory: (c: PoolCluster) => new DatabaseService(c), inject: [clusterToken] },
     { provide: getPoolToken(name, 'primary'), useFactory: (c: PoolCluster) => c.primary.pool, inject: [clusterToken] },
@@ -69,7 +69,7 @@ export class PoolCoreModule implements OnApplicationShutdown {
   constructor(
     @Inject(DATABASE_NAME) private readonly name: string,
     private readonly moduleRef: ModuleRef,
-    private readonly registry: PoolRegistry,
+    private readonly registry: ClusterRegistry,
   ) {}
 
   static forRoot(options: PoolModuleOptions & { name?: string; isGlobal?: boolean }): DynamicModule {

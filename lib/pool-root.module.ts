@@ -1,6 +1,6 @@
 import { Global, Module, type MiddlewareConsumer, type NestModule } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
-import { PoolRegistry } from './core/cluster-registry.js';
+import { ClusterRegistry } from './core/cluster-registry.js';
 import { PoolHealthIndicator } from './health/pool.health.js';
 import { METRICS_CONTROLLERS, routeMetricsControllers } from './metrics/metrics.controller.js';
 import { PoolMetricsGuard } from './metrics/metrics.guard.js';
@@ -17,12 +17,12 @@ import { RoutingInterceptor } from './routing/routing.interceptor.js';
 @Global()
 @Module({
   controllers: METRICS_CONTROLLERS,
-  providers: [PoolRegistry, PoolHealthIndicator, RoutingInterceptor, PoolMetricsService, PoolMetricsGuard],
-  exports: [PoolRegistry, PoolHealthIndicator, RoutingInterceptor],
+  providers: [ClusterRegistry, PoolHealthIndicator, RoutingInterceptor, PoolMetricsService, PoolMetricsGuard],
+  exports: [ClusterRegistry, PoolHealthIndicator, RoutingInterceptor],
 })
 export class PoolRootModule implements NestModule {
   constructor(
-    private readonly registry: PoolRegistry,
+    private readonly registry: ClusterRegistry,
     private readonly adapterHost: HttpAdapterHost,
     private readonly metrics: PoolMetricsService,
   ) {}

@@ -1,5 +1,4 @@
 export const DEFAULT_DATABASE = 'default';
-export const POOL_MODULE_OPTIONS = Symbol('POOL_MODULE_OPTIONS');
 export const READ_ONLY_METADATA = 'nestjs-pg-pools:read-only';
 export const TRANSACTIONAL_METADATA = 'nestjs-pg-pools:transactional';
 export const DEFAULT_APPLICATION_NAME = 'nestjs-pg-pools';

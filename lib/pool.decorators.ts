@@ -1,12 +1,12 @@
 import { Inject, SetMetadata } from '@nestjs/common';
 import { isObservable, Observable } from 'rxjs';
-import { findCluster } from './core/cluster-registry.js';
+import { ClusterRegistry, findCluster } from './core/cluster-registry.js';
 import { checkTransactionOptions } from './transactions/transaction-options.js';
 import { DEFAULT_DATABASE, READ_ONLY_METADATA, TRANSACTIONAL_METADATA } from './pool.constants.js';
 import type { ReadOnlyOptions, TransactionOptions } from './pool.interfaces.js';
 import { getDatabaseToken, getPoolToken, type PoolRole } from './pool.utils.js';
 import { RequestSession } from './routing/request-scope.js';
-import { parseConsistencyToken, readOnlyScope, routingStorage, TOKEN_FORM } from './routing/routing-context.js';
+import { parseConsistencyToken, routingStorage, runReadOnly, TOKEN_FORM, type RoutingScope } from './routing/routing-context.js';
 
 /** Injects the `DatabaseService` of a database (the default one when `name` is omitted). */
 export const InjectDatabase = (name?: string): ParameterDecorator & PropertyDecorator => Inject(getDatabaseToken(name));
@@ -58,9 +58,13 @@ export function ReadOnly(options: ReadOnlyOptions = {}): MethodDecorator {
   return (target, key, descriptor) => {
     wrapMethod('ReadOnly', target, key, descriptor, (original) =>
       function readOnly(this: unknown, ...args: unknown[]) {
-        const scope = readOnlyScope(minLsn) ?? routingStorage.getStore()!;
-        const result: unknown = routingStorage.run(scope, () => original.apply(this, args));
+        let scope!: RoutingScope;
+        const result: unknown = runReadOnly(() => {
+          scope = routingStorage.getStore()!;
+          return original.apply(this, args);
+        }, minLsn);
         if (!isObservable(result)) return result;
+        // An Observable runs when subscribed: in the same read-only scope.
         return new Observable((subscriber) => routingStorage.run(scope, () => result.subscribe(subscriber)));
       },
     );
@@ -82,7 +86,8 @@ export function Transactional(options: TransactionOptions & { database?: string 
     wrapMethod('Transactional', target, key, descriptor, (original) =>
       function transactional(this: unknown, ...args: unknown[]) {
         const session = routingStorage.getStore()?.session;
-        return findCluster(database, session instanceof RequestSession ? session.registry : undefined).transaction(() => {
+        const registry = session instanceof RequestSession && session.registry instanceof ClusterRegistry ? session.registry : undefined;
+        return findCluster(database, registry).transaction(() => {
           const result: unknown = original.apply(this, args);
           if (isObservable(result)) {
             throw new TypeError(

@@ -42,12 +42,25 @@ live_pid() {
 # server's bind fail (EADDRINUSE). As root, add RANGE ("first-last") to ip_local_reserved_ports
 # (the kernel's list of ports never handed out automatically; existing entries are kept); without
 # root, or where the setting is absent, nothing is changed.
+# Every port either test cluster may listen on (cluster.sh with offsets 0-9, patroni.sh) is added at
+# once, so the ports of a cluster started later in a run are not taken by connections opened before.
 reserve_ports() {
-  local range=$1 file=/proc/sys/net/ipv4/ip_local_reserved_ports current
+  local range=$1 file=/proc/sys/net/ipv4/ip_local_reserved_ports current all
   ((IS_ROOT)) && [[ -w $file ]] || return 0
   current=$(cat "$file" 2>/dev/null) || return 0
-  [[ ,$current, == *",$range,"* ]] && return 0
-  echo "${current:+$current,}$range" >"$file" 2>/dev/null || true
+  all="$range,$(project_port_ranges)" || all=$range
+  echo "${current:+$current,}$all" >"$file" 2>/dev/null || true
+}
+
+# The port ranges of scripts/cluster.env (every offset) and scripts/patroni.env, as "a-b,c-d,e-f".
+project_port_ranges() {
+  local dir
+  dir=$(dirname "${BASH_SOURCE[0]}")
+  (
+    source "$dir/cluster.env"
+    source "$dir/patroni.env"
+    echo "$PG_PRIMARY_PORT-$((PG_REPLICA2_PORT + 90)),$PGBOUNCER_PORT-$((PGBOUNCER_PORT + 90)),$PATRONI_PG_PORT1-$ETCD_PEER_PORT"
+  )
 }
 
 # Wait (at most SECONDS) until no socket of this machine uses local TCP PORT (a connection that

@@ -1,9 +1,10 @@
 import type { ResolvedOptions } from '../config/resolve-options.js';
-import type { PoolCluster } from '../core/pool-cluster.js';
+import type { NodePool } from '../pool/node-pool.js';
 import { leavesRotation } from '../errors/failure-class.js';
 import { parseLsn } from '../routing/routing-context.js';
 import { recordEnd, WalHistory } from '../routing/wal-history.js';
-import type { ReplicaState } from './replica-state.js';
+import type { ReaderState } from '../routing/reader-state.js';
+import type { Topology } from './topology.js';
 
 const LAG_SQL =
   'SELECT pg_last_wal_replay_lsn()::text AS replay, pg_is_in_recovery() AS recovering, ' +
@@ -11,7 +12,18 @@ const LAG_SQL =
 /** The flushed position, the most a replica can have received. */
 const PRIMARY_FLUSH_LSN_SQL = 'SELECT pg_current_wal_flush_lsn()::text AS lsn';
 
-type LagHost = Pick<PoolCluster, 'primary' | 'replicas' | 'nodes' | 'closed' | 'topology' | 'ban'>;
+/** What the lag monitor needs of the cluster it measures. */
+export interface LagHost {
+  /** The write node the primary's WAL position is read from. */
+  readonly primary: NodePool;
+  /** The readers in rotation now. */
+  readonly replicas: readonly ReaderState[];
+  readonly nodes: readonly NodePool[];
+  readonly closed: boolean;
+  readonly topology: Pick<Topology, 'lostSince' | 'check'>;
+  /** Takes a reader out of rotation after a failure that means it is gone. */
+  ban(r: ReaderState, err: unknown): void;
+}
 
 /** Samples the primary's WAL position and every replica's replay position and lag, every `lagCheckIntervalMs`. */
 export class LagMonitor {
@@ -89,7 +101,7 @@ export class LagMonitor {
     }
   }
 
-  async measure(r: ReplicaState): Promise<void> {
+  async measure(r: ReaderState): Promise<void> {
     const res = await r.node.systemQuery<{ replay: string | null; since_ms: string | number | null }>(LAG_SQL, undefined, this.timeoutMs);
     const row = res.rows[0];
     const replay = parseLsn(row?.replay);

@@ -83,7 +83,7 @@ class NodeWatch {
   #probe(conn: PooledConnection): void {
     const sentAt = performance.now();
     this.#sentAt = sentAt;
-    const timer = setTimeout(() => this.#judge(sentAt, false), this.settings.timeoutMs);
+    const timer = setTimeout(() => this.#judge(sentAt, 'on time'), this.settings.timeoutMs);
     timer.unref();
     conn.client.query(PROBE_SQL).then(
       () => {
@@ -108,11 +108,11 @@ class NodeWatch {
    * runs after the poll phase), and once more when the timer itself fired late (a blocked event
    * loop), so a busy process is not mistaken for a silent server.
    */
-  #judge(sentAt: number, retried: boolean): void {
+  #judge(sentAt: number, pass: 'on time' | 'after a late timer'): void {
     if (this.#sentAt !== sentAt) return;
     const late = performance.now() - (sentAt + this.settings.timeoutMs);
-    if (late > LOOP_LAG_TOLERANCE_MS && !retried) {
-      setTimeout(() => this.#judge(sentAt, true), LOOP_LAG_TOLERANCE_MS).unref();
+    if (late > LOOP_LAG_TOLERANCE_MS && pass === 'on time') {
+      setTimeout(() => this.#judge(sentAt, 'after a late timer'), LOOP_LAG_TOLERANCE_MS).unref();
       return;
     }
     setImmediate(() => {

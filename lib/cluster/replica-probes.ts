@@ -1,11 +1,22 @@
-import type { PoolCluster } from '../core/pool-cluster.js';
+import type { Logger } from '@nestjs/common';
+import type { PoolEvent } from '../pool.events.js';
 import type { LagMonitor } from './lag-monitor.js';
-import type { ReplicaState } from './replica-state.js';
+import type { ReaderState } from '../routing/reader-state.js';
 
 /** The longest ban of an endpoint. */
 const ENDPOINT_BAN_MS = 1000;
 
-type ProbeHost = Pick<PoolCluster, 'name' | 'closed' | 'logger' | 'emitting' | 'emit' | 'scrub'>;
+/** What the probes need of the cluster whose replicas they watch. */
+export interface ProbeHost {
+  readonly name: string;
+  readonly closed: boolean;
+  readonly logger: Pick<Logger, 'log' | 'warn'>;
+  /** Someone listens to `emit` (events are only built then). */
+  readonly emitting: boolean;
+  emit(event: PoolEvent): void;
+  /** `message` without the configured secrets. */
+  scrub(message: string): string;
+}
 
 /** The background probe that puts a banned replica back in rotation once it answers and its lag is measured. */
 export class ReplicaProbes {
@@ -19,17 +30,17 @@ export class ReplicaProbes {
    * How long a failure takes `r` out of rotation: `replicaBanMs`, but for an endpoint (a load
    * balancer with other servers behind it, `endpoint: true`) at most 1 s: probed again soon.
    */
-  banMsFor(r: ReplicaState): number {
+  banMsFor(r: ReaderState): number {
     return r.node.config.endpoint ? Math.min(this.banMs, ENDPOINT_BAN_MS) : this.banMs;
   }
 
   /** Probes `r` when its ban runs out (at the earliest in 50 ms). */
-  schedule(r: ReplicaState): void {
+  schedule(r: ReaderState): void {
     this.#arm(r, Math.max(50, r.bannedUntil - Date.now()));
   }
 
   /** `undefined` when a statement on `r` (on a new connection when its idle ones are gone) answers, else the error. */
-  async answers(r: ReplicaState): Promise<unknown> {
+  async answers(r: ReaderState): Promise<unknown> {
     let failure: unknown;
     // Twice: the first may take another pooled session to the server that went away.
     for (let attempt = 0; attempt < 2; attempt++) {
@@ -44,17 +55,17 @@ export class ReplicaProbes {
   }
 
   /** Probes `r` at once (a hung node answers again). */
-  probeNow(r: ReplicaState): void {
+  probeNow(r: ReaderState): void {
     this.#arm(r, 0);
   }
 
-  #arm(r: ReplicaState, delayMs: number): void {
+  #arm(r: ReaderState, delayMs: number): void {
     clearTimeout(r.probe);
     r.probe = setTimeout(() => void this.#probe(r), delayMs);
     r.probe.unref();
   }
 
-  async #probe(r: ReplicaState): Promise<void> {
+  async #probe(r: ReaderState): Promise<void> {
     const host = this.host;
     if (host.closed) return;
     try {

@@ -63,7 +63,7 @@ describe('Topology', () => {
   it('fails writes fast with PrimaryUnavailableError while no node answers as the primary', async () => {
     const t = setup(['down', standby(), standby()]);
     await t.topology.check();
-    expect(() => t.topology.writable()).toThrow(PrimaryUnavailableError);
+    expect(() => t.topology.requireWriter()).toThrow(PrimaryUnavailableError);
     const err = t.topology.unavailable();
     expect(err.tried.map((c) => `${c.node}: ${c.state}`)).toEqual(['primary: connect ECONNREFUSED', 'replica-1: in recovery', 'replica-2: in recovery']);
     expect(err.retryAt.getTime()).toBeGreaterThanOrEqual(Date.now() - 5);
@@ -73,7 +73,7 @@ describe('Topology', () => {
   it('moves the writes to a promoted replica; the old primary joins the replicas once it answers as a standby', async () => {
     const t = setup(['down', primary(2), standby()]);
     await t.topology.check();
-    expect(t.topology.writable()).toBe(t.pool(1));
+    expect(t.topology.requireWriter()).toBe(t.pool(1));
     expect(t.nodes[1]!.roles).toEqual(['primary']);
     expect(t.topology.roleOf(t.pool(0))).toBe('unknown');
     expect(t.topology.isReader(t.pool(1))).toBe(false);
@@ -107,7 +107,7 @@ describe('Topology', () => {
   it('with discoverRoles false pins the configured roles and checks nothing', async () => {
     const t = setup(['down', primary(2), standby()], false);
     await t.topology.check();
-    expect(t.topology.writable()).toBe(t.pool(0));
+    expect(t.topology.requireWriter()).toBe(t.pool(0));
     expect(t.events).toEqual([]);
   });
 });

@@ -192,7 +192,7 @@ export class Topology {
   }
 
   /** The write node, or a `PrimaryUnavailableError` (thrown) while none answers as the primary. */
-  writable(): NodePool {
+  requireWriter(): NodePool {
     if (this.#lostSince === 0) return this.#writer;
     throw this.unavailable();
   }

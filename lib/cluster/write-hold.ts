@@ -1,5 +1,6 @@
 import type { NodePool } from '../pool/node-pool.js';
-import { isConnectionError, isSessionTerminated, neverSent } from '../core/errors.js';
+import { isConnectionError, isSessionTerminated, neverSent, sqlState } from '../core/errors.js';
+import { classifyFailure, FailureClass } from '../errors/failure-class.js';
 import type { PoolEvent } from '../pool.events.js';
 import { isRoleChange } from './role-change.js';
 import type { Topology } from './topology.js';
@@ -72,6 +73,35 @@ export class WriteHold {
     this.#suspect = settled;
   }
 
+  /** A write (or its acquire) failed on the write node: a connection loss or 25006 triggers a role check, which held writes wait for. */
+  writeFailed(err: unknown): void {
+    const topology = this.host.topology;
+    if (!topology.discovering) return;
+    const cls = classifyFailure(err, { writeNode: true });
+    const reason =
+      cls === FailureClass.NodeGone
+        ? 'connection loss of the write node'
+        : cls === FailureClass.RoleChange
+          ? sqlState(err) === '25006'
+            ? '25006 from the write node'
+            : 'the write node is changing role'
+          : undefined;
+    if (reason === undefined) return;
+    // Held writes wait for a check that started after this failure (one already running may have asked before it).
+    const joined = topology.checking;
+    const check = topology.check(reason);
+    this.suspect(joined ? check.then(() => topology.check(reason)) : check);
+  }
+
+  /** `promise`, its failure reported as the write node's (see `writeFailed`). */
+  watch<T>(promise: Promise<T>): Promise<T> {
+    if (!this.host.topology.discovering) return promise;
+    return promise.catch((err: unknown) => {
+      this.writeFailed(err);
+      throw err;
+    });
+  }
+
   /**
    * Runs `send` on the write node; while the primary is changing, first waits for it (up to
    * `holdMs` from `startedAt`), and runs `send` again on the new primary when it failed in a way
@@ -82,7 +112,7 @@ export class WriteHold {
     if (this.changing) return this.#held(write, send);
     let node: NodePool;
     try {
-      node = this.host.topology.writable();
+      node = this.host.topology.requireWriter();
     } catch (err) {
       return Promise.reject(err);
     }
@@ -100,7 +130,7 @@ export class WriteHold {
       while (this.changing && Date.now() < write.deadline) await this.#wait(write.deadline, () => !this.changing);
       let node: NodePool;
       try {
-        node = this.host.topology.writable();
+        node = this.host.topology.requireWriter();
       } catch (err) {
         this.#report(write, this.host.topology.writer, 'timed-out');
         throw err;

@@ -59,7 +59,11 @@ export interface ResolvedNode {
   readonly preparedStatements: ResolvedPreparedStatements;
   /** When a connection given back has its session state reset. */
   readonly resetOnRelease: ResetOnRelease;
-  /** The config handed to `new pg.Pool()`. Non-enumerable so it never shows when logged. */
+  /**
+   * What each `pg.Client` of this node's own pool is made from (a `pg.PoolConfig`: `Client` picks
+   * the class; the sizing fields are read from the resolved options instead). Non-enumerable so
+   * it never shows when logged.
+   */
   readonly poolConfig: PoolConfig;
   /** Startup `options` per role, for a node a failover promotes or demotes. Non-enumerable. */
   readonly roleOptions?: Readonly<Record<NodeRole, string | undefined>>;

@@ -1,6 +1,6 @@
 import { resolveMetricsOptions } from '../metrics/metrics.options.js';
 import { PoolError } from '../pool.exceptions.js';
-import { allClusters, findCluster, PoolRegistry } from './cluster-registry.js';
+import { allClusters, findCluster, ClusterRegistry } from './cluster-registry.js';
 import type { PoolCluster } from './pool-cluster.js';
 
 // The registry of one application's databases: import order, one name once, the consistency
@@ -10,9 +10,9 @@ function fakeCluster(name: string, consistencyHeader = 'x-pg-consistency-token')
   return { name, options: { routing: { consistencyHeader } } } as unknown as PoolCluster;
 }
 
-describe('PoolRegistry', () => {
+describe('ClusterRegistry', () => {
   it('lists databases in import order whatever order they finish starting in, and their headers once each', () => {
-    const registry = new PoolRegistry();
+    const registry = new ClusterRegistry();
     const analytics = fakeCluster('analytics', 'x-analytics-token');
     const main = fakeCluster('default');
     const reports = fakeCluster('reports');
@@ -27,7 +27,7 @@ describe('PoolRegistry', () => {
   });
 
   it('refuses a second database of the same name, and frees a name whose database failed to start', () => {
-    const registry = new PoolRegistry();
+    const registry = new ClusterRegistry();
     registry.claim('default');
     expect(() => registry.claim('default')).toThrow(PoolError);
     expect(() => registry.claim('default')).toThrow('Cannot register database "default" because this application already has a database of that name.');
@@ -36,7 +36,7 @@ describe('PoolRegistry', () => {
   });
 
   it('keeps the metrics options of the first import', () => {
-    const registry = new PoolRegistry();
+    const registry = new ClusterRegistry();
     const second = resolveMetricsOptions({ jsonPath: 'second' });
     const first = resolveMetricsOptions({ jsonPath: 'first' });
     registry.offerMetrics(second, 1);
@@ -45,8 +45,8 @@ describe('PoolRegistry', () => {
   });
 
   it('lets decorators find a database in the given registry first, else in the latest started application', () => {
-    const older = new PoolRegistry();
-    const newer = new PoolRegistry();
+    const older = new ClusterRegistry();
+    const newer = new ClusterRegistry();
     const a = fakeCluster('default');
     const b = fakeCluster('default');
     older.add(a, 0);

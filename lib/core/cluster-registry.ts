@@ -5,7 +5,7 @@ import { PoolError } from '../pool.exceptions.js';
 import type { PoolCluster } from './pool-cluster.js';
 
 /** The registries of the applications running in this process, oldest first. */
-const live: PoolRegistry[] = [];
+const live: ClusterRegistry[] = [];
 
 /**
  * The databases of one application, in `PoolModule` import order: one instance per application
@@ -13,7 +13,7 @@ const live: PoolRegistry[] = [];
  * dependency injection by the request scope, health, metrics and the sizing advisor.
  */
 @Injectable()
-export class PoolRegistry implements OnApplicationBootstrap {
+export class ClusterRegistry implements OnApplicationBootstrap {
   /** Set once the application started: a registry left by a failed start is only used when no started one has the database. */
   started = false;
   readonly #clusters: { cluster: PoolCluster; order: number }[] = [];
@@ -78,13 +78,13 @@ export class PoolRegistry implements OnApplicationBootstrap {
     return this.#all;
   }
 
-  /** The consistency headers the databases read, each once. */
   /** True when a database derives a session context from each request (`session.fromRequest`). */
   sessionContexts(): boolean {
     return this.#clusters.some((entry) => entry.cluster.options.session.fromRequest !== undefined);
   }
 
-    consistencyHeaders(): readonly string[] {
+  /** The consistency headers the databases read, each once. */
+  consistencyHeaders(): readonly string[] {
     return this.#headers;
   }
 
@@ -99,7 +99,7 @@ export class PoolRegistry implements OnApplicationBootstrap {
  * registry of the request's application when there is one, else from the most recently started
  * application that has it (one whose start failed only when no started one has it).
  */
-export function findCluster(name: string, registry?: PoolRegistry): PoolCluster {
+export function findCluster(name: string, registry?: ClusterRegistry): PoolCluster {
   let cluster = registry?.get(name);
   for (let i = live.length - 1; cluster === undefined && i >= 0; i--) if (live[i]!.started) cluster = live[i]!.get(name);
   for (let i = live.length - 1; cluster === undefined && i >= 0; i--) cluster = live[i]!.get(name);

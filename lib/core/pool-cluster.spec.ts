@@ -9,7 +9,7 @@ import { NoReplicaAvailableError, PoolError, PoolUnavailableError, PrimaryUnavai
 import { markWrite, newSession, routingStorage, type RoutingScope } from '../routing/routing-context.js';
 import { PinnedTransaction } from '../transactions/pinned-transaction.js';
 import { checkTransactionOptions } from '../transactions/transaction-options.js';
-import type { ReplicaState } from '../cluster/replica-state.js';
+import type { ReaderState } from '../routing/reader-state.js';
 import { recordEnd, WalHistory } from '../routing/wal-history.js';
 import { PoolCluster } from './pool-cluster.js';
 import type { NodePool } from '../pool/node-pool.js';
@@ -56,7 +56,7 @@ function stub(cluster: PoolCluster, answers: Record<string, Answer> = {}): strin
   return served;
 }
 
-const replica = (cluster: PoolCluster, i: number): ReplicaState => cluster.replicas[i]!;
+const replica = (cluster: PoolCluster, i: number): ReaderState => cluster.replicas[i]!;
 
 function readOnlyScope(): RoutingScope {
   return { readOnly: true, session: newSession(), tx: undefined };

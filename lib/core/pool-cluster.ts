@@ -4,32 +4,30 @@ import type { PoolClient, QueryResult, QueryResultRow } from 'pg';
 import { Subject, concat, defer, from, type Observable } from 'rxjs';
 import type { ResolvedOptions } from '../config/resolve-options.js';
 import { scrubSecrets } from '../config/redact.js';
-import { EndpointRoleError, NodeHungError, PoolConfigurationError, ReadOnlyInTransactionError } from '../pool.exceptions.js';
+import { EndpointRoleError, NodeHungError, ReadOnlyInTransactionError } from '../pool.exceptions.js';
 import type { PoolEvent } from '../pool.events.js';
 import type { TransactionOptions } from '../pool.interfaces.js';
 import { ownError } from '../pool/lent-client.js';
 import type { TransactionHandle } from '../transactions/pinned-transaction.js';
 import { TransactionRunner } from '../transactions/transaction-runner.js';
-import { markWrite, routingStorage, type PinnedTransaction, type RoutingScope } from '../routing/routing-context.js';
-import { Eligibility } from '../routing/eligibility.js';
+import { markWrite, routingStorage, type ScopedTransaction, type RoutingScope } from '../routing/routing-context.js';
 import { ReadYourWrites } from '../routing/read-your-writes.js';
-import { ReplicaPicker } from '../routing/replica-strategies.js';
 import { ReplicaReads } from '../routing/replica-reads.js';
 import { LagMonitor } from '../cluster/lag-monitor.js';
-import { ReplicaProbes } from '../cluster/replica-probes.js';
-import { ReplicaState } from '../cluster/replica-state.js';
-import { START_UP, Topology } from '../cluster/topology.js';
+import { ReplicaSet } from '../cluster/replica-set.js';
+import type { ReaderState } from '../routing/reader-state.js';
+import { Topology } from '../cluster/topology.js';
+import { warmUp } from '../cluster/warm-up.js';
 import { NodeMonitor } from '../cluster/node-monitor.js';
 import { WriteHold } from '../cluster/write-hold.js';
-import { neverSent, sqlState } from './errors.js';
-import { classifyFailure, FailureClass } from '../errors/failure-class.js';
+import { neverSent } from './errors.js';
 import { isSingleStatement, NodePool, type NodeHost, type QueryInput } from '../pool/node-pool.js';
 
 /**
  * All pools of one database (primary + replicas): sends each statement where its scope says
- * (pinned transaction, replica read, primary write), bans replicas, and is the host of its
- * pools. It wires the topology, the node and lag monitors, the replica probes and reads,
- * eligibility, the strategies, read-your-writes and the transaction runner.
+ * (pinned transaction, replica read, primary write) and is the host of its pools. It wires the
+ * topology, the replica set (reader states, bans, reader choice), the node and lag monitors, the
+ * replica reads, read-your-writes and the transaction runner.
  */
 export class PoolCluster implements NodeHost {
   readonly logger: Logger;
@@ -40,12 +38,10 @@ export class PoolCluster implements NodeHost {
     return ongoing.length === 0 ? this.#events : concat(from(ongoing), this.#events);
   });
   #closed = false;
-  readonly #eligibility: Eligibility;
-  readonly #picker: ReplicaPicker;
+  readonly #set: ReplicaSet;
   readonly #consistency: ReadYourWrites;
   readonly #reads: ReplicaReads;
   readonly #lag: LagMonitor;
-  readonly #probes: ReplicaProbes;
   readonly #transactions = new TransactionRunner(this);
   readonly #monitor: NodeMonitor | undefined;
   readonly #hold: WriteHold;
@@ -54,19 +50,14 @@ export class PoolCluster implements NodeHost {
     this.logger = new Logger(`PoolModule:${options.database}`);
     const primary = new NodePool(options.primary, this);
     const replicas = options.replicas.map((r) => new NodePool(r, this));
-    this.#states = [primary, ...replicas].map((n) => new ReplicaState(n));
-    this.#replicas = this.#states.slice(1);
     this.topology = new Topology(primary, replicas, options.failover, this);
     this.#lagWriter = primary;
     this.#hold = new WriteHold(this, options.failover.holdWritesMs);
     const routing = options.routing;
-    this.#eligibility = new Eligibility(routing);
-    this.#picker = new ReplicaPicker(options.database, routing.strategy);
-    this.#consistency = new ReadYourWrites(this, this.#eligibility);
-    this.#reads = new ReplicaReads(this, this.#picker, this.#eligibility, this.#consistency);
     this.#lag = new LagMonitor(this, routing, options.lazy);
-    this.#probes = new ReplicaProbes(this, this.#lag, routing.replicaBanMs);
-    for (const r of this.#states) r.staleAfterMs = routing.lagCheckIntervalMs * 2 + this.#lag.timeoutMs;
+    this.#set = new ReplicaSet(this, [primary, ...replicas], routing, this.#lag);
+    this.#consistency = new ReadYourWrites(this, this.#set.eligibility);
+    this.#reads = new ReplicaReads(this, this.#set.picker, this.#set.eligibility, this.#consistency);
     if (options.monitor.enabled) {
       this.#monitor = new NodeMonitor(this.nodes, options.monitor, { hung: (node, reason) => this.#onHung(node, reason), answering: (node) => this.#onAnswering(node) });
       this.#monitor.start();
@@ -78,14 +69,11 @@ export class PoolCluster implements NodeHost {
   }
 
   get nodes(): NodePool[] {
-    return this.#states.map((r) => r.node);
+    return this.#set.all.map((r) => r.node);
   }
 
   // Topology: the write node and the readers follow the role checks (lib/cluster/topology.ts) --
   readonly topology: Topology;
-  /** Routing state of every configured node, in configuration order. */
-  readonly #states: readonly ReplicaState[];
-  #replicas: readonly ReplicaState[];
   /** The write node the lag history is measured against (`undefined` while none answers as the primary). */
   #lagWriter: NodePool | undefined;
 
@@ -95,8 +83,8 @@ export class PoolCluster implements NodeHost {
   }
 
   /** The nodes in read rotation now: those the role checks found in recovery. */
-  get replicas(): readonly ReplicaState[] {
-    return this.#replicas;
+  get replicas(): readonly ReaderState[] {
+    return this.#set.readers;
   }
 
   topologyChanged(): void {
@@ -107,17 +95,9 @@ export class PoolCluster implements NodeHost {
       this.#lag.restart();
     }
     this.#hold.changed();
-    const before = this.#replicas;
-    this.#replicas = this.#states.filter((s) => this.topology.isReader(s.node));
-    for (const r of this.#replicas) {
-      if (before.includes(r)) continue;
-      // A node joining the readers has no lag figure against the current primary yet: unknown, measured now.
-      r.lagMs = undefined;
-      r.lagBytes = undefined;
-      r.replayLsn = undefined;
-    }
-    if (this.#replicas.length > 0) {
-      this.startLagMonitor();
+    this.#set.follow((node) => this.topology.isReader(node));
+    if (this.#set.readers.length > 0) {
+      this.startBackgroundChecks();
       void this.checkLag();
     }
   }
@@ -133,33 +113,6 @@ export class PoolCluster implements NodeHost {
   idle(): boolean {
     return this.options.lazy && this.nodes.every((n) => n.pool.totalCount === 0);
   }
-
-  /** A write's failure that may mean the write node changed: the roles are checked at once. */
-  #writeFailed(err: unknown): void {
-    const cls = classifyFailure(err, { writeNode: true });
-    const reason =
-      cls === FailureClass.NodeGone
-        ? 'connection loss of the write node'
-        : cls === FailureClass.RoleChange
-          ? sqlState(err) === '25006'
-            ? '25006 from the write node'
-            : 'the write node is changing role'
-          : undefined;
-    if (reason === undefined) return;
-    // Held writes wait for a check that started after this failure (one already running may have asked before it).
-    const joined = this.topology.checking;
-    const check = this.topology.check(reason);
-    this.#hold.suspect(joined ? check.then(() => this.topology.check(reason)) : check);
-  }
-
-  #watchWrite<R extends QueryResultRow>(promise: Promise<QueryResult<R>>): Promise<QueryResult<R>> {
-    if (!this.topology.discovering) return promise;
-    return promise.catch((err: unknown) => {
-      this.#writeFailed(err);
-      throw err;
-    });
-  }
-  // ---------------------------------------------------------------------------------------------
 
   // NodeHost ---------------------------------------------------------------------------
   get slowQueryMs() {
@@ -198,8 +151,8 @@ export class PoolCluster implements NodeHost {
   }
   /** A replica whose connections fail as a gone node's leaves rotation like one whose read failed (probes restore it). */
   breakerOpened(node: NodePool, lastFailure: string): void {
-    const replica = this.replicas.find((r) => r.node === node);
-    if (replica !== undefined) this.ban(replica, new Error(lastFailure));
+    const reader = this.#set.readerOf(node);
+    if (reader !== undefined) this.#set.ban(reader, new Error(lastFailure));
   }
   async initClient(client: PoolClient, node: NodePool): Promise<boolean> {
     if (node.config.endpoint) {
@@ -248,7 +201,7 @@ export class PoolCluster implements NodeHost {
   write<R extends QueryResultRow = any>(scope: RoutingScope | undefined, text: QueryInput, values?: unknown[]): Promise<QueryResult<R>> {
     const send = (node: NodePool): Promise<QueryResult<R>> => {
       node.counters.routedWrites++;
-      return this.#watchWrite(node.query<R>(text, values));
+      return this.#hold.watch(node.query<R>(text, values));
     };
     const single = typeof text === 'string' || typeof (text as { text?: unknown } | null)?.text === 'string' ? isSingleStatement(text) : false;
     const sent = this.#hold.run(Date.now(), send, single ? 'terminated' : 'refused');
@@ -271,7 +224,7 @@ export class PoolCluster implements NodeHost {
   }
 
   /** The error (or `undefined`) for read-only work inside `tx`, per `routing.readOnlyInTransaction`. */
-  #readOnlyInTransaction(tx: PinnedTransaction): ReadOnlyInTransactionError | undefined {
+  #readOnlyInTransaction(tx: ScopedTransaction): ReadOnlyInTransactionError | undefined {
     if (tx.readOnly) return undefined;
     const mode = this.options.routing.readOnlyInTransaction;
     if (mode === 'throw') return new ReadOnlyInTransactionError(this.name);
@@ -285,7 +238,7 @@ export class PoolCluster implements NodeHost {
     return undefined;
   }
 
-  #inTransaction<R extends QueryResultRow>(tx: PinnedTransaction, scope: RoutingScope, text: QueryInput, values?: unknown[]): Promise<QueryResult<R>> {
+  #inTransaction<R extends QueryResultRow>(tx: ScopedTransaction, scope: RoutingScope, text: QueryInput, values?: unknown[]): Promise<QueryResult<R>> {
     if (scope.readOnly && tx.state === 'open') {
       const refused = this.#readOnlyInTransaction(tx);
       if (refused !== undefined) return Promise.reject(refused);
@@ -299,52 +252,19 @@ export class PoolCluster implements NodeHost {
   }
 
   /** True when this replica may serve a read that must see `required`. */
-  usable(r: ReplicaState, required: bigint | undefined, now: number): boolean {
-    return this.#eligibility.usable(r, required, now);
+  usable(r: ReaderState, required: bigint | undefined, now: number): boolean {
+    return this.#set.usable(r, required, now);
   }
 
   /** Picks a usable replica with the configured strategy, skipping `exclude`. */
-  pickReplica(required: bigint | undefined, exclude: ReplicaState | undefined): ReplicaState | undefined {
-    return this.#picker.pick(this.#replicas, this.#eligibility, required, exclude);
+  pickReplica(required: bigint | undefined, exclude: ReaderState | undefined): ReaderState | undefined {
+    return this.#set.pick(required, exclude);
   }
 
-  // Bans and probes --------------------------------------------------------------------
+  // Bans ---------------------------------------------------------------------------------------
   /** Takes a replica out of rotation after a connection-class failure until a probe succeeds. */
-  ban(r: ReplicaState, err: unknown): void {
-    if (this.#closed) return;
-    if (r.node.config.endpoint && r.bannedUntil === 0) {
-      // One session of a load balancer dropped: the endpoint stays in rotation unless a new connection through it fails too.
-      if (this.#verifying.has(r)) return;
-      this.#verifying.add(r);
-      void this.#probes.answers(r).then((failure) => {
-        this.#verifying.delete(r);
-        if (failure !== undefined) this.#banNow(r, failure);
-      });
-      return;
-    }
-    this.#banNow(r, err);
-  }
-
-  readonly #verifying = new Set<ReplicaState>();
-
-  #banNow(r: ReplicaState, err: unknown): void {
-    if (this.#closed) return;
-    const reason = this.scrub((err as Error)?.message ?? String(err));
-    const first = r.bannedUntil === 0;
-    const banMs = this.#probes.banMsFor(r);
-    r.bannedUntil = Date.now() + banMs;
-    r.banReason = reason;
-    if (!first) return;
-    r.node.counters.bans++;
-    r.node.pauseRefill();
-    r.node.evictAll();
-    this.logger.warn(`Replica "${this.name}/${r.node.name}" (${r.node.config.address}) banned for ${banMs}ms: ${reason}`);
-    if (this.emitting) this.emit({ type: 'replica-banned', database: this.name, node: r.node.name, role: 'replica', at: Date.now(), untilMs: r.bannedUntil, reason });
-    this.#scheduleProbe(r);
-  }
-
-  #scheduleProbe(r: ReplicaState): void {
-    this.#probes.schedule(r);
+  ban(r: ReaderState, err: unknown): void {
+    this.#set.ban(r, err);
   }
 
   // Hung nodes ----------------------------------------------------------------------------
@@ -359,8 +279,8 @@ export class PoolCluster implements NodeHost {
     const err = new NodeHungError(this.name, node.name, node.config.address, reason);
     this.logger.warn(`Node "${this.name}/${node.name}" (${node.config.address}) stopped answering (${reason}): its waiting statements are aborted${node.role === 'replica' ? ' and it leaves read rotation' : ''}.`);
     if (this.emitting) this.emit({ type: 'error', kind: 'connection', database: this.name, node: node.name, role: node.role, at: Date.now(), message: err.message });
-    const replica = this.replicas.find((r) => r.node === node);
-    if (replica !== undefined) this.ban(replica, err);
+    const reader = this.#set.readerOf(node);
+    if (reader !== undefined) this.#set.ban(reader, err);
     node.abort(err);
     if (node === this.primary && this.topology.discovering) void this.topology.check('the write node stopped answering');
   }
@@ -369,14 +289,15 @@ export class PoolCluster implements NodeHost {
     if (this.#closed) return;
     this.logger.log(`Node "${this.name}/${node.name}" (${node.config.address}) answers again.`);
     node.reachable();
-    const replica = this.replicas.find((r) => r.node === node);
-    if (replica !== undefined && replica.bannedUntil !== 0) this.#probes.probeNow(replica);
+    const reader = this.#set.readerOf(node);
+    if (reader !== undefined) this.#set.probeNow(reader);
   }
 
-  // Lag monitor --------------------------------------------------------------------------
-  startLagMonitor(): void {
+  // Background checks ---------------------------------------------------------------------------
+  /** Starts the periodic role checks (with `failover.discoverRoles`) and the lag monitor. */
+  startBackgroundChecks(): void {
     this.topology.start();
-    this.#lag.start(this.#states.length);
+    this.#lag.start(this.#set.all.length);
   }
 
   /** Measures every replica's replay position and lag against the primary. */
@@ -405,7 +326,7 @@ export class PoolCluster implements NodeHost {
       (writer) => {
         node = writer;
         writer.counters.routedWrites++;
-        return this.#watchAcquire(writer.acquire());
+        return this.#hold.watch(writer.acquire());
       },
       'unsent',
     );
@@ -460,15 +381,7 @@ export class PoolCluster implements NodeHost {
 
   /** A write (or its acquire) failed on the write node: a connection loss or 25006 triggers a role check. */
   writeFailed(err: unknown): void {
-    if (this.topology.discovering) this.#writeFailed(err);
-  }
-
-  #watchAcquire(promise: Promise<PoolClient>): Promise<PoolClient> {
-    if (!this.topology.discovering) return promise;
-    return promise.catch((err: unknown) => {
-      this.#writeFailed(err);
-      throw err;
-    });
+    this.#hold.writeFailed(err);
   }
 
   // Lifecycle ----------------------------------------------------------------------------------
@@ -477,47 +390,7 @@ export class PoolCluster implements NodeHost {
    * a replica that cannot be reached is banned and probed in the background instead.
    */
   async warmUp(): Promise<void> {
-    if (this.options.lazy) return;
-    if (this.topology.discovering) return this.#warmUpAndDiscover();
-    await Promise.all([
-      this.primary.warmUp(),
-      ...this.replicas.map((r) =>
-        r.node.warmUp().catch((err: unknown) => {
-          this.ban(r, err);
-        }),
-      ),
-    ]);
-  }
-
-  /**
-   * With role discovery: every node warms up, then every node is asked its role. Start-up fails
-   * only when no node answers as the primary (with the configured primary's error when it was down).
-   */
-  async #warmUpAndDiscover(): Promise<void> {
-    let primaryError: unknown;
-    const configured = this.#states[0]!.node;
-    await Promise.all(
-      this.#states.map((r) =>
-        r.node.warmUp().catch((err: unknown) => {
-          if (r.node === configured) primaryError = err;
-          else this.ban(r, err);
-        }),
-      ),
-    );
-    await this.topology.check(START_UP);
-    const duplicate = this.topology.duplicates[0];
-    if (duplicate !== undefined) {
-      const [first, second, identity] = duplicate;
-      const entry = (n: NodePool) => (n.config.role === 'primary' ? 'primary' : `replicas[${n.config.index}]`);
-      throw new PoolConfigurationError(
-        `option \`${entry(second)}\``,
-        'a server that no other entry reaches',
-        `${second.name} (${second.config.address}), the same server as ${first.name} (${first.config.address}): system ${identity}`,
-        'Please make sure that every server is listed once (a multi-host primary already names every node), or mark load balancers with endpoint: true.',
-      );
-    }
-    if (primaryError !== undefined && this.topology.writer === configured) throw primaryError;
-    if (this.topology.lostSince !== 0) throw this.topology.unavailable();
+    if (!this.options.lazy) await warmUp(this, this.#set.all);
   }
 
   async close(): Promise<void> {
@@ -525,7 +398,7 @@ export class PoolCluster implements NodeHost {
     this.#closed = true;
     this.topology.close();
     this.#lag.stop();
-    for (const r of this.#states) clearTimeout(r.probe);
+    this.#set.close();
     await this.#monitor?.stop();
     const nodes = this.nodes;
     const timeout = this.options.shutdownTimeoutMs;

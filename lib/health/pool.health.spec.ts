@@ -1,4 +1,4 @@
-import { PoolRegistry } from '../core/cluster-registry.js';
+import { ClusterRegistry } from '../core/cluster-registry.js';
 import { jest } from '@jest/globals';
 import type { ModuleRef } from '@nestjs/core';
 
@@ -22,7 +22,7 @@ const moduleRef = {
 
 describe('PoolHealthIndicator without @nestjs/terminus', () => {
   it('rejects check() and pingCheck() with an error that says what to install', async () => {
-    const indicator = new PoolHealthIndicator(moduleRef, new PoolRegistry());
+    const indicator = new PoolHealthIndicator(moduleRef, new ClusterRegistry());
     const expected =
       "Cannot use PoolHealthIndicator because @nestjs/terminus could not be loaded (Cannot find package '@nestjs/terminus' imported from " +
       '/app/node_modules/nestjs-pg-pools/dist/health/pool.health.js). Please make sure that @nestjs/terminus ^11 or ^12 is installed ' +

@@ -1,12 +1,12 @@
 import { Injectable } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
-import { PoolRegistry } from '../core/cluster-registry.js';
+import { ClusterRegistry } from '../core/cluster-registry.js';
 import { isConnectionError } from '../core/errors.js';
 import type { NodePool } from '../pool/node-pool.js';
 
 /** A ping's statement deadline lies just past the check's timeout, so the check reports its own timeout first. */
 const PING_GRACE_MS = 50;
-import type { ReplicaState } from '../cluster/replica-state.js';
+import type { ReaderState } from '../routing/reader-state.js';
 import type { PoolCluster } from '../core/pool-cluster.js';
 import { DEFAULT_DATABASE } from '../pool.constants.js';
 import { PoolError } from '../pool.exceptions.js';
@@ -141,7 +141,7 @@ export class PoolHealthIndicator {
 
   constructor(
     private readonly moduleRef: ModuleRef,
-    private readonly registry: PoolRegistry,
+    private readonly registry: ClusterRegistry,
   ) {}
 
   /**
@@ -239,7 +239,7 @@ export class PoolHealthIndicator {
     return cluster;
   }
 
-  #findNode(cluster: PoolCluster, name: string): { node: NodePool; replica: ReplicaState | undefined } {
+  #findNode(cluster: PoolCluster, name: string): { node: NodePool; replica: ReaderState | undefined } {
     if (name === 'primary' || name === cluster.primary.name) return { node: cluster.primary, replica: undefined };
     const replica = cluster.replicas.find((r) => r.node.name === name);
     if (replica !== undefined) return { node: replica.node, replica };
@@ -254,7 +254,7 @@ export class PoolHealthIndicator {
     return `Health check failed unexpectedly: ${reasonOf(err)}`;
   }
 
-  async #probe(cluster: PoolCluster, node: NodePool, timeoutMs: number, replica: ReplicaState | undefined): Promise<NodeHealth> {
+  async #probe(cluster: PoolCluster, node: NodePool, timeoutMs: number, replica: ReaderState | undefined): Promise<NodeHealth> {
     const started = performance.now();
     let failure: string | undefined;
     const hung = cluster.hungReason(node);

@@ -1,6 +1,6 @@
 import { Injectable, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { Registry, type RegistryContentType } from 'prom-client';
-import { PoolRegistry } from '../core/cluster-registry.js';
+import { ClusterRegistry } from '../core/cluster-registry.js';
 import type { PoolCluster } from '../core/pool-cluster.js';
 import { resolveMetricsOptions, type ResolvedMetricsOptions } from './metrics.options.js';
 import { snapshotPools, type PoolMetricsSnapshot } from './metrics.snapshot.js';
@@ -18,7 +18,7 @@ export class PoolMetricsService implements OnModuleInit, OnApplicationShutdown {
 
   #defaults: ResolvedMetricsOptions | undefined;
 
-  constructor(private readonly databases: PoolRegistry) {}
+  constructor(private readonly databases: ClusterRegistry) {}
 
   /** The application's `metrics` options. */
   get config(): ResolvedMetricsOptions {

@@ -1,6 +1,6 @@
 import type { NodePool } from '../pool/node-pool.js';
-import { LATENCY_BUCKETS_MS, type LatencyHistogram } from '../core/node-stats.js';
-import type { ReplicaState } from '../cluster/replica-state.js';
+import { LATENCY_BUCKETS_MS, type LatencyHistogram } from '../pool/node-stats.js';
+import type { ReaderState } from '../routing/reader-state.js';
 import type { PoolCluster } from '../core/pool-cluster.js';
 import type { NodeRole, PoolPreset } from '../pool.interfaces.js';
 import type { TopologyRole } from '../pool.events.js';
@@ -167,7 +167,7 @@ function counters(node: NodePool): NodeCountersSnapshot {
   };
 }
 
-export function snapshotNode(node: NodePool, replica: ReplicaState | undefined, topologyRole: TopologyRole = node.role): NodeSnapshot {
+export function snapshotNode(node: NodePool, replica: ReaderState | undefined, topologyRole: TopologyRole = node.role): NodeSnapshot {
   const status = node.status();
   const banned = replica !== undefined && replica.bannedUntil !== 0;
   return {

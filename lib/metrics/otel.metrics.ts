@@ -17,23 +17,6 @@ export const OTEL_ROUTING_REASON = 'nestjs_pg_pools.routing.reason';
 export const OTEL_PREPARED_RESULT = 'nestjs_pg_pools.prepared.result';
 export const OTEL_PREPARED_REASON = 'nestjs_pg_pools.prepared.reason';
 
-/** The instrument names, as documented in the README. */
-export const OTEL_METRIC_NAMES = [
-  'db.client.connection.count',
-  'db.client.connection.idle.max',
-  'db.client.connection.idle.min',
-  'db.client.connection.max',
-  'db.client.connection.pending_requests',
-  'db.client.connection.timeouts',
-  'db.client.connection.create_time',
-  'db.client.connection.wait_time',
-  'db.client.connection.use_time',
-  'nestjs_pg_pools.routing.statements',
-  'nestjs_pg_pools.replica.lag',
-  'nestjs_pg_pools.prepared_statements',
-  'nestjs_pg_pools.prepared_statements.dropped',
-] as const;
-
 /** The bucket boundaries (seconds) the semantic conventions advise for the connection durations. */
 const DURATION_BUCKETS_S = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10];
 

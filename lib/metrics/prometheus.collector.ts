@@ -1,7 +1,7 @@
 import type { Registry, RegistryContentType } from 'prom-client';
 import type { NodePool } from '../pool/node-pool.js';
-import { LATENCY_BUCKETS_MS, type LatencyHistogram } from '../core/node-stats.js';
-import type { ReplicaState } from '../cluster/replica-state.js';
+import { LATENCY_BUCKETS_MS, type LatencyHistogram } from '../pool/node-stats.js';
+import type { ReaderState } from '../routing/reader-state.js';
 import type { PoolCluster } from '../core/pool-cluster.js';
 import { PoolError } from '../pool.exceptions.js';
 import type { TopologyRole } from '../pool.events.js';
@@ -19,7 +19,7 @@ interface MetricValue {
 /** One node as the collectors see it. */
 export interface NodeView {
   node: NodePool;
-  replica: ReplicaState | undefined;
+  replica: ReaderState | undefined;
   labels: Labels;
   /** What the role checks found (`labels.role` is the pool's role: primary or replica). */
   topologyRole: TopologyRole;

@@ -1,7 +1,7 @@
 import { PoolConnectionError, PoolEndedError, PoolServerFullError } from '../pool.exceptions.js';
 import type { RemoveReason } from '../pool.events.js';
 import { sharedHandle } from './lent-client.js';
-import { errorMessage, type Done, type PoolState } from './pool-state.js';
+import { errorMessage, type Done, type PoolState, type AcquirerPart } from './pool-state.js';
 import type { PooledConnection } from './pooled-connection.js';
 import { needsValidation, validate } from './validation.js';
 
@@ -30,7 +30,7 @@ export function rejectAtCaller(resolve: (value: PromiseLike<never>) => void, err
  * one while below `max`, else a place in the bag's waiters until the acquire deadline; armed for
  * leak detection; counted and reported as pg-pool's `acquire`.
  */
-export class Acquirer {
+export class Acquirer implements AcquirerPart {
   readonly #s: PoolState;
 
   constructor(s: PoolState) {

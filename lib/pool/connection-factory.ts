@@ -4,7 +4,7 @@ import { classifyFailure, FailureClass } from '../errors/failure-class.js';
 import { PoolAcquireTimeoutError, PoolEndedError, PoolServerFullError } from '../pool.exceptions.js';
 import type { NodeRole } from '../pool.interfaces.js';
 import { sharedHandle } from './lent-client.js';
-import { errorMessage, type Done, type PoolState } from './pool-state.js';
+import { errorMessage, type Done, type PoolState, type FactoryPart } from './pool-state.js';
 import { PooledConnection } from './pooled-connection.js';
 import { StatementCache } from './statement-cache.js';
 
@@ -36,7 +36,7 @@ type NodePoolConfig = PoolConfig & {
  * the connect deadline, the hooks a new connection runs (the module's `onConnect`, then the node's
  * own `verify` and `onConnect`), its jittered lifetime, and the backoff after a full server.
  */
-export class ConnectionFactory {
+export class ConnectionFactory implements FactoryPart {
   readonly #s: PoolState;
   readonly #Client: typeof pg.Client;
   #clientConfig: PoolConfig;

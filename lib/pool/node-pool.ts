@@ -1,21 +1,22 @@
 import type pg from 'pg';
 import type { PoolClient, QueryResult, QueryResultRow } from 'pg';
 import type { ResolvedNode } from '../config/resolve-options.js';
-import type { LatencyHistogram, NodeCounters } from '../core/node-stats.js';
+import type { LatencyHistogram, NodeCounters } from './node-stats.js';
 import { PoolEndedError, type PoolStateSnapshot } from '../pool.exceptions.js';
 import type { NodeRole } from '../pool.interfaces.js';
 import { Acquirer } from './acquirer.js';
 import { ConnectionBag } from './connection-bag.js';
 import { ConnectionFactory, REFILL_FIRST_DELAY_MS } from './connection-factory.js';
 import { Housekeeper, sweepPeriodMs } from './housekeeper.js';
-import { nodeBreaker, nodeFacade, nodeLeakDetector, PoolState, type NodeHost } from './pool-state.js';
+import { nodeBreaker, nodeFacade, nodeLeakDetector, PoolState, type PoolHost } from './pool-state.js';
 import type { PooledConnection } from './pooled-connection.js';
 import { Refill } from './refill.js';
 import { Releaser } from './release.js';
 import { RoleConnection } from './role-connection.js';
 import { StatementRunner, type QueryInput } from './statement-runner.js';
 
-export type { NodeHost } from './pool-state.js';
+/** What a node pool needs from the database that owns it. */
+export type NodeHost = PoolHost<NodePool>;
 export { isSingleStatement, type QueryInput } from './statement-runner.js';
 
 export interface NodeStatus extends PoolStateSnapshot {
@@ -43,6 +44,9 @@ export class NodePool {
   readonly connectTime: LatencyHistogram;
   readonly usageTime: LatencyHistogram;
   readonly #s: PoolState;
+  readonly #factory: ConnectionFactory;
+  readonly #releaser: Releaser;
+  readonly #refill: Refill;
   readonly #runner: StatementRunner;
   readonly #housekeeper: Housekeeper;
   readonly #roles: RoleConnection;
@@ -62,14 +66,14 @@ export class NodePool {
     s.bag = new ConnectionBag<PooledConnection>((waiter) => s.timeoutError(waiter.deadline - config.acquireTimeoutMs, undefined));
     s.breaker = nodeBreaker(s);
     s.leaks = nodeLeakDetector(s);
-    s.factory = new ConnectionFactory(s);
+    s.factory = this.#factory = new ConnectionFactory(s);
     s.acquirer = new Acquirer(s);
-    s.releaser = new Releaser(s);
-    s.refill = new Refill(s);
-    s.runner = this.#runner = new StatementRunner(s);
+    s.releaser = this.#releaser = new Releaser(s);
+    s.refill = this.#refill = new Refill(s);
+    this.#runner = new StatementRunner(s);
     this.#roles = new RoleConnection(s);
     const housekeeping = { min: config.min, idleTimeoutMs: config.idleTimeoutMs, queryTimeoutMs: config.queryTimeoutMs, maxLifetimeMs: config.maxLifetimeMs };
-    this.#housekeeper = new Housekeeper(sweepPeriodMs(housekeeping), () => s.refill.housekeep());
+    this.#housekeeper = new Housekeeper(sweepPeriodMs(housekeeping), () => this.#refill.housekeep());
     this.#housekeeper.start();
     s.facade = nodeFacade(s, () => this.#end(this.#shuttingDown));
     this.pool = s.facade as unknown as pg.Pool;
@@ -140,8 +144,8 @@ export class NodePool {
     if (role === s.role) return;
     s.role = role;
     // The write node answered as such: a replica ban it carried must not keep it below `min`.
-    if (role === 'primary') s.refill.paused = false;
-    s.factory.setRole(role);
+    if (role === 'primary') this.#refill.paused = false;
+    this.#factory.setRole(role);
     this.evictAll();
   }
 
@@ -213,7 +217,7 @@ export class NodePool {
    * The caller closes it.
    */
   openDetached(suffix: string, timeoutMs: number): Promise<PooledConnection> {
-    return this.#s.factory.openDetached(suffix, timeoutMs);
+    return this.#factory.openDetached(suffix, timeoutMs);
   }
 
   // The node's health ---------------------------------------------------------------------------
@@ -228,9 +232,9 @@ export class NodePool {
     for (const conn of s.bag.idleItems()) {
       s.counters.evictions++;
       s.bag.takeIdle(conn);
-      void s.releaser.remove(conn, 'evicted');
+      void this.#releaser.remove(conn, 'evicted');
     }
-    s.refill.schedule(REFILL_FIRST_DELAY_MS);
+    this.#refill.schedule(REFILL_FIRST_DELAY_MS);
   }
 
   /**
@@ -245,7 +249,7 @@ export class NodePool {
     for (const conn of s.bag.items()) {
       if (s.bag.takeIdle(conn)) {
         conn.destroy(err);
-        void s.releaser.remove(conn, 'error');
+        void this.#releaser.remove(conn, 'error');
       } else {
         // Lent, running a statement, or still connecting: all wait on the silent server.
         conn.destroy(err);
@@ -258,7 +262,7 @@ export class NodePool {
   reachable(): void {
     this.#s.hung = undefined;
     this.#s.breaker.success();
-    this.#s.refill.schedule(0);
+    this.#refill.schedule(0);
   }
 
   /**
@@ -267,24 +271,24 @@ export class NodePool {
    */
   get resting(): boolean {
     const breaker = this.#s.breaker;
-    return this.#s.refill.paused || (breaker.isOpen && !breaker.available);
+    return this.#refill.paused || (breaker.isOpen && !breaker.available);
   }
 
   /** The node is banned: the background refill waits until `resumeRefill()` (a probe succeeded). */
   pauseRefill(): void {
-    this.#s.refill.pause();
+    this.#refill.pause();
   }
 
   /** The ban is lifted: the pool refills to `min` again. */
   resumeRefill(): void {
-    this.#s.refill.resume();
+    this.#refill.resume();
   }
 
   // Start and end -------------------------------------------------------------------------------
 
   /** Opens the first connection (with backoff + jitter), then up to `min`. Throws `PoolConnectionError`. */
   warmUp(): Promise<void> {
-    return this.#s.refill.warmUp();
+    return this.#refill.warmUp();
   }
 
   /** Waits until no client is checked out, up to `timeoutMs`. Returns how many were still out. */
@@ -312,10 +316,10 @@ export class NodePool {
   #end(force: boolean): Promise<void> {
     const s = this.#s;
     if (s.endPromise === undefined) {
-      s.refill.stop();
-      s.factory.stop();
+      this.#refill.stop();
+      this.#factory.stop();
       this.#housekeeper.stop();
-      s.factory.log?.('ending');
+      this.#factory.log?.('ending');
       s.endPromise = new Promise<void>((resolve) => {
         s.endResolve = resolve;
       });
@@ -323,7 +327,7 @@ export class NodePool {
       this.#roles.drop();
       for (const conn of s.bag.idleItems()) {
         s.bag.takeIdle(conn);
-        void s.releaser.remove(conn, 'shutdown');
+        void this.#releaser.remove(conn, 'shutdown');
       }
     }
     if (force && !s.forcedEnd) {
@@ -331,10 +335,10 @@ export class NodePool {
       for (const conn of s.bag.items()) {
         // Still connecting: pg would never call back after client.end(), so its socket is destroyed.
         if (conn.connectedAt === 0) conn.destroy(new PoolEndedError(s.database, s.name));
-        else void s.releaser.remove(conn, 'shutdown');
+        else void this.#releaser.remove(conn, 'shutdown');
       }
     }
-    s.releaser.settleEnd();
+    this.#releaser.settleEnd();
     return s.endPromise;
   }
 }

@@ -1,25 +1,28 @@
-import type { PoolClient } from 'pg';
+import type { PoolClient, QueryConfig, QueryResult, QueryResultRow } from 'pg';
 import type { ResolvedNode } from '../config/resolve-options.js';
-import { LatencyHistogram, NodeCounters } from '../core/node-stats.js';
-import { PoolAcquireTimeoutError, PoolUnavailableError, type PoolStateSnapshot } from '../pool.exceptions.js';
+import { LatencyHistogram, NodeCounters } from './node-stats.js';
+import { PoolAcquireTimeoutError, PoolUnavailableError, type PoolServerFullError, type PoolStateSnapshot } from '../pool.exceptions.js';
 import type { NodeRole } from '../pool.interfaces.js';
-import type { PoolEvent } from '../pool.events.js';
+import type { PoolEvent, RemoveReason } from '../pool.events.js';
 import type { CompiledSessionContext } from '../session/session-context.js';
-import type { Acquirer } from './acquirer.js';
 import { CircuitBreaker } from './circuit-breaker.js';
 import type { ConnectionBag } from './connection-bag.js';
-import type { ConnectionFactory } from './connection-factory.js';
-import { leasedConnection, sharedHandle } from './lent-client.js';
 import { LeakDetector } from './leak-detector.js';
-import type { NodePool } from './node-pool.js';
+import { leasedConnection, sharedHandle } from './lent-client.js';
 import { PoolFacade } from './pool-facade.js';
 import type { PooledConnection } from './pooled-connection.js';
-import type { Refill } from './refill.js';
-import type { Releaser } from './release.js';
-import type { StatementRunner } from './statement-runner.js';
 
-/** What a node pool needs from the database that owns it. */
-export interface NodeHost {
+/** The node pool as its parts see it (node-pool.ts). */
+export interface PoolNode {
+  query<R extends QueryResultRow>(text: string | QueryConfig, values?: unknown[]): Promise<QueryResult<R>>;
+  acquire(): Promise<PoolClient>;
+  release(client: PoolClient, err?: unknown): void;
+  evictAll(): void;
+  reachable(): void;
+}
+
+/** What a node pool needs from the database that owns it (`N`: the node pool, as the host knows it). */
+export interface PoolHost<N = PoolNode> {
   readonly slowQueryMs: number;
   readonly retryAttempts: number;
   readonly retryDelayMs: number;
@@ -28,20 +31,55 @@ export interface NodeHost {
   readonly emitting: boolean;
   emit(event: PoolEvent): void;
   /** Runs the app's connection hook; resolves `true` when there is one (it may have changed session settings). */
-  initClient(client: PoolClient, node: NodePool): Promise<boolean | void>;
+  initClient(client: PoolClient, node: N): Promise<boolean | void>;
   warn(message: string): void;
   scrub(message: string): string;
   /** A statement of this node got no answer within its deadline (the node may be hung). */
-  statementTimedOut?(node: NodePool, err: Error): void;
+  statementTimedOut?(node: N, err: Error): void;
   /** The node's circuit breaker opened: connections to it failed as a node that is gone (`lastFailure` is the last one's message). */
-  breakerOpened?(node: NodePool, lastFailure: string): void;
+  breakerOpened?(node: N, lastFailure: string): void;
   /** A session context is applied on this node (debug log; called once per context, only when `debugging`). */
-  contextApplied?(node: NodePool, ctx: CompiledSessionContext): void;
+  contextApplied?(node: N, ctx: CompiledSessionContext): void;
   readonly debugging?: boolean;
 }
 
 /** How a caller waiting for a connection hears the outcome: the connection, or the error. */
 export type Done = (err: Error | undefined, conn: PooledConnection | undefined) => void;
+
+/** The connection factory (connection-factory.ts), as the other parts use it. */
+export interface FactoryPart {
+  readonly log: ((message: string, ...rest: unknown[]) => void) | undefined;
+  readonly exitOnIdle: boolean;
+  /** No connection opens before this `Date.now()` (a full server). */
+  readonly fullUntil: number;
+  open(t0: number, deadline: number, done: Done, background?: boolean): void;
+  opening(): 'open' | 'wait' | PoolServerFullError;
+  openDetached(suffix: string, timeoutMs: number): Promise<PooledConnection>;
+}
+
+/** The checkout path (acquirer.ts), as the other parts use it. */
+export interface AcquirerPart {
+  borrow(done: Done): void;
+  borrowed(): Promise<PooledConnection>;
+  acquire(t0: number, deadline: number, attempt: number, done: Done, quiet?: boolean, mayOpen?: boolean): void;
+  pulse(): void;
+}
+
+/** The release rules (release.ts), as the other parts use them. */
+export interface ReleaserPart {
+  readonly resetAlways: boolean;
+  release(conn: PooledConnection, err: unknown, quiet: boolean): void;
+  requite(conn: PooledConnection, now: number): void;
+  remove(conn: PooledConnection, reason: RemoveReason): Promise<void>;
+  settleEnd(): void;
+  onClientError(conn: PooledConnection, err: unknown): void;
+}
+
+/** The refill (refill.ts), as the other parts use it. */
+export interface RefillPart {
+  readonly opening: number;
+  schedule(delayMs: number): void;
+}
 
 export function errorMessage(err: unknown): string {
   const message = (err as { message?: unknown } | null)?.message;
@@ -79,16 +117,15 @@ export class PoolState {
   breaker!: CircuitBreaker;
   leaks!: LeakDetector;
   facade!: PoolFacade;
-  factory!: ConnectionFactory;
-  acquirer!: Acquirer;
-  releaser!: Releaser;
-  refill!: Refill;
-  runner!: StatementRunner;
+  factory!: FactoryPart;
+  acquirer!: AcquirerPart;
+  releaser!: ReleaserPart;
+  refill!: RefillPart;
 
   constructor(
     readonly config: ResolvedNode,
-    readonly host: NodeHost,
-    readonly node: NodePool,
+    readonly host: PoolHost,
+    readonly node: PoolNode,
   ) {
     this.role = config.role;
     this.database = config.database;

@@ -2,7 +2,7 @@ import { countsForBreaker } from '../errors/failure-class.js';
 import { PoolConnectionError, PoolStatementTimeoutError } from '../pool.exceptions.js';
 import { REFILL_FIRST_DELAY_MS } from './connection-factory.js';
 import { sweep } from './housekeeper.js';
-import { errorMessage, type PoolState } from './pool-state.js';
+import { errorMessage, type PoolState, type RefillPart } from './pool-state.js';
 import { CANCEL_TIMEOUT_MS } from './statement-deadline.js';
 
 /** Background refill: the retry delay doubles up to this cap, each with jitter (50–100%). */
@@ -14,7 +14,7 @@ const REFILL_MAX_DELAY_MS = 500;
  * half-open trial included), and the housekeeping pass (HikariCP's `HouseKeeper` and
  * `fillPool`).
  */
-export class Refill {
+export class Refill implements RefillPart {
   readonly #s: PoolState;
   #timer: NodeJS.Timeout | undefined;
   #running = false;

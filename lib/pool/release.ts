@@ -3,7 +3,7 @@ import { isServerRestartError } from '../core/errors.js';
 import { PoolStatementTimeoutError } from '../pool.exceptions.js';
 import type { RemoveReason } from '../pool.events.js';
 import { sharedHandle } from './lent-client.js';
-import { errorMessage, type PoolState } from './pool-state.js';
+import { errorMessage, type PoolState, type ReleaserPart } from './pool-state.js';
 import type { PooledConnection } from './pooled-connection.js';
 import { releaseAction, retireOrPool, type ReleaseContext } from './release-policy.js';
 import { RESET_SESSION_SQL } from './session-reset.js';
@@ -25,7 +25,7 @@ const REMOVE_LOG: Partial<Record<RemoveReason, string>> = {
  * when the borrower changed it), rolled back, checked for a demoted primary, retired, or
  * destroyed; and the one way a connection leaves the pool.
  */
-export class Releaser {
+export class Releaser implements ReleaserPart {
   readonly #s: PoolState;
   /** The release rules' inputs, in one reused object (no allocation per release). */
   readonly #ctx: { generation: number; maxUses: number; primary: boolean; now: number };

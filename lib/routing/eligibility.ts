@@ -1,4 +1,4 @@
-import type { ReplicaState } from '../cluster/replica-state.js';
+import type { ReaderState } from './reader-state.js';
 import type { ResolvedOptions } from '../config/resolve-options.js';
 import { formatLsn } from './routing-context.js';
 
@@ -7,7 +7,7 @@ export class Eligibility {
   constructor(private readonly routing: ResolvedOptions['routing']) {}
 
   /** True when this replica may serve a read that must see `required`. */
-  usable(r: ReplicaState, required: bigint | undefined, now: number): boolean {
+  usable(r: ReaderState, required: bigint | undefined, now: number): boolean {
     if (r.bannedUntil !== 0 || !r.node.available) return false;
     const routing = this.routing;
     if (routing.maxReplicationLagMs > 0 && r.lagMs !== undefined && r.lagMs > routing.maxReplicationLagMs) return false;
@@ -18,7 +18,7 @@ export class Eligibility {
   }
 
   /** Why no replica of `replicas` served a read that must see `required`, one clause per replica. */
-  explain(replicas: readonly ReplicaState[], required?: bigint): string {
+  explain(replicas: readonly ReaderState[], required?: bigint): string {
     if (replicas.length === 0) return 'none is configured';
     const routing = this.routing;
     return replicas

@@ -1,7 +1,9 @@
-import type { PoolCluster } from '../core/pool-cluster.js';
+import type { ResolvedOptions } from '../config/resolve-options.js';
+import type { NodePool } from '../pool/node-pool.js';
 import { DEFAULT_DATABASE } from '../pool.constants.js';
 import { TransactionInProgressError } from '../pool.exceptions.js';
 import type { Eligibility } from './eligibility.js';
+import type { ReaderState } from './reader-state.js';
 import { formatConsistencyToken, parseLsn, routingStorage, type RoutingScope, type RoutingSession } from './routing-context.js';
 import { recordEnd } from './wal-history.js';
 
@@ -13,7 +15,15 @@ const REPLAY_SQL = 'SELECT pg_last_wal_replay_lsn()::text AS replay';
 const PRIMARY_LSN_SQL = 'SELECT pg_current_wal_insert_lsn()::text AS lsn';
 const REFRESH_TIMEOUT_MS = 1000;
 
-type ConsistencyHost = Pick<PoolCluster, 'name' | 'primary' | 'replicas' | 'options'>;
+/** What read-your-writes needs of the cluster whose reads it keeps consistent. */
+export interface ConsistencyHost {
+  readonly name: string;
+  /** The write node, asked for its WAL position. */
+  readonly primary: NodePool;
+  /** The readers in rotation now. */
+  readonly replicas: readonly ReaderState[];
+  readonly options: { readonly routing: Pick<ResolvedOptions['routing'], 'consistency'> };
+}
 
 /** The WAL position a scope's reads must see, and the cheap re-check of replicas that look behind it. */
 export class ReadYourWrites {
@@ -25,7 +35,7 @@ export class ReadYourWrites {
   /** The WAL position reads of this scope must see (`undefined`: any), resolving a pending write lazily. */
   requiredLsn(scope: RoutingScope | undefined): bigint | undefined | Promise<bigint | undefined> {
     if (scope === undefined || this.host.replicas.length === 0) return undefined;
-    return this.#sessionLsn(scope.session, true);
+    return this.#sessionLsn(scope.session, 'read');
   }
 
   /**
@@ -40,7 +50,7 @@ export class ReadYourWrites {
     const tx = scope?.tx?.get(name);
     if (tx !== undefined && tx.state !== 'ended') throw new TransactionInProgressError(name);
     const lsn =
-      scope === undefined || this.host.options.routing.consistency !== 'read-your-writes' ? await this.#currentPrimaryLsn() : await this.#sessionLsn(scope.session, false);
+      scope === undefined || this.host.options.routing.consistency !== 'read-your-writes' ? await this.#currentPrimaryLsn() : await this.#sessionLsn(scope.session, 'token');
     return lsn === undefined ? undefined : formatConsistencyToken(name, lsn, DEFAULT_DATABASE);
   }
 
@@ -78,10 +88,10 @@ export class ReadYourWrites {
 
   /**
    * The highest of: the carried token for this database, and the primary position after the
-   * session's writes. With `bestEffort` (a read), a primary that cannot tell its position does not
-   * fail the read: see `#unverifiedLsn`.
+   * session's writes. For a read, a primary that cannot tell its position does not fail the read:
+   * see `#unverifiedLsn`; for a token it does.
    */
-  #sessionLsn(session: RoutingSession, bestEffort: boolean): bigint | undefined | Promise<bigint | undefined> {
+  #sessionLsn(session: RoutingSession, purpose: 'read' | 'token'): bigint | undefined | Promise<bigint | undefined> {
     const name = this.host.name;
     const carried = session.minLsn?.get(name);
     const version = session.writes?.get(name);
@@ -93,7 +103,7 @@ export class ReadYourWrites {
         (session.seen ??= new Map()).set(name, { version: latest !== undefined && latest.version > version ? latest.version : version, lsn: written });
         return carried !== undefined && carried > written ? carried : written;
       });
-      if (!bestEffort) return fetched;
+      if (purpose === 'token') return fetched;
       return fetched.catch(() => {
         const known = session.seen?.get(name)?.lsn;
         return this.#unverifiedLsn(carried !== undefined && (known === undefined || carried > known) ? carried : known);

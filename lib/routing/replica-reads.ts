@@ -1,9 +1,9 @@
 import type { PoolClient, QueryResult, QueryResultRow } from 'pg';
-import type { ReplicaState } from '../cluster/replica-state.js';
+import type { ReaderState } from './reader-state.js';
 import { isReadOnlyViolation, neverSent } from '../core/errors.js';
 import { breaksConnection, leavesRotation, retryElsewhere } from '../errors/failure-class.js';
 import type { NodePool, QueryInput } from '../pool/node-pool.js';
-import type { PoolCluster } from '../core/pool-cluster.js';
+import type { ResolvedOptions } from '../config/resolve-options.js';
 import { NoReplicaAvailableError } from '../pool.exceptions.js';
 import { ownError } from '../pool/lent-client.js';
 import type { Eligibility } from './eligibility.js';
@@ -14,7 +14,17 @@ import { markWrite, routingStorage, type RoutingScope } from './routing-context.
 /** Command tags of statements that write nothing; any other statement that fell back to the primary counts as a write. */
 const READ_TAGS = new Set(['SELECT', 'SHOW', 'FETCH', 'MOVE']);
 
-type ReadHost = Pick<PoolCluster, 'name' | 'primary' | 'replicas' | 'options' | 'ban'>;
+/** What replica reads need of the cluster they read from. */
+export interface ReadHost {
+  readonly name: string;
+  /** The write node, where a read no replica can serve falls back. */
+  readonly primary: NodePool;
+  /** The readers in rotation now. */
+  readonly replicas: readonly ReaderState[];
+  readonly options: { readonly routing: Pick<ResolvedOptions['routing'], 'consistency' | 'fallbackToPrimary'> };
+  /** Takes a reader out of rotation after a failure that means it is gone. */
+  ban(r: ReaderState, err: unknown): void;
+}
 
 /** Reads on a usable replica: one retry elsewhere after a connection failure, then the primary when allowed. */
 export class ReplicaReads {
@@ -50,7 +60,7 @@ export class ReplicaReads {
     const host = this.host;
     let node: NodePool | undefined;
     let client: PoolClient | undefined;
-    let failed: ReplicaState | undefined;
+    let failed: ReaderState | undefined;
     let failure: unknown;
     for (let attempt = 0; attempt < 2 && client === undefined; attempt++) {
       let r = this.#pick(required, failed);
@@ -98,11 +108,11 @@ export class ReplicaReads {
     }
   }
 
-  #pick(required: bigint | undefined, exclude: ReplicaState | undefined): ReplicaState | undefined {
+  #pick(required: bigint | undefined, exclude: ReaderState | undefined): ReaderState | undefined {
     return this.picker.pick(this.host.replicas, this.eligibility, required, exclude);
   }
 
-  #readOn<R extends QueryResultRow>(replica: ReplicaState | undefined, required: bigint | undefined, text: QueryInput, values: unknown[] | undefined): Promise<QueryResult<R>> {
+  #readOn<R extends QueryResultRow>(replica: ReaderState | undefined, required: bigint | undefined, text: QueryInput, values: unknown[] | undefined): Promise<QueryResult<R>> {
     if (replica === undefined) return this.#onPrimary<R>(required, text, values, undefined);
     replica.node.counters.routedReads++;
     return replica.node.query<R>(text, values).catch((err: unknown) => this.#retryRead<R>(err, replica, required, text, values));
@@ -111,7 +121,7 @@ export class ReplicaReads {
   /** After `failed` was found gone or changing role (`retryElsewhere`): one more replica, then the primary. */
   async #retryRead<R extends QueryResultRow>(
     err: unknown,
-    failed: ReplicaState,
+    failed: ReaderState,
     required: bigint | undefined,
     text: QueryInput,
     values: unknown[] | undefined,

@@ -1,4 +1,4 @@
-import type { ReplicaState } from '../cluster/replica-state.js';
+import type { ReaderState } from './reader-state.js';
 import type { ResolvedOptions } from '../config/resolve-options.js';
 import { PoolError } from '../pool.exceptions.js';
 import type { ReplicaCandidate, ReplicaSelector } from '../pool.interfaces.js';
@@ -13,7 +13,7 @@ export class ReplicaPicker {
   ) {}
 
   /** A replica of `replicas` that `eligibility` finds usable for `required`, skipping `exclude`. */
-  pick(replicas: readonly ReplicaState[], eligibility: Eligibility, required: bigint | undefined, exclude: ReplicaState | undefined): ReplicaState | undefined {
+  pick(replicas: readonly ReaderState[], eligibility: Eligibility, required: bigint | undefined, exclude: ReaderState | undefined): ReaderState | undefined {
     const n = replicas.length;
     if (n === 0) return undefined;
     const now = Date.now();
@@ -37,7 +37,7 @@ export class ReplicaPicker {
       return undefined;
     }
     if (strategy === 'weighted') {
-      let best: ReplicaState | undefined;
+      let best: ReaderState | undefined;
       let total = 0;
       for (const r of replicas) {
         if (r === exclude || !eligibility.usable(r, required, now)) continue;
@@ -50,7 +50,7 @@ export class ReplicaPicker {
       return best;
     }
     if (strategy === 'least-busy') {
-      let best: ReplicaState | undefined;
+      let best: ReaderState | undefined;
       let bestLoad = Infinity;
       for (let i = 0; i < n; i++) {
         const r = replicas[(this.#rr + i) % n]!;
@@ -69,13 +69,13 @@ export class ReplicaPicker {
 
   #pickWith(
     selector: ReplicaSelector,
-    replicas: readonly ReplicaState[],
+    replicas: readonly ReaderState[],
     eligibility: Eligibility,
     required: bigint | undefined,
-    exclude: ReplicaState | undefined,
+    exclude: ReaderState | undefined,
     now: number,
-  ): ReplicaState | undefined {
-    const states: ReplicaState[] = [];
+  ): ReaderState | undefined {
+    const states: ReaderState[] = [];
     const candidates: ReplicaCandidate[] = [];
     for (const r of replicas) {
       if (r === exclude || !eligibility.usable(r, required, now)) continue;

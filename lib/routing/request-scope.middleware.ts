@@ -1,5 +1,5 @@
 import type { HttpServer } from '@nestjs/common';
-import type { PoolRegistry } from '../core/cluster-registry.js';
+import type { ClusterRegistry } from '../core/cluster-registry.js';
 import { requestScope } from './request-scope.js';
 import { routingStorage, type RoutingScope } from './routing-context.js';
 
@@ -19,12 +19,12 @@ const SCOPE = 'pgPoolsScope';
  * routes, or a Fastify `onRequest` hook (entered again in `preValidation` when a body parser
  * ran outside the hook's context).
  */
-export function mountRequestScope(adapter: HttpServer, registry: PoolRegistry): void {
+export function mountRequestScope(adapter: HttpServer, registry: ClusterRegistry): void {
   if (adapter.getType() === 'fastify') {
     const fastify = adapter.getInstance() as FastifyLike;
     if (!fastify.hasRequestDecorator(SCOPE)) fastify.decorateRequest(SCOPE, null);
     fastify.addHook('onRequest', (request, _reply, done) => {
-      const scope = requestScope(request, registry, true);
+      const scope = requestScope(request, registry, { readsHeaders: true });
       (request as Record<typeof SCOPE, RoutingScope>)[SCOPE] = scope;
       routingStorage.run(scope, done);
     });
@@ -35,5 +35,5 @@ export function mountRequestScope(adapter: HttpServer, registry: PoolRegistry): 
     });
     return;
   }
-  adapter.use((request: unknown, _response: unknown, next: Next) => routingStorage.run(requestScope(request, registry, true), next));
+  adapter.use((request: unknown, _response: unknown, next: Next) => routingStorage.run(requestScope(request, registry, { readsHeaders: true }), next));
 }

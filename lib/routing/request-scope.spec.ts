@@ -1,6 +1,6 @@
 import 'reflect-metadata';
 import { BadRequestException } from '@nestjs/common';
-import { PoolRegistry } from '../core/cluster-registry.js';
+import { ClusterRegistry } from '../core/cluster-registry.js';
 import { RequestSession, requestScope } from './request-scope.js';
 import { raiseMinLsn } from './routing-context.js';
 
@@ -24,7 +24,7 @@ function requestWith(value: string | undefined): { headers: Record<string, strin
 describe('RequestSession', () => {
   it('reads the header only when minLsn is first asked for, then keeps the parsed value', () => {
     const request = requestWith('0/AB');
-    const session = new RequestSession(request, new PoolRegistry(), true);
+    const session = new RequestSession(request, new ClusterRegistry(), { readsHeaders: true });
     expect(request.reads).toBe(0);
     expect(session.minLsn).toEqual(new Map([['default', 0xabn]]));
     expect(session.minLsn).toEqual(new Map([['default', 0xabn]]));
@@ -32,20 +32,20 @@ describe('RequestSession', () => {
   });
 
   it('raises the carried position over the header, never lowers it', () => {
-    const session = new RequestSession(requestWith('0/AB'), new PoolRegistry(), true);
+    const session = new RequestSession(requestWith('0/AB'), new ClusterRegistry(), { readsHeaders: true });
     raiseMinLsn(session, new Map([['default', 0x10n], ['reports', 0x5n]]));
     expect(session.minLsn).toEqual(new Map([['default', 0xabn], ['reports', 0x5n]]));
   });
 
   it('fails every read of a malformed header with the same 400', () => {
-    const session = requestScope(requestWith('yesterday'), new PoolRegistry(), true).session;
+    const session = requestScope(requestWith('yesterday'), new ClusterRegistry(), { readsHeaders: true }).session;
     expect(() => session.minLsn).toThrow(BadRequestException);
     expect(() => session.minLsn).toThrow(`Cannot read the ${HEADER} header because it is not a consistency token`);
   });
 
   it('reads no header for a message (readsHeaders false)', () => {
     const request = requestWith('yesterday');
-    expect(new RequestSession(request, new PoolRegistry(), false).minLsn).toBeUndefined();
+    expect(new RequestSession(request, new ClusterRegistry(), { readsHeaders: false }).minLsn).toBeUndefined();
     expect(request.reads).toBe(0);
   });
 });

@@ -1,5 +1,5 @@
 import { BadRequestException } from '@nestjs/common';
-import type { PoolRegistry } from '../core/cluster-registry.js';
+import type { ResolvedOptions } from '../config/resolve-options.js';
 import { DEFAULT_DATABASE } from '../pool.constants.js';
 import { compileSessionContext, type CompiledSessionContext, type SessionContexts } from '../session/session-context.js';
 import { parseConsistencyToken, TOKEN_FORM, type RoutingScope, type RoutingSession } from './routing-context.js';
@@ -7,6 +7,15 @@ import { parseConsistencyToken, TOKEN_FORM, type RoutingScope, type RoutingSessi
 const MAX_TOKEN_LENGTH = 1024;
 
 type Headers = Record<string, string | string[] | undefined>;
+
+/** What a request scope needs of the application's databases (`ClusterRegistry` implements it). */
+export interface ScopeRegistry {
+  /** The consistency headers the databases read, each once. */
+  consistencyHeaders(): readonly string[];
+  /** True when a database derives a session context from each request. */
+  sessionContexts(): boolean;
+  get(database: string): { readonly options: Pick<ResolvedOptions, 'session'> } | undefined;
+}
 
 function headerOf(headers: Headers | undefined, name: string): string | undefined {
   const value = headers?.[name];
@@ -51,10 +60,10 @@ export class RequestSession implements RoutingSession {
 
   constructor(
     readonly owner: unknown,
-    readonly registry: PoolRegistry,
-    readsHeaders: boolean,
+    readonly registry: ScopeRegistry,
+    options: { readsHeaders: boolean },
   ) {
-    this.#unread = readsHeaders;
+    this.#unread = options.readsHeaders;
   }
 
   get minLsn(): Map<string, bigint> | undefined {
@@ -87,7 +96,7 @@ export class RequestContexts implements SessionContexts {
 
   constructor(
     readonly owner: unknown,
-    readonly registry: PoolRegistry,
+    readonly registry: ScopeRegistry,
   ) {}
 
   get(database: string): CompiledSessionContext | undefined {
@@ -107,7 +116,7 @@ export class RequestContexts implements SessionContexts {
 }
 
 /** A read-write scope with a fresh session for `owner` (an HTTP request, a message, a socket event). */
-export function requestScope(owner: unknown, registry: PoolRegistry, readsHeaders: boolean): RoutingScope {
+export function requestScope(owner: unknown, registry: ScopeRegistry, options: { readsHeaders: boolean }): RoutingScope {
   const contexts = registry.sessionContexts() ? new RequestContexts(owner, registry) : undefined;
-  return { readOnly: false, session: new RequestSession(owner, registry, readsHeaders), tx: undefined, contexts };
+  return { readOnly: false, session: new RequestSession(owner, registry, options), tx: undefined, contexts };
 }

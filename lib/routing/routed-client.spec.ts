@@ -2,7 +2,7 @@ import type { PoolClient, QueryResult } from 'pg';
 import type { PoolCluster } from '../core/pool-cluster.js';
 import { PoolError } from '../pool.exceptions.js';
 import { RoutedClient } from './routed-client.js';
-import { runInTransaction, type PinnedTransaction } from './routing-context.js';
+import { runInTransaction, type ScopedTransaction } from './routing-context.js';
 
 // The statement rules of db.routedPool's client against a stand-in cluster that records what
 // it is asked to run (the real routing is covered by test/query-builders-*.e2e-spec.ts).
@@ -49,7 +49,7 @@ class FakeCluster {
   }
 }
 
-const tx = { database: 'default', state: 'open' } as unknown as PinnedTransaction;
+const tx = { database: 'default', state: 'open' } as unknown as ScopedTransaction;
 
 function setup() {
   const cluster = new FakeCluster();

@@ -109,7 +109,7 @@ export class RoutedPool extends pg.Pool {
 
   #primaryClient(): Promise<PoolClient> {
     try {
-      return this.#cluster.topology.writable().pool.connect();
+      return this.#cluster.topology.requireWriter().pool.connect();
     } catch (err) {
       return Promise.reject(err as Error);
     }

@@ -1,8 +1,20 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { SessionContexts } from '../session/session-context.js';
-import type { PinnedTransaction } from '../transactions/pinned-transaction.js';
+import type { PoolClient, QueryConfig, QueryResult, QueryResultRow } from 'pg';
 
-export type { PinnedTransaction };
+/** What routing needs of a transaction pinned in a scope (`PinnedTransaction` of lib/transactions implements it). */
+export interface ScopedTransaction {
+  readonly database: string;
+  readonly state: 'open' | 'committing' | 'ended';
+  /** Opened with `readOnly: true`. */
+  readonly readOnly: boolean;
+  /** `readOnlyInTransaction: 'warn'` logged once for this transaction. */
+  warned: boolean;
+  readonly handle: { readonly client: PoolClient };
+  /** `undefined` while open; else the error a statement gets. */
+  refusal(): Error | undefined;
+  query<R extends QueryResultRow = any>(text: string | QueryConfig, values?: unknown[]): Promise<QueryResult<R>>;
+}
 
 /** State shared by every scope of one request or job: what it wrote, what it must see. */
 export interface RoutingSession {
@@ -19,7 +31,7 @@ export interface RoutingSession {
 export interface RoutingScope {
   readonly readOnly: boolean;
   readonly session: RoutingSession;
-  readonly tx: ReadonlyMap<string, PinnedTransaction> | undefined;
+  readonly tx: ReadonlyMap<string, ScopedTransaction> | undefined;
   /** The session contexts (role, settings) statements of this scope run with, per database. */
   readonly contexts?: SessionContexts;
 }
@@ -42,7 +54,7 @@ export function raiseMinLsn(session: RoutingSession, minLsn: ReadonlyMap<string,
  * The scope a `@ReadOnly()` call runs in: read-only, same session (raising its carried
  * `minLsn`), same pinned transactions. `undefined` when the current scope already is that.
  */
-export function readOnlyScope(minLsn?: ReadonlyMap<string, bigint>): RoutingScope | undefined {
+function readOnlyScope(minLsn?: ReadonlyMap<string, bigint>): RoutingScope | undefined {
   const parent = routingStorage.getStore();
   const session = parent?.session ?? newSession();
   if (minLsn !== undefined) raiseMinLsn(session, minLsn);
@@ -58,7 +70,7 @@ export function runInScope<T>(fn: () => T): T {
   return routingStorage.getStore() !== undefined ? fn() : routingStorage.run({ readOnly: false, session: newSession(), tx: undefined }, fn);
 }
 
-/** Runs `fn` in a read-only scope that keeps the current session and transaction. */
+/** Runs `fn` in a read-only scope that keeps the current session and transaction (what `@ReadOnly()` does). */
 export function runReadOnly<T>(fn: () => T, minLsn?: ReadonlyMap<string, bigint>): T {
   const scope = readOnlyScope(minLsn);
   return scope === undefined ? fn() : routingStorage.run(scope, fn);
@@ -69,7 +81,7 @@ export function runReadOnly<T>(fn: () => T, minLsn?: ReadonlyMap<string, bigint>
  * transaction opened under `@ReadOnly()` writes on the primary; only a `@ReadOnly()` called
  * inside the transaction counts as read-only work in it.
  */
-export function runInTransaction<T>(tx: PinnedTransaction, fn: () => T): T {
+export function runInTransaction<T>(tx: ScopedTransaction, fn: () => T): T {
   const parent = routingStorage.getStore();
   const map = new Map(parent?.tx ?? []);
   map.set(tx.database, tx);

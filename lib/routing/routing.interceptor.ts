@@ -1,6 +1,6 @@
 import { Injectable, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
 import { Observable } from 'rxjs';
-import { PoolRegistry } from '../core/cluster-registry.js';
+import { ClusterRegistry } from '../core/cluster-registry.js';
 import { requestScope } from './request-scope.js';
 import { routingStorage } from './routing-context.js';
 
@@ -24,13 +24,13 @@ function ownerOf(context: ExecutionContext): { owner: unknown; http: boolean } {
  */
 @Injectable()
 export class RoutingInterceptor implements NestInterceptor {
-  constructor(private readonly registry: PoolRegistry) {}
+  constructor(private readonly registry: ClusterRegistry) {}
 
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
     const { owner, http } = ownerOf(context);
     const current = routingStorage.getStore();
     if (current !== undefined && owner !== undefined && current.session.owner === owner) return next.handle();
-    const scope = requestScope(owner, this.registry, http);
+    const scope = requestScope(owner, this.registry, { readsHeaders: http });
     return new Observable((subscriber) => routingStorage.run(scope, () => next.handle().subscribe(subscriber)));
   }
 }

@@ -36,7 +36,8 @@ export class TransactionRunner {
     checkTransactionOptions(options);
     const database = this.host.name;
     const scope = routingStorage.getStore();
-    const existing = scope?.tx?.get(database);
+    // Only this runner pins transactions in a scope.
+    const existing = scope?.tx?.get(database) as PinnedTransaction | undefined;
     if (existing !== undefined && options.propagation !== 'requiresNew') return this.#join(existing, fn, options);
     const statement = beginStatement(options);
     const { node, client: raw } = await this.host.beginOnWriter((writer) => writer.begin(statement));

@@ -1,7 +1,10 @@
 import type { NodePool } from '../pool/node-pool.js';
 
-/** What routing knows about one replica. */
-export class ReplicaState {
+/**
+ * What routing knows about one node as a reader: every node has one, the primary too, since a
+ * failover can turn any node into a reader and the write node may change.
+ */
+export class ReaderState {
   /** `0` when in rotation; else when the next probe runs (the ban lasts until a probe succeeds). */
   bannedUntil = 0;
   banReason = '';
