@@ -4,8 +4,8 @@ import { AcquireQueue, type Waiter } from './acquire-queue.js';
  * The connections of one pool and the callers waiting for one (HikariCP's `ConcurrentBag`,
  * single-threaded): every open or opening connection, the idle ones as a stack (the most recently
  * used is lent first, the bottom holds the ones idle longest), and a FIFO of waiters with one
- * deadline timer. `borrow` takes an idle connection or queues the caller; `requite` gives a
- * connection back to the oldest waiter, else to the idle stack.
+ * deadline timer. A borrower `take`s an idle connection or `wait`s in the queue; `requite` gives
+ * a connection back to the oldest waiter, else to the idle stack.
  */
 export class ConnectionBag<T> {
   readonly #all = new Set<T>();
