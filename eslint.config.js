@@ -27,7 +27,7 @@ const nodeGlobals = {
 };
 
 export default defineConfig(
-  globalIgnores(['**/node_modules/', '**/dist/', 'build/', 'coverage/', '.cluster/', 'bench/.tmp/', '**/prisma/generated/']),
+  globalIgnores(['**/node_modules/', '**/dist/', 'build/', 'coverage/', '.cluster/', 'bench/.tmp/', 'scripts/.tmp/', '**/prisma/generated/']),
   js.configs.recommended,
   tseslint.configs.recommended,
   {
@@ -48,6 +48,22 @@ export default defineConfig(
       ],
       // Defensive initial values (`let failed = false; try { failed = ... } finally { ... }`) are deliberate.
       'no-useless-assignment': 'off',
+    },
+  },
+  {
+    // The dashboard page's script runs in the browser on its own (scripts/build-dashboard.mjs
+    // inlines it): browser globals, no Node globals, and type imports only.
+    files: ['lib/metrics/dashboard/browser.ts'],
+    languageOptions: {
+      globals: { window: 'readonly', document: 'readonly', getComputedStyle: 'readonly', fetch: 'readonly', setTimeout: 'readonly', console: 'readonly' },
+    },
+    rules: {
+      'no-restricted-globals': ['error', 'process', 'Buffer', 'require', 'module', '__dirname', '__filename', 'setImmediate'],
+      'no-restricted-syntax': [
+        'error',
+        { selector: "ImportDeclaration[importKind!='type']", message: 'The dashboard script runs in the browser on its own: import types only.' },
+        { selector: 'ExportNamedDeclaration, ExportDefaultDeclaration, ExportAllDeclaration', message: 'The dashboard script is inlined in the page: it exports nothing.' },
+      ],
     },
   },
 );

@@ -45,15 +45,20 @@ function parseArgs(argv: string[]) {
   let smoke = false;
   let only: Set<string> | undefined;
   let write = true;
+  let reps: number | undefined;
   for (const arg of argv) {
     if (arg === '--smoke') smoke = true;
     else if (arg === '--no-write') write = false;
     else if (arg.startsWith('--only=')) only = new Set(arg.slice('--only='.length).split(','));
-    else {
-      throw new Error(`Unknown argument ${JSON.stringify(arg)}: expected --smoke, --no-write or --only=<ids, e.g. 1,3>.`);
+    else if (arg.startsWith('--reps=')) {
+      const given = arg.slice('--reps='.length);
+      if (!/^[1-9][0-9]*$/.test(given)) throw new Error(`Invalid argument --reps: expected a positive whole number of repetitions, got ${JSON.stringify(given)}.`);
+      reps = Number(given);
+    } else {
+      throw new Error(`Unknown argument ${JSON.stringify(arg)}: expected --smoke, --no-write, --only=<ids, e.g. 1,3> or --reps=<repetitions>.`);
     }
   }
-  return { smoke, only, write };
+  return { smoke, only, write, reps };
 }
 
 function packageVersion(name: string): string {
@@ -94,7 +99,9 @@ async function waitForServers(timeoutMs: number): Promise<string> {
 
 async function main(): Promise<number> {
   const args = parseArgs(process.argv.slice(2));
-  const timing = args.smoke ? SMOKE_TIMING : FULL_TIMING;
+  // --reps shortens the interleaved comparisons (a quick look at a few scenarios); such a run is partial.
+  const base = args.smoke ? SMOKE_TIMING : FULL_TIMING;
+  const timing = args.reps === undefined ? base : { ...base, reps: args.reps };
   const started = performance.now();
   const postgres = await waitForServers(60_000);
   const machine: MachineFacts = {
@@ -146,7 +153,7 @@ async function main(): Promise<number> {
   console.log(renderTable(results));
   console.log(`\nTotal ${(run.durationMs / 1000).toFixed(1)} s.`);
   if (args.write) {
-    if (args.smoke || args.only) {
+    if (args.smoke || args.only || args.reps !== undefined) {
       const file = path.join(repoRoot, 'bench/.tmp', args.smoke ? 'results.smoke.json' : 'results.partial.json');
       mkdirSync(path.dirname(file), { recursive: true });
       writeFileSync(file, `${JSON.stringify(run, null, 2)}\n`);

@@ -7,7 +7,7 @@ import { createOursApp } from './bench.module.js';
 import type { NodeOptions } from '../lib/index.js';
 
 // Runs one side of one workload for a while, for `node --cpu-prof`:
-//   node --cpu-prof --cpu-prof-dir=bench/.tmp/prof bench/.tmp/bench/bench.profile.js <query|acquire|read|leak> <ours|raw> [seconds] [concurrency] [--fake]
+//   node --cpu-prof --cpu-prof-dir=bench/.tmp/prof bench/.tmp/bench/bench.profile.js <query|scope|acquire|read|leak> <ours|raw> [seconds] [concurrency] [--fake]
 // --fake swaps pg.Client for an in-memory stand-in (no server), to see the pools' own cost.
 
 const fake = process.argv.includes('--fake');
@@ -35,17 +35,19 @@ const ops: Record<string, () => Promise<unknown>> = ours
   ? {
       query: () => ours.db.query('SELECT 1'),
       leak: () => ours.db.query('SELECT 1'),
+      scope: () => ours.db.scope(() => ours.db.query('SELECT 1')),
       acquire: () => ours.db.withClient(noop),
       read: () => ours.reads.selectOne(),
     }
   : {
       query: () => raw!.query('SELECT 1'),
       leak: () => raw!.query('SELECT 1'),
+      scope: () => raw!.query('SELECT 1'),
       acquire: async () => (await raw!.connect()).release(),
       read: () => raw!.query('SELECT 1'),
     };
 const op = ops[workload];
-if (op === undefined) throw new Error(`Expected a workload (query, acquire, read or leak), got ${JSON.stringify(workload)}.`);
+if (op === undefined) throw new Error(`Expected a workload (query, scope, acquire, read or leak), got ${JSON.stringify(workload)}.`);
 await closedLoop(op, callers, 1000);
 const cpu = process.cpuUsage();
 const result = await closedLoop(op, callers, durationMs);

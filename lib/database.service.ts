@@ -41,7 +41,7 @@ export class DatabaseService {
   /**
    * A `pg.Pool` for query builders (Kysely, Drizzle, Prisma's pg adapter) whose every statement and
    * `connect()` goes where the current scope says, as `query()` does. It opens no connection of its
-   * own and its `end()` is harmless: the module ends the pools. See README, "Query builders".
+   * own and its `end()` is harmless: the module ends the pools. See docs/query-builders.md.
    */
   readonly routedPool: Pool;
 

@@ -46,29 +46,34 @@ export interface NodeOptions extends PoolConfig, PoolDefaults {
   max?: number;
 }
 
-/** Pool settings that apply to every node of a database unless the node overrides them. */
+/**
+ * Pool settings that apply to every node of a database unless the node overrides them. Preset
+ * defaults are development / production / test. Every option is declared, with its bounds,
+ * default and environment variable, in the option schema (lib/config/schema*.ts); a unit test
+ * keeps the defaults stated here equal to it.
+ */
 export interface PoolDefaults {
   /**
-   * Minimum open connections per pool. Default: preset (development 5, production 10, test 2);
+   * Minimum open connections per pool. Default: preset: 5 / 10 / 2 (development / production / test);
    * a preset min above the `max` you set is lowered to that max.
    */
   min?: number;
-  /** Maximum connections per pool. Default: preset (development 20, production 50, test 5). */
+  /** Maximum connections per pool. Default: preset: 20 / 50 / 5. */
   max?: number;
   /**
    * How long a caller waits for a connection (pool full or connecting) before it gets a
-   * `PoolAcquireTimeoutError`. Always finite. Default: preset (development/production 10000, test 5000).
+   * `PoolAcquireTimeoutError`. Always finite. Default: preset: 10000 / 10000 / 5000.
    */
   acquireTimeoutMs?: number;
-  /** An idle connection above `min` is closed after this long. Default: preset (300000 / 300000 / 60000). */
+  /** An idle connection above `min` is closed after this long. Default: preset: 300000 / 300000 / 60000. */
   idleTimeoutMs?: number;
   /**
    * Server-side `statement_timeout` for every connection (with `pgbouncer`: `SET LOCAL` in every
    * transaction of this library; plain statements use the role's setting); `0` disables.
-   * Default: preset (60000 / 60000 / 30000).
+   * Default: preset: 60000 / 60000 / 30000.
    */
   statementTimeoutMs?: number;
-  /** A connection is closed after this many checkouts. Default: preset (50000 / 50000 / 10000). */
+  /** A connection is closed after this many checkouts. Default: preset: 50000 / 50000 / 10000. */
   maxUses?: number;
   /** A connection is retired after this long (±2.5% jitter per connection); `0` disables. Default: `1800000` (30 min). */
   maxLifetimeMs?: number;
@@ -79,12 +84,12 @@ export interface PoolDefaults {
   validateIdleAfterMs?: number;
   /** Warn (with the acquiring stack) when a client is held longer than this; `0` disables, else minimum 2000. Default: `0`. */
   leakDetectionThresholdMs?: number;
-  /** Send a TCP keep-alive on idle connections after this long; `0` disables. Default: preset (`10000` in every preset). */
+  /** Send a TCP keep-alive on idle connections after this long; `0` disables. Default: preset: 10000 / 10000 / 10000. */
   keepAliveMs?: number;
   /**
    * How long opening one connection may take (TCP, TLS, startup, authentication), within the
    * caller's `acquireTimeoutMs`; a server that accepts TCP but never answers fails the acquire
-   * with `PoolAcquireTimeoutError` and counts towards the breaker. Default: preset (`5000` in every preset).
+   * with `PoolAcquireTimeoutError` and counts towards the breaker. Default: preset: 5000 / 5000 / 5000.
    */
   connectTimeoutMs?: number;
   /**
@@ -99,7 +104,7 @@ export interface PoolDefaults {
    * Deadline of the library's own round trips on a connection: validation on borrow (also at
    * most half of `acquireTimeoutMs`), `ROLLBACK` on release, the demotion check, and the default
    * of its probes. A connection that misses it is destroyed, never pooled again.
-   * Default: preset (development/production `5000`, test `2000`).
+   * Default: preset: 5000 / 5000 / 2000.
    */
   validationTimeoutMs?: number;
 }
@@ -230,7 +235,7 @@ export interface MetricsOptions {
   /**
    * A prom-client `Registry` to register the `db_*` metrics into, so they show next to your own
    * (pass prom-client's global `register` to share it with @willsoto/nestjs-prometheus).
-   * Default: a new `Registry` per application, exposed at `prometheusPath`.
+   * Default: a new `Registry` per app, exposed at `prometheusPath`.
    */
   registry?: Registry<RegistryContentType>;
   /**
@@ -365,7 +370,7 @@ export interface PoolModuleOptions extends PoolDefaults {
    * primary takes the writes, the others read (see `failover`). Host names are resolved on every connect.
    */
   primary?: NodeOptions | NodeOptions[];
-  /** Read replicas, in order. Default: none (`DB_REPLICA_URLS` when set). */
+  /** Read replicas, in order. Default: `[]`, or `DB_REPLICA_URLS` when set. */
   replicas?: NodeOptions[];
   /** Preset for sizing and timeouts. Default: `DB_ENV`, else `NODE_ENV`, else `development`. */
   preset?: PoolPreset;

@@ -40,7 +40,6 @@ export const KNOWN_CYCLES = [
 ];
 export const KNOWN_UPWARD = [
   // Option types declared beside their code instead of with the options.
-  'config/resolve-options.ts (config) imports pool/session-reset.ts (pool)',
   'pool.interfaces.ts (declarations, errors) imports pool/session-reset.ts (pool)',
   'pool.interfaces.ts (declarations, errors) imports session/session-context.ts (session)',
   // The node pool's statement runner reads the scope's session contexts; the session context client classifies statements.

@@ -315,7 +315,7 @@ free_ports() {
   local port
   for port in "$@"; do
     reserve_ports "$port-$port"
-    wait_port_free "$port" 15 || die "port $port on $PATRONI_HOST is held by the connection above (it took the port as its source port) for 15 s"
+    wait_port_free "$port" 15 || die "port $port on $PATRONI_HOST is still used by the sockets above after 15 s (another server on it, or a connection that took it as its source port)"
   done
 }
 

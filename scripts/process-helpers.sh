@@ -1,5 +1,6 @@
-# Helpers shared by scripts/cluster.sh and scripts/patroni.sh (sourced, not run). Each caller
-# sets IS_ROOT (1 when run as root) and OS_USER (the user that owns the servers) first.
+# Helpers shared by scripts/cluster.sh (through scripts/cluster/common.sh) and scripts/patroni.sh
+# (sourced, not run). Each caller sets IS_ROOT (1 when run as root) and OS_USER (the user that
+# owns the servers) first.
 
 # Run a command as the OS user that owns the cluster (from / so that a cwd the
 # postgres user cannot enter does not matter). fd 9 (the lock) is closed so

@@ -4,7 +4,7 @@ import { pgNodeAt } from './support/cluster.js';
 import { sessionCount, sessionCounts } from './support/sessions.js';
 import { waitFor } from './support/wait.js';
 
-// Failures read as what they are (README "Failure handling"), on the real primary + 2 replicas:
+// Failures read as what they are (docs/failover.md, "Failure handling"), on the real primary + 2 replicas:
 // a statement past its client-side deadline is cancelled on the server; a slow read is not a dead
 // replica (test/failure-server-full.e2e-spec.ts: a full server).
 

@@ -4,7 +4,7 @@ import { ServerFiller } from './support/server-slots.js';
 import { sessionCounts } from './support/sessions.js';
 import { waitFor } from './support/wait.js';
 
-// A full server is not a dead node (README "Failure handling"): an outside process takes every
+// A full server is not a dead node (docs/failover.md, "Failure handling"): an outside process takes every
 // connection slot of the primary (max_connections, "sorry, too many clients already", 53300).
 // Callers are served from the pool's open connections, the breaker stays closed, the error names
 // the server's limit, it is counted, and the pool opens connections again as soon as slots free.

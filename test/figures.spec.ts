@@ -3,12 +3,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { renderMarkdown, type BenchRun } from '../bench/bench.report.js';
 import { atLeast, atMost, figure, judge, quartiles } from '../bench/bench.results.js';
+import { GENERATED_DOCS, userDocs } from './support/docs.js';
 import { commitOf, readStamp, renderStamp } from './support/stamp.js';
 
 // The figures users read are generated (docs/CHAOS.md by `npm run chaos`, BENCHMARKS.md by
-// `npm run bench`), and the README either links to them or quotes them exactly. No cluster: this
-// reads the files. Also the rules the generators apply: the stamp, and a bench target judged by
-// the interquartile range of its pairs.
+// `npm run bench`), and the README and the pages under docs/ either link to them or quote them
+// exactly. No cluster: this reads the files. Also the rules the generators apply: the stamp, and
+// a bench target judged by the interquartile range of its pairs.
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const read = (file: string) => readFileSync(path.join(root, file), 'utf8');
@@ -21,9 +22,9 @@ const QUOTE = /\bmeasured\b|\bchaos run\b|\bin that run\b|\bcommitted run\b|\blo
 const normalize = (figure: string) => figure.replace(/[\s,]/g, '');
 
 /**
- * Figures the README quotes as measured that no stamped document gives: every sentence (or table
- * cell) that reads as a measurement is checked figure by figure against the text of the generated
- * documents that name their commit and command.
+ * Figures a page (the README, a page under docs/) quotes as measured that no stamped document
+ * gives: every sentence (or table cell) that reads as a measurement is checked figure by figure
+ * against the text of the generated documents that name their commit and command.
  */
 export function staleQuotes(readme: string, documents: Record<string, string>): string[] {
   const stamped = Object.entries(documents).filter(([, text]) => readStamp(text) !== undefined);
@@ -42,9 +43,13 @@ export function staleQuotes(readme: string, documents: Record<string, string>): 
 
 describe('published figures', () => {
   const documents = { 'docs/CHAOS.md': read('docs/CHAOS.md'), 'BENCHMARKS.md': read('BENCHMARKS.md') };
+  const pages = userDocs(root).filter((doc) => !GENERATED_DOCS.includes(doc.file));
+  /** The README and the hand-written pages under docs/, as one text. */
+  const docs = pages.map((doc) => doc.text).join('\n\n');
 
-  it('the README quotes no measured figure that the stamped CHAOS.md and BENCHMARKS.md do not give', () => {
-    expect(staleQuotes(read('README.md'), documents)).toEqual([]);
+  it('the README and docs/ quote no measured figure that the stamped CHAOS.md and BENCHMARKS.md do not give', () => {
+    expect(pages.map((doc) => doc.file)).toEqual(expect.arrayContaining(['README.md', 'docs/failover.md', 'docs/observability.md']));
+    expect(pages.flatMap((doc) => staleQuotes(doc.text, documents).map((stale) => `${doc.file}: ${stale}`))).toEqual([]);
   });
 
   it('the README links to both documents', () => {
@@ -61,13 +66,12 @@ describe('published figures', () => {
     expect(stamp?.commit ?? /\| Commit \| ([0-9a-f]{7,40})/.exec(text)?.[1]).toMatch(/^[0-9a-f]{7,40}$/);
   });
 
-  it('the subset counts the README gives are the ones the subset scripts check', () => {
-    const readme = read('README.md');
+  it('the subset counts the README and docs/ give are the ones the subset scripts check', () => {
     const expected = (script: string) => /^subset_tests=(\d+)$/m.exec(read(script))?.[1];
     expect(expected('scripts/node-lts.sh')).toMatch(/^\d+$/);
-    expect(readme).toContain(`interop: ${expected('scripts/node-lts.sh')} tests, a count the script checks)`);
-    expect(readme).toContain(`it must pass its ${expected('scripts/node-lts.sh')} tests`);
-    expect(readme).toContain(`fewer tests pass than the subset holds (${expected('scripts/nest11.sh')})`);
+    expect(docs).toContain(`interop: ${expected('scripts/node-lts.sh')} tests, a count the script checks)`);
+    expect(docs).toContain(`it must pass its ${expected('scripts/node-lts.sh')} tests`);
+    expect(docs).toContain(`fewer tests pass than the subset holds (${expected('scripts/nest11.sh')})`);
   });
 
   it('docs/CHAOS.md names the command that produced it', () => {

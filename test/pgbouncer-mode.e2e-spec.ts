@@ -100,7 +100,7 @@ describe('PgBouncer mode (real PgBouncer, transaction pooling)', () => {
     await expect(t.db.transaction((tx) => tx.query('SELECT pg_sleep(5)'))).rejects.toMatchObject({ code: '57014' });
     expect(Date.now() - started).toBeLessThan(4000);
     // Outside a transaction the server's (role's) own setting applies: PgBouncer cannot carry a
-    // session SET, so plain statements need ALTER ROLE … SET statement_timeout (see README).
+    // session SET, so plain statements need ALTER ROLE … SET statement_timeout (see docs/failover.md, "PgBouncer").
     expect((await t.db.query('SHOW statement_timeout')).rows[0].statement_timeout).not.toBe(`${STATEMENT_TIMEOUT_MS}ms`);
   }, 15_000);
 

@@ -108,8 +108,7 @@ export class WriteHold {
    * `rerun` says proves it did not run.
    */
   run<T>(startedAt: number, send: (node: NodePool) => Promise<T>, rerun: Rerun): Promise<T> {
-    const write: HeldWrite = { startedAt, deadline: startedAt + this.holdMs, rerun, held: false, reported: false };
-    if (this.changing) return this.#held(write, send);
+    if (this.changing) return this.#held({ startedAt, deadline: startedAt + this.holdMs, rerun, held: false, reported: false }, send);
     let node: NodePool;
     try {
       node = this.host.topology.requireWriter();
@@ -118,10 +117,24 @@ export class WriteHold {
     }
     if (!this.#enabled) return send(node);
     const changes = this.#changes;
-    return send(node).catch(async (err: unknown) => {
-      await this.#afterFailure(write, err, node, changes);
-      return this.#held(write, send);
-    });
+    return send(node).catch((err: unknown) => this.recover(startedAt, rerun, node, changes, err, send));
+  }
+
+  /** Topology changes seen so far: what `recover` compares with the count taken before a send. */
+  get changes(): number {
+    return this.#changes;
+  }
+
+  /**
+   * The failure path of `run`, for a write the caller sent itself on `node` (taken from
+   * `topology.requireWriter()` while the primary was not `changing`, with `changes` read just before):
+   * rejects with `err` unless the write may run again, then runs `send` on the new primary. Lets
+   * the statement path attach one handler to the driver's promise instead of a chain of them.
+   */
+  recover<T>(startedAt: number, rerun: Rerun, node: NodePool, changes: number, err: unknown, send: (node: NodePool) => Promise<T>): Promise<T> {
+    if (!this.#enabled) return Promise.reject(err);
+    const write: HeldWrite = { startedAt, deadline: startedAt + this.holdMs, rerun, held: false, reported: false };
+    return this.#afterFailure(write, err, node, changes).then(() => this.#held(write, send));
   }
 
   async #held<T>(write: HeldWrite, send: (node: NodePool) => Promise<T>): Promise<T> {

@@ -1,5 +1,6 @@
-import { checkBool, checkInt, checkObject } from '../metrics/metrics.options.js';
 import type { PreparedStatementOptions } from '../pool.interfaces.js';
+import { field, resolveSection } from './option.js';
+import { PREPARED_STATEMENT_OPTIONS } from './schema.sections.js';
 
 /** What every connection of a node does with repeated parameterized statements. */
 export interface ResolvedPreparedStatements {
@@ -13,20 +14,20 @@ export interface ResolvedPreparedStatements {
   readonly pgbouncerProtocol: boolean;
 }
 
-const KEYS = new Set(['enabled', 'threshold', 'cacheSize', 'pgbouncerProtocol']);
-
-export const PREPARED_STATEMENT_DEFAULTS = { enabled: true, threshold: 3, cacheSize: 100 } as const;
+export const PREPARED_STATEMENT_DEFAULTS = {
+  enabled: PREPARED_STATEMENT_OPTIONS.enabled.default,
+  threshold: PREPARED_STATEMENT_OPTIONS.threshold.default,
+  cacheSize: PREPARED_STATEMENT_OPTIONS.cacheSize.default,
+} as const;
 
 /** Validates `preparedStatements`; with `pgbouncer: true` it is off unless `pgbouncerProtocol` says PgBouncer handles it. */
 export function resolvePreparedStatements(raw: PreparedStatementOptions | undefined, pgbouncer: boolean): ResolvedPreparedStatements {
-  const input = checkObject('preparedStatements', raw, KEYS);
-  const enabled = checkBool('preparedStatements.enabled', input.enabled, PREPARED_STATEMENT_DEFAULTS.enabled);
-  const pgbouncerProtocol = checkBool('preparedStatements.pgbouncerProtocol', input.pgbouncerProtocol, false);
+  const given = resolveSection(PREPARED_STATEMENT_OPTIONS, raw, field('preparedStatements'));
   return {
-    enabled: enabled && (!pgbouncer || pgbouncerProtocol),
-    threshold: checkInt('preparedStatements.threshold', input.threshold, PREPARED_STATEMENT_DEFAULTS.threshold, 1),
-    cacheSize: checkInt('preparedStatements.cacheSize', input.cacheSize, PREPARED_STATEMENT_DEFAULTS.cacheSize, 1),
+    enabled: given.enabled && (!pgbouncer || given.pgbouncerProtocol),
+    threshold: given.threshold,
+    cacheSize: given.cacheSize,
     viaPgBouncer: pgbouncer,
-    pgbouncerProtocol: pgbouncer && pgbouncerProtocol,
+    pgbouncerProtocol: pgbouncer && given.pgbouncerProtocol,
   };
 }

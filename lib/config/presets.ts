@@ -1,5 +1,10 @@
 import type { PoolPreset } from '../pool.interfaces.js';
+import type { PresetDefault } from './option.js';
+import { POOL_KEYS, POOL_SETTINGS, type PoolKey } from './schema.pool.js';
 
+export { PRESET_NAMES } from './schema.database.js';
+
+/** The pool settings whose default depends on the preset (from the option schema). */
 export interface PresetValues {
   min: number;
   max: number;
@@ -12,40 +17,18 @@ export interface PresetValues {
   keepAliveMs: number;
 }
 
-export const POOL_PRESETS: Readonly<Record<PoolPreset, Readonly<PresetValues>>> = Object.freeze({
-  development: Object.freeze({
-    min: 5,
-    max: 20,
-    acquireTimeoutMs: 10_000,
-    idleTimeoutMs: 300_000,
-    statementTimeoutMs: 60_000,
-    maxUses: 50_000,
-    connectTimeoutMs: 5_000,
-    validationTimeoutMs: 5_000,
-    keepAliveMs: 10_000,
-  }),
-  production: Object.freeze({
-    min: 10,
-    max: 50,
-    acquireTimeoutMs: 10_000,
-    idleTimeoutMs: 300_000,
-    statementTimeoutMs: 60_000,
-    maxUses: 50_000,
-    connectTimeoutMs: 5_000,
-    validationTimeoutMs: 5_000,
-    keepAliveMs: 10_000,
-  }),
-  test: Object.freeze({
-    min: 2,
-    max: 5,
-    acquireTimeoutMs: 5_000,
-    idleTimeoutMs: 60_000,
-    statementTimeoutMs: 30_000,
-    maxUses: 10_000,
-    connectTimeoutMs: 5_000,
-    validationTimeoutMs: 2_000,
-    keepAliveMs: 10_000,
-  }),
-});
+function presetValues(preset: PoolPreset): Readonly<PresetValues> {
+  const out: Partial<Record<PoolKey, number>> = {};
+  for (const key of POOL_KEYS) {
+    const option = POOL_SETTINGS[key] as { perPreset?: boolean; default?: unknown };
+    if (option.perPreset) out[key] = (option.default as PresetDefault)[preset];
+  }
+  return Object.freeze(out as PresetValues);
+}
 
-export const PRESET_NAMES = Object.keys(POOL_PRESETS) as PoolPreset[];
+/** Each preset's pool settings, as the option schema declares them. */
+export const POOL_PRESETS: Readonly<Record<PoolPreset, Readonly<PresetValues>>> = Object.freeze({
+  development: presetValues('development'),
+  production: presetValues('production'),
+  test: presetValues('test'),
+});

@@ -19,9 +19,15 @@ import type { ReaderState } from '../routing/reader-state.js';
 import { Topology } from '../cluster/topology.js';
 import { warmUp } from '../cluster/warm-up.js';
 import { NodeMonitor } from '../cluster/node-monitor.js';
-import { WriteHold } from '../cluster/write-hold.js';
+import { WriteHold, type Rerun } from '../cluster/write-hold.js';
 import { neverSent } from './errors.js';
 import { isSingleStatement, NodePool, type NodeHost, type QueryInput } from '../pool/node-pool.js';
+
+/** Which failures prove a held write did not run: a single statement may also have been terminated (57P01). */
+function rerunOf(text: QueryInput): Rerun {
+  const single = typeof text === 'string' || typeof (text as { text?: unknown } | null)?.text === 'string' ? isSingleStatement(text) : false;
+  return single ? 'terminated' : 'refused';
+}
 
 /**
  * All pools of one database (primary + replicas): sends each statement where its scope says
@@ -199,13 +205,46 @@ export class PoolCluster implements NodeHost {
    * unless it was refused before it reached the server (open breaker, acquire timeout, connect failure).
    */
   write<R extends QueryResultRow = any>(scope: RoutingScope | undefined, text: QueryInput, values?: unknown[]): Promise<QueryResult<R>> {
+    const startedAt = Date.now();
+    const tracked = scope !== undefined && this.options.routing.consistency === 'read-your-writes';
     const send = (node: NodePool): Promise<QueryResult<R>> => {
       node.counters.routedWrites++;
       return this.#hold.watch(node.query<R>(text, values));
     };
-    const single = typeof text === 'string' || typeof (text as { text?: unknown } | null)?.text === 'string' ? isSingleStatement(text) : false;
-    const sent = this.#hold.run(Date.now(), send, single ? 'terminated' : 'refused');
-    if (scope === undefined || this.options.routing.consistency !== 'read-your-writes') return sent;
+    if (this.#hold.changing) {
+      const held = this.#hold.run(startedAt, send, rerunOf(text));
+      return tracked ? this.#tracked(scope, held) : held;
+    }
+    // The usual path: the statement goes to the write node now, and one handler pair on the
+    // driver's promise does what the hold, the role check and read-your-writes need (each of their
+    // links would cost a promise, and a turn of the microtask queue, per statement).
+    let node: NodePool;
+    try {
+      node = this.topology.requireWriter();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const discovering = this.topology.discovering;
+    if (!discovering && !tracked) return send(node);
+    const changes = this.#hold.changes;
+    node.counters.routedWrites++;
+    return node.query<R>(text, values).then(
+      tracked
+        ? (res) => {
+            markWrite(scope, this.name);
+            return res;
+          }
+        : undefined,
+      (err: unknown) => {
+        if (discovering) this.#hold.writeFailed(err);
+        const again = this.#hold.recover(startedAt, rerunOf(text), node, changes, err, send);
+        return tracked ? this.#tracked(scope, again) : again;
+      },
+    );
+  }
+
+  /** `write` for read-your-writes: the scope remembers the write once it settled, unless it never reached the server. */
+  #tracked<R extends QueryResultRow>(scope: RoutingScope, sent: Promise<QueryResult<R>>): Promise<QueryResult<R>> {
     return sent.then(
       (res) => {
         markWrite(scope, this.name);

@@ -1,7 +1,7 @@
 /**
  * What a failure says, read once in one place (HikariCP's `ProxyConnection.checkException`).
  * Every error a statement, a connect or a probe meets falls in exactly one class; each class has
- * one consequence for the connection, the node and the caller (README "Failure handling"):
+ * one consequence for the connection, the node and the caller (docs/failover.md, "Failure handling"):
  *
  * | class              | connection                         | node                                   | caller                          |
  * | ------------------ | ---------------------------------- | -------------------------------------- | ------------------------------- |

@@ -1,15 +1,12 @@
-import { describeValue } from '../config/redact.js';
+import { PING_CHECK_OPTIONS } from '../config/schema.health.js';
 import type { NodeRole } from '../pool.interfaces.js';
 
 export const DEFAULT_HEALTH_KEY = 'database';
-export const DEFAULT_PING_TIMEOUT_MS = 1000;
+export const DEFAULT_PING_TIMEOUT_MS = PING_CHECK_OPTIONS.timeoutMs.default;
 
 export const TERMINUS_MISSING = (reason: string): string =>
   `Cannot use PoolHealthIndicator because @nestjs/terminus could not be loaded (${reason}). ` +
   'Please make sure that @nestjs/terminus ^11 or ^12 is installed (npm install @nestjs/terminus) and TerminusModule is imported.';
-
-export const INVALID_HEALTH_OPTION = (method: string, field: string, expected: string, given: unknown): string =>
-  `Invalid PoolHealthIndicator.${method}() option \`${field}\`: expected ${expected}, got ${describeValue(given)}.`;
 
 export const UNKNOWN_DATABASE = (database: string): string =>
   `Cannot check database "${database}" because no PoolModule registers it. ` +

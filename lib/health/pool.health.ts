@@ -9,11 +9,11 @@ const PING_GRACE_MS = 50;
 import type { ReaderState } from '../routing/reader-state.js';
 import type { PoolCluster } from '../core/pool-cluster.js';
 import { DEFAULT_DATABASE } from '../pool.constants.js';
-import { PoolError } from '../pool.exceptions.js';
+import { PoolConfigurationError, PoolError } from '../pool.exceptions.js';
+import { field, resolveSection, type Section, type SectionValues } from '../config/option.js';
+import { HEALTH_CHECK_OPTIONS, PING_CHECK_OPTIONS } from '../config/schema.health.js';
 import {
   DEFAULT_HEALTH_KEY,
-  DEFAULT_PING_TIMEOUT_MS,
-  INVALID_HEALTH_OPTION,
   NODE_DOWN,
   PING_TIMEOUT,
   POOLS_CLOSED,
@@ -86,37 +86,10 @@ function round2(ms: number): number {
   return Math.round(ms * 100) / 100;
 }
 
-function checkOptions(method: string, options: unknown): Record<string, unknown> {
-  if (options === undefined) return {};
-  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
-    throw new InvalidHealthOption(INVALID_HEALTH_OPTION(method, 'options', 'an object', options));
-  }
-  return options as Record<string, unknown>;
-}
-
-function nameOption(method: string, field: string, value: unknown): string | undefined {
-  if (value === undefined) return undefined;
-  if (typeof value !== 'string' || value.trim() === '') {
-    throw new InvalidHealthOption(INVALID_HEALTH_OPTION(method, field, 'a non-empty string', value));
-  }
-  return value;
-}
-
-function timeoutOption(method: string, value: unknown): number {
-  if (value === undefined) return DEFAULT_PING_TIMEOUT_MS;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 2_147_483_647) {
-    throw new InvalidHealthOption(INVALID_HEALTH_OPTION(method, 'timeoutMs', 'an integer number of milliseconds from 1 and up', value));
-  }
-  return value;
-}
-
-function requiredReplicas(value: unknown, total: number): number {
-  if (value === undefined || value === false) return 0;
-  if (value === true) return total;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) {
-    throw new InvalidHealthOption(INVALID_HEALTH_OPTION('check', 'requireReplicas', 'true, false or an integer from 0 and up', value));
-  }
-  return value;
+/** A `check()` / `pingCheck()` option, named as the indicator's (its error becomes the `down` message). */
+function healthOptions<S extends Section>(method: string, section: S, options: unknown): SectionValues<S> {
+  const label = (path: string) => `PoolHealthIndicator.${method}() option \`${path || 'options'}\``;
+  return resolveSection(section, options, field('', label));
 }
 
 /** Terminus builds `{ [key]: { ...details, status } }`; this gives it the precise type. */
@@ -152,9 +125,7 @@ export class PoolHealthIndicator {
     const session = (await this.#indicatorService()).check(key);
     const database = this.#databaseName(options);
     try {
-      const given = checkOptions('pingCheck', options);
-      const nodeName = nameOption('pingCheck', 'node', given.node) ?? 'primary';
-      const timeoutMs = timeoutOption('pingCheck', given.timeoutMs);
+      const { node: nodeName, timeoutMs } = healthOptions('pingCheck', PING_CHECK_OPTIONS, options);
       const cluster = this.#cluster(database);
       const target = this.#findNode(cluster, nodeName);
       const health = await this.#probe(cluster, target.node, timeoutMs, target.replica);
@@ -176,10 +147,9 @@ export class PoolHealthIndicator {
     const session = (await this.#indicatorService()).check(key);
     const database = this.#databaseName(options);
     try {
-      const given = checkOptions('check', options);
-      const timeoutMs = timeoutOption('check', given.timeoutMs);
+      const { timeoutMs, requireReplicas } = healthOptions('check', HEALTH_CHECK_OPTIONS, options);
       const cluster = this.#cluster(database);
-      const required = requiredReplicas(given.requireReplicas, cluster.replicas.length);
+      const required = requireReplicas === true ? cluster.replicas.length : requireReplicas === false ? 0 : requireReplicas;
       const [primary, ...replicas] = await Promise.all([
         this.#probe(cluster, cluster.primary, timeoutMs, undefined),
         ...cluster.replicas.map((r) => this.#probe(cluster, r.node, timeoutMs, r)),
@@ -250,7 +220,7 @@ export class PoolHealthIndicator {
   }
 
   #failureMessage(err: unknown): string {
-    if (err instanceof InvalidHealthOption) return err.message;
+    if (err instanceof InvalidHealthOption || err instanceof PoolConfigurationError) return err.message;
     return `Health check failed unexpectedly: ${reasonOf(err)}`;
   }
 

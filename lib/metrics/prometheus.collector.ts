@@ -65,7 +65,7 @@ function histogramValues(name: string, h: LatencyHistogram, labels: Labels, push
   push(labels, h.count, `${name}_count`);
 }
 
-/** Name, type and help of every metric, as documented in the README. */
+/** Name, type and help of every metric, as documented in docs/observability.md. */
 export const POOL_METRIC_NAMES = [
   'db_pool_connections',
   'db_pool_max',

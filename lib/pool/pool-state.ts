@@ -1,4 +1,5 @@
 import type { PoolClient, QueryConfig, QueryResult, QueryResultRow } from 'pg';
+import { pgPoolOptionsView } from '../config/pg-pool-names.js';
 import type { ResolvedNode } from '../config/resolve-options.js';
 import { LatencyHistogram, NodeCounters } from './node-stats.js';
 import { PoolAcquireTimeoutError, PoolUnavailableError, type PoolServerFullError, type PoolStateSnapshot } from '../pool.exceptions.js';
@@ -241,7 +242,7 @@ export function nodeFacade(s: PoolState, end: () => Promise<void>): PoolFacade {
     get finished() {
       return s.ended && bag.total === 0;
     },
-    options: Object.freeze({ max: config.max, min: config.min, idleTimeoutMillis: config.idleTimeoutMs, connectionTimeoutMillis: config.connectTimeoutMs, maxUses: config.maxUses }),
+    options: pgPoolOptionsView(config),
     query: (text, values) => node.query(text, values),
     acquire: () => node.acquire().then((client) => sharedHandle(leasedConnection(client)!, client)),
     end,

@@ -1,9 +1,4 @@
-/**
- * When a connection given back is reset before it serves anyone else: `'auto'` after a checkout
- * that sent a statement able to change session state, `'always'` after every checkout of a
- * caller, `'never'` not at all.
- */
-export type ResetOnRelease = 'auto' | 'always' | 'never';
+export type { ResetOnRelease } from '../config/reset-modes.js';
 
 /** Names of the automatic prepared-statement cache: they survive a reset. */
 export const CACHED_STATEMENT_PREFIX = '__pgp_';

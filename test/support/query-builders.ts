@@ -7,7 +7,7 @@ import { DatabaseService } from 'nestjs-pg-pools';
 import { serverAt, type Where } from './routing.support.js';
 
 // Kysely and Drizzle wired on db.routedPool as plain provider factories over DatabaseService (as
-// README "Query builders" shows), and the "which server answered" reads of the query-builder e2e tests.
+// docs/query-builders.md shows), and the "which server answered" reads of the query-builder e2e tests.
 
 export const QB_TABLE = 'qb_e2e';
 
