@@ -6,7 +6,7 @@ import { routingStorage, runInScope, runWithContexts } from './routing/routing-c
 import { compileSessionContext, ExplicitContexts, type SessionContext } from './session/session-context.js';
 import { SessionContextInTransactionError } from './pool.exceptions.js';
 import { RoutedPool } from './routing/routed-pool.js';
-import type { QueryInput } from './core/node-pool.js';
+import type { QueryInput } from './pool/node-pool.js';
 import type { PoolEvent } from './pool.events.js';
 import type { TransactionOptions } from './pool.interfaces.js';
 

@@ -11,11 +11,11 @@ import path from 'node:path';
 import ts from 'typescript';
 
 /**
- * Top to bottom. An entry names folders (`core/`), files (`index.ts`, `core/node-pool.ts`) or a
+ * Top to bottom. An entry names folders (`core/`), files (`index.ts`, `core/errors.ts`) or a
  * suffix (an option parser, `*.options.ts`, is configuration and Nest glue, `*.middleware.ts`, is
  * module wiring wherever they live); a file takes the most specific entry that matches it (file,
- * then suffix, then folder). The files named under a folder not their own still live in core/
- * though they belong lower: they move with the pool core into pool/ and errors/.
+ * then suffix, then folder). `core/errors.ts` still lives in core/ though it belongs lower: it
+ * moves into errors/.
  */
 export const LAYERS = [
   ['module', ['index.ts', 'pool.module.ts', 'pool-root.module.ts', 'pool-core.module.ts', 'database.service.ts', 'pool.decorators.ts', 'pool.utils.ts', '*.middleware.ts', '*.interceptor.ts']],
@@ -24,7 +24,7 @@ export const LAYERS = [
   ['cluster', ['cluster/']],
   ['transactions', ['transactions/']],
   ['routing', ['routing/']],
-  ['pool', ['pool/', 'core/node-pool.ts', 'core/node-stats.ts']],
+  ['pool', ['pool/']],
   ['config', ['config/', '*.options.ts']],
   ['session', ['session/']],
   ['declarations, errors', ['pool.interfaces.ts', 'pool.exceptions.ts', 'pool.events.ts', 'pool.constants.ts', 'errors/', 'core/errors.ts']],
@@ -42,11 +42,10 @@ export const KNOWN_UPWARD = [
   // Option types declared beside their code instead of with the options.
   'pool.interfaces.ts (declarations, errors) imports pool/session-reset.ts (pool)',
   'pool.interfaces.ts (declarations, errors) imports session/session-context.ts (session)',
-  // The node pool reads the scope's session contexts; the session context client classifies statements.
-  'core/node-pool.ts (pool) imports routing/routing-context.ts (routing)',
+  // The node pool's statement runner reads the scope's session contexts; the session context client classifies statements.
+  'pool/statement-runner.ts (pool) imports routing/routing-context.ts (routing)',
   'session/context-client.ts (session) imports routing/statement-kind.ts (routing)',
-  // The lent handle still lives in transactions/, and the routed client takes the whole cluster.
-  'routing/replica-reads.ts (routing) imports transactions/pinned-client.ts (transactions)',
+  // The routed client takes the whole cluster.
   'routing/routed-client.ts (routing) imports core/pool-cluster.ts (core)',
   'routing/routed-pool.ts (routing) imports core/pool-cluster.ts (core)',
 ];

@@ -1,5 +1,5 @@
 import type { ResolvedOptions } from '../config/resolve-options.js';
-import type { NodePool } from '../core/node-pool.js';
+import type { NodePool } from '../pool/node-pool.js';
 import { leavesRotation } from '../errors/failure-class.js';
 import { parseLsn } from '../routing/routing-context.js';
 import { recordEnd, WalHistory } from '../routing/wal-history.js';

@@ -1,6 +1,6 @@
 import { jest } from '@jest/globals';
 import type { ResolvedOptions } from '../config/resolve-options.js';
-import type { NodePool } from '../core/node-pool.js';
+import type { NodePool } from '../pool/node-pool.js';
 import type { PoolEvent } from '../pool.events.js';
 import type { LagMonitor } from './lag-monitor.js';
 import { ReplicaSet, type ReplicaSetHost } from './replica-set.js';

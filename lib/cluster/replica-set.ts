@@ -1,5 +1,5 @@
 import type { ResolvedOptions } from '../config/resolve-options.js';
-import type { NodePool } from '../core/node-pool.js';
+import type { NodePool } from '../pool/node-pool.js';
 import { Eligibility } from '../routing/eligibility.js';
 import { ReaderState } from '../routing/reader-state.js';
 import { ReplicaPicker } from '../routing/replica-strategies.js';

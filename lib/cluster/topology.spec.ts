@@ -1,4 +1,4 @@
-import type { NodePool } from '../core/node-pool.js';
+import type { NodePool } from '../pool/node-pool.js';
 import { PrimaryUnavailableError } from '../pool.exceptions.js';
 import type { PoolEvent } from '../pool.events.js';
 import { Topology, type TopologyHost } from './topology.js';

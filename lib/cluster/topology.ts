@@ -1,5 +1,5 @@
 import type { ResolvedOptions } from '../config/resolve-options.js';
-import type { NodePool } from '../core/node-pool.js';
+import type { NodePool } from '../pool/node-pool.js';
 import { PrimaryUnavailableError, type PrimaryCandidate } from '../pool.exceptions.js';
 import type { PoolEvent, TopologyRole } from '../pool.events.js';
 

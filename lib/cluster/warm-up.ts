@@ -1,4 +1,4 @@
-import type { NodePool } from '../core/node-pool.js';
+import type { NodePool } from '../pool/node-pool.js';
 import { PoolConfigurationError } from '../pool.exceptions.js';
 import type { ReaderState } from '../routing/reader-state.js';
 import { START_UP, type Topology } from './topology.js';

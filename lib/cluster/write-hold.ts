@@ -1,4 +1,4 @@
-import type { NodePool } from '../core/node-pool.js';
+import type { NodePool } from '../pool/node-pool.js';
 import { isConnectionError, isSessionTerminated, neverSent, sqlState } from '../core/errors.js';
 import { classifyFailure, FailureClass } from '../errors/failure-class.js';
 import type { PoolEvent } from '../pool.events.js';

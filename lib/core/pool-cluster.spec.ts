@@ -13,7 +13,7 @@ import type { ReaderState } from '../routing/reader-state.js';
 import { recordEnd, WalHistory } from '../routing/wal-history.js';
 import { FakeClient } from '../../test/support/fake-pg-client.js';
 import { PoolCluster } from './pool-cluster.js';
-import type { NodePool } from './node-pool.js';
+import type { NodePool } from '../pool/node-pool.js';
 
 // Routing decisions of a real PoolCluster whose pools never connect: each node's `query` is
 // replaced by a stub that answers with the node's name (or fails the way a dead server does),

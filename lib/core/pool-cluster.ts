@@ -7,7 +7,7 @@ import { scrubSecrets } from '../config/redact.js';
 import { EndpointRoleError, NodeHungError, ReadOnlyInTransactionError } from '../pool.exceptions.js';
 import type { PoolEvent } from '../pool.events.js';
 import type { TransactionOptions } from '../pool.interfaces.js';
-import { watchLent } from '../transactions/pinned-client.js';
+import { ownError } from '../pool/lent-client.js';
 import type { TransactionHandle } from '../transactions/pinned-transaction.js';
 import { TransactionRunner } from '../transactions/transaction-runner.js';
 import { markWrite, routingStorage, type ScopedTransaction, type RoutingScope } from '../routing/routing-context.js';
@@ -21,7 +21,7 @@ import { warmUp } from '../cluster/warm-up.js';
 import { NodeMonitor } from '../cluster/node-monitor.js';
 import { WriteHold, type Rerun } from '../cluster/write-hold.js';
 import { neverSent } from './errors.js';
-import { isSingleStatement, NodePool, type NodeHost, type QueryInput } from './node-pool.js';
+import { isSingleStatement, NodePool, type NodeHost, type QueryInput } from '../pool/node-pool.js';
 
 /** Which failures prove a held write did not run: a single statement may also have been terminated (57P01). */
 function rerunOf(text: QueryInput): Rerun {
@@ -373,16 +373,14 @@ export class PoolCluster implements NodeHost {
     // Marked once the client is there (what `fn` sends may write, and a read may come before `fn`
     // settles, e.g. a query builder's transaction that resolves before it releases the client) and again at the end.
     if (tracked) markWrite(scope, this.name);
-    const { watch, lent } = watchLent(client);
     let failure: unknown;
     try {
-      return await fn(lent);
+      return await fn(client);
     } catch (err) {
       failure = err;
       throw err;
     } finally {
-      watch.detach();
-      const own = watch.releaseError(failure);
+      const own = ownError(client, failure);
       if (own !== undefined) this.writeFailed(own);
       node.release(client, own);
       if (tracked) markWrite(scope, this.name);

@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
 import { ClusterRegistry } from '../core/cluster-registry.js';
 import { isConnectionError } from '../core/errors.js';
-import type { NodePool } from '../core/node-pool.js';
+import type { NodePool } from '../pool/node-pool.js';
 
 /** A ping's statement deadline lies just past the check's timeout, so the check reports its own timeout first. */
 const PING_GRACE_MS = 50;

@@ -1,5 +1,5 @@
 import { jest } from '@jest/globals';
-import type { NodePool } from '../core/node-pool.js';
+import type { NodePool } from '../pool/node-pool.js';
 import type { PoolEvent } from '../pool.events.js';
 import { AlertMonitor, type AlertHost } from './alerts.monitor.js';
 import { resolveAlertOptions } from './metrics.options.js';

@@ -1,4 +1,4 @@
-import type { NodePool } from '../core/node-pool.js';
+import type { NodePool } from '../pool/node-pool.js';
 import type { PoolCluster } from '../core/pool-cluster.js';
 import type { AlertKind, AlertLevel, PoolEvent } from '../pool.events.js';
 import type { ResolvedAlertOptions } from './metrics.options.js';

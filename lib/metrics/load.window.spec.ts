@@ -1,4 +1,4 @@
-import { LatencyHistogram } from '../core/node-stats.js';
+import { LatencyHistogram } from '../pool/node-stats.js';
 import { LoadWindow, type LoadSource } from './load.window.js';
 
 // A fake pool driven by the test's clock: each step records `rate` acquisitions per second, each

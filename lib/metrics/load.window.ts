@@ -1,4 +1,4 @@
-import { LATENCY_BUCKETS_MS, type LatencyHistogram } from '../core/node-stats.js';
+import { LATENCY_BUCKETS_MS, type LatencyHistogram } from '../pool/node-stats.js';
 
 /** What the window reads from a pool at each sample: the cumulative numbers `NodePool` keeps anyway. */
 export interface LoadSource {

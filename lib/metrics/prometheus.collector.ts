@@ -1,6 +1,6 @@
 import type { Registry, RegistryContentType } from 'prom-client';
-import type { NodePool } from '../core/node-pool.js';
-import { LATENCY_BUCKETS_MS, type LatencyHistogram } from '../core/node-stats.js';
+import type { NodePool } from '../pool/node-pool.js';
+import { LATENCY_BUCKETS_MS, type LatencyHistogram } from '../pool/node-stats.js';
 import type { ReaderState } from '../routing/reader-state.js';
 import type { PoolCluster } from '../core/pool-cluster.js';
 import { PoolError } from '../pool.exceptions.js';

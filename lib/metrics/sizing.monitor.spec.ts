@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
-import type { NodePool } from '../core/node-pool.js';
-import { LatencyHistogram } from '../core/node-stats.js';
+import type { NodePool } from '../pool/node-pool.js';
+import { LatencyHistogram } from '../pool/node-stats.js';
 import type { PoolEvent } from '../pool.events.js';
 import { SizingMonitor, adviseFromLoad, sizingOf, watchPoolLoad, type SizingHost } from './sizing.monitor.js';
 import { resolveLoadSizingOptions } from './sizing.options.js';

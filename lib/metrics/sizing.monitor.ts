@@ -1,4 +1,4 @@
-import type { NodePool } from '../core/node-pool.js';
+import type { NodePool } from '../pool/node-pool.js';
 import type { SizingReport } from '../core/sizing-advisor.js';
 import type { PoolEvent, SizingAdviceKind } from '../pool.events.js';
 import { LoadWindow, type LoadSummary } from './load.window.js';

@@ -2,7 +2,8 @@ import type { EventEmitter } from 'node:events';
 import type { PoolClient, QueryResult } from 'pg';
 import { FakeClient } from '../../test/support/fake-pg-client.js';
 import { resolveOptions } from '../config/resolve-options.js';
-import { NodePool, type NodeHost } from '../core/node-pool.js';
+import { checkoutOf, ownError, releasedWith, setGate } from './lent-client.js';
+import { NodePool, type NodeHost } from './node-pool.js';
 import type { PoolModuleOptions } from '../pool.interfaces.js';
 import { ClientReleasedError, PoolAcquireTimeoutError, PoolStatementTimeoutError } from '../pool.exceptions.js';
 import type { PoolEvent } from '../pool.events.js';
@@ -359,5 +360,57 @@ describe('NodePool (fake client)', () => {
     for (let i = 0; i < 5; i++) await pool.query('SELECT 1').catch(() => undefined);
     expect(pool.status().breaker).toBe('open');
     expect(pool.resting).toBe(true);
+  });
+
+  it("a checkout judges where an error came from: the connection's own, or the caller's", async () => {
+    const { pool } = track(makePool({ max: 1 }));
+    const client = await pool.acquire();
+    const checkout = checkoutOf(client)!;
+    const thrown = Object.assign(new Error('fetch failed'), { code: 'ECONNRESET' });
+    expect(ownError(client, thrown)).toBeUndefined();
+    const sqlError = new Error('a rule of the caller');
+    expect(ownError(client, sqlError)).toBe(sqlError);
+    FakeClient.failOn = /^SELECT 2/;
+    const produced = await client.query('SELECT 2').then(() => undefined, (e: unknown) => e);
+    expect(checkout.raised(produced)).toBe(true);
+    expect(checkout.failed).toBe(false);
+    FakeClient.instances.at(-1)!.end();
+    expect(checkout.failed).toBe(true);
+    expect(checkout.releaseError(undefined)).toBeInstanceOf(Error);
+    pool.release(client, checkout.releaseError(undefined));
+    expect(pool.state()).toMatchObject({ total: 0 });
+  });
+
+  it("pg-pool's release(err) rule through a holder (db.routedPool's client) closes the connection, as the handle's own release(err)", async () => {
+    const { pool } = track(makePool({ max: 1 }));
+    const client = await pool.acquire();
+    const id = (await client.query('SELECT 1')).rows[0].client;
+    releasedWith(client, false);
+    pool.release(client);
+    const again = await pool.acquire();
+    expect((await again.query('SELECT 1')).rows[0].client).toBe(id);
+    releasedWith(again, true);
+    pool.release(again);
+    expect(await clientOf(pool.query('SELECT 1'))).not.toBe(id);
+  });
+
+  it("a gated handle (a transaction's): the gate refuses statements first, hears their errors, and release() is left to its owner", async () => {
+    const { pool } = track(makePool({ max: 1 }));
+    const client = await pool.acquire();
+    const heard: unknown[] = [];
+    const state: { refusal: Error | undefined } = { refusal: undefined };
+    setGate(client, { refusal: () => state.refusal, produced: (err) => heard.push(err) });
+    FakeClient.failOn = /^SELECT 2/;
+    await expect(client.query('SELECT 2')).rejects.toMatchObject({ code: '42501' });
+    expect(heard).toHaveLength(1);
+    client.release();
+    client.release();
+    expect(pool.state()).toMatchObject({ inUse: 1 });
+    const ended = new Error('the transaction ended');
+    state.refusal = ended;
+    await expect(client.query('SELECT 1')).rejects.toBe(ended);
+    pool.release(client);
+    await expect(client.query('SELECT 1')).rejects.toBe(ended);
+    expect(pool.state()).toMatchObject({ inUse: 0, idle: 1 });
   });
 });

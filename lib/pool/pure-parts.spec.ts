@@ -33,6 +33,25 @@ describe('ConnectionBag', () => {
     expect(bag.items().sort()).toEqual(['a', 'c']);
     expect(bag.idle).toBe(0);
   });
+
+  it('requite gives a connection to the oldest waiter, else to the idle stack; waiters fail together', () => {
+    const bag = new ConnectionBag<string>();
+    const got: string[] = [];
+    bag.add('a');
+    bag.wait(performance.now() + 60_000, (_err, item) => got.push(`1:${item}`));
+    bag.wait(performance.now() + 60_000, (_err, item) => got.push(`2:${item}`));
+    expect(bag.waiting).toBe(2);
+    expect(bag.requite('a')).toBe(false);
+    expect(got).toEqual(['1:a']);
+    expect(bag.nextWaiter()).toBeDefined();
+    expect(bag.requite('a')).toBe(true);
+    expect(bag.idle).toBe(1);
+    const failed: unknown[] = [];
+    bag.wait(performance.now() + 60_000, (err) => failed.push(err?.message));
+    bag.rejectWaiters(new Error('ended'));
+    expect(failed).toEqual(['ended']);
+    expect(bag.waiting).toBe(0);
+  });
 });
 
 describe('AcquireQueue', () => {

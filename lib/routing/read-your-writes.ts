@@ -1,5 +1,5 @@
 import type { ResolvedOptions } from '../config/resolve-options.js';
-import type { NodePool } from '../core/node-pool.js';
+import type { NodePool } from '../pool/node-pool.js';
 import { DEFAULT_DATABASE } from '../pool.constants.js';
 import { TransactionInProgressError } from '../pool.exceptions.js';
 import type { Eligibility } from './eligibility.js';

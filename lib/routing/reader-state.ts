@@ -1,4 +1,4 @@
-import type { NodePool } from '../core/node-pool.js';
+import type { NodePool } from '../pool/node-pool.js';
 
 /**
  * What routing knows about one node as a reader: every node has one, the primary too, since a

@@ -2,10 +2,10 @@ import type { PoolClient, QueryResult, QueryResultRow } from 'pg';
 import type { ReaderState } from './reader-state.js';
 import { isReadOnlyViolation, neverSent } from '../core/errors.js';
 import { breaksConnection, leavesRotation, retryElsewhere } from '../errors/failure-class.js';
-import type { NodePool, QueryInput } from '../core/node-pool.js';
+import type { NodePool, QueryInput } from '../pool/node-pool.js';
 import type { ResolvedOptions } from '../config/resolve-options.js';
 import { NoReplicaAvailableError } from '../pool.exceptions.js';
-import { watchLent } from '../transactions/pinned-client.js';
+import { ownError } from '../pool/lent-client.js';
 import type { Eligibility } from './eligibility.js';
 import type { ReadYourWrites } from './read-your-writes.js';
 import type { ReplicaPicker } from './replica-strategies.js';
@@ -95,16 +95,14 @@ export class ReplicaReads {
       client = await node.acquire();
     }
     const scope = node === host.primary && host.options.routing.consistency === 'read-your-writes' ? routingStorage.getStore() : undefined;
-    const { watch, lent } = watchLent(client);
     let error: unknown;
     try {
-      return await fn(lent);
+      return await fn(client);
     } catch (err) {
       error = err;
       throw node.role === 'replica' ? this.#explain(err, node) : err;
     } finally {
-      watch.detach();
-      node.release(client, watch.releaseError(error));
+      node.release(client, ownError(client, error));
       // On the primary, what `fn` ran may have written (a forgotten readOnly): it counts for read-your-writes.
       if (scope !== undefined) markWrite(scope, host.name);
     }

@@ -3,7 +3,7 @@ import pg from 'pg';
 import type { PoolClient, QueryConfig, QueryResult } from 'pg';
 import type { PoolCluster } from '../core/pool-cluster.js';
 import { isConnectionError, sqlState } from '../core/errors.js';
-import { discards, RELEASED_TWICE } from '../pool/lent-client.js';
+import { discards, RELEASED_TWICE, releasedWith } from '../pool/lent-client.js';
 import { callBack } from '../pool/node-callback.js';
 import { PoolError } from '../pool.exceptions.js';
 import { routingStorage } from './routing-context.js';
@@ -146,6 +146,8 @@ export class RoutedClient extends EventEmitter {
       .then(
         (l) => {
           l.client.off('error', this.#forwardError);
+          // pg-pool's rule, applied by the lent handle itself as its own release(err) would.
+          releasedWith(l.client, err);
           l.give(discardReason(err, this.#broken));
         },
         () => undefined,

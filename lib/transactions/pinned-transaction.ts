@@ -1,8 +1,9 @@
 import type { PoolClient, QueryResult, QueryResultRow } from 'pg';
-import type { NodePool, QueryInput } from '../core/node-pool.js';
+import type { NodePool, QueryInput } from '../pool/node-pool.js';
 import { TransactionEndedError, type TransactionOutcome } from '../pool.exceptions.js';
 import type { TransactionOptions } from '../pool.interfaces.js';
-import { ClientWatch, guardClient, type ClientGate } from './pinned-client.js';
+import { Checkout, checkoutOf, setGate, type LendGate } from '../pool/lent-client.js';
+import { sendAsync } from '../pool/statement-deadline.js';
 
 export interface QueryRunner {
   query<R extends QueryResultRow = any>(text: QueryInput, values?: unknown[]): Promise<QueryResult<R>>;
@@ -22,10 +23,12 @@ export type TransactionState = 'open' | 'committing' | 'ended';
 
 /**
  * A transaction pinned to one primary client, visible (through the routing scope) to everything
- * called inside it. It owns the client until it ends; after that, every statement that still
- * reaches it (a sibling promise, a timer, a kept `tx.client`) rejects with `TransactionEndedError`.
+ * called inside it. It is the lifecycle gate of the client's lent handle: it owns the client until
+ * it ends (the handle's `release()` does nothing); after that, every statement that still reaches
+ * it (a sibling promise, a timer, a kept `tx.client`) rejects with `TransactionEndedError`. Where
+ * an error came from is the handle's checkout's to say (`checkout`).
  */
-export class PinnedTransaction implements ClientGate {
+export class PinnedTransaction implements LendGate {
   #state: TransactionState = 'open';
   #outcome: TransactionOutcome = 'committing';
   /** The first error a statement of this transaction produced: the one that aborted it, if it was. */
@@ -34,7 +37,8 @@ export class PinnedTransaction implements ClientGate {
   rollbackOnly: { cause: unknown } | undefined;
   /** `readOnlyInTransaction: 'warn'` logged once for this transaction. */
   warned = false;
-  readonly watch: ClientWatch;
+  /** The checkout behind the client: whether the connection failed, and which errors came from it. */
+  readonly checkout: Checkout;
   readonly handle: TransactionHandle;
 
   constructor(
@@ -43,9 +47,9 @@ export class PinnedTransaction implements ClientGate {
     readonly raw: PoolClient,
     readonly options: TransactionOptions,
   ) {
-    this.watch = new ClientWatch(raw);
-    const client = guardClient(raw, this, () => undefined);
-    this.handle = { client, query: (text, values) => this.query(text, values) };
+    this.checkout = checkoutOf(raw) ?? new Checkout(undefined);
+    setGate(raw, this);
+    this.handle = { client: raw, query: (text, values) => this.query(text, values) };
   }
 
   get readOnly(): boolean {
@@ -70,9 +74,15 @@ export class PinnedTransaction implements ClientGate {
     const refused = this.refusal();
     if (refused !== undefined) return Promise.reject(refused);
     return this.node.run<R>(this.raw, text, values, false).catch((err: unknown) => {
-      this.produced(err);
+      this.checkout.produced(err);
       throw err;
     });
+  }
+
+  /** ROLLBACK from the runner, past the gate (which refuses everyone else once the transaction ended). */
+  rollback(): Promise<unknown> {
+    const conn = this.checkout.conn;
+    return conn === undefined ? this.raw.query('ROLLBACK') : sendAsync(conn, 'ROLLBACK', undefined);
   }
 
   /** From now on only the runner talks to the client: COMMIT is on its way. */
@@ -86,9 +96,8 @@ export class PinnedTransaction implements ClientGate {
     this.#outcome = outcome;
   }
 
-  /** Records an error a statement of this transaction produced. */
+  /** `LendGate`: an error a statement of this transaction produced (the first is the one that aborted it, if it was). */
   produced(err: unknown): void {
-    this.watch.produced(err);
     this.#firstError ??= err;
   }
 }

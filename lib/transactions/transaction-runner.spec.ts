@@ -1,47 +1,57 @@
+import type pg from 'pg';
 import type { PoolClient } from 'pg';
 import { FakeClient } from '../../test/support/fake-pg-client.js';
-import type { NodePool } from '../core/node-pool.js';
+import { lend } from '../pool/lent-client.js';
+import type { NodePool } from '../pool/node-pool.js';
+import { PooledConnection } from '../pool/pooled-connection.js';
+import { sendAsync } from '../pool/statement-deadline.js';
 import { TransactionEndedError, TransactionOptionsConflictError, TransactionRolledBackError } from '../pool.exceptions.js';
 import type { TransactionHandle } from './pinned-transaction.js';
 import { TransactionRunner } from './transaction-runner.js';
 
 // The transaction lifecycle on a fake client that answers like PostgreSQL: which statements reach
 // the connection (BEGIN, COMMIT or ROLLBACK), what the transaction resolves or rejects with, and
-// which error the client is given back with. The real-cluster behaviour is in
+// which error the client is given back with, on the handle the node pool lends. The real-cluster behaviour is in
 // test/transactions-lifecycle.e2e-spec.ts.
 
 const divisionByZero = () => Object.assign(new Error('division by zero'), { code: '22012' });
 const refused = () => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:9'), { code: 'ECONNREFUSED' });
 
+/** A transaction's client as the node pool lends it: the one lent handle over a pooled connection of a fake pg client. */
 function setup() {
   FakeClient.reset();
   FakeClient.failOn = /^SELECT 1\/0$/;
   FakeClient.failWith = divisionByZero;
-  const client = new FakeClient();
+  const conn = new PooledConnection({}, FakeClient as unknown as typeof pg.Client, 0, () => undefined);
+  const client = conn.client as unknown as FakeClient;
+  const handle = lend(conn, { database: 'default', name: 'primary', giveBackLent: () => undefined });
   const released: unknown[][] = [];
   const node = {
     name: 'primary',
     counters: { routedWrites: 0 },
-    begin: (sql: string) => client.query(sql).then(() => client as unknown as PoolClient),
-    run: (c: PoolClient, text: string) => (c as unknown as FakeClient).query(text),
+    begin: (sql: string) => handle.query(sql).then(() => handle),
+    // As NodePool.run: on the connection, past the handle's gate.
+    run: (_c: PoolClient, text: string) => sendAsync(conn, text, undefined),
     release: (...args: unknown[]) => released.push(args),
   } as unknown as NodePool;
   const runner = new TransactionRunner({ name: 'default', beginOnWriter: (begin) => begin(node).then((c) => ({ node, client: c })), writeFailed: () => undefined, options: { routing: { consistency: 'read-your-writes' } } });
-  return { client, released, runner };
+  return { client, handle, released, runner };
 }
 
 const outcome = (p: Promise<unknown>) => p.then(() => 'resolved', (err: unknown) => err);
 
 describe('TransactionRunner', () => {
   it('commits when every statement succeeded', async () => {
-    const { client, released, runner } = setup();
+    const { client, handle, released, runner } = setup();
     await expect(runner.run((tx) => tx.query('INSERT 1').then(() => 'ok'))).resolves.toBe('ok');
     expect(client.sent).toEqual(['BEGIN', 'INSERT 1', 'COMMIT']);
-    expect(released).toEqual([[client, undefined]]);
+    expect(released).toHaveLength(1);
+    expect(released[0]![0]).toBe(handle);
+    expect(released[0]![1]).toBeUndefined();
   });
 
   it('sends ROLLBACK, not COMMIT, for an aborted transaction and rejects with the statement error as cause', async () => {
-    const { client, released, runner } = setup();
+    const { client, handle, released, runner } = setup();
     const err = await outcome(
       runner.run(async (tx) => {
         await tx.query('INSERT 1');
@@ -51,7 +61,9 @@ describe('TransactionRunner', () => {
     expect(err).toBeInstanceOf(TransactionRolledBackError);
     expect(err).toMatchObject({ sqlState: '22012', cause: { code: '22012' } });
     expect(client.sent).toEqual(['BEGIN', 'INSERT 1', 'SELECT 1/0', 'ROLLBACK']);
-    expect(released).toEqual([[client, undefined]]);
+    expect(released).toHaveLength(1);
+    expect(released[0]![0]).toBe(handle);
+    expect(released[0]![1]).toBeUndefined();
   });
 
   it('treats a COMMIT answered with the ROLLBACK tag as a rollback', async () => {
@@ -96,15 +108,17 @@ describe('TransactionRunner', () => {
   });
 
   it('rolls back and gives a healthy client back after a connection-class error the callback itself threw', async () => {
-    const { client, released, runner } = setup();
+    const { client, handle, released, runner } = setup();
     const err = refused();
     await expect(runner.run(() => Promise.reject(err))).rejects.toBe(err);
     expect(client.sent).toEqual(['BEGIN', 'ROLLBACK']);
-    expect(released).toEqual([[client, undefined]]);
+    expect(released).toHaveLength(1);
+    expect(released[0]![0]).toBe(handle);
+    expect(released[0]![1]).toBeUndefined();
   });
 
   it('skips ROLLBACK and gives the client back with its own failure when the client failed', async () => {
-    const { client, released, runner } = setup();
+    const { client, handle, released, runner } = setup();
     const broken = Object.assign(new Error('Connection terminated unexpectedly'), {});
     const err = await outcome(
       runner.run(() => {
@@ -114,6 +128,7 @@ describe('TransactionRunner', () => {
     );
     expect((err as Error).message).toBe('wrapped by the caller');
     expect(client.sent).toEqual(['BEGIN']);
+    expect(released[0]![0]).toBe(handle);
     expect(released[0]![1]).toBeInstanceOf(Error);
   });
 

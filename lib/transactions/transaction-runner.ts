@@ -1,5 +1,5 @@
 import type { PoolClient } from 'pg';
-import type { NodePool } from '../core/node-pool.js';
+import type { NodePool } from '../pool/node-pool.js';
 import { isConnectionError, sqlState } from '../core/errors.js';
 import { TransactionRolledBackError } from '../pool.exceptions.js';
 import type { TransactionOptions } from '../pool.interfaces.js';
@@ -49,7 +49,7 @@ export class TransactionRunner {
         result = await runInTransaction(tx, () => fn(tx.handle));
       } catch (err) {
         tx.ended('rolled back');
-        releaseError = (await this.#rollback(tx)) ?? tx.watch.releaseError(err);
+        releaseError = (await this.#rollback(tx)) ?? tx.checkout.releaseError(err);
         throw err;
       }
       const outcome = await this.#commit(tx);
@@ -58,7 +58,6 @@ export class TransactionRunner {
       if (outcome.error !== undefined) throw outcome.error;
       return result;
     } finally {
-      tx.watch.detach();
       if (releaseError !== undefined) this.host.writeFailed(releaseError);
       node.release(raw, releaseError);
     }
@@ -86,7 +85,7 @@ export class TransactionRunner {
     const aborted = typeof raw.getTransactionStatus === 'function' && raw.getTransactionStatus() === 'E';
     if (tx.rollbackOnly !== undefined || aborted) {
       tx.ended('rolled back');
-      const releaseError = tx.watch.failed ? tx.watch.releaseError(undefined) : await this.#rollback(tx);
+      const releaseError = tx.checkout.failed ? tx.checkout.releaseError(undefined) : await this.#rollback(tx);
       const error =
         tx.rollbackOnly !== undefined
           ? new TransactionRolledBackError(tx.database, `a joined inner transaction threw (${describe(tx.rollbackOnly.cause)})`, tx.rollbackOnly.cause)
@@ -118,7 +117,7 @@ export class TransactionRunner {
 
   /** Sends ROLLBACK (bounded); returns the error to release the client with, if it failed. */
   async #rollback(tx: PinnedTransaction): Promise<unknown> {
-    if (tx.watch.failed) return tx.watch.releaseError(undefined);
+    if (tx.checkout.failed) return tx.checkout.releaseError(undefined);
     let timer: NodeJS.Timeout | undefined;
     const hung = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
@@ -127,7 +126,7 @@ export class TransactionRunner {
       timer.unref();
     });
     try {
-      await Promise.race([tx.raw.query('ROLLBACK'), hung]);
+      await Promise.race([tx.rollback(), hung]);
       return undefined;
     } catch (err) {
       return err;

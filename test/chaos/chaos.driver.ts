@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { PoolAcquireTimeoutError, type DatabaseService } from 'nestjs-pg-pools';
-import type { NodePool } from '../../lib/core/node-pool.js';
+import type { NodePool } from '../../lib/pool/node-pool.js';
 import { startApp, type TestApp } from '../support/app.js';
 import { adminQuery, clusterConfig, clusterCtl, nodeOptions, replicaOptions, type PgNodeName } from '../support/cluster.js';
 import { poolSessions, sessions, terminateSessionPids, type SessionRow } from '../support/sessions.js';
