@@ -27,7 +27,7 @@ export const LAYERS = [
   ['pool', ['pool/']],
   ['config', ['config/', '*.options.ts']],
   ['session', ['session/']],
-  ['declarations, errors', ['pool.interfaces.ts', 'pool.exceptions.ts', 'pool.events.ts', 'pool.constants.ts', 'errors/', 'core/errors.ts']],
+  ['declarations, errors', ['pool.interfaces.ts', 'pool-sections.interfaces.ts', 'pool.exceptions.ts', 'pool.events.ts', 'pool.constants.ts', 'errors/', 'core/errors.ts']],
 ];
 
 /**

@@ -144,7 +144,7 @@ describe('option doc comments', () => {
   };
 
   it('state the default the schema declares', () => {
-    const stated = new Map([...interfaceDefaults(readFileSync(path.join(root, 'lib/pool.interfaces.ts'), 'utf8')), ...interfaceDefaults(readFileSync(path.join(root, 'lib/health/health.interfaces.ts'), 'utf8'))]);
+    const stated = new Map([...interfaceDefaults(readFileSync(path.join(root, 'lib/pool.interfaces.ts'), 'utf8')), ...interfaceDefaults(readFileSync(path.join(root, 'lib/pool-sections.interfaces.ts'), 'utf8')), ...interfaceDefaults(readFileSync(path.join(root, 'lib/health/health.interfaces.ts'), 'utf8'))]);
     const wrong: string[] = [];
     let checked = 0;
     for (const [name, section] of Object.entries(sections)) {

@@ -19,15 +19,9 @@ import type { ReaderState } from '../routing/reader-state.js';
 import { Topology } from '../cluster/topology.js';
 import { warmUp } from '../cluster/warm-up.js';
 import { NodeMonitor } from '../cluster/node-monitor.js';
-import { WriteHold, type Rerun } from '../cluster/write-hold.js';
-import { neverSent } from './errors.js';
-import { isSingleStatement, NodePool, type NodeHost, type QueryInput } from '../pool/node-pool.js';
-
-/** Which failures prove a held write did not run: a single statement may also have been terminated (57P01). */
-function rerunOf(text: QueryInput): Rerun {
-  const single = typeof text === 'string' || typeof (text as { text?: unknown } | null)?.text === 'string' ? isSingleStatement(text) : false;
-  return single ? 'terminated' : 'refused';
-}
+import { WriteHold } from '../cluster/write-hold.js';
+import { WritePath } from '../cluster/write-path.js';
+import { NodePool, type NodeHost, type QueryInput } from '../pool/node-pool.js';
 
 /**
  * All pools of one database (primary + replicas): sends each statement where its scope says
@@ -51,6 +45,7 @@ export class PoolCluster implements NodeHost {
   readonly #transactions = new TransactionRunner(this);
   readonly #monitor: NodeMonitor | undefined;
   readonly #hold: WriteHold;
+  readonly #writes: WritePath;
 
   constructor(readonly options: ResolvedOptions) {
     this.logger = new Logger(`PoolModule:${options.database}`);
@@ -59,6 +54,7 @@ export class PoolCluster implements NodeHost {
     this.topology = new Topology(primary, replicas, options.failover, this);
     this.#lagWriter = primary;
     this.#hold = new WriteHold(this, options.failover.holdWritesMs);
+    this.#writes = new WritePath(this, this.#hold);
     const routing = options.routing;
     this.#lag = new LagMonitor(this, routing, options.lazy);
     this.#set = new ReplicaSet(this, [primary, ...replicas], routing, this.#lag);
@@ -200,61 +196,9 @@ export class PoolCluster implements NodeHost {
     return this.#reads.readAt<R>(undefined, text, values);
   }
 
-  /**
-   * Runs a statement on the primary and remembers the write for read-your-writes once it settled,
-   * unless it was refused before it reached the server (open breaker, acquire timeout, connect failure).
-   */
+  /** Runs a statement on the primary (see `WritePath.write`). */
   write<R extends QueryResultRow = any>(scope: RoutingScope | undefined, text: QueryInput, values?: unknown[]): Promise<QueryResult<R>> {
-    const startedAt = Date.now();
-    const tracked = scope !== undefined && this.options.routing.consistency === 'read-your-writes';
-    const send = (node: NodePool): Promise<QueryResult<R>> => {
-      node.counters.routedWrites++;
-      return this.#hold.watch(node.query<R>(text, values));
-    };
-    if (this.#hold.changing) {
-      const held = this.#hold.run(startedAt, send, rerunOf(text));
-      return tracked ? this.#tracked(scope, held) : held;
-    }
-    // The usual path: the statement goes to the write node now, and one handler pair on the
-    // driver's promise does what the hold, the role check and read-your-writes need (each of their
-    // links would cost a promise, and a turn of the microtask queue, per statement).
-    let node: NodePool;
-    try {
-      node = this.topology.requireWriter();
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    const discovering = this.topology.discovering;
-    if (!discovering && !tracked) return send(node);
-    const changes = this.#hold.changes;
-    node.counters.routedWrites++;
-    return node.query<R>(text, values).then(
-      tracked
-        ? (res) => {
-            markWrite(scope, this.name);
-            return res;
-          }
-        : undefined,
-      (err: unknown) => {
-        if (discovering) this.#hold.writeFailed(err);
-        const again = this.#hold.recover(startedAt, rerunOf(text), node, changes, err, send);
-        return tracked ? this.#tracked(scope, again) : again;
-      },
-    );
-  }
-
-  /** `write` for read-your-writes: the scope remembers the write once it settled, unless it never reached the server. */
-  #tracked<R extends QueryResultRow>(scope: RoutingScope, sent: Promise<QueryResult<R>>): Promise<QueryResult<R>> {
-    return sent.then(
-      (res) => {
-        markWrite(scope, this.name);
-        return res;
-      },
-      (err: unknown) => {
-        if (!neverSent(err)) markWrite(scope, this.name);
-        throw err;
-      },
-    );
+    return this.#writes.write<R>(scope, text, values);
   }
 
   /** Runs a read on a usable replica (retrying once elsewhere on a connection error), else the primary. */
@@ -397,25 +341,9 @@ export class PoolCluster implements NodeHost {
     return this.#transactions.run(fn, options);
   }
 
-  /**
-   * Takes a client of the write node and sends `begin` on it; while the primary is changing, waits
-   * for it (`failover.holdWritesMs`): nothing of the transaction ran before its BEGIN succeeded.
-   */
+  /** Takes a client of the write node and sends `begin` on it, through the write hold (see `WritePath.begin`). */
   beginOnWriter(begin: (node: NodePool) => Promise<PoolClient>): Promise<{ node: NodePool; client: PoolClient }> {
-    return this.#hold.run(
-      Date.now(),
-      (node) => {
-        node.counters.routedWrites++;
-        return begin(node).then(
-          (client) => ({ node, client }),
-          (err: unknown) => {
-            this.writeFailed(err);
-            throw err;
-          },
-        );
-      },
-      'unsent',
-    );
+    return this.#writes.begin(begin);
   }
 
   /** A write (or its acquire) failed on the write node: a connection loss or 25006 triggers a role check. */

@@ -2,17 +2,13 @@ import type { NodePool } from '../pool/node-pool.js';
 import type { PoolCluster } from '../core/pool-cluster.js';
 import type { AlertKind, AlertLevel, PoolEvent } from '../pool.events.js';
 import type { ResolvedAlertOptions } from './metrics.options.js';
+import type { MonitoredDatabase } from './monitored-database.js';
 
 type AlertEvent = Extract<PoolEvent, { type: 'alert' }>;
 
 /** What the monitor needs from a database; `PoolCluster` is one. */
-export interface AlertHost {
-  readonly name: string;
-  readonly nodes: readonly NodePool[];
-  readonly closed: boolean;
-  readonly emitting: boolean;
+export interface AlertHost extends MonitoredDatabase {
   readonly options: { readonly alerts: ResolvedAlertOptions };
-  emit(event: PoolEvent): void;
   readonly logger: { warn(message: string): void; error(message: string): void };
 }
 

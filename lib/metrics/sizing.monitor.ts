@@ -3,6 +3,7 @@ import type { SizingReport } from '../core/sizing-advisor.js';
 import type { PoolEvent, SizingAdviceKind } from '../pool.events.js';
 import { LoadWindow, type LoadSummary } from './load.window.js';
 import type { ResolvedLoadSizingOptions } from './sizing.options.js';
+import type { MonitoredDatabase } from './monitored-database.js';
 
 type SizingEvent = Extract<PoolEvent, { type: 'sizing-advice' }>;
 
@@ -28,13 +29,8 @@ export interface NodeSizing extends LoadSummary {
 }
 
 /** What the monitor needs from a database; `PoolCluster` is one. */
-export interface SizingHost {
-  readonly name: string;
-  readonly nodes: readonly NodePool[];
-  readonly closed: boolean;
-  readonly emitting: boolean;
+export interface SizingHost extends MonitoredDatabase {
   readonly options: { readonly loadSizing: ResolvedLoadSizingOptions };
-  emit(event: PoolEvent): void;
   readonly logger: { warn(message: string): void };
   /** Replica ban state (`PoolCluster` has it): a banned node is out of rotation. */
   readonly replicas?: ReadonlyArray<{ readonly node: NodePool; readonly bannedUntil: number }>;

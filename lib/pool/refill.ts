@@ -108,7 +108,7 @@ export class Refill implements RefillPart {
 
   /**
    * Opens connections until the pool holds `min` again; a failure retries with exponential
-   * backoff and jitter. The breaker rules (README "Circuit breaker"): while it is closed, a round
+   * backoff and jitter. The breaker rules (docs/options.md, "Circuit breaker, metrics, alerts, load sizing"): while it is closed, a round
    * that fails counts as one failure (however many connects it made); while it is open the
    * refill waits for `retryAt` and then is the half-open trial itself (one connect): a success
    * closes it, a failure reopens it for another `resetTimeoutMs`.
