@@ -2,7 +2,7 @@
 // are ESM-only. NEST_COMPAT=11 maps every @nestjs/* import to test/nest11/node_modules so the
 // same e2e suite also runs against NestJS 11 (see scripts/nest11.sh). rxjs, reflect-metadata and pg
 // are not installed there, so the NestJS 11 packages resolve the root copies: one instance of each
-// (test/compat.e2e-spec.ts checks it).
+// (test/module/compat.e2e-spec.ts checks it).
 import { createDefaultEsmPreset } from 'ts-jest';
 
 const preset = createDefaultEsmPreset({ tsconfig: '<rootDir>/tsconfig.spec.json' });

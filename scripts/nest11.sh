@@ -17,11 +17,11 @@ stamp="$compat_dir/node_modules/.installed-from-lockfile.sha256"
 # The files of the subset, as Jest path regexes. A pattern that matches no file is skipped by
 # Jest, so the run must pass at least subset_tests tests (scripts/assert-test-count.mjs).
 subset=(
-  'test/compat\.e2e-spec\.ts$'
-  'test/module-[^/]*\.e2e-spec\.ts$'
-  'test/routing-[^/]*\.e2e-spec\.ts$'
-  'test/health-[^/]*\.e2e-spec\.ts$'
-  'test/metrics-prometheus-interop\.e2e-spec\.ts$'
+  '/compat\.e2e-spec\.ts$'
+  '/module-[^/]*\.e2e-spec\.ts$'
+  '/routing-[^/]*\.e2e-spec\.ts$'
+  '/health-[^/]*\.e2e-spec\.ts$'
+  '/metrics-prometheus-interop\.e2e-spec\.ts$'
 )
 subset_tests=102
 

@@ -19,14 +19,14 @@ target="$root/.node/$line"
 # metrics integrations (OpenTelemetry, @willsoto/nestjs-prometheus). About a quarter
 # of the suite's run time; the whole suite runs on the default Node.
 subset=(
-  'test/lifecycle-(startup|shutdown)\.e2e-spec\.ts$'
-  'test/module-database-service\.e2e-spec\.ts$'
-  'test/routing-(strategies|scope)\.e2e-spec\.ts$'
-  'test/events-pool\.e2e-spec\.ts$'
-  'test/hygiene-(release|validation)\.e2e-spec\.ts$'
-  'test/health-indicator\.e2e-spec\.ts$'
-  'test/tls-connections\.e2e-spec\.ts$'
-  'test/metrics-(opentelemetry|prometheus-interop)\.e2e-spec\.ts$'
+  '/lifecycle-(startup|shutdown)\.e2e-spec\.ts$'
+  '/module-database-service\.e2e-spec\.ts$'
+  '/routing-(strategies|scope)\.e2e-spec\.ts$'
+  '/events-pool\.e2e-spec\.ts$'
+  '/hygiene-(release|validation)\.e2e-spec\.ts$'
+  '/health-indicator\.e2e-spec\.ts$'
+  '/tls-connections\.e2e-spec\.ts$'
+  '/metrics-(opentelemetry|prometheus-interop)\.e2e-spec\.ts$'
 )
 # Tests the subset must run and pass (README's Node.js row quotes it; test/figures.spec.ts checks that).
 subset_tests=85

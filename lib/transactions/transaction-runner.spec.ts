@@ -12,7 +12,7 @@ import { TransactionRunner } from './transaction-runner.js';
 // The transaction lifecycle on a fake client that answers like PostgreSQL: which statements reach
 // the connection (BEGIN, COMMIT or ROLLBACK), what the transaction resolves or rejects with, and
 // which error the client is given back with, on the handle the node pool lends. The real-cluster behaviour is in
-// test/transactions-lifecycle.e2e-spec.ts.
+// test/module/transactions-lifecycle.e2e-spec.ts.
 
 const divisionByZero = () => Object.assign(new Error('division by zero'), { code: '22012' });
 const refused = () => Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:9'), { code: 'ECONNREFUSED' });

@@ -7,7 +7,7 @@ import { poolSessions, sessions, terminateSessionPids, type SessionRow } from '.
 import { sleep, waitFor, within } from '../support/wait.js';
 import { freezeNode } from './freeze.js';
 
-// The chaos driver behind `npm run chaos` (full) and test/chaos.e2e-spec.ts (short): one Nest
+// The chaos driver behind `npm run chaos` (full) and test/chaos/chaos.e2e-spec.ts (short): one Nest
 // application with a primary + two replicas under a steady mixed load (reads on replicas, writes
 // and transactions on the primary), and five disruptions of the real cluster:
 //   (a) kill -9 a replica, then start it again;

@@ -6,7 +6,7 @@ export { TIME_MARGIN_MS };
 // The goals the chaos suite states (docs/CHAOS.md, docs/failover.md, "Failure handling" and "Hung nodes"),
 // each with the number it claims and the margin it is checked with. `npm run chaos` prints them
 // with what was measured and fails when one is missed; the short forms in `npm test`
-// (test/chaos.e2e-spec.ts, test/chaos-freeze.e2e-spec.ts) check the same goals for their rows.
+// (test/chaos/chaos.e2e-spec.ts, test/chaos/chaos-freeze.e2e-spec.ts) check the same goals for their rows.
 
 export interface ChaosGoal {
   scenario: ScenarioName;

@@ -46,7 +46,7 @@ ${renderGoals(run)}
 
 Reproduce: \`${COMMAND}\` (it starts the cluster first; \`PGPOOLS_CLUSTER_OFFSET=N\` runs it on an independent copy of the
 cluster with every port shifted by N×10). The suite kills and restarts nodes and starts every node again before it returns.
-A short form of scenarios (a)–(e) checking the same goals runs in \`npm test\` (\`test/chaos.e2e-spec.ts\`).
+A short form of scenarios (a)–(e) checking the same goals runs in \`npm test\` (\`test/chaos/chaos.e2e-spec.ts\`).
 
 ## Hung nodes (SIGSTOP)
 
@@ -63,7 +63,7 @@ ${freezeFacts(frozen)}
 
 ${renderGoals(frozen)}
 
-A short form of (f) and (g) checking the same goals runs in \`npm test\` (\`test/chaos-freeze.e2e-spec.ts\`), with also:
+A short form of (f) and (g) checking the same goals runs in \`npm test\` (\`test/chaos/chaos-freeze.e2e-spec.ts\`), with also:
 (f) read rate during the freeze at least half the rate before, slowest read ≤ 2 s.
 *(db.transaction)* in the notes marks failures of the load's transactions.
 `;

@@ -48,7 +48,7 @@ ${renderPatroniTable(results)}
   Patroni published it, 0 failed reads, the killed node back in reads ≤ 1 s after it is in recovery again.
 
 Reproduce: \`${COMMAND}\` (it starts the Patroni cluster first; about 10 s the first time). A short form (one switchover, one
-failover, multi-host URL) runs in \`npm test\` (\`test/patroni-failover.e2e-spec.ts\`, about 45 s).
+failover, multi-host URL) runs in \`npm test\` (\`test/failover/patroni-failover.e2e-spec.ts\`, about 45 s).
 ${END}`;
 }
 

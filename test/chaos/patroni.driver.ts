@@ -5,7 +5,7 @@ import { inRecovery, patroni, patroniCtl, patroniNodeAt, patroniNodes, patroniQu
 import { sleep } from '../support/wait.js';
 import { isConnectionError, isSessionTerminated, neverSent } from '../../lib/core/errors.js';
 
-// The Patroni chaos driver behind `npm run chaos:patroni` (full) and test/patroni-failover.e2e-spec.ts
+// The Patroni chaos driver behind `npm run chaos:patroni` (full) and test/failover/patroni-failover.e2e-spec.ts
 // (short): one Nest application on the Patroni cluster of scripts/patroni.sh under 8 writer and
 // 8 reader loops, through a planned switchover (`patronictl switchover`) or a failover (SIGKILL of
 // the leader's Patroni and postmaster, then the killed node rejoins). Every node it stops is
