@@ -258,3 +258,38 @@ export interface LoadSizingOptions {
   /** Log each warning through Nest's `Logger` (context `PoolModule:<database>`); `false` only emits the event. Default: `true`. */
   log?: boolean;
 }
+
+/** A value a session setting takes (sent as text). */
+export type SessionSettingValue = string | number | boolean;
+
+/**
+ * The role and settings every statement of a scope runs with, applied inside a transaction with
+ * `set_config(…, true)` (`SET LOCAL` semantics): they end with it, so they hold behind PgBouncer
+ * in transaction mode and never outlive the statement's transaction.
+ */
+export interface SessionContext {
+  /** Role the statements run as (`SET LOCAL ROLE`); the login role must be a member of it. */
+  role?: string;
+  /** Settings such as `{ 'app.tenant_id': 'tenant-A' }` (custom names need a dot). */
+  settings?: Readonly<Record<string, SessionSettingValue>>;
+  /** Names of settings whose values never appear in logs (added to the module's `session.secret`). */
+  secret?: readonly string[];
+}
+
+/** The `session` option of `PoolModule`. */
+export interface SessionOptions {
+  /**
+   * The context of an HTTP request, read once, at its first statement (after guards ran, so
+   * `req.user` is there). `undefined`: no context.
+   */
+  fromRequest?: (request: any) => SessionContext | undefined;
+  /** Settings whose values are never logged (e.g. `['app.jwt']`). Default: none. */
+  secret?: readonly string[];
+}
+
+/**
+ * When a connection given back is reset before it serves anyone else: `'auto'` after a checkout
+ * that sent a statement able to change session state, `'always'` after every checkout of a
+ * caller, `'never'` not at all.
+ */
+export type ResetOnRelease = 'auto' | 'always' | 'never';

@@ -1,8 +1,6 @@
-import type { SessionOptions } from './session/session-context.js';
-import type { ResetOnRelease } from './pool/session-reset.js';
 import type { ModuleMetadata, Type, InjectionToken, OptionalFactoryDependency } from '@nestjs/common';
 import type { PoolClient, PoolConfig } from 'pg';
-import type { RoutingOptions, FailoverOptions, BreakerOptions, MonitorOptions, MetricsOptions, AlertOptions, PreparedStatementOptions, LoadSizingOptions } from './pool-sections.interfaces.js';
+import type { SessionOptions, ResetOnRelease, RoutingOptions, FailoverOptions, BreakerOptions, MonitorOptions, MetricsOptions, AlertOptions, PreparedStatementOptions, LoadSizingOptions } from './pool-sections.interfaces.js';
 export type { RoutingStrategy, ReadOnlyInTransaction, ReadConsistency, RoutingOptions, ReplicaSelector, ReplicaCandidate, FailoverOptions, BreakerOptions, MonitorOptions, MetricsOptions, OpenTelemetryMetricsOptions, OpenTelemetryMeterProvider, AlertOptions, PreparedStatementOptions, LoadSizingOptions } from './pool-sections.interfaces.js';
 
 /** Where a pool sits in a database: the primary takes writes, replicas take reads. */

@@ -3,6 +3,7 @@
  * that sent a statement able to change session state, `'always'` after every checkout of a
  * caller, `'never'` not at all.
  */
-export const RESET_MODES = ['auto', 'always', 'never'] as const;
+import type { ResetOnRelease } from '../pool-sections.interfaces.js';
 
-export type ResetOnRelease = (typeof RESET_MODES)[number];
+export type { ResetOnRelease };
+export const RESET_MODES: readonly ResetOnRelease[] = ['auto', 'always', 'never'];

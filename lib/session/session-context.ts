@@ -1,32 +1,7 @@
 import { PoolConfigurationError } from '../pool.exceptions.js';
 
-/** A value a session setting takes (sent as text). */
-export type SessionSettingValue = string | number | boolean;
-
-/**
- * The role and settings every statement of a scope runs with, applied inside a transaction with
- * `set_config(…, true)` (`SET LOCAL` semantics): they end with it, so they hold behind PgBouncer
- * in transaction mode and never outlive the statement's transaction.
- */
-export interface SessionContext {
-  /** Role the statements run as (`SET LOCAL ROLE`); the login role must be a member of it. */
-  role?: string;
-  /** Settings such as `{ 'app.tenant_id': 'tenant-A' }` (custom names need a dot). */
-  settings?: Readonly<Record<string, SessionSettingValue>>;
-  /** Names of settings whose values never appear in logs (added to the module's `session.secret`). */
-  secret?: readonly string[];
-}
-
-/** The `session` option of `PoolModule`. */
-export interface SessionOptions {
-  /**
-   * The context of an HTTP request, read once, at its first statement (after guards ran, so
-   * `req.user` is there). `undefined`: no context.
-   */
-  fromRequest?: (request: any) => SessionContext | undefined;
-  /** Settings whose values are never logged (e.g. `['app.jwt']`). Default: none. */
-  secret?: readonly string[];
-}
+export type { SessionContext, SessionOptions, SessionSettingValue } from '../pool-sections.interfaces.js';
+import type { SessionContext } from '../pool-sections.interfaces.js';
 
 /** A context checked and turned into one statement: `SELECT set_config($1, $2, true), …`. */
 export interface CompiledSessionContext {
