@@ -309,14 +309,10 @@ spawn_as_pg() {
   wait_until "pid file" 5 test -s "$pidfile" || die "$* did not start (see $log)"
 }
 
-# Before a server binds PORTS: keep automatic port assignment off them and wait until no
-# connection uses one as its source port (see reserve_ports in process-helpers.sh).
+# Before a server binds PORTS (see claim_port in process-helpers.sh).
 free_ports() {
   local port
-  for port in "$@"; do
-    reserve_ports "$port-$port"
-    wait_port_free "$port" 15 || die "port $port on $PATRONI_HOST is still used by the sockets above after 15 s (another server on it, or a connection that took it as its source port)"
-  done
+  for port in "$@"; do claim_port "$port" "$PATRONI_HOST"; done
 }
 
 start_etcd() {

@@ -40,17 +40,20 @@ live_pid() {
 
 # Our fixed listening ports lie inside Linux's ephemeral range (ip_local_port_range, 32768-60999 by
 # default), so any outgoing connection of the machine may take one as its source port and make a
-# server's bind fail (EADDRINUSE). As root, add RANGE ("first-last") to ip_local_reserved_ports
-# (the kernel's list of ports never handed out automatically; existing entries are kept); without
-# root, or where the setting is absent, nothing is changed.
-# Every port either test cluster may listen on (cluster.sh with offsets 0-9, patroni.sh) is added at
-# once, so the ports of a cluster started later in a run are not taken by connections opened before.
+# server's bind fail (EADDRINUSE). As root, add every port either test cluster may listen on
+# (cluster.sh with offsets 0-9, patroni.sh) to ip_local_reserved_ports (the kernel's list of ports
+# never handed out automatically; existing entries are kept), once per script run, so the ports of
+# a cluster started later are not taken by connections opened before; without root, or where the
+# setting is absent, nothing is changed.
+PORTS_RESERVED=0
 reserve_ports() {
-  local range=$1 file=/proc/sys/net/ipv4/ip_local_reserved_ports current all
+  local file=/proc/sys/net/ipv4/ip_local_reserved_ports current ranges
+  ((PORTS_RESERVED)) && return 0
+  PORTS_RESERVED=1
   ((IS_ROOT)) && [[ -w $file ]] || return 0
   current=$(cat "$file" 2>/dev/null) || return 0
-  all="$range,$(project_port_ranges)" || all=$range
-  echo "${current:+$current,}$all" >"$file" 2>/dev/null || true
+  ranges=$(project_port_ranges) || return 0
+  echo "${current:+$current,}$ranges" >"$file" 2>/dev/null || true
 }
 
 # The port ranges of scripts/cluster.env (every offset) and scripts/patroni.env, as "a-b,c-d,e-f".
@@ -75,4 +78,12 @@ wait_port_free() {
   done
   ss -tanp exclude time-wait exclude listening "( sport = :$port )" >&2 || true
   return 1
+}
+
+# Before a server binds PORT on HOST: the ports are reserved and PORT is waited free (15 s at most);
+# the script dies (its own `die`) naming what still holds it.
+claim_port() {
+  local port=$1 host=$2
+  reserve_ports
+  wait_port_free "$port" 15 || die "port $port on $host is still used by the sockets above after 15 s (another server on it, or a connection that took it as its source port)"
 }

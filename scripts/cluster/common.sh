@@ -110,8 +110,7 @@ pg_accepting() {
 check_port_free() {
   local node=$1 port rc=0
   port=$(node_port "$node")
-  reserve_ports "$port-$port"
-  wait_port_free "$port" 15 || die "port $port on $PG_HOST is still used by the sockets above after 15 s (another server on it, or a connection that took it as its source port)"
+  claim_port "$port" "$PG_HOST"
   "$PG_BIN/pg_isready" -q -h "$PG_HOST" -p "$port" -U "$PG_SUPERUSER" -d postgres -t 1 >/dev/null 2>&1 || rc=$?
   if ((rc == 0 || rc == 1)); then
     die "port $port on $PG_HOST is already in use by a process that is not this cluster's $node" \
