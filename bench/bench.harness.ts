@@ -75,7 +75,7 @@ export interface Paired<T> {
 }
 
 /**
- * One warm-up of each side, then `reps` repetitions interleaved: ours, raw | raw, ours | ours, raw …
+ * Two warm-up rounds, then `reps` repetitions interleaved: ours, raw | raw, ours | ours, raw …
  * Each pair runs back to back, and which side goes first alternates, so a load trend (other
  * processes starting or finishing) favours neither side.
  */
@@ -84,15 +84,17 @@ export async function interleave<T>(reps: number, ours: () => Promise<T>, raw: (
   return { ours: o!, raw: r! };
 }
 
+/** Rounds run and thrown away before the measured ones: the JIT and the servers' caches settle. */
+const WARM_UP_ROUNDS = 2;
+
 /** `interleave` for any number of sides: a, b, c | c, b, a | a, b, c … */
 export async function interleaveSides<T>(reps: number, sides: ReadonlyArray<() => Promise<T>>, warmUp = true): Promise<T[][]> {
-  if (warmUp) for (const side of sides) await side();
   const result: T[][] = sides.map(() => []);
-  for (let i = 0; i < reps; i++) {
+  for (let i = warmUp ? -WARM_UP_ROUNDS : 0; i < reps; i++) {
     const order = sides.map((_, s) => (i % 2 === 0 ? s : sides.length - 1 - s));
     const round: T[] = [];
     for (const s of order) round[s] = await sides[s]!();
-    round.forEach((value, s) => result[s]!.push(value));
+    if (i >= 0) round.forEach((value, s) => result[s]!.push(value));
   }
   return result;
 }

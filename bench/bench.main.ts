@@ -120,7 +120,7 @@ async function main(): Promise<number> {
   };
   console.log(`${args.smoke ? 'Smoke run' : 'Benchmarks'}: ${machine.cpuModel}, ${machine.cores} cores, Node ${machine.node}, ${postgres}`);
   const results: ScenarioResult[] = [];
-  const scenarioDeadlineMs = args.smoke ? 90_000 : 240_000;
+  const scenarioDeadlineMs = args.smoke ? 90_000 : 480_000;
   for (const scenario of SCENARIOS) {
     if (args.only && !args.only.has(scenario.id)) continue;
     console.log(`[${scenario.id}] ${scenario.title}`);

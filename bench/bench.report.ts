@@ -57,11 +57,11 @@ export function formatMet(f: Figure): string {
   return f.verdict === 'met' ? 'met' : 'NOT met';
 }
 
-/** The figure, with the interquartile range of its pairs when they judged the target. */
+/** The figure, with the 95 % confidence interval of its median when its pairs judged the target. */
 function formatResult(f: Figure): string {
-  if (f.iqr === undefined) return formatValue(f);
-  const [q1, q3] = f.iqr.map((q) => formatValue({ ...f, value: q }));
-  return `${formatValue(f)} (IQR ${q1} – ${q3})`;
+  if (f.ci === undefined) return formatValue(f);
+  const [low, high] = f.ci.map((q) => formatValue({ ...f, value: q }));
+  return `${formatValue(f)} (95% CI ${low} – ${high})`;
 }
 
 function markdownVerdict(f: Figure): string {
@@ -104,9 +104,10 @@ export function renderMarkdown(run: BenchRun): string {
   out.push(
     `${renderStamp(run.command, m.gitCommit, m.date)} (full run, ${(run.durationMs / 1000).toFixed(0)} s). ` +
       'Every figure compares our side with its reference **in the same run**, with repetitions interleaved ' +
-      '(ours, reference, ours, reference, …) after one warm-up of each; the median is reported. A target is met only when the ' +
-      'interquartile range of the per-pair figures clears it, not met when the range misses it or the figure is missing, and ' +
-      '"not resolved at this noise" when the range straddles it. The raw data is in ' +
+      '(ours, reference, reference, ours, …) after a warm-up of each; the median of the per-pair figures is reported with its ' +
+      '95 % confidence interval (distribution-free: two order statistics of the pairs, chosen with the binomial distribution). ' +
+      'A target is met only when that whole interval clears it, not met when the interval misses it or the figure is missing, and ' +
+      '"not resolved at this noise" when the interval straddles it. The raw data is in ' +
       '[`bench/results.json`](bench/results.json); the code is in [`bench/`](bench/).',
     '',
   );
@@ -152,7 +153,7 @@ export function renderMarkdown(run: BenchRun): string {
   if (unresolved.length > 0) {
     out.push('## Targets not resolved at this noise', '');
     for (const { s, f } of unresolved) {
-      out.push(`- **${s.id}. ${escape(f.label)}: ${formatResult(f)} (target ${f.target!.text}).** The interquartile range of the pairs straddles the target, so this run cannot tell.`);
+      out.push(`- **${s.id}. ${escape(f.label)}: ${formatResult(f)} (target ${f.target!.text}).** The 95 % confidence interval of the median straddles the target, so this run cannot tell.`);
     }
     out.push('');
   }

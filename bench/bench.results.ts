@@ -17,8 +17,8 @@ export interface Figure {
   met?: boolean;
   /** How the figure stands against its target (see `judge`); unset without a target. */
   verdict?: Verdict;
-  /** Interquartile range (first and third quartile) of the per-pair values, when they judged the target. */
-  iqr?: [number, number];
+  /** 95 % confidence interval of the median of the per-pair values, when they judged the target (see `medianInterval`). */
+  ci?: [number, number];
   /** Per-repetition values of the figure, for the curious. */
   samples?: number[];
   note?: string;
@@ -66,42 +66,54 @@ export function meets(value: number, target: Target | undefined): boolean | unde
  */
 export type Verdict = 'met' | 'not met' | 'not resolved';
 
-/** Fewest pairs for which an interquartile range means anything. */
-const MIN_PAIRS = 4;
+/** Confidence level of the interval that judges a target. */
+export const CONFIDENCE = 0.95;
 
-/** First and third quartile (linear interpolation between order statistics). */
-export function quartiles(values: readonly number[]): [number, number] {
+/**
+ * Distribution-free confidence interval of the median of `values` at `level`: the order statistics
+ * x(k) and x(n−k+1) (1-based, ascending) for the largest k with P(Binomial(n, ½) < k) ≤ (1 − level) / 2,
+ * so the true median lies between them with at least that probability whatever the distribution.
+ * Unlike the spread of the values, it narrows as repetitions are added. `undefined` when there are
+ * too few values for any such interval (fewer than 6 at 95 %).
+ */
+export function medianInterval(values: readonly number[], level = CONFIDENCE): [number, number] | undefined {
   const sorted = [...values].sort((a, b) => a - b);
-  const at = (q: number) => {
-    const pos = (sorted.length - 1) * q;
-    const lo = Math.floor(pos);
-    const hi = Math.ceil(pos);
-    return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (pos - lo);
-  };
-  return [at(0.25), at(0.75)];
+  const n = sorted.length;
+  const tail = (1 - level) / 2;
+  // P(Binomial(n, ½) = i), accumulated from i = 0 upwards.
+  let term = 0.5 ** n;
+  let below = 0;
+  let k = 0;
+  for (let i = 0; i < n / 2; i++) {
+    if (below + term > tail) break;
+    below += term;
+    k = i + 1;
+    term = (term * (n - i)) / (i + 1);
+  }
+  if (k === 0) return undefined;
+  return [sorted[k - 1]!, sorted[n - k]!];
 }
 
 /**
- * Judges `value` against `target`. With per-pair values (`pairs`, at least four), the target is met
- * only when the whole interquartile range of the pairs clears it, not met when the whole range
- * misses it, and not resolved when the range straddles it; without them, `value` decides.
+ * Judges `value` against `target`. With per-pair values (`pairs`, enough for a 95 % interval), the
+ * target is met only when the whole confidence interval of their median clears it, not met when the
+ * whole interval misses it, and not resolved when it straddles it; without them, `value` decides.
  */
-export function judge(value: number, target: Target, pairs?: readonly number[]): { verdict: Verdict; iqr?: [number, number] } {
+export function judge(value: number, target: Target, pairs?: readonly number[]): { verdict: Verdict; ci?: [number, number] } {
   if (!Number.isFinite(value)) return { verdict: 'not met' };
-  const finite = pairs?.filter(Number.isFinite) ?? [];
-  if (target.op === '==' || finite.length < MIN_PAIRS) return { verdict: meets(value, target) ? 'met' : 'not met' };
-  const iqr = quartiles(finite);
-  const [low, high] = iqr.map((q) => meets(q, target));
-  return { verdict: low && high ? 'met' : !low && !high ? 'not met' : 'not resolved', iqr };
+  const ci = target.op === '==' ? undefined : medianInterval(pairs?.filter(Number.isFinite) ?? []);
+  if (ci === undefined) return { verdict: meets(value, target) ? 'met' : 'not met' };
+  const [low, high] = ci.map((q) => meets(q, target));
+  return { verdict: low && high ? 'met' : !low && !high ? 'not met' : 'not resolved', ci };
 }
 
 /**
  * A figure judged against its target. Its `samples` judge it as per-pair values when the figure is
  * itself per pair: a ratio (`×`) or an added time (`µs`) taken from interleaved pairs.
  */
-export function figure(f: Omit<Figure, 'met' | 'verdict' | 'iqr'>): Figure {
+export function figure(f: Omit<Figure, 'met' | 'verdict' | 'ci'>): Figure {
   if (f.target === undefined) return { ...f };
   const pairs = f.valueUnit === '×' || f.valueUnit === 'µs' ? f.samples : undefined;
-  const { verdict, iqr } = judge(f.value, f.target, pairs);
-  return { ...f, verdict, ...(iqr ? { iqr } : {}), met: verdict === 'met' ? true : verdict === 'not met' ? false : undefined };
+  const { verdict, ci } = judge(f.value, f.target, pairs);
+  return { ...f, verdict, ...(ci ? { ci } : {}), met: verdict === 'met' ? true : verdict === 'not met' ? false : undefined };
 }

@@ -2,14 +2,14 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { renderMarkdown, type BenchRun } from '../bench/bench.report.js';
-import { atLeast, atMost, figure, judge, quartiles } from '../bench/bench.results.js';
+import { atLeast, atMost, figure, judge, medianInterval } from '../bench/bench.results.js';
 import { GENERATED_DOCS, userDocs } from './support/docs.js';
 import { commitOf, readStamp, renderStamp } from './support/stamp.js';
 
 // The figures users read are generated (docs/CHAOS.md by `npm run chaos`, BENCHMARKS.md by
 // `npm run bench`), and the README and the pages under docs/ either link to them or quote them
 // exactly. No cluster: this reads the files. Also the rules the generators apply: the stamp, and
-// a bench target judged by the interquartile range of its pairs.
+// a bench target judged by the confidence interval of the median of its pairs.
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const read = (file: string) => readFileSync(path.join(root, file), 'utf8');
@@ -115,30 +115,37 @@ describe('the stamp of a generated document', () => {
   });
 });
 
-describe('a bench target is judged by the interquartile range of its pairs', () => {
+describe('a bench target is judged by the 95 % confidence interval of the median of its pairs', () => {
   const target = atLeast(0.97);
+  const around = (centre: number, n: number) => Array.from({ length: n }, (_, i) => centre + (i - (n - 1) / 2) / 100);
 
-  it('quartiles interpolate between order statistics', () => {
-    expect(quartiles([1, 2, 3, 4, 5])).toEqual([2, 4]);
-    expect(quartiles([4, 1, 3, 2])).toEqual([1.75, 3.25]);
+  it('the interval is two order statistics from the binomial distribution, and narrows as pairs are added', () => {
+    // n = 6: P(Bin(6, ½) = 0) = 1/64 ≤ 2.5 %, P(≤ 1) = 7/64 > 2.5 %: the extremes.
+    expect(medianInterval([6, 1, 5, 2, 4, 3])).toEqual([1, 6]);
+    // n = 21: P(≤ 5) = 1.33 %, P(≤ 6) = 3.9 %: x(6) and x(16).
+    expect(medianInterval(around(1, 21))).toEqual([around(1, 21)[5], around(1, 21)[15]]);
+    // n = 41: P(≤ 13) = 1.2 %, P(≤ 14) = 2.8 %: x(14) and x(28).
+    expect(medianInterval(around(1, 41))).toEqual([around(1, 41)[13], around(1, 41)[27]]);
+    expect(medianInterval([1, 2, 3, 4, 5])).toBeUndefined();
   });
 
-  it('met only when the whole range clears the target, not met when it misses it, not resolved when it straddles it', () => {
-    expect(judge(1.0, target, [0.98, 0.99, 1.0, 1.01, 1.02])).toEqual({ verdict: 'met', iqr: [0.99, 1.01] });
-    expect(judge(0.9, target, [0.88, 0.89, 0.9, 0.91, 0.92])).toEqual({ verdict: 'not met', iqr: [0.89, 0.91] });
-    expect(judge(1.118, target, [0.43, 0.9, 1.118, 1.3, 2.73])).toEqual({ verdict: 'not resolved', iqr: [0.9, 1.3] });
-    expect(judge(1.5, atMost(2, '≤ 2 µs'), [1.2, 1.4, 1.5, 2.4, 2.6]).verdict).toBe('not resolved');
+  it('met only when the whole interval clears the target, not met when it misses it, not resolved when it straddles it', () => {
+    expect(judge(1.0, target, around(1.0, 9))).toEqual({ verdict: 'met', ci: [0.97, 1.03] });
+    expect(judge(0.9, target, around(0.9, 9))).toEqual({ verdict: 'not met', ci: [0.87, 0.93] });
+    const noisy = [0.43, 0.5, 0.9, 0.95, 1.118, 1.2, 1.3, 2.0, 2.73];
+    expect(judge(1.118, target, noisy)).toEqual({ verdict: 'not resolved', ci: [0.5, 2.0] });
+    expect(judge(1.5, atMost(2, '≤ 2 µs'), [1.1, 1.2, 1.4, 1.5, 1.6, 2.4, 2.6]).verdict).toBe('not resolved');
   });
 
   it('a missing figure is not met; without enough pairs the figure itself decides', () => {
     expect(judge(Number.NaN, target)).toEqual({ verdict: 'not met' });
     expect(judge(Number.NaN, target, [1, 1, 1, 1])).toEqual({ verdict: 'not met' });
-    expect(judge(0.98, target, [0.5, 1.5])).toEqual({ verdict: 'met' });
+    expect(judge(0.98, target, [0.5, 1.5, 0.7, 1.2, 0.9])).toEqual({ verdict: 'met' });
     expect(judge(0.96, target)).toEqual({ verdict: 'not met' });
   });
 
   it('uses the samples of a per-pair figure (× or µs) only', () => {
-    const noisy = [0.43, 0.9, 1.118, 1.3, 2.73];
+    const noisy = [0.43, 0.5, 0.9, 0.95, 1.118, 1.2, 1.3, 2.0, 2.73];
     expect(figure({ id: 'r', label: 'ratio', value: 1.118, valueUnit: '×', target, samples: noisy })).toMatchObject({ verdict: 'not resolved', met: undefined });
     // Heap sizes are not values of a bytes/query figure: the figure decides.
     expect(figure({ id: 'm', label: 'growth', value: 0.4, valueUnit: 'bytes/query', target: atMost(1, '≤ 1'), samples: [9e6, 9e6, 9e6, 9e6] })).toMatchObject({ verdict: 'met', met: true });
@@ -163,7 +170,7 @@ describe('a bench target is judged by the interquartile range of its pairs', () 
         date: '2026-12-04T21:00:00.000Z',
       },
       scenarios: [
-        { id: '1', title: 'Query path', method: '', durationMs: 1, figures: [figure({ id: '1.a', label: 'SELECT 1', value: 1.118, valueUnit: '×', target, samples: [0.43, 0.9, 1.118, 1.3, 2.73] })] },
+        { id: '1', title: 'Query path', method: '', durationMs: 1, figures: [figure({ id: '1.a', label: 'SELECT 1', value: 1.118, valueUnit: '×', target, samples: [0.43, 0.5, 0.9, 0.95, 1.118, 1.2, 1.3, 2.0, 2.73] })] },
         { id: '2', title: 'Missing', method: '', durationMs: 1, figures: [figure({ id: '2.a', label: 'NaN figure', value: Number.NaN, valueUnit: '×', target })] },
         { id: '3', title: 'Broken', method: '', durationMs: 1, figures: [], error: 'server gone' },
       ],
@@ -174,7 +181,7 @@ describe('a bench target is judged by the interquartile range of its pairs', () 
     expect(notMet).toContain('**2. NaN figure: —');
     expect(notMet).toContain('**3. Broken: no figure (the scenario failed: server gone).**');
     const unresolved = text.slice(text.indexOf('## Targets not resolved'), text.indexOf('## Reading the figures'));
-    expect(unresolved).toContain('**1. SELECT 1: 1.118× (IQR 0.900× – 1.300×) (target ≥ 0.97×).**');
-    expect(text).toContain('| 1 | SELECT 1 |  |  | 1.118× (IQR 0.900× – 1.300×) | ≥ 0.97× | ≈ not resolved at this noise |');
+    expect(unresolved).toContain('**1. SELECT 1: 1.118× (95% CI 0.500× – 2.000×) (target ≥ 0.97×).**');
+    expect(text).toContain('| 1 | SELECT 1 |  |  | 1.118× (95% CI 0.500× – 2.000×) | ≥ 0.97× | ≈ not resolved at this noise |');
   });
 });
