@@ -29,13 +29,18 @@ npm run --silent build
 tarball="$(npm pack --silent --pack-destination "$work" 2>/dev/null | tail -n 1)"
 echo "consumers: packed $tarball"
 
-# What users receive: compiled ESM + typings, nothing else from the repository.
+# What users receive: compiled ESM + typings and the documentation README.md links to, nothing else from the repository.
 listing="$(tar -tzf "$work/$tarball")"
 for required in package/package.json package/dist/index.js package/dist/index.d.ts \
   package/dist/cjs/package.json package/dist/cjs/index.js package/dist/cjs/index.d.ts; do
   grep -qx "$required" <<<"$listing" || { echo "consumers: $required is missing from the tarball" >&2; exit 1; }
 done
-if unexpected="$(grep -vE '^package/(package\.json|README\.md|LICENSE|dist/cjs/package\.json|dist/.+\.(js|d\.ts))$' <<<"$listing")"; then
+# Every docs/ file (and BENCHMARKS.md) README.md links to (its links work from node_modules too).
+for linked in $(grep -oE '\((docs/[^)#]+|BENCHMARKS\.md)' README.md | cut -c2- | sort -u); do
+  required="package/$linked"
+  grep -qx "$required" <<<"$listing" || { echo "consumers: $required is missing from the tarball" >&2; exit 1; }
+done
+if unexpected="$(grep -vE '^package/(package\.json|README\.md|BENCHMARKS\.md|LICENSE|dist/cjs/package\.json|dist/.+\.(js|d\.ts)|docs/[^/]+\.(md|png|yml))$' <<<"$listing")"; then
   echo "consumers: unexpected files in the tarball:" >&2
   echo "$unexpected" >&2
   exit 1

@@ -36,9 +36,8 @@ export const LAYERS = [
  */
 export const KNOWN_CYCLES = [];
 export const KNOWN_UPWARD = [
-  // The node pool's statement runner reads the scope's session contexts; the session context client classifies statements.
+  // The node pool's statement runner reads the scope's session contexts.
   'pool/statement-runner.ts (pool) imports routing/routing-context.ts (routing)',
-  'session/context-client.ts (session) imports routing/statement-kind.ts (routing)',
   // The routed client takes the whole cluster.
   'routing/routed-client.ts (routing) imports core/pool-cluster.ts (core)',
   'routing/routed-pool.ts (routing) imports core/pool-cluster.ts (core)',

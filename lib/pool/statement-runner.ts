@@ -3,6 +3,7 @@ import { isSessionTerminated } from '../core/errors.js';
 import { ClientReleasedError, NamedStatementUnsupportedError, PoolStatementTimeoutError } from '../pool.exceptions.js';
 import { routingStorage } from '../routing/routing-context.js';
 import type { CompiledSessionContext } from '../session/session-context.js';
+import { statementText } from '../session/statement-kind.js';
 import { rejectAtCaller } from './acquirer.js';
 import { endLease, leasedConnection, lend, wasReturned, type LendingPool } from './lent-client.js';
 import type { PoolState } from './pool-state.js';
@@ -18,10 +19,6 @@ import { send, sendAsync, sendWithin, type Meter } from './statement-deadline.js
 const STALE_RETRY_WINDOW_MS = 1000;
 
 export type QueryInput = string | QueryConfig;
-
-function statementText(text: QueryInput): string {
-  return typeof text === 'string' ? text : text.text;
-}
 
 /** One statement (no `;` before the end), so running it again cannot repeat a committed part. */
 export function isSingleStatement(text: QueryInput): boolean {

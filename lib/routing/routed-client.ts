@@ -7,7 +7,7 @@ import { discards, RELEASED_TWICE, releasedWith } from '../pool/lent-client.js';
 import { callBack } from '../pool/node-callback.js';
 import { PoolError } from '../pool.exceptions.js';
 import { routingStorage } from './routing-context.js';
-import { isSubmittable, statementKind, statementText, type StatementKind } from './statement-kind.js';
+import { isSubmittable, statementKind, statementText, type StatementKind } from '../session/statement-kind.js';
 
 export type QueryCallback = (err: Error | undefined, res?: QueryResult) => void;
 type Submittable = { submit: (...args: unknown[]) => unknown; handleError?: (err: Error) => void };

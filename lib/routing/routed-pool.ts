@@ -6,7 +6,7 @@ import { callBack, functionAsQuery, type NodeCallback } from '../pool/node-callb
 import { PoolError } from '../pool.exceptions.js';
 import { notOpenedHere, RoutedClient, type QueryCallback } from './routed-client.js';
 import { routingStorage } from './routing-context.js';
-import { isSubmittable, isTransactionControl, statementText } from './statement-kind.js';
+import { isSubmittable, isTransactionControl, statementText } from '../session/statement-kind.js';
 
 /** pg.Pool events a routed pool passes on from every pool of its database, while someone listens. */
 const FORWARDED_EVENTS: ReadonlySet<string | symbol> = new Set(['connect', 'acquire', 'release', 'remove', 'error']);

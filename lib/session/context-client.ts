@@ -1,4 +1,4 @@
-import { isSubmittable, statementKind } from '../routing/statement-kind.js';
+import { isSubmittable, statementKind } from './statement-kind.js';
 import type { CompiledSessionContext } from './session-context.js';
 
 type AnyFn = (...args: unknown[]) => unknown;
