@@ -14,7 +14,7 @@ import { defer, map, type Observable } from 'rxjs';
 import { adminQuery, clusterConfig, nodeOptions, replicaOptions } from '../support/cluster.js';
 import { CapturingLogger } from '../support/logger.js';
 import { waitForNoSessions } from '../support/sessions.js';
-import { waitFor } from '../support/wait.js';
+import { createTenantRows } from '../support/tenant-rows.js';
 
 // @WithSession() on a provider method called from code no HTTP request reaches (a job started
 // with app.get(Service).run()): row-level security per tenant applied to every statement of the
@@ -150,21 +150,7 @@ describe('@WithSession(): the session context of a provider method no request re
   const logger = new CapturingLogger();
 
   beforeAll(async () => {
-    await adminQuery('primary', `DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${ROLE}') THEN CREATE ROLE ${ROLE} NOLOGIN; END IF; END$$`);
-    await adminQuery('primary', `GRANT ${ROLE} TO app`);
-    await adminQuery('primary', `DROP TABLE IF EXISTS ${TABLE}`);
-    await adminQuery('primary', `CREATE TABLE ${TABLE} (id bigserial PRIMARY KEY, tenant text NOT NULL, note text)`);
-    await adminQuery('primary', `ALTER TABLE ${TABLE} ENABLE ROW LEVEL SECURITY`);
-    await adminQuery(
-      'primary',
-      `CREATE POLICY tenant_rows ON ${TABLE} USING (tenant = nullif(current_setting('app.tenant_id', true), '')) WITH CHECK (tenant = nullif(current_setting('app.tenant_id', true), ''))`,
-    );
-    await adminQuery('primary', `GRANT SELECT, INSERT ON ${TABLE} TO ${ROLE}, app`);
-    await adminQuery('primary', `GRANT USAGE ON SEQUENCE ${TABLE}_id_seq TO ${ROLE}, app`);
-    await adminQuery('primary', `INSERT INTO ${TABLE} (tenant, note) SELECT t, 'seed ' || g FROM unnest(ARRAY['tenant-a', 'tenant-b']) t, generate_series(1, 3) g`);
-    for (const replica of ['replica1', 'replica2'] as const) {
-      await waitFor(`the seed rows on ${replica}`, async () => (await adminQuery<{ n: string }>(replica, `SELECT count(*) AS n FROM ${TABLE}`).catch(() => [{ n: '0' }]))[0]!.n === '6', 10_000);
-    }
+    await createTenantRows(TABLE, ROLE, 3);
     app = await start(logger);
     jobs = app.get(TenantJobs);
   }, 30_000);
