@@ -102,6 +102,7 @@ describe('@WithSession()', () => {
       expect(() => WithSession({})({ constructor: { name: 'Jobs' } } as object, 'count', descriptor)).toThrow(
         'Cannot apply @WithSession() to Jobs.count because it is not a method. Please make sure that @WithSession() decorates a method.',
       );
+      expect(() => Transactional()({ constructor: { name: 'Jobs' } } as object, 'count', descriptor)).toThrow('Cannot apply @Transactional() to Jobs.count because it is not a method.');
       class Jobs {
         @WithSession({}, { database: 'other' })
         async run(): Promise<void> {}

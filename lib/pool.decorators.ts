@@ -110,7 +110,8 @@ export function Transactional(options: TransactionOptions & { database?: string 
   checkTransactionOptions(txOptions, '@Transactional() option');
   const setMeta = SetMetadata(TRANSACTIONAL_METADATA, { database, ...txOptions });
   return (target, key, descriptor) => {
-    const below = (descriptor.value as object | undefined) && (Reflect.getMetadata(WITH_SESSION_METADATA, descriptor.value as object) as { database: string } | undefined);
+    const method: unknown = descriptor.value;
+    const below = typeof method === 'function' ? (Reflect.getMetadata(WITH_SESSION_METADATA, method) as { database: string } | undefined) : undefined;
     if (below?.database === database) {
       throw new TypeError(
         `Cannot apply @Transactional() above @WithSession() on ${methodName(target, key)} because the session context is applied when the transaction begins, ` +
