@@ -2,9 +2,8 @@ import type { Pool, PoolClient, QueryResult, QueryResultRow } from 'pg';
 import type { Observable } from 'rxjs';
 import type { PoolCluster } from './core/pool-cluster.js';
 import type { TransactionHandle } from './transactions/pinned-transaction.js';
-import { routingStorage, runInScope, runWithContexts } from './routing/routing-context.js';
-import { compileSessionContext, ExplicitContexts, type SessionContext } from './session/session-context.js';
-import { SessionContextInTransactionError } from './pool.exceptions.js';
+import { runInScope, runWithSession } from './routing/routing-context.js';
+import { compileSessionContext, type SessionContext } from './session/session-context.js';
 import { RoutedPool } from './routing/routed-pool.js';
 import type { QueryInput } from './pool/node-pool.js';
 import type { PoolEvent } from './pool.events.js';
@@ -118,10 +117,7 @@ export class DatabaseService {
    * context is applied when a transaction begins).
    */
   withSession<T>(context: SessionContext, fn: () => T): T {
-    const compiled = compileSessionContext(context, this.cluster.options.session.secret, 'withSession(context)');
-    const scope = routingStorage.getStore();
-    if (scope?.tx?.has(this.cluster.name) === true) throw new SessionContextInTransactionError(this.cluster.name);
-    return runWithContexts(new ExplicitContexts(scope?.contexts, this.cluster.name, compiled), fn);
+    return runWithSession(this.cluster.name, compileSessionContext(context, this.cluster.options.session.secret, 'withSession(context)'), fn);
   }
 
   /**

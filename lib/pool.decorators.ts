@@ -1,12 +1,14 @@
 import { Inject, SetMetadata } from '@nestjs/common';
 import { isObservable, Observable } from 'rxjs';
 import { ClusterRegistry, findCluster } from './core/cluster-registry.js';
+import type { PoolCluster } from './core/pool-cluster.js';
 import { checkTransactionOptions } from './transactions/transaction-options.js';
-import { DEFAULT_DATABASE, READ_ONLY_METADATA, TRANSACTIONAL_METADATA } from './pool.constants.js';
-import type { ReadOnlyOptions, TransactionOptions } from './pool.interfaces.js';
+import { DEFAULT_DATABASE, READ_ONLY_METADATA, TRANSACTIONAL_METADATA, WITH_SESSION_METADATA } from './pool.constants.js';
+import type { ReadOnlyOptions, SessionContextOf, TransactionOptions, WithSessionOptions } from './pool.interfaces.js';
 import { getDatabaseToken, getPoolToken, type PoolRole } from './pool.utils.js';
 import { RequestSession } from './routing/request-scope.js';
-import { parseConsistencyToken, routingStorage, runReadOnly, TOKEN_FORM, type RoutingScope } from './routing/routing-context.js';
+import { parseConsistencyToken, routingStorage, runReadOnly, runWithSession, TOKEN_FORM, type RoutingScope } from './routing/routing-context.js';
+import { compileSessionContext, type CompiledSessionContext, type SessionContext } from './session/session-context.js';
 
 /** Injects the `DatabaseService` of a database (the default one when `name` is omitted). */
 export const InjectDatabase = (name?: string): ParameterDecorator & PropertyDecorator => Inject(getDatabaseToken(name));
@@ -16,6 +18,10 @@ export const InjectPool = (name?: string, role: PoolRole = 'primary'): Parameter
   Inject(getPoolToken(name, role));
 
 type AnyFn = (...args: any[]) => any;
+
+const AsyncFunction = (async () => undefined).constructor;
+
+const methodName = (target: object, key: string | symbol): string => `${target.constructor?.name ?? 'object'}.${String(key)}`;
 
 function wrapMethod(
   decorator: string,
@@ -27,7 +33,7 @@ function wrapMethod(
   const original = descriptor.value as unknown;
   if (typeof original !== 'function') {
     throw new TypeError(
-      `Cannot apply @${decorator}() to ${target.constructor?.name ?? 'object'}.${String(key)} because it is not a method. ` +
+      `Cannot apply @${decorator}() to ${methodName(target, key)} because it is not a method. ` +
         `Please make sure that @${decorator}() decorates a method.`,
     );
   }
@@ -38,6 +44,31 @@ function wrapMethod(
   Object.defineProperty(wrapped, 'name', { value: (original as AnyFn).name, configurable: true });
   descriptor.value = wrapped;
   return descriptor;
+}
+
+/**
+ * The database `name` for a decorated call: from the registry of the request's application when
+ * the call runs in a request, else as `findCluster` says.
+ */
+function clusterOf(name: string, decorator: string): PoolCluster {
+  const session = routingStorage.getStore()?.session;
+  const registry = session instanceof RequestSession && session.registry instanceof ClusterRegistry ? session.registry : undefined;
+  return findCluster(name, registry, decorator);
+}
+
+/**
+ * Runs `method` in the scope `run` opens and returns its result; an Observable runs when it is
+ * subscribed, so it is given back subscribing in that same scope.
+ */
+function keepingScope(run: (method: () => unknown) => unknown, method: () => unknown): unknown {
+  let scope: RoutingScope | undefined;
+  const result = run(() => {
+    scope = routingStorage.getStore();
+    return method();
+  });
+  if (!isObservable(result) || scope === undefined) return result;
+  const inScope = scope;
+  return new Observable((subscriber) => routingStorage.run(inScope, () => result.subscribe(subscriber)));
 }
 
 /**
@@ -58,14 +89,10 @@ export function ReadOnly(options: ReadOnlyOptions = {}): MethodDecorator {
   return (target, key, descriptor) => {
     wrapMethod('ReadOnly', target, key, descriptor, (original) =>
       function readOnly(this: unknown, ...args: unknown[]) {
-        let scope!: RoutingScope;
-        const result: unknown = runReadOnly(() => {
-          scope = routingStorage.getStore()!;
-          return original.apply(this, args);
-        }, minLsn);
-        if (!isObservable(result)) return result;
-        // An Observable runs when subscribed: in the same read-only scope.
-        return new Observable((subscriber) => routingStorage.run(scope, () => result.subscribe(subscriber)));
+        return keepingScope(
+          (method) => runReadOnly(method, minLsn),
+          () => original.apply(this, args),
+        );
       },
     );
     setMeta(target, key, descriptor);
@@ -83,15 +110,21 @@ export function Transactional(options: TransactionOptions & { database?: string 
   checkTransactionOptions(txOptions, '@Transactional() option');
   const setMeta = SetMetadata(TRANSACTIONAL_METADATA, { database, ...txOptions });
   return (target, key, descriptor) => {
+    const method: unknown = descriptor.value;
+    const below = typeof method === 'function' ? (Reflect.getMetadata(WITH_SESSION_METADATA, method) as { database: string } | undefined) : undefined;
+    if (below?.database === database) {
+      throw new TypeError(
+        `Cannot apply @Transactional() above @WithSession() on ${methodName(target, key)} because the session context is applied when the transaction begins, ` +
+          'so it must be set before the transaction opens. Please make sure that @WithSession() is written above @Transactional() (decorators apply bottom-up).',
+      );
+    }
     wrapMethod('Transactional', target, key, descriptor, (original) =>
       function transactional(this: unknown, ...args: unknown[]) {
-        const session = routingStorage.getStore()?.session;
-        const registry = session instanceof RequestSession && session.registry instanceof ClusterRegistry ? session.registry : undefined;
-        return findCluster(database, registry).transaction(() => {
+        return clusterOf(database, 'Transactional').transaction(() => {
           const result: unknown = original.apply(this, args);
           if (isObservable(result)) {
             throw new TypeError(
-              `Cannot run ${target.constructor?.name ?? 'object'}.${String(key)} in a @Transactional() transaction because it returned an Observable, ` +
+              `Cannot run ${methodName(target, key)} in a @Transactional() transaction because it returned an Observable, ` +
                 'which would run after COMMIT. Please make sure that the method returns a Promise (for example with lastValueFrom()).',
             );
           }
@@ -99,6 +132,58 @@ export function Transactional(options: TransactionOptions & { database?: string 
         }, txOptions);
       },
     );
+    setMeta(target, key, descriptor);
+    return descriptor;
+  };
+}
+
+const CONTEXT_FIELD = '@WithSession() context';
+
+/**
+ * Runs the method with a session context for `database` (default database when omitted), as
+ * `db.withSession(context, fn)` does: every statement below it (across awaits, on the primary and
+ * replicas, in transactions, through `withClient` and `routedPool`) runs with `role` and `settings`
+ * applied by `set_config(…, true)`. `context` is a context, checked here, or a function called with
+ * the method's `this` and arguments on each call, whose result is checked then (`undefined`: no
+ * context). Write it above `@Transactional()`: the context is applied right after BEGIN. A bad
+ * context, an unregistered database, or a call inside an open transaction of the database
+ * (`SessionContextInTransactionError`) rejects the call of an `async` method, else throws.
+ */
+export function WithSession(context: SessionContext | SessionContextOf, options: WithSessionOptions = {}): MethodDecorator {
+  const { database = DEFAULT_DATABASE } = options;
+  // A static context is checked once, now; it is compiled again per database with its `session.secret`.
+  if (typeof context !== 'function') compileSessionContext(context, [], CONTEXT_FIELD);
+  const compiled = new WeakMap<PoolCluster, CompiledSessionContext>();
+  const contextFor = (cluster: PoolCluster, self: unknown, args: unknown[]): CompiledSessionContext | undefined => {
+    const secret = cluster.options.session.secret;
+    if (typeof context === 'function') {
+      const given = context.apply(self, args);
+      return given === undefined ? undefined : compileSessionContext(given, secret, CONTEXT_FIELD);
+    }
+    let ctx = compiled.get(cluster);
+    if (ctx === undefined) compiled.set(cluster, (ctx = compileSessionContext(context, secret, CONTEXT_FIELD)));
+    return ctx;
+  };
+  const setMeta = SetMetadata(WITH_SESSION_METADATA, { database });
+  return (target, key, descriptor) => {
+    const method = methodName(target, key);
+    wrapMethod('WithSession', target, key, descriptor, (original) => {
+      const rejects = original instanceof AsyncFunction;
+      return function withSession(this: unknown, ...args: unknown[]) {
+        try {
+          const cluster = clusterOf(database, 'WithSession');
+          const ctx = contextFor(cluster, this, args);
+          return keepingScope(
+            (run) => runWithSession(cluster.name, ctx, run, method),
+            () => original.apply(this, args),
+          );
+        } catch (err) {
+          // An async method's own errors never throw here: this is the context's error, given as the method gives its own.
+          if (rejects) return Promise.reject(err);
+          throw err;
+        }
+      };
+    });
     setMeta(target, key, descriptor);
     return descriptor;
   };

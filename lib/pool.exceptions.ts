@@ -392,14 +392,20 @@ export class PoolEndedError extends PoolError {
   }
 }
 
-/** `db.withSession()` called inside an open transaction of the same database. */
+/** `db.withSession()`, or a `@WithSession()` method (`method`), called inside an open transaction of the same database. */
 export class SessionContextInTransactionError extends PoolError {
   override name = 'SessionContextInTransactionError';
   readonly code = 'SESSION_CONTEXT_IN_TRANSACTION';
-  constructor(readonly database: string) {
+  constructor(
+    readonly database: string,
+    method?: string,
+  ) {
     super(
       `Cannot set a session context for "${database}" inside an open transaction because the context is applied when a transaction begins. ` +
-        'Please make sure that db.withSession() wraps db.transaction() (or @Transactional()), not the other way around.',
+        (method === undefined
+          ? 'Please make sure that db.withSession() wraps db.transaction() (or @Transactional()), not the other way around.'
+          : `Please make sure that the @WithSession() method ${method} is called outside db.transaction() and @Transactional() methods; ` +
+            'to run it in a transaction of its own, write @Transactional() below @WithSession() on it.'),
     );
   }
 }

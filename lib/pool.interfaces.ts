@@ -1,6 +1,6 @@
 import type { ModuleMetadata, Type, InjectionToken, OptionalFactoryDependency } from '@nestjs/common';
 import type { PoolClient, PoolConfig } from 'pg';
-import type { SessionOptions, ResetOnRelease, RoutingOptions, FailoverOptions, BreakerOptions, MonitorOptions, MetricsOptions, AlertOptions, PreparedStatementOptions, LoadSizingOptions } from './pool-sections.interfaces.js';
+import type { SessionContext, SessionOptions, ResetOnRelease, RoutingOptions, FailoverOptions, BreakerOptions, MonitorOptions, MetricsOptions, AlertOptions, PreparedStatementOptions, LoadSizingOptions } from './pool-sections.interfaces.js';
 export type { RoutingStrategy, ReadOnlyInTransaction, ReadConsistency, RoutingOptions, ReplicaSelector, ReplicaCandidate, FailoverOptions, BreakerOptions, MonitorOptions, MetricsOptions, OpenTelemetryMetricsOptions, OpenTelemetryMeterProvider, AlertOptions, PreparedStatementOptions, LoadSizingOptions } from './pool-sections.interfaces.js';
 
 /** Where a pool sits in a database: the primary takes writes, replicas take reads. */
@@ -237,6 +237,17 @@ export interface TransactionOptions {
    * on another client. A joined call that throws marks the enclosing transaction rollback-only.
    */
   propagation?: 'join' | 'requiresNew';
+}
+
+/**
+ * The context of one `@WithSession()` call, from the method's `this` and arguments (it gets every
+ * argument, so it may declare the ones it needs); `undefined` runs without a context.
+ */
+export type SessionContextOf = (this: any, ...args: any[]) => SessionContext | undefined;
+
+export interface WithSessionOptions {
+  /** The database whose statements run with the context. Default: the default database (`default`). */
+  database?: string;
 }
 
 export interface ReadOnlyOptions {

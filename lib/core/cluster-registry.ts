@@ -99,13 +99,13 @@ export class ClusterRegistry implements OnApplicationBootstrap {
  * registry of the request's application when there is one, else from the most recently started
  * application that has it (one whose start failed only when no started one has it).
  */
-export function findCluster(name: string, registry?: ClusterRegistry): PoolCluster {
+export function findCluster(name: string, registry?: ClusterRegistry, decorator = 'Transactional'): PoolCluster {
   let cluster = registry?.get(name);
   for (let i = live.length - 1; cluster === undefined && i >= 0; i--) if (live[i]!.started) cluster = live[i]!.get(name);
   for (let i = live.length - 1; cluster === undefined && i >= 0; i--) cluster = live[i]!.get(name);
   if (!cluster) {
     throw new PoolError(
-      `Cannot run @Transactional() on database "${name}" because it is not registered. ` +
+      `Cannot run @${decorator}() on database "${name}" because it is not registered. ` +
         `Please make sure that PoolModule.forRoot${name === 'default' ? '' : `({ name: '${name}', … })`} is imported and the application has started.`,
     );
   }

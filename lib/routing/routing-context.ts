@@ -1,5 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import type { SessionContexts } from '../session/session-context.js';
+import { SessionContextInTransactionError } from '../pool.exceptions.js';
+import { ExplicitContexts, type CompiledSessionContext, type SessionContexts } from '../session/session-context.js';
 import type { PoolClient, QueryConfig, QueryResult, QueryResultRow } from 'pg';
 
 /** What routing needs of a transaction pinned in a scope (`PinnedTransaction` of lib/transactions implements it). */
@@ -88,9 +89,17 @@ export function runInTransaction<T>(tx: ScopedTransaction, fn: () => T): T {
   return routingStorage.run({ readOnly: false, session: parent?.session ?? newSession(), tx: map, contexts: parent?.contexts }, fn);
 }
 
-/** Runs `fn` in the current scope (or a new one) with `contexts` in place of the scope's. */
-export function runWithContexts<T>(contexts: SessionContexts, fn: () => T): T {
+/**
+ * Runs `fn` in the current scope (or a new one) with `context` applied to every statement on
+ * `database` below it, over the contexts of the parent scope (what `db.withSession()` and
+ * `@WithSession()` do; `undefined` runs without one). Throws `SessionContextInTransactionError`
+ * inside an open transaction of `database`, whose context was applied at its BEGIN; `method` names
+ * the `@WithSession()` method in that error.
+ */
+export function runWithSession<T>(database: string, context: CompiledSessionContext | undefined, fn: () => T, method?: string): T {
   const parent = routingStorage.getStore();
+  if (parent?.tx?.has(database) === true) throw new SessionContextInTransactionError(database, method);
+  const contexts = new ExplicitContexts(parent?.contexts, database, context);
   return routingStorage.run({ readOnly: parent?.readOnly ?? false, session: parent?.session ?? newSession(), tx: parent?.tx, contexts }, fn);
 }
 

@@ -6,7 +6,7 @@ import type { PoolClient } from 'pg';
 import { adminQuery, clusterConfig, nodeOptions, replicaOptions } from '../support/cluster.js';
 import { CapturingLogger } from '../support/logger.js';
 import { waitForNoSessions } from '../support/sessions.js';
-import { waitFor } from '../support/wait.js';
+import { createTenantRows } from '../support/tenant-rows.js';
 
 // Row-level security per tenant through the pool: a table owned by the superuser with a policy on
 // current_setting('app.tenant_id'), the app reaching it as a non-owner, each request's tenant
@@ -158,23 +158,7 @@ async function hammer(url: string, expectReplicas: boolean): Promise<{ requests:
 
 describe('per-request session context: row-level security per tenant', () => {
   beforeAll(async () => {
-    await adminQuery(
-      'primary',
-      `DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${ROLE}') THEN CREATE ROLE ${ROLE} NOLOGIN; END IF; END$$`,
-    );
-    await adminQuery('primary', `GRANT ${ROLE} TO app`);
-    await adminQuery('primary', `DROP TABLE IF EXISTS ${TABLE}`);
-    await adminQuery('primary', `CREATE TABLE ${TABLE} (id bigserial PRIMARY KEY, tenant text NOT NULL, note text)`);
-    await adminQuery('primary', `ALTER TABLE ${TABLE} ENABLE ROW LEVEL SECURITY`);
-    await adminQuery(
-      'primary',
-      `CREATE POLICY tenant_rows ON ${TABLE} USING (tenant = nullif(current_setting('app.tenant_id', true), '')) WITH CHECK (tenant = nullif(current_setting('app.tenant_id', true), ''))`,
-    );
-    await adminQuery('primary', `GRANT SELECT, INSERT ON ${TABLE} TO ${ROLE}, app`);
-    await adminQuery('primary', `GRANT USAGE ON SEQUENCE ${TABLE}_id_seq TO ${ROLE}, app`);
-    await adminQuery('primary', `INSERT INTO ${TABLE} (tenant, note) SELECT t, 'seed ' || g FROM unnest(ARRAY['tenant-a', 'tenant-b']) t, generate_series(1, 5) g`);
-    await waitFor('the seed rows on replica1', async () => (await adminQuery<{ n: string }>('replica1', `SELECT count(*) AS n FROM ${TABLE}`).catch(() => [{ n: '0' }]))[0]!.n === '10', 10_000);
-    await waitFor('the seed rows on replica2', async () => (await adminQuery<{ n: string }>('replica2', `SELECT count(*) AS n FROM ${TABLE}`).catch(() => [{ n: '0' }]))[0]!.n === '10', 10_000);
+    await createTenantRows(TABLE, ROLE, 5);
   }, 30_000);
 
   afterAll(async () => {
