@@ -2,7 +2,7 @@ import pg from 'pg';
 import { benchCluster, rawPoolConfig } from '../bench.config.js';
 import { closedLoop, interleaveSides, median, pairedRatio, type LoopResult } from '../bench.harness.js';
 import { createOursApp, librarySessionOptions } from '../bench.module.js';
-import { atLeast, figure, type Figure } from '../bench.results.js';
+import { atLeast, figure, medianInterval, type Figure } from '../bench.results.js';
 import type { Scenario } from '../bench.scenario.js';
 
 const CONCURRENCIES = [1, 64] as const;
@@ -29,6 +29,8 @@ export const queryPathScenario: Scenario = {
       const ours = await createOursApp({ applicationName: `bench-ours-query-${tag}`, leakDetectionThresholdMs: leak ? 2000 : undefined });
       const raw = new pg.Pool(rawPoolConfig(benchCluster.ports.primary, `bench-raw-query-${tag}`, session));
       const bare = leak ? undefined : new pg.Pool(rawPoolConfig(benchCluster.ports.primary, 'bench-bare-query'));
+      // A second raw pool like the first: raw vs raw is the run's noise floor for a ratio of equals.
+      const twin = leak ? undefined : new pg.Pool(rawPoolConfig(benchCluster.ports.primary, 'bench-raw-twin-query', session));
       try {
         const sql = 'SELECT 1';
         for (const concurrency of CONCURRENCIES) {
@@ -37,8 +39,9 @@ export const queryPathScenario: Scenario = {
             () => closedLoop(() => raw.query(sql), concurrency, timing.sliceMs),
           ];
           if (bare) sides.push(() => closedLoop(() => bare.query(sql), concurrency, timing.sliceMs));
+          if (twin) sides.push(() => closedLoop(() => twin.query(sql), concurrency, timing.sliceMs));
           const runs = await interleaveSides(timing.reps, sides);
-          const [oursRates, rawRates, bareRates] = runs.map((side) => side.map((r) => r.rate));
+          const [oursRates, rawRates, bareRates, twinRates] = runs.map((side) => side.map((r) => r.rate));
           const ratio = pairedRatio(oursRates!, rawRates!);
           log(`  leak ${leak ? 'on ' : 'off'} c=${concurrency}: ours ${median(oursRates!).toFixed(0)}/s raw ${median(rawRates!).toFixed(0)}/s ratio ${ratio.toFixed(3)}${bareRates ? ` | bare pg.Pool ${median(bareRates).toFixed(0)}/s` : ''}`);
           const callers = `${concurrency} caller${concurrency === 1 ? '' : 's'}`;
@@ -83,12 +86,34 @@ export const queryPathScenario: Scenario = {
               }),
             );
           }
+          if (twinRates) {
+            const aa = twinRates.map((t, i) => t / rawRates![i]!);
+            const interval = medianInterval(aa);
+            const noise = figure({
+              id: `1.c${concurrency}.noise`,
+              label: `Noise floor: SELECT 1, ${callers}, a second raw pg.Pool identical to the first vs the first`,
+              ours: median(twinRates),
+              raw: median(rawRates!),
+              reference: 'raw pg.Pool (same session settings)',
+              unit: 'queries/s',
+              value: median(aa),
+              valueUnit: '×',
+              samples: aa,
+              note:
+                'both sides run the same code, so any distance from 1.000× is the machine, not a library: a parity target ' +
+                '(≥ 0.97×) whose interval straddles it cannot be told from this noise',
+            });
+            // No target to judge, but the interval is the point of the row.
+            if (interval) noise.ci = interval;
+            figures.push(noise);
+          }
         }
         details[tag] = { primaryCounters: { ...ours.cluster.primary.counters } };
       } finally {
         await ours.app.close();
         await raw.end();
         await bare?.end();
+        await twin?.end();
       }
     }
     return {
@@ -96,7 +121,8 @@ export const queryPathScenario: Scenario = {
         'One Nest application context with PoolModule.forRoot (primary + 2 replicas, max 10 each, every other option at its default: ' +
         'counters and histograms, 500 ms validation window, lag monitor, pool alerts, statement_timeout 60 s) and a raw pg.Pool({ max: 10 }) ' +
         `on the primary given the same server session settings (\`options: '${session ?? ''}'\`), so both sides ask the server for the same work. ` +
-        'N callers run `SELECT 1` back to back for a fixed slice; slices alternate ours, raw, (bare pg.Pool,) ours, raw, …; ratio = median of per-pair throughput ratios. ' +
+        'N callers run `SELECT 1` back to back for a fixed slice; slices alternate ours, raw, (bare pg.Pool, a twin of raw,) then the reverse order, …; ratio = median of per-pair throughput ratios. ' +
+        'The "noise floor" rows compare two identical raw pools in the same slices: how far from 1.000× equal code lands on this machine. ' +
         'The "bare" rows compare against a pg.Pool with no session settings at all: the difference is PostgreSQL arming and disarming the statement_timeout timer on every statement.',
       figures,
       details,
