@@ -45,6 +45,7 @@ export const benchCluster = {
     replica1: Number(env.PG_REPLICA1_PORT) + offset,
     replica2: Number(env.PG_REPLICA2_PORT) + offset,
   },
+  pgbouncerPort: Number(env.PGBOUNCER_PORT) + offset,
 };
 
 /** Pool size of every pool in every scenario (ours and raw). */

@@ -6,6 +6,7 @@ import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { commitOf } from '../test/support/stamp.js';
 import { benchCluster, FULL_TIMING, repoRoot, serverConfig, SMOKE_TIMING } from './bench.config.js';
+import { pinClientAndServers, type Pinning } from './bench.affinity.js';
 import { pause, withDeadline } from './bench.harness.js';
 import { benchLogger } from './bench.logger.js';
 import { renderMarkdown, renderTable, type BenchRun, type MachineFacts } from './bench.report.js';
@@ -118,7 +119,10 @@ async function main(): Promise<number> {
     gitCommit: commitOf(repoRoot, ['BENCHMARKS.md', 'bench/results.json']),
     date: new Date().toISOString(),
   };
+  pinning = pinClientAndServers([benchCluster.ports.primary, benchCluster.ports.replica1, benchCluster.ports.replica2, benchCluster.pgbouncerPort]);
+  machine.cpuPinning = pinning.description;
   console.log(`${args.smoke ? 'Smoke run' : 'Benchmarks'}: ${machine.cpuModel}, ${machine.cores} cores, Node ${machine.node}, ${postgres}`);
+  console.log(`CPU pinning: ${pinning.description}`);
   const results: ScenarioResult[] = [];
   const scenarioDeadlineMs = args.smoke ? 90_000 : 480_000;
   for (const scenario of SCENARIOS) {
@@ -142,6 +146,7 @@ async function main(): Promise<number> {
     if (logged.length > 0) console.log(`  library log (warn/error, deduplicated):\n${logged.map((l) => `    ${l}`).join('\n')}`);
   }
   machine.loadAverageAtEnd = os.loadavg();
+  pinning.restore();
   const run: BenchRun = {
     mode: args.smoke ? 'smoke' : 'full',
     command: commandLine(args.smoke ? 'bench:smoke' : 'bench'),
@@ -170,12 +175,21 @@ async function main(): Promise<number> {
 // If nothing keeps the event loop alive while a step waits (say, on an unref'd child), Node exits
 // with 0 in the middle of the run; make that a failure that says so.
 process.on('exit', (code) => {
+  // However the run ends, the servers get every CPU back.
+  pinning?.restore();
   if (code === 0 && !finished) {
     process.exitCode = 1;
     console.error('The benchmark stopped before it finished: the event loop ran empty while a step was waiting.');
   }
 });
 let finished = false;
+let pinning: Pinning | undefined;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    console.error(`Stopped by ${signal}.`);
+    process.exit(130);
+  });
+}
 main().then(
   (code) => {
     finished = true;

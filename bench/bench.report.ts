@@ -12,6 +12,8 @@ export interface MachineFacts {
   postgres: string;
   loadAverageAtStart: number[];
   loadAverageAtEnd?: number[];
+  /** How client and servers were kept on separate CPUs (bench/bench.affinity.ts), or why not. */
+  cpuPinning?: string;
   gitCommit: string;
   date: string;
 }
@@ -113,7 +115,8 @@ export function renderMarkdown(run: BenchRun): string {
   );
   out.push('## Machine', '', '| | |', '|---|---|');
   out.push(`| CPU | ${escape(m.cpuModel)} |`);
-  out.push(`| Cores | ${m.cores} (shared by Node, autocannon and the three PostgreSQL servers) |`);
+  out.push(`| Cores | ${m.cores} |`);
+  out.push(`| CPU pinning | ${escape(m.cpuPinning ?? 'none')} |`);
   out.push(`| Memory | ${m.memoryGb.toFixed(1)} GB |`);
   out.push(`| OS | ${escape(m.os)} |`);
   out.push(`| Node.js | ${m.node} |`);
