@@ -15,9 +15,13 @@ import os from 'node:os';
 export interface Pinning {
   /** What the report prints, e.g. "client CPU 0, servers CPU 1" or "none (…why)". */
   readonly description: string;
-  /** Gives the servers every CPU again. Safe to call twice. */
+  /** Pins again after `restore()` (the servers' processes forked since included). Safe to call twice. */
+  pin(): void;
+  /** Gives the servers and this process every CPU again. Safe to call twice. */
   restore(): void;
 }
+
+const UNPINNED = { pin: () => undefined, restore: () => undefined };
 
 function run(command: string, args: string[]): string {
   return execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 10_000 });
@@ -71,17 +75,18 @@ function range(from: number, to: number): string {
 /** Pins this process to the lower half of the CPUs and the servers listening on `ports` to the upper half. */
 export function pinClientAndServers(ports: readonly number[]): Pinning {
   const cores = os.cpus().length;
-  if (cores < 2) return { description: 'none (one CPU)', restore: () => undefined };
+  if (cores < 2) return { description: 'none (one CPU)', ...UNPINNED };
   const split = Math.floor(cores / 2);
   const client = range(0, split - 1);
   const servers = range(split, cores - 1);
   const every = range(0, cores - 1);
-  let roots: number[];
-  try {
-    roots = listeners(ports);
-    if (roots.length === 0) return { description: `none (no process found listening on ports ${ports.join(', ')})`, restore: () => undefined };
-    setAffinity(withDescendants(roots), servers);
+  const pin = () => {
+    setAffinity(withDescendants(listeners(ports)), servers);
     setAffinity([process.pid], client);
+  };
+  try {
+    if (listeners(ports).length === 0) return { description: `none (no process found listening on ports ${ports.join(', ')})`, ...UNPINNED };
+    pin();
   } catch (err) {
     const reason = String((err as { stderr?: string }).stderr || (err as Error).message || err).trim().split('\n')[0];
     try {
@@ -89,15 +94,20 @@ export function pinClientAndServers(ports: readonly number[]): Pinning {
     } catch {
       // Nothing was moved if this fails too.
     }
-    return { description: `none (${reason})`, restore: () => undefined };
+    return { description: `none (${reason})`, ...UNPINNED };
   }
-  let restored = false;
+  let pinned = true;
   return {
     description: `client (Node, its workers) on CPU ${client}; PostgreSQL servers and PgBouncer on CPU ${servers}`,
+    pin() {
+      if (pinned) return;
+      pinned = true;
+      pin();
+    },
     restore() {
-      if (restored) return;
-      restored = true;
-      setAffinity(withDescendants(roots), every);
+      if (!pinned) return;
+      pinned = false;
+      setAffinity(withDescendants(listeners(ports)), every);
       setAffinity([process.pid], every);
     },
   };

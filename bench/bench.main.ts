@@ -131,11 +131,16 @@ async function main(): Promise<number> {
     const t0 = performance.now();
     try {
       await waitForServers(60_000);
+      if (scenario.unpinnedBecause === undefined) pinning.pin();
+      else pinning.restore();
       const outcome = await withDeadline(
         scenario.run({ timing, smoke: args.smoke, log: (message) => console.log(message) }),
         scenarioDeadlineMs,
         `scenario ${scenario.id}`,
       );
+      if (scenario.unpinnedBecause !== undefined && !pinning.description.startsWith('none')) {
+        outcome.method += ` This scenario runs without CPU pinning, every process free to use every CPU: ${scenario.unpinnedBecause}`;
+      }
       results.push({ id: scenario.id, title: scenario.title, ...outcome, libraryLog: benchLogger.drain(), durationMs: performance.now() - t0 });
     } catch (err) {
       const message = err instanceof Error ? (err.stack ?? err.message) : String(err);

@@ -16,5 +16,10 @@ export interface ScenarioOutcome {
 export interface Scenario {
   id: string;
   title: string;
+  /**
+   * Set when the scenario runs with every CPU open to every process, not with client and servers
+   * on CPUs of their own (bench/bench.affinity.ts): why. The report adds it to the method.
+   */
+  unpinnedBecause?: string;
   run(ctx: ScenarioContext): Promise<ScenarioOutcome>;
 }

@@ -27,7 +27,7 @@ process.on('SIGTERM', () => { child.kill(); process.exit(0); });
     server?.kill('SIGTERM');
   });
 
-  it('moves the listening process and what it forked to the upper CPUs, this process to the lower ones, and restores both', async () => {
+  it('moves the listening process and what it forked to the upper CPUs, this process to the lower ones, restores both and pins again', async () => {
     server = spawn(process.execPath, ['-e', SERVER], { stdio: ['ignore', 'pipe', 'inherit'] });
     const { port, child } = await new Promise<{ port: number; child: number }>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('the stand-in server did not start within 10 s')), 10_000);
@@ -46,6 +46,10 @@ process.on('SIGTERM', () => { child.kill(); process.exit(0); });
     const pinning = pinClientAndServers([port]);
     try {
       expect(pinning.description).toBe(`client (Node, its workers) on CPU ${lower}; PostgreSQL servers and PgBouncer on CPU ${upper}`);
+      expect([allowed(server.pid!), allowed(child), allowed(process.pid)]).toEqual([upper, upper, lower]);
+      pinning.restore();
+      expect([allowed(server.pid!), allowed(child), allowed(process.pid)]).toEqual([every, every, every]);
+      pinning.pin();
       expect([allowed(server.pid!), allowed(child), allowed(process.pid)]).toEqual([upper, upper, lower]);
     } finally {
       pinning.restore();

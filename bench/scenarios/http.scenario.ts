@@ -107,6 +107,9 @@ const NAMES: Record<Side, string> = { ours: 'sample app', raw: 'raw', 'raw-scope
 export const httpScenario: Scenario = {
   id: '5',
   title: 'HTTP: the sample app GET /users/:id and GET /ping vs the same routes on a hand-written pg.Pool provider, Express and Fastify',
+  unpinnedBecause:
+    'its client side is two processes, the app under test and the load generator (autocannon); kept on the client\'s CPU they would take turns ' +
+    'on it, which no deployment does, and the apps would be measured starved of CPU (their CPU time per request is its own row).',
   async run({ timing, log }) {
     ensureDatabase();
     const started: BenchChild[] = [];
