@@ -9,7 +9,7 @@ export type * from './pool.events.js';
 export type { PoolMetricsSnapshot, DatabaseSnapshot, NodeSnapshot, NodeCountersSnapshot, LatencySummary } from './metrics/metrics.snapshot.js';
 export type { NodeSizing, SizingState } from './metrics/sizing.monitor.js';
 export type { LoadSummary, BusiestSlot } from './metrics/load.window.js';
-export { isConnectionError } from './core/errors.js';
+export { isConnectionError } from './errors/sql-state.js';
 export { PoolHealthIndicator } from './health/pool.health.js';
 export { RoutingInterceptor } from './routing/routing.interceptor.js';
 export type * from './health/health.interfaces.js';

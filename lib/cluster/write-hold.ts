@@ -1,5 +1,5 @@
 import type { NodePool } from '../pool/node-pool.js';
-import { isConnectionError, isSessionTerminated, neverSent, sqlState } from '../core/errors.js';
+import { isConnectionError, isSessionTerminated, neverSent, sqlState } from '../errors/sql-state.js';
 import { classifyFailure, FailureClass } from '../errors/failure-class.js';
 import type { PoolEvent } from '../pool.events.js';
 import { isRoleChange } from './role-change.js';

@@ -1,5 +1,5 @@
 import type { PoolClient, QueryResult, QueryResultRow } from 'pg';
-import { neverSent } from '../core/errors.js';
+import { neverSent } from '../errors/sql-state.js';
 import { isSingleStatement, type NodePool, type QueryInput } from '../pool/node-pool.js';
 import { markWrite, type RoutingScope } from '../routing/routing-context.js';
 import type { Topology } from './topology.js';

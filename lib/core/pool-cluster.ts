@@ -1,5 +1,5 @@
 import { Logger } from '@nestjs/common';
-import type { CompiledSessionContext } from '../session/session-context.js';
+import type { CompiledSessionContext, SessionContexts } from '../session/session-context.js';
 import type { PoolClient, QueryResult, QueryResultRow } from 'pg';
 import { Subject, concat, defer, from, type Observable } from 'rxjs';
 import type { ResolvedOptions } from '../config/resolve-options.js';
@@ -16,6 +16,7 @@ import { ReplicaReads } from '../routing/replica-reads.js';
 import { LagMonitor } from '../cluster/lag-monitor.js';
 import { ReplicaSet } from '../cluster/replica-set.js';
 import type { ReaderState } from '../routing/reader-state.js';
+import type { RoutedHost } from '../routing/routed-host.js';
 import { Topology } from '../cluster/topology.js';
 import { warmUp } from '../cluster/warm-up.js';
 import { NodeMonitor } from '../cluster/node-monitor.js';
@@ -29,7 +30,7 @@ import { NodePool, type NodeHost, type QueryInput } from '../pool/node-pool.js';
  * topology, the replica set (reader states, bans, reader choice), the node and lag monitors, the
  * replica reads, read-your-writes and the transaction runner.
  */
-export class PoolCluster implements NodeHost {
+export class PoolCluster implements NodeHost, RoutedHost {
   readonly logger: Logger;
   readonly #events = new Subject<PoolEvent>();
   /** Live events; a subscriber first gets the split brain under way, if any (a state, not only a moment). */
@@ -132,6 +133,9 @@ export class PoolCluster implements NodeHost {
   /** Debug logging is on (checked per applied session context, cheap). */
   get debugging(): boolean {
     return Logger.isLevelEnabled('debug');
+  }
+  sessionContexts(): SessionContexts | undefined {
+    return routingStorage.getStore()?.contexts;
   }
   contextApplied(node: NodePool, ctx: CompiledSessionContext): void {
     this.logger.debug(`Session context on "${this.name}/${node.name}": ${ctx.description}`);

@@ -1,4 +1,4 @@
-import { isConnectionError, isReadOnlyViolation, isServerRestartError, isSessionTerminated, sqlState } from './errors.js';
+import { isConnectionError, isReadOnlyViolation, isServerRestartError, isSessionTerminated, sqlState } from './sql-state.js';
 
 // Classification of driver errors: what destroys a connection, what evicts a pool, what is a plain SQL error.
 

@@ -1,4 +1,4 @@
-import { breaksConnection } from '../errors/failure-class.js';
+import { breaksConnection } from './failure-class.js';
 
 /** SQLSTATE of an error, if the server sent one. */
 export function sqlState(err: unknown): string | undefined {

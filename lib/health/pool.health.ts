@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
 import { ClusterRegistry } from '../core/cluster-registry.js';
-import { isConnectionError } from '../core/errors.js';
+import { isConnectionError } from '../errors/sql-state.js';
 import type { NodePool } from '../pool/node-pool.js';
 
 /** A ping's statement deadline lies just past the check's timeout, so the check reports its own timeout first. */

@@ -5,7 +5,7 @@ import { LatencyHistogram, NodeCounters } from './node-stats.js';
 import { PoolAcquireTimeoutError, PoolUnavailableError, type PoolServerFullError, type PoolStateSnapshot } from '../pool.exceptions.js';
 import type { NodeRole } from '../pool.interfaces.js';
 import type { PoolEvent, RemoveReason } from '../pool.events.js';
-import type { CompiledSessionContext } from '../session/session-context.js';
+import type { CompiledSessionContext, SessionContexts } from '../session/session-context.js';
 import { CircuitBreaker } from './circuit-breaker.js';
 import type { ConnectionBag } from './connection-bag.js';
 import { LeakDetector } from './leak-detector.js';
@@ -39,6 +39,11 @@ export interface PoolHost<N = PoolNode> {
   statementTimedOut?(node: N, err: Error): void;
   /** The node's circuit breaker opened: connections to it failed as a node that is gone (`lastFailure` is the last one's message). */
   breakerOpened?(node: N, lastFailure: string): void;
+  /**
+   * The session contexts (role, settings) of the caller's scope, per database, read on every
+   * statement; `undefined` outside any scope. The routing scope holds them; the host reads it.
+   */
+  sessionContexts?(): SessionContexts | undefined;
   /** A session context is applied on this node (debug log; called once per context, only when `debugging`). */
   contextApplied?(node: N, ctx: CompiledSessionContext): void;
   readonly debugging?: boolean;

@@ -1,5 +1,5 @@
 import type { RemoveReason } from '../pool.events.js';
-import { isReadOnlyViolation } from '../core/errors.js';
+import { isReadOnlyViolation } from '../errors/sql-state.js';
 import { breaksConnection } from '../errors/failure-class.js';
 import type { PooledConnection } from './pooled-connection.js';
 

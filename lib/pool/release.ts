@@ -1,5 +1,5 @@
 import type { PoolClient } from 'pg';
-import { isServerRestartError } from '../core/errors.js';
+import { isServerRestartError } from '../errors/sql-state.js';
 import { PoolStatementTimeoutError } from '../pool.exceptions.js';
 import type { RemoveReason } from '../pool.events.js';
 import { sharedHandle } from './lent-client.js';

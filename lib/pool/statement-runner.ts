@@ -1,7 +1,6 @@
 import type { PoolClient, QueryConfig, QueryResult, QueryResultRow } from 'pg';
-import { isSessionTerminated } from '../core/errors.js';
+import { isSessionTerminated } from '../errors/sql-state.js';
 import { ClientReleasedError, NamedStatementUnsupportedError, PoolStatementTimeoutError } from '../pool.exceptions.js';
-import { routingStorage } from '../routing/routing-context.js';
 import type { CompiledSessionContext } from '../session/session-context.js';
 import { statementText } from '../session/statement-kind.js';
 import { rejectAtCaller } from './acquirer.js';
@@ -56,7 +55,7 @@ export class StatementRunner implements LendingPool, Meter {
   /** One statement on a connection of this pool, which is always given back. */
   query<R extends QueryResultRow>(text: QueryInput, values?: unknown[]): Promise<QueryResult<R>> {
     if (this.#refusesNames && typeof text === 'object' && text !== null && text.name) return Promise.reject(this.#namedStatement(text));
-    if (routingStorage.getStore()?.contexts !== undefined) {
+    if (this.#s.host.sessionContexts?.() !== undefined) {
       try {
         if (this.#sessionContext() !== undefined) return this.#queryInContext<R>(text, values);
       } catch (err) {
@@ -260,7 +259,7 @@ export class StatementRunner implements LendingPool, Meter {
 
   /** The session context of the current scope for this database (`undefined`: none, or empty). */
   #sessionContext(): CompiledSessionContext | undefined {
-    const ctx = routingStorage.getStore()?.contexts?.get(this.database);
+    const ctx = this.#s.host.sessionContexts?.()?.get(this.database);
     return ctx === undefined || ctx.sql === '' ? undefined : ctx;
   }
 

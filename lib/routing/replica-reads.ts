@@ -1,6 +1,6 @@
 import type { PoolClient, QueryResult, QueryResultRow } from 'pg';
 import type { ReaderState } from './reader-state.js';
-import { isReadOnlyViolation, neverSent } from '../core/errors.js';
+import { isReadOnlyViolation, neverSent } from '../errors/sql-state.js';
 import { breaksConnection, leavesRotation, retryElsewhere } from '../errors/failure-class.js';
 import type { NodePool, QueryInput } from '../pool/node-pool.js';
 import type { ResolvedOptions } from '../config/resolve-options.js';

@@ -1,8 +1,8 @@
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import type { PoolClient, QueryConfig, QueryResult } from 'pg';
-import type { PoolCluster } from '../core/pool-cluster.js';
-import { isConnectionError, sqlState } from '../core/errors.js';
+import type { RoutedHost } from './routed-host.js';
+import { isConnectionError, sqlState } from '../errors/sql-state.js';
 import { discards, RELEASED_TWICE, releasedWith } from '../pool/lent-client.js';
 import { callBack } from '../pool/node-callback.js';
 import { PoolError } from '../pool.exceptions.js';
@@ -12,13 +12,13 @@ import { isSubmittable, statementKind, statementText, type StatementKind } from 
 export type QueryCallback = (err: Error | undefined, res?: QueryResult) => void;
 type Submittable = { submit: (...args: unknown[]) => unknown; handleError?: (err: Error) => void };
 
-/** A client taken through `PoolCluster.withClient` and held until `give()`: the routing, the write tracking and the release hygiene stay the cluster's. */
+/** A client taken through `PoolCluster.withClient` (as `RoutedHost`) and held until `give()`: the routing, the write tracking and the release hygiene stay the cluster's. */
 interface Lease {
   readonly client: PoolClient;
   give(err?: unknown): void;
 }
 
-function lease(cluster: PoolCluster, readOnly: boolean | undefined): Promise<Lease> {
+function lease(cluster: RoutedHost, readOnly: boolean | undefined): Promise<Lease> {
   return new Promise<Lease>((resolve, reject) => {
     cluster
       .withClient(
@@ -78,7 +78,7 @@ let savepointCount = 0;
  *   `@ReadOnly()` with bans, lag, read-your-writes, retry and fallback; else the primary).
  */
 export class RoutedClient extends EventEmitter {
-  readonly #cluster: PoolCluster;
+  readonly #cluster: RoutedHost;
   readonly #recycle: (client: RoutedClient) => void;
   #joined = false;
   #lease: Lease | undefined;
@@ -96,7 +96,7 @@ export class RoutedClient extends EventEmitter {
   };
 
   /** `recycle` takes back a released client that held no connection, to hand it out again (as pg.Pool reuses its clients). */
-  constructor(cluster: PoolCluster, recycle: (client: RoutedClient) => void) {
+  constructor(cluster: RoutedHost, recycle: (client: RoutedClient) => void) {
     super();
     this.#cluster = cluster;
     this.#recycle = recycle;

@@ -1,7 +1,7 @@
 import type { EventEmitter } from 'node:events';
 import pg from 'pg';
 import type { PoolClient, QueryConfig, QueryResult } from 'pg';
-import type { PoolCluster } from '../core/pool-cluster.js';
+import type { RoutedHost } from './routed-host.js';
 import { callBack, functionAsQuery, type NodeCallback } from '../pool/node-callback.js';
 import { PoolError } from '../pool.exceptions.js';
 import { notOpenedHere, RoutedClient, type QueryCallback } from './routed-client.js';
@@ -24,7 +24,7 @@ type ConnectCallback = (err: Error | undefined, client: PoolClient | undefined, 
  * read-your-writes, bans, retries and hygiene of `db.query`.
  */
 export class RoutedPool extends pg.Pool {
-  readonly #cluster: PoolCluster;
+  readonly #cluster: RoutedHost;
   readonly #forwarders = new Map<string | symbol, (...args: unknown[]) => void>();
   readonly #free: RoutedClient[] = [];
   readonly #recycle = (client: RoutedClient) => {
@@ -45,7 +45,7 @@ export class RoutedPool extends pg.Pool {
     }
   }
 
-  constructor(cluster: PoolCluster) {
+  constructor(cluster: RoutedHost) {
     super();
     this.#cluster = cluster;
     const emitter = this as EventEmitter;

@@ -1,6 +1,6 @@
 import type { PoolClient } from 'pg';
 import type { NodePool } from '../pool/node-pool.js';
-import { isConnectionError, sqlState } from '../core/errors.js';
+import { isConnectionError, sqlState } from '../errors/sql-state.js';
 import { TransactionRolledBackError } from '../pool.exceptions.js';
 import type { TransactionOptions } from '../pool.interfaces.js';
 import { markWrite, routingStorage, runInTransaction } from '../routing/routing-context.js';

@@ -3,7 +3,7 @@ import { Test } from '@nestjs/testing';
 import { DatabaseService, PoolModule, type PoolEvent, type PoolModuleRootOptions } from 'nestjs-pg-pools';
 import { inRecovery, patroni, patroniCtl, patroniNodeAt, patroniNodes, patroniQuery, patroniUrl, publishedLeader, timeOf, type PatroniNode } from '../support/patroni.js';
 import { sleep } from '../support/wait.js';
-import { isConnectionError, isSessionTerminated, neverSent } from '../../lib/core/errors.js';
+import { isConnectionError, isSessionTerminated, neverSent } from '../../lib/errors/sql-state.js';
 
 // The Patroni chaos driver behind `npm run chaos:patroni` (full) and test/failover/patroni-failover.e2e-spec.ts
 // (short): one Nest application on the Patroni cluster of scripts/patroni.sh under 8 writer and

@@ -2,7 +2,7 @@ import { jest } from '@jest/globals';
 import { type INestApplication } from '@nestjs/common';
 import request from 'supertest';
 import { DatabaseService, PrimaryUnavailableError, type PoolEvent } from 'nestjs-pg-pools';
-import { isConnectionError, isSessionTerminated, neverSent } from '../../lib/core/errors.js';
+import { isConnectionError, isSessionTerminated, neverSent } from '../../lib/errors/sql-state.js';
 import { adminQuery, clusterCtl, pgNodeAt, type PgNodeName } from '../support/cluster.js';
 import { sleep, waitFor } from '../support/wait.js';
 import { failoverOptions, rebuildWithTable } from '../support/failover.js';
