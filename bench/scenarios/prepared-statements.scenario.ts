@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
@@ -69,6 +70,61 @@ async function sessionMemory(query: (text: string) => Promise<pg.QueryResult>): 
   }
 }
 
+const OURS_NAME = 'bench-ours-prepared';
+const UNPREPARED_NAME = 'bench-ours-unprepared';
+const RAW_NAME = 'bench-raw-prepared';
+
+const KYSELY_NOT_MET =
+  'Where the Node process is busy nearly all of its one CPU (see the CPU pinning line under Machine, and "busy" below), the run is bound by the ' +
+  "client: Kysely's query building and node-postgres, on both sides. Preparation saves server time (server CPU per query below), which then " +
+  'cannot turn into throughput, and what the library adds on the client (Node CPU per query below) counts in full. With the client and the ' +
+  'servers sharing the CPUs, or with a server that is the bottleneck, the saving shows as throughput, as in the db.query rows.';
+
+interface Measured extends LoopResult {
+  /** Server CPU time (µs) the side's sessions used during the slice, when /proc could be read. */
+  serverUs: number | undefined;
+}
+
+/** Server CPU per query over every slice of a side (µs), from the ticks of /proc: coarse per slice, fine in sum. */
+function serverPerQuery(side: readonly Measured[]): number | undefined {
+  let us = 0;
+  let ops = 0;
+  for (const r of side) {
+    if (r.serverUs === undefined) return undefined;
+    us += r.serverUs;
+    ops += r.ops;
+  }
+  return ops === 0 ? undefined : us / ops;
+}
+
+/** Clock ticks per second of /proc/<pid>/stat's utime and stime (USER_HZ: 100 on Linux). */
+const USER_HZ = 100;
+
+/**
+ * CPU time the server has spent so far (µs) in each session of one side (by pid), found by their
+ * application_name; `undefined` when /proc cannot be read (the bench runs on the servers' machine).
+ */
+async function serverCpuUs(monitor: pg.Pool, applicationName: string): Promise<Map<number, number> | undefined> {
+  const res = await monitor.query<{ pid: number }>(
+    "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' AND application_name = $1",
+    [applicationName],
+  );
+  const used = new Map<number, number>();
+  for (const { pid } of res.rows) {
+    let stat: string;
+    try {
+      stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    } catch (err) {
+      // A session that ended since the listing has nothing more to add; no /proc at all: no figure.
+      if ((err as { code?: unknown }).code === 'ENOENT' && existsSync('/proc/self/stat')) continue;
+      return undefined;
+    }
+    // After the command name (which may hold spaces: cut at its closing parenthesis) field 3 comes first; utime is field 14, stime 15.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    used.set(pid, ((Number(fields[11]) + Number(fields[12])) * 1e6) / USER_HZ);
+  }
+  return used;
+}
 
 export const preparedStatementsScenario: Scenario = {
   id: '9',
@@ -76,18 +132,36 @@ export const preparedStatementsScenario: Scenario = {
   async run({ timing, log }) {
     const figures: Figure[] = [];
     const session = librarySessionOptions('primary');
-    const ours = await createOursApp({ applicationName: 'bench-ours-prepared' });
-    const unprepared = await createOursApp({ applicationName: 'bench-ours-unprepared', preparedStatements: { enabled: false } });
-    const raw = new pg.Pool(rawPoolConfig(benchCluster.ports.primary, 'bench-raw-prepared', session));
+    const ours = await createOursApp({ applicationName: OURS_NAME });
+    const unprepared = await createOursApp({ applicationName: UNPREPARED_NAME, preparedStatements: { enabled: false } });
+    const raw = new pg.Pool(rawPoolConfig(benchCluster.ports.primary, RAW_NAME, session));
     const oursKysely = new Kysely<BenchDb>({ dialect: new PostgresDialect({ pool: ours.db.routedPool }) });
     const rawKysely = new Kysely<BenchDb>({ dialect: new PostgresDialect({ pool: raw }) });
-    const row = (id: string, label: string, reference: string, target: number, runs: LoopResult[][]) => {
+    // Server CPU is read between slices, from a session of its own (not one of the sides').
+    const monitor = new pg.Pool({ ...rawPoolConfig(benchCluster.ports.primary, 'bench-monitor-prepared'), max: 1 });
+    const measured =
+      (applicationName: string, loop: () => Promise<LoopResult>) =>
+      async (): Promise<Measured> => {
+        const before = await serverCpuUs(monitor, applicationName);
+        const result = await loop();
+        const after = await serverCpuUs(monitor, applicationName);
+        if (before === undefined || after === undefined) return { ...result, serverUs: undefined };
+        // A session opened during the slice counts from zero; one closed during it loses its last ticks.
+        let serverUs = 0;
+        for (const [pid, us] of after) serverUs += us - (before.get(pid) ?? 0);
+        return { ...result, serverUs };
+      };
+    const row = (id: string, label: string, reference: string, target: number, runs: Measured[][], whenNotMet?: string) => {
       const [oursRates, rawRates, offRates] = runs.map((side) => side.map((r) => r.rate)) as [number[], number[], number[] | undefined];
       const ratio = pairedRatio(oursRates, rawRates);
       const oursCpu = median(runs[0]!.map((r) => r.cpuUs));
       const rawCpu = median(runs[1]!.map((r) => r.cpuUs));
+      const busy = (side: Measured[]) => `${(median(side.map((r) => (r.cpuUs * r.rate) / 1e4))).toFixed(0)} %`;
+      const oursServer = serverPerQuery(runs[0]!);
+      const rawServer = serverPerQuery(runs[1]!);
+      const server = oursServer === undefined || rawServer === undefined ? '' : `; server CPU per query ${oursServer.toFixed(2)} µs vs ${rawServer.toFixed(2)} µs`;
       const off = offRates === undefined ? '' : `; preparation alone (ours vs ours with preparedStatements.enabled false): ${pairedRatio(oursRates, offRates).toFixed(3)}×`;
-      log(`  ${id}: ours ${median(oursRates).toFixed(0)}/s raw ${median(rawRates).toFixed(0)}/s ratio ${ratio.toFixed(3)}${off}`);
+      log(`  ${id}: ours ${median(oursRates).toFixed(0)}/s raw ${median(rawRates).toFixed(0)}/s ratio ${ratio.toFixed(3)}${server}${off}`);
       figures.push(
         figure({
           id,
@@ -100,7 +174,8 @@ export const preparedStatementsScenario: Scenario = {
           valueUnit: '×',
           target: atLeast(target),
           samples: oursRates.map((o, i) => o / rawRates[i]!),
-          note: `Node CPU per query ${oursCpu.toFixed(2)} µs vs ${rawCpu.toFixed(2)} µs${off}`,
+          note: `Node CPU per query ${oursCpu.toFixed(2)} µs vs ${rawCpu.toFixed(2)} µs (the Node process busy ${busy(runs[0]!)} vs ${busy(runs[1]!)} of one CPU)${server}${off}`,
+          ...(whenNotMet === undefined ? {} : { whenNotMet }),
         }),
       );
     };
@@ -118,9 +193,9 @@ export const preparedStatementsScenario: Scenario = {
         for (const concurrency of [1, 64]) {
           const callers = `${concurrency} caller${concurrency === 1 ? '' : 's'}`;
           const runs = await interleaveSides(timing.reps, [
-            () => closedLoop(plain(oursSend, statement), concurrency, timing.sliceMs),
-            () => closedLoop(plain(rawSend, statement), concurrency, timing.sliceMs),
-            () => closedLoop(plain(offSend, statement), concurrency, timing.sliceMs),
+            measured(OURS_NAME, () => closedLoop(plain(oursSend, statement), concurrency, timing.sliceMs)),
+            measured(RAW_NAME, () => closedLoop(plain(rawSend, statement), concurrency, timing.sliceMs)),
+            measured(UNPREPARED_NAME, () => closedLoop(plain(offSend, statement), concurrency, timing.sliceMs)),
           ]);
           row(`9.${statement}.c${concurrency}`, `${what}, db.query, ${callers}, max 10`, 'raw pg.Pool.query (same session settings)', target, runs);
         }
@@ -129,10 +204,17 @@ export const preparedStatementsScenario: Scenario = {
         for (const concurrency of [1, 64]) {
           const callers = `${concurrency} caller${concurrency === 1 ? '' : 's'}`;
           const runs = await interleaveSides(timing.reps, [
-            () => closedLoop(kyselyOp(oursKysely, statement), concurrency, timing.sliceMs),
-            () => closedLoop(kyselyOp(rawKysely, statement), concurrency, timing.sliceMs),
+            measured(OURS_NAME, () => closedLoop(kyselyOp(oursKysely, statement), concurrency, timing.sliceMs)),
+            measured(RAW_NAME, () => closedLoop(kyselyOp(rawKysely, statement), concurrency, timing.sliceMs)),
           ]);
-          row(`9.kysely-${statement}.c${concurrency}`, `Kysely on db.routedPool, ${statement === 'pk' ? 'PK lookup' : 'the join'}, ${callers}, max 10`, 'Kysely on a raw pg.Pool (same session settings)', 1.12, runs);
+          row(
+            `9.kysely-${statement}.c${concurrency}`,
+            `Kysely on db.routedPool, ${statement === 'pk' ? 'PK lookup' : 'the join'}, ${callers}, max 10`,
+            'Kysely on a raw pg.Pool (same session settings)',
+            1.12,
+            runs,
+            KYSELY_NOT_MET,
+          );
         }
       }
       const oursMemory = await ours.db.withClient((c) => sessionMemory((text) => c.query(text)));
@@ -172,7 +254,8 @@ export const preparedStatementsScenario: Scenario = {
           'N callers run the statement back to back for a fixed slice, ids 1…1000 in turn; slices alternate ours, raw, … (the db.query rows add a third ' +
           'side, ours with preparedStatements.enabled false, so the gain of preparation alone shows in the note); ' +
           'ratio = median of per-pair throughput ratios. The Kysely rows run Kysely (PostgresDialect) on db.routedPool (outside a scope: ' +
-          'the primary) and on the raw pool. Memory: Private_Clean + Private_Dirty of /proc/<backend pid>/smaps_rollup for one session of each side after the runs.',
+          'the primary) and on the raw pool. Server CPU per query: utime + stime of /proc/<pid>/stat of the sessions of each side (found by ' +
+          'application_name), read before and after each slice, summed over the slices and divided by their queries. Memory: Private_Clean + Private_Dirty of /proc/<backend pid>/smaps_rollup for one session of each side after the runs.',
         figures,
         details: { primaryCounters: { hits: c.preparedHits, misses: c.preparedMisses, evictions: c.preparedEvictions, invalidations: c.preparedInvalidations }, oursMemory, rawMemory },
       };
@@ -182,6 +265,7 @@ export const preparedStatementsScenario: Scenario = {
       await unprepared.app.close();
       await raw.query(`DROP TABLE IF EXISTS ${TAGS}, ${ITEMS}`).catch(() => undefined);
       await rawKysely.destroy();
+      await monitor.end();
     }
   },
 };
