@@ -1,7 +1,7 @@
 import { resolvePreparedStatements } from '../config/prepared-statements.options.js';
 import { PoolConfigurationError } from '../pool.exceptions.js';
 import { CACHED_STATEMENT_PREFIX } from './session-reset.js';
-import { isInvalidatedPlan, StatementCache } from './statement-cache.js';
+import { isInvalidatedPlan, planConfig, StatementCache } from './statement-cache.js';
 
 function cache(threshold: number, cacheSize: number, pgbouncer = false) {
   const counters = { preparedHits: 0, preparedMisses: 0, preparedEvictions: 0, preparedInvalidations: 0 };
@@ -18,10 +18,10 @@ describe('StatementCache', () => {
     expect(c.plan('select $1', [2])).toBeUndefined();
     const prepared = c.plan('select $1', [3])!;
     expect(prepared.name.startsWith(CACHED_STATEMENT_PREFIX)).toBe(true);
-    expect(prepared.config).toEqual({ name: prepared.name, text: 'select $1', values: [3] });
+    expect(planConfig(prepared)).toEqual({ name: prepared.name, text: 'select $1', values: [3] });
     const parsers = { getTypeParser: () => String };
     const hit = c.plan({ text: 'select $1', rowMode: 'array', types: parsers, name: undefined }, [4])!;
-    expect(hit.config).toEqual({ name: prepared.name, text: 'select $1', rowMode: 'array', types: parsers, values: [4] });
+    expect(planConfig(hit)).toEqual({ name: prepared.name, text: 'select $1', rowMode: 'array', types: parsers, values: [4] });
     expect(counters).toMatchObject({ preparedMisses: 3, preparedHits: 1 });
   });
 

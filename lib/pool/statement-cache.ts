@@ -1,4 +1,4 @@
-import type pg from 'pg';
+import pg from 'pg';
 import type { QueryResult } from 'pg';
 import type { ResolvedPreparedStatements } from '../config/prepared-statements.options.js';
 import { PreparedStatementInvalidatedError } from '../pool.exceptions.js';
@@ -43,9 +43,30 @@ type QueryFn = (config: unknown, values: unknown, cb: (err: Error | null | undef
 interface Plan {
   readonly key: string;
   readonly name: string;
-  readonly config: Record<string, unknown>;
+  /** The caller's query config, when it gave one (its other fields go along), else `undefined` (a text). */
+  readonly base: Record<string, unknown> | undefined;
+  readonly values: unknown[];
   /** Statements to deallocate before this one is sent (evicted, or left over). */
   readonly drop: readonly string[];
+}
+
+/** The query config a plan is sent as: the caller's, under the generated name. */
+export function planConfig(plan: Plan): Record<string, unknown> {
+  return plan.base === undefined ? { name: plan.name, text: plan.key, values: plan.values } : { ...plan.base, name: plan.name, values: plan.values };
+}
+
+/**
+ * A statement of the cache sent as node-postgres' own `Query` built from its text, so that pg
+ * does not copy a config object on every execution (it copies each one it is given, property
+ * descriptor by property descriptor: about 1 µs per statement), named after construction: `name`
+ * is the `Query` config field pg reads to send the statement as a prepared one.
+ */
+class NamedQuery extends pg.Query {
+  declare name: string;
+  constructor(name: string, text: string, values: unknown[], callback: Callback) {
+    super(text, values, callback as ConstructorParameters<typeof pg.Query>[2]);
+    this.name = name;
+  }
 }
 
 const NOTHING: readonly string[] = [];
@@ -70,7 +91,7 @@ export function isInvalidatedPlan(err: unknown): boolean {
  * One connection's automatic prepared statements (pgjdbc's `prepareThreshold` + bounded cache):
  * the texts seen with values and how often, and the ones prepared, least recently used first.
  * It never reads or writes node-postgres' own state: a name is prepared through the public
- * `client.query({ name, text, values })`, and a name that was deallocated or invalidated is never
+ * `client.query({ name, text, values })` (or pg's own `Query` with that name), and a name that was deallocated or invalidated is never
  * sent again on this connection (node-postgres would skip its parse), so the two never disagree.
  */
 export class StatementCache {
@@ -117,7 +138,7 @@ export class StatementCache {
       this.#prepared.delete(key);
       this.#prepared.set(key, found);
       this.counters.preparedHits++;
-      return { key, name: found, config: base === undefined ? { name: found, text: key, values } : { ...base, name: found, values }, drop: NOTHING };
+      return { key, name: found, base, values, drop: NOTHING };
     }
     this.counters.preparedMisses++;
     const uses = (this.#seen.get(key) ?? 0) + 1;
@@ -130,7 +151,7 @@ export class StatementCache {
     const drop = this.#makeRoom();
     const name = nextName();
     this.#prepared.set(key, name);
-    return { key, name, config: base === undefined ? { name, text: key, values } : { ...base, name, values }, drop };
+    return { key, name, base, values, drop };
   }
 
   /**
@@ -195,7 +216,7 @@ export function sendThroughCache(client: pg.Client, cache: StatementCache | unde
   // Queued right away, in order, ahead of the statement: statements sent on the client after this
   // one still run after it, and the client's queue stays empty on the usual one-at-a-time path.
   for (const name of plan.drop) deallocate(client, cache!, name, undefined);
-  query.call(client, plan.config, undefined, (err, res) => {
+  const answered: Callback = (err, res) => {
     if (!err || !isInvalidatedPlan(err)) return cb(err, res);
     // Read when the error arrives: the status of the session when this statement started.
     const inTransaction = client.getTransactionStatus() !== 'I';
@@ -207,5 +228,8 @@ export function sendThroughCache(client: pg.Client, cache: StatementCache | unde
     // The session answers this failure before it takes anything else: one statement at a time from here.
     if (stale === undefined) next();
     else deallocate(client, cache!, stale, next);
-  });
+  };
+  // A text on node-postgres' own client goes as its Query; a config (its other fields along) or another client class as a config.
+  if (plan.base === undefined && client instanceof pg.Client) client.query(new NamedQuery(plan.name, plan.key, plan.values, answered));
+  else query.call(client, planConfig(plan), undefined, answered);
 }
