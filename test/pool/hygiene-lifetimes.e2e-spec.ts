@@ -11,14 +11,18 @@ import { sleep, waitFor } from '../support/wait.js';
 
 const APP = 'e2e-hygiene-lifetimes';
 
-/** The kernel's timer for a local TCP port: `02` is the keep-alive timer (see proc(5), /proc/net/tcp). */
+/**
+ * The kernel's timer for the established TCP connection on a local port: `02` is the keep-alive
+ * timer (see proc(5), /proc/net/tcp). Only state `01` (ESTABLISHED) counts: an earlier connection
+ * that used the same local port may still be listed in TIME_WAIT (`06`, timer `03`).
+ */
 function tcpTimer(localPort: number): { timer: string; seconds: number } {
   const hex = localPort.toString(16).toUpperCase().padStart(4, '0');
   const line = readFileSync('/proc/net/tcp', 'utf8')
     .split('\n')
     .map((l) => l.trim().split(/\s+/))
-    .find((cols) => cols[1]?.endsWith(`:${hex}`));
-  if (!line) throw new Error(`no /proc/net/tcp entry for local port ${localPort}`);
+    .find((cols) => cols[1]?.endsWith(`:${hex}`) && cols[3] === '01');
+  if (!line) throw new Error(`no established /proc/net/tcp entry for local port ${localPort}`);
   const [timer, when] = line[5]!.split(':');
   return { timer: timer!, seconds: parseInt(when!, 16) / 100 };
 }
