@@ -15,13 +15,15 @@ import os from 'node:os';
 export interface Pinning {
   /** What the report prints, e.g. "client CPU 0, servers CPU 1" or "none (…why)". */
   readonly description: string;
+  /** False when the run could not pin at all (`description` says why): `pin()` and `restore()` do nothing then. */
+  readonly available: boolean;
   /** Pins again after `restore()` (the servers' processes forked since included). Safe to call twice. */
   pin(): void;
   /** Gives the servers and this process every CPU again. Safe to call twice. */
   restore(): void;
 }
 
-const UNPINNED = { pin: () => undefined, restore: () => undefined };
+const UNPINNED = { available: false, pin: () => undefined, restore: () => undefined };
 
 function run(command: string, args: string[]): string {
   return execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 10_000 });
@@ -80,13 +82,14 @@ export function pinClientAndServers(ports: readonly number[]): Pinning {
   const client = range(0, split - 1);
   const servers = range(split, cores - 1);
   const every = range(0, cores - 1);
-  const pin = () => {
-    setAffinity(withDescendants(listeners(ports)), servers);
+  const pin = (roots = listeners(ports)) => {
+    setAffinity(withDescendants(roots), servers);
     setAffinity([process.pid], client);
   };
   try {
-    if (listeners(ports).length === 0) return { description: `none (no process found listening on ports ${ports.join(', ')})`, ...UNPINNED };
-    pin();
+    const roots = listeners(ports);
+    if (roots.length === 0) return { description: `none (no process found listening on ports ${ports.join(', ')})`, ...UNPINNED };
+    pin(roots);
   } catch (err) {
     const reason = String((err as { stderr?: string }).stderr || (err as Error).message || err).trim().split('\n')[0];
     try {
@@ -98,6 +101,7 @@ export function pinClientAndServers(ports: readonly number[]): Pinning {
   }
   let pinned = true;
   return {
+    available: true,
     description: `client (Node, its workers) on CPU ${client}; PostgreSQL servers and PgBouncer on CPU ${servers}`,
     pin() {
       if (pinned) return;

@@ -138,7 +138,7 @@ async function main(): Promise<number> {
         scenarioDeadlineMs,
         `scenario ${scenario.id}`,
       );
-      if (scenario.unpinnedBecause !== undefined && !pinning.description.startsWith('none')) {
+      if (scenario.unpinnedBecause !== undefined && pinning.available) {
         outcome.method += ` This scenario runs without CPU pinning, every process free to use every CPU: ${scenario.unpinnedBecause}`;
       }
       results.push({ id: scenario.id, title: scenario.title, ...outcome, libraryLog: benchLogger.drain(), durationMs: performance.now() - t0 });

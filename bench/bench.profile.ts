@@ -39,18 +39,18 @@ const raw =
 const noop = () => undefined;
 const PK = 'SELECT relname FROM pg_class WHERE oid = $1';
 let next = 0;
-const oid = () => [1255 + (next++ % 4)];
+const oid = () => 1255 + (next++ % 4);
 interface Catalog {
   pg_class: { oid: number; relname: string };
 }
 function kysely(pool: pg.Pool): () => Promise<unknown> {
   const k = new Kysely<Catalog>({ dialect: new PostgresDialect({ pool }) });
-  return () => k.selectFrom('pg_class').select('relname').where('oid', '=', oid()[0]!).executeTakeFirst();
+  return () => k.selectFrom('pg_class').select('relname').where('oid', '=', oid()).executeTakeFirst();
 }
 async function routed(pool: { connect(): Promise<pg.PoolClient> }): Promise<unknown> {
   const client = await pool.connect();
   try {
-    return await client.query(PK, oid());
+    return await client.query(PK, [oid()]);
   } finally {
     client.release();
   }

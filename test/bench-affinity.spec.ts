@@ -46,6 +46,7 @@ process.on('SIGTERM', () => { child.kill(); process.exit(0); });
     const pinning = pinClientAndServers([port]);
     try {
       expect(pinning.description).toBe(`client (Node, its workers) on CPU ${lower}; PostgreSQL servers and PgBouncer on CPU ${upper}`);
+      expect(pinning.available).toBe(true);
       expect([allowed(server.pid!), allowed(child), allowed(process.pid)]).toEqual([upper, upper, lower]);
       pinning.restore();
       expect([allowed(server.pid!), allowed(child), allowed(process.pid)]).toEqual([every, every, every]);
@@ -60,6 +61,7 @@ process.on('SIGTERM', () => { child.kill(); process.exit(0); });
   it('leaves everything as it was, and says why, when nothing listens on the ports', () => {
     const pinning = pinClientAndServers([1]);
     expect(pinning.description).toBe('none (no process found listening on ports 1)');
+    expect(pinning.available).toBe(false);
     expect(allowed(process.pid)).toBe(`0-${os.cpus().length - 1}`);
   });
 });
