@@ -1,4 +1,4 @@
-import type { PoolClient, QueryResult } from 'pg';
+import type { Client, PoolClient, QueryResult } from 'pg';
 import { breaksConnection } from '../errors/failure-class.js';
 import { ClientReleasedError } from '../pool.exceptions.js';
 import { contextQuery } from '../session/context-client.js';
@@ -71,33 +71,38 @@ export class Checkout {
   }
 }
 
-const checkouts = new WeakMap<object, Checkout>();
+/** What a handle serves: its checkout (a `lend()` handle keeps one; a connection's shared handle moves on to the next). */
+interface Leased {
+  readonly lease: Checkout | undefined;
+}
+
+const checkouts = new WeakMap<object, Leased>();
 
 /** The checkout behind a handle this library lent (given back or not); `undefined` for a foreign object. */
 export function checkoutOf(handle: object): Checkout | undefined {
-  return checkouts.get(handle);
+  return checkouts.get(handle)?.lease;
 }
 
 /** `Checkout.ownError` for the checkout behind `handle` (`err` as it is for a foreign object). */
 export function ownError(handle: object, err: unknown): unknown {
-  const lease = checkouts.get(handle);
+  const lease = checkoutOf(handle);
   return lease === undefined ? err : lease.ownError(err);
 }
 
 /** The physical connection behind a handle, or `undefined` once it was given back (or for a foreign object). */
 export function leasedConnection(handle: object): PooledConnection | undefined {
-  const lease = checkouts.get(handle);
+  const lease = checkoutOf(handle);
   return lease === undefined || lease.returned ? undefined : lease.conn;
 }
 
 /** True for a handle of this library that was already given back. */
 export function wasReturned(handle: object): boolean {
-  return checkouts.get(handle)?.returned === true;
+  return checkoutOf(handle)?.returned === true;
 }
 
 /** Marks the handle given back; `undefined` when it already was (or is not a handle). */
 export function endLease(handle: object): PooledConnection | undefined {
-  const lease = checkouts.get(handle);
+  const lease = checkoutOf(handle);
   if (lease === undefined || lease.returned) return undefined;
   lease.returned = true;
   return lease.conn;
@@ -105,7 +110,7 @@ export function endLease(handle: object): PooledConnection | undefined {
 
 /** Sets (or, with `undefined`, clears) the gate of a lent handle. */
 export function setGate(handle: object, gate: LendGate | undefined): void {
-  const lease = checkouts.get(handle);
+  const lease = checkoutOf(handle);
   if (lease !== undefined) lease.gate = gate;
 }
 
@@ -161,6 +166,147 @@ function refuseCall(err: Error, args: unknown[]): unknown {
   return undefined;
 }
 
+/** A checkout's `release(err?)`. */
+type Release = (err?: Error | boolean) => void;
+
+/** The session-context form of a lent client's `query` (statements wrapped in a transaction with the context). */
+interface LendContext {
+  readonly ctx: CompiledSessionContext;
+  readonly begin: string;
+}
+
+/**
+ * What a handle lends: a connection of a pool, the checkout it serves now, and the `query` and
+ * `end` it shows in place of the client's (they read the checkout when called). A `lend()` handle
+ * has one of its own; a connection's shared handle keeps one for the connection's life and moves
+ * it on to each new checkout, so lending it again allocates only the checkout and its `release`.
+ */
+class Lending implements Leased {
+  lease: Checkout;
+  readonly query: AnyFn;
+  readonly end: AnyFn;
+
+  constructor(
+    readonly conn: PooledConnection,
+    readonly pool: LendingPool,
+    context?: LendContext,
+  ) {
+    this.lease = new Checkout(conn);
+    this.end = (...args: unknown[]) => {
+      if (this.lease.returned) throw this.refused('end()');
+      conn.markBroken(new Error('The client was ended with client.end() while it was checked out.'));
+      return (conn.client.end as AnyFn).apply(conn.client, args);
+    };
+    const query = (...args: unknown[]) => lentQuery(this, args);
+    this.query =
+      context === undefined
+        ? query
+        : contextQuery(
+            {
+              live: () => !this.lease.returned,
+              transactionStatus: () => conn.client.getTransactionStatus?.() ?? null,
+              send: (text, values) => sendAsync(conn, text, values),
+            },
+            context.ctx,
+            context.begin,
+            query,
+          );
+  }
+
+  refused(what: string): ClientReleasedError {
+    return new ClientReleasedError(this.pool.database, this.pool.name, what);
+  }
+
+  /** The `release(err?)` of the current checkout: one per checkout, as pg-pool's (a stale one throws, never releases a later checkout). */
+  releaser(): Release {
+    const lease = this.lease;
+    const { conn, pool } = this;
+    return (err?: Error | boolean) => {
+      if (lease.gate !== undefined) return;
+      if (lease.returned) throw new Error(RELEASED_TWICE);
+      lease.returned = true;
+      discardIfAsked(conn, err);
+      pool.giveBackLent(conn, err === true ? undefined : err);
+    };
+  }
+
+  /** A property of the client as the handle shows it: its own `query`/`release`/`end`; methods refused once given back. */
+  property(target: Client, prop: string | symbol, release: Release): unknown {
+    if (prop === 'query') return this.query;
+    if (prop === 'release') return release;
+    if (prop === 'end') return this.end;
+    if (prop === 'then') return undefined;
+    const value = Reflect.get(target, prop, target) as unknown;
+    if (typeof value !== 'function') return value;
+    if (this.lease.returned) {
+      return () => {
+        throw this.refused(`${String(prop)}()`);
+      };
+    }
+    return (...args: unknown[]) => (value as AnyFn).apply(target, args);
+  }
+
+  assign(target: Client, prop: string | symbol, value: unknown): boolean {
+    if (this.lease.returned) throw this.refused(`setting ${String(prop)}`);
+    return Reflect.set(target, prop, value, target);
+  }
+}
+
+/** A lent client's `query(...)`: asks the gate, refuses once given back, tracks the statement on the connection. */
+function lentQuery(l: Lending, args: unknown[]): unknown {
+  const lease = l.lease;
+  const gate = lease.gate;
+  if (gate !== undefined) {
+    const refused = gate.refusal();
+    if (refused !== undefined) return refuseCall(refused, args);
+  }
+  if (lease.returned) return refuseCall(l.refused('query()'), args);
+  const conn = l.conn;
+  const client = conn.client;
+  const first = args[0] as { submit?: unknown } | undefined;
+  conn.note(first);
+  if (first !== null && typeof first === 'object' && typeof first.submit === 'function') return (client.query as AnyFn).apply(client, args);
+  const last = args[args.length - 1];
+  const cb = typeof last === 'function' ? (last as AnyFn) : undefined;
+  const values = cb === undefined || args.length > 2 ? args[1] : undefined;
+  if (cb !== undefined) {
+    return sendOrThrow(conn, l.pool, args[0], values, (err, res) => {
+      const reported = conn.finished(err);
+      if (reported !== undefined) lease.produced(reported);
+      cb(reported, res);
+    });
+  }
+  let settle!: (err: Error | null | undefined, res: QueryResult | undefined) => void;
+  const result = new Promise((resolve, reject) => {
+    settle = (err, res) => {
+      const reported = conn.finished(err);
+      if (reported !== undefined) {
+        lease.produced(reported);
+        reject(reported);
+      } else resolve(res);
+    };
+  });
+  // Outside the promise: pg's own argument errors (a null query) are thrown to the caller, as pg does.
+  sendOrThrow(conn, l.pool, args[0], values, settle);
+  return result;
+}
+
+/** The proxy handler of a `lend()` handle: one lending, one release. */
+class LentView implements ProxyHandler<Client> {
+  constructor(
+    readonly lending: Lending,
+    readonly release: Release,
+  ) {}
+
+  get(target: Client, prop: string | symbol): unknown {
+    return this.lending.property(target, prop, this.release);
+  }
+
+  set(target: Client, prop: string | symbol, value: unknown): boolean {
+    return this.lending.assign(target, prop, value);
+  }
+}
+
 /**
  * The one handle lent for a checkout (HikariCP's `ProxyConnection`): a `pg.PoolClient` over the
  * physical client whose statements are tracked (busy time for the statement deadline, failures
@@ -170,126 +316,82 @@ function refuseCall(err: Error, args: unknown[]): unknown {
  * handle marks the connection broken at once: released afterwards, it is closed, never pooled
  * again. A gate (a transaction's) is asked before each statement.
  */
-export function lend(conn: PooledConnection, pool: LendingPool, context?: { readonly ctx: CompiledSessionContext; readonly begin: string }): PoolClient {
-  const lease = new Checkout(conn);
-  const client = conn.client;
-  const refuse = (what: string) => new ClientReleasedError(pool.database, pool.name, what);
-  const release = (err?: Error | boolean) => {
-    if (lease.gate !== undefined) return;
-    if (lease.returned) throw new Error(RELEASED_TWICE);
-    lease.returned = true;
-    discardIfAsked(conn, err);
-    pool.giveBackLent(conn, err === true ? undefined : err);
-  };
-  const end = (...args: unknown[]) => {
-    if (lease.returned) throw refuse('end()');
-    conn.markBroken(new Error('The client was ended with client.end() while it was checked out.'));
-    return (client.end as AnyFn).apply(client, args);
-  };
-  const query = (...args: unknown[]) => {
-    const gate = lease.gate;
-    if (gate !== undefined) {
-      const refused = gate.refusal();
-      if (refused !== undefined) return refuseCall(refused, args);
-    }
-    if (lease.returned) return refuseCall(refuse('query()'), args);
-    const first = args[0] as { submit?: unknown } | undefined;
-    conn.note(first);
-    if (first !== null && typeof first === 'object' && typeof first.submit === 'function') return (client.query as AnyFn).apply(client, args);
-    const cb = typeof args[args.length - 1] === 'function' ? (args[args.length - 1] as AnyFn) : undefined;
-    const values = cb === undefined || args.length > 2 ? args[1] : undefined;
-    if (cb !== undefined) {
-      return sendOrThrow(conn, pool, args[0], values, (err, res) => {
-        const reported = conn.finished(err);
-        if (reported !== undefined) lease.produced(reported);
-        cb(reported, res);
-      });
-    }
-    let settle!: (err: Error | null | undefined, res: QueryResult | undefined) => void;
-    const result = new Promise((resolve, reject) => {
-      settle = (err, res) => {
-        const reported = conn.finished(err);
-        if (reported !== undefined) {
-          lease.produced(reported);
-          reject(reported);
-        } else resolve(res);
-      };
-    });
-    // Outside the promise: pg's own argument errors (a null query) are thrown to the caller, as pg does.
-    sendOrThrow(conn, pool, args[0], values, settle);
-    return result;
-  };
-  const lentQuery =
-    context === undefined
-      ? query
-      : contextQuery(
-          {
-            live: () => !lease.returned,
-            transactionStatus: () => conn.client.getTransactionStatus?.() ?? null,
-            send: (text, values) => sendAsync(conn, text, values),
-          },
-          context.ctx,
-          context.begin,
-          query,
-        );
-  const handle = new Proxy(client, {
-    get(target, prop) {
-      if (prop === 'release') return release;
-      if (prop === 'query') return lentQuery;
-      if (prop === 'end') return end;
-      if (prop === 'then') return undefined;
-      const value = Reflect.get(target, prop, target) as unknown;
-      if (typeof value !== 'function') return value;
-      if (lease.returned) {
-        return () => {
-          throw refuse(`${String(prop)}()`);
-        };
-      }
-      return (...args: unknown[]) => (value as AnyFn).apply(target, args);
-    },
-    set(target, prop, value) {
-      if (lease.returned) throw refuse(`setting ${String(prop)}`);
-      return Reflect.set(target, prop, value, target);
-    },
-  }) as unknown as PoolClient;
-  checkouts.set(handle, lease);
+export function lend(conn: PooledConnection, pool: LendingPool, context?: LendContext): PoolClient {
+  const lending = new Lending(conn, pool, context);
+  const handle = new Proxy(conn.client, new LentView(lending, lending.releaser())) as unknown as PoolClient;
+  checkouts.set(handle, lending);
   return handle;
 }
 
-interface Shared {
-  /** The checkout currently (or last) lent through the shared handle. */
-  current: PoolClient | undefined;
+/**
+ * The proxy handler of a connection's shared handle (one per physical connection, for its life).
+ * Lent directly (`lendShared`), it serves that checkout as a `lend()` handle would; lent through a
+ * `lend()` handle (`via`, a checkout with a session context), it forwards every call to it; never
+ * lent, it shows the client as it is (an `onConnect` hook, a `connect` event).
+ */
+class SharedView implements ProxyHandler<Client>, Leased {
   readonly handle: PoolClient;
+  lending: Lending | undefined = undefined;
+  release: Release | undefined = undefined;
+  via: PoolClient | undefined = undefined;
+
+  constructor(client: Client) {
+    this.handle = new Proxy(client, this) as unknown as PoolClient;
+    checkouts.set(this.handle, this);
+  }
+
+  get lease(): Checkout | undefined {
+    return this.via !== undefined ? checkoutOf(this.via) : this.lending?.lease;
+  }
+
+  get(target: Client, prop: string | symbol): unknown {
+    if (prop === 'then') return undefined;
+    const via = this.via;
+    if (via !== undefined) return Reflect.get(via, prop) as unknown;
+    const lending = this.lending;
+    return lending === undefined ? (Reflect.get(target, prop, target) as unknown) : lending.property(target, prop, this.release!);
+  }
+
+  set(target: Client, prop: string | symbol, value: unknown): boolean {
+    const via = this.via;
+    if (via !== undefined) return Reflect.set(via, prop, value);
+    const lending = this.lending;
+    return lending === undefined ? Reflect.set(target, prop, value, target) : lending.assign(target, prop, value);
+  }
 }
 
-const shared = new WeakMap<PooledConnection, Shared>();
+const shared = new WeakMap<PooledConnection, SharedView>();
+
+function sharedView(conn: PooledConnection): SharedView {
+  let view = shared.get(conn);
+  if (view === undefined) {
+    view = new SharedView(conn.client);
+    shared.set(conn, view);
+  }
+  return view;
+}
 
 /**
  * The one client object of a physical connection, as `pg.Pool` hands out (libraries key
  * per-connection state on it: Kysely's `onCreateConnection`, prepared-statement maps, LISTEN
- * bookkeeping). Every call goes to the checkout it was last lent with (`checkout`, a `lend()`
- * handle): while that checkout is out the calls run; once it was released they are refused
- * (`ClientReleasedError`, `release()` twice throws), until the pool lends the same connection
- * again through this object.
+ * bookkeeping). Every call goes to the checkout it was last lent for: while that checkout is out
+ * the calls run; once it was released they are refused (`ClientReleasedError`, `release()` twice
+ * throws), until the pool lends the same connection again through this object. `checkout`: a
+ * `lend()` handle the connection was just lent through, which the calls then go to.
  */
 export function sharedHandle(conn: PooledConnection, checkout?: PoolClient): PoolClient {
-  let entry = shared.get(conn);
-  if (entry === undefined) {
-    const state = { current: checkout } as { current: PoolClient | undefined };
-    const handle = new Proxy(conn.client, {
-      get(target, prop) {
-        if (prop === 'then') return undefined;
-        const to = state.current;
-        if (to === undefined) return Reflect.get(target, prop, target) as unknown;
-        return Reflect.get(to, prop) as unknown;
-      },
-      set(target, prop, value) {
-        const to = state.current;
-        return to === undefined ? Reflect.set(target, prop, value, target) : Reflect.set(to, prop, value);
-      },
-    }) as unknown as PoolClient;
-    entry = Object.assign(state, { handle });
-    shared.set(conn, entry);
-  } else if (checkout !== undefined) entry.current = checkout;
-  return entry.handle;
+  const view = sharedView(conn);
+  if (checkout !== undefined) view.via = checkout;
+  return view.handle;
+}
+
+/** Lends `conn` for a new checkout through its shared handle (`pg.Pool.connect()`): no handle of its own to build. */
+export function lendShared(conn: PooledConnection, pool: LendingPool): PoolClient {
+  const view = sharedView(conn);
+  let lending = view.lending;
+  if (lending === undefined) view.lending = lending = new Lending(conn, pool);
+  else lending.lease = new Checkout(conn);
+  view.release = lending.releaser();
+  view.via = undefined;
+  return view.handle;
 }

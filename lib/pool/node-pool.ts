@@ -192,6 +192,11 @@ export class NodePool {
     return this.#runner.acquire();
   }
 
+  /** `acquire()` for `pg.Pool.connect()`: the client is the connection's own shared handle, as pg-pool lends the same object each time. */
+  acquireShared(): Promise<PoolClient> {
+    return this.#runner.acquireShared();
+  }
+
   /**
    * Gives a client back. A connection that failed (the error came from it) or broke is destroyed —
    * for a server shutdown the rest of the pool is soft-evicted; 25006 on the primary checks for a

@@ -9,7 +9,6 @@ import type { CompiledSessionContext, SessionContexts } from '../session/session
 import { CircuitBreaker } from './circuit-breaker.js';
 import type { ConnectionBag } from './connection-bag.js';
 import { LeakDetector } from './leak-detector.js';
-import { leasedConnection, sharedHandle } from './lent-client.js';
 import { PoolFacade } from './pool-facade.js';
 import type { PooledConnection } from './pooled-connection.js';
 
@@ -17,6 +16,8 @@ import type { PooledConnection } from './pooled-connection.js';
 export interface PoolNode {
   query<R extends QueryResultRow>(text: string | QueryConfig, values?: unknown[]): Promise<QueryResult<R>>;
   acquire(): Promise<PoolClient>;
+  /** A client for `pg.Pool.connect()`: the connection's own shared handle (one object per physical connection). */
+  acquireShared(): Promise<PoolClient>;
   release(client: PoolClient, err?: unknown): void;
   evictAll(): void;
   reachable(): void;
@@ -249,7 +250,7 @@ export function nodeFacade(s: PoolState, end: () => Promise<void>): PoolFacade {
     },
     options: pgPoolOptionsView(config),
     query: (text, values) => node.query(text, values),
-    acquire: () => node.acquire().then((client) => sharedHandle(leasedConnection(client)!, client)),
+    acquire: () => node.acquireShared(),
     end,
   });
 }

@@ -25,6 +25,8 @@ describe('touchesSession', () => {
     'SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY',
   ])('flags %j', (text) => {
     expect(touchesSession(text)).toBe(true);
+    // The second verdict comes from the memo of recent texts: the same.
+    expect(touchesSession(text)).toBe(true);
   });
 
   it.each([
@@ -39,6 +41,14 @@ describe('touchesSession', () => {
     'SELECT preset FROM listeners',
   ])('leaves %j alone', (text) => {
     expect(touchesSession(text)).toBe(false);
+    expect(touchesSession(text)).toBe(false);
+  });
+
+  it('gives the same verdicts once its memo of recent texts filled up and started over', () => {
+    for (let i = 0; i < 1200; i++) expect(touchesSession(`SELECT ${i} FROM t WHERE id = $1`)).toBe(false);
+    for (let i = 0; i < 1200; i++) expect(touchesSession(`SET work_mem = ${64 + i}`)).toBe(true);
+    expect(touchesSession('SELECT 5 FROM t WHERE id = $1')).toBe(false);
+    expect(touchesSession(`SELECT '${'x'.repeat(5000)}'; SET role = x`)).toBe(true);
   });
 
   it('flags a statement whose text it cannot read', () => {

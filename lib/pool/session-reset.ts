@@ -12,9 +12,23 @@ export const CACHED_STATEMENT_PREFIX = '__pgp_';
 const SESSION_STATEMENT =
   /(?:^|;)\s*(?:(?:--[^\n]*\n|\/\*[\s\S]*?\*\/)\s*)*(?:set\s+(?!local\b|transaction\b|constraints\b)|reset\b|listen\b|prepare\b|declare\b|discard\b|load\b|deallocate\b)|set_config|advisory_lock|\btemp(?:orary)?\b|pg_temp|session\s+authorization/i;
 
+/** Verdicts of `touchesSession` for recent texts (an application sends few distinct ones, over and over). */
+const verdicts = new Map<string, boolean>();
+const VERDICTS_MAX = 512;
+/** Longer texts are tested each time rather than kept. */
+const VERDICT_TEXT_MAX = 4096;
+
 /** True when `text` may change session state (cheap; false positives only cost a reset). */
 export function touchesSession(text: unknown): boolean {
-  return typeof text !== 'string' || SESSION_STATEMENT.test(text);
+  if (typeof text !== 'string') return true;
+  const known = verdicts.get(text);
+  if (known !== undefined) return known;
+  const touches = SESSION_STATEMENT.test(text);
+  if (text.length <= VERDICT_TEXT_MAX) {
+    if (verdicts.size >= VERDICTS_MAX) verdicts.clear();
+    verdicts.set(text, touches);
+  }
+  return touches;
 }
 
 /**

@@ -49,6 +49,18 @@ describe('StatementCache', () => {
     expect(new Set([a.name, b.name, d.name, b2.name]).size).toBe(4);
   });
 
+  it('keeps the order of use when the most recent statement runs again (no move needed)', () => {
+    const { c } = cache(1, 2);
+    const a = c.plan('a $1', [1])!;
+    c.plan('b $1', [1]);
+    c.plan('b $1', [1]);
+    c.plan('a $1', [1]);
+    c.plan('a $1', [1]);
+    const b = c.plan('b $1', [1])!;
+    expect(c.plan('e $1', [1])!.drop).toEqual([a.name]);
+    expect(c.plan('b $1', [1])!.name).toBe(b.name);
+  });
+
   it('forgets an invalidated plan (deallocating a 0A000 one), re-sends a failed DEALLOCATE later, and retires the connection after many dropped names', () => {
     const { c, counters, retired } = cache(1, 1);
     const p = c.plan('x $1', [1])!;

@@ -102,6 +102,8 @@ export class StatementCache {
   /** Names whose `DEALLOCATE` could not run yet (the transaction had failed): sent before the next preparation. */
   readonly #pending: string[] = [];
   #dropped = 0;
+  /** The key last moved to (or added at) the most recent end of `#prepared`. */
+  #recent: string | undefined = undefined;
 
   constructor(
     readonly settings: ResolvedPreparedStatements,
@@ -135,8 +137,12 @@ export class StatementCache {
     if (!Array.isArray(values) || values.length === 0) return undefined;
     const found = this.#prepared.get(key);
     if (found !== undefined) {
-      this.#prepared.delete(key);
-      this.#prepared.set(key, found);
+      // Moved to the most recent end unless it is there already (the same statement again, the usual case).
+      if (key !== this.#recent) {
+        this.#prepared.delete(key);
+        this.#prepared.set(key, found);
+        this.#recent = key;
+      }
       this.counters.preparedHits++;
       return { key, name: found, base, values, drop: NOTHING };
     }
@@ -151,6 +157,7 @@ export class StatementCache {
     const drop = this.#makeRoom();
     const name = nextName();
     this.#prepared.set(key, name);
+    this.#recent = key;
     return { key, name, base, values, drop };
   }
 

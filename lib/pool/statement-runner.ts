@@ -4,7 +4,7 @@ import { ClientReleasedError, NamedStatementUnsupportedError, PoolStatementTimeo
 import type { CompiledSessionContext } from '../session/session-context.js';
 import { statementText } from '../session/statement-kind.js';
 import { rejectAtCaller } from './acquirer.js';
-import { endLease, leasedConnection, lend, wasReturned, type LendingPool } from './lent-client.js';
+import { endLease, leasedConnection, lend, lendShared, sharedHandle, wasReturned, type LendingPool } from './lent-client.js';
 import type { PoolState } from './pool-state.js';
 import type { PooledConnection } from './pooled-connection.js';
 import { send, sendAsync, sendWithin, type Meter } from './statement-deadline.js';
@@ -150,19 +150,36 @@ export class StatementRunner implements LendingPool, Meter {
 
   /** A lent client; in a scope with a session context, each of its statements runs in a transaction with the context. */
   acquire(): Promise<PoolClient> {
+    return this.#lend(false);
+  }
+
+  /**
+   * `acquire()` lent through the connection's shared handle (`pg.Pool.connect()`): without a
+   * session context, the handle serves the checkout itself, so nothing is built per checkout but
+   * the checkout and its `release`.
+   */
+  acquireShared(): Promise<PoolClient> {
+    return this.#lend(true);
+  }
+
+  #lend(shared: boolean): Promise<PoolClient> {
     let ctx: CompiledSessionContext | undefined;
     try {
       ctx = this.#sessionContext();
     } catch (err) {
       return Promise.reject(err);
     }
-    const borrowed = this.#s.acquirer.borrowed();
-    if (ctx === undefined) return borrowed.then((conn) => lend(conn, this));
+    const acquirer = this.#s.acquirer;
+    if (ctx === undefined) {
+      if (shared) return new Promise<PoolClient>((resolve) => acquirer.borrow((err, conn) => (err !== undefined ? rejectAtCaller(resolve, err) : resolve(lendShared(conn!, this)))));
+      return acquirer.borrowed().then((conn) => lend(conn, this));
+    }
     const context = { ctx, begin: `BEGIN${this.#transactionSettings}` };
-    return borrowed.then((conn) => {
+    const lent = acquirer.borrowed().then((conn) => {
       this.#contextApplied(ctx);
       return lend(conn, this, context);
     });
+    return shared ? lent.then((client) => sharedHandle(leasedConnection(client)!, client)) : lent;
   }
 
   /** Gives a lent client back (once; a client already given back is left alone). */
