@@ -104,8 +104,9 @@ export function pairedRatio(ours: readonly number[], raw: readonly number[]): nu
   return median(ours.map((o, i) => o / raw[i]!));
 }
 
+/** Waits `ms`, keeping the process alive meanwhile (an unref'd timer would let a run with nothing else pending exit mid-wait). */
 export function pause(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Rejects when `promise` does not settle within `ms`: no benchmark step can hang. */
