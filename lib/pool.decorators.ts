@@ -4,7 +4,7 @@ import { ClusterRegistry, findCluster } from './core/cluster-registry.js';
 import type { PoolCluster } from './core/pool-cluster.js';
 import { checkTransactionOptions } from './transactions/transaction-options.js';
 import { DEFAULT_DATABASE, READ_ONLY_METADATA, TRANSACTIONAL_METADATA, WITH_SESSION_METADATA } from './pool.constants.js';
-import type { ReadOnlyOptions, SessionContextOf, TransactionOptions, WithSessionOptions } from './pool.interfaces.js';
+import type { ReadOnlyOptions, SessionContextOf, SessionMethodDecorator, TransactionOptions, WithSessionOptions } from './pool.interfaces.js';
 import { getDatabaseToken, getPoolToken, type PoolRole } from './pool.utils.js';
 import { RequestSession } from './routing/request-scope.js';
 import { parseConsistencyToken, routingStorage, runReadOnly, runWithSession, TOKEN_FORM, type RoutingScope } from './routing/routing-context.js';
@@ -149,6 +149,8 @@ const CONTEXT_FIELD = '@WithSession() context';
  * context, an unregistered database, or a call inside an open transaction of the database
  * (`SessionContextInTransactionError`) rejects the call of an `async` method, else throws.
  */
+export function WithSession(context: SessionContext, options?: WithSessionOptions): MethodDecorator;
+export function WithSession<A extends unknown[], T = any>(context: SessionContextOf<A, T>, options?: WithSessionOptions): SessionMethodDecorator<A>;
 export function WithSession(context: SessionContext | SessionContextOf, options: WithSessionOptions = {}): MethodDecorator {
   const { database = DEFAULT_DATABASE } = options;
   // A static context is checked once, now; it is compiled again per database with its `session.secret`.

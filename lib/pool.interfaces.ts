@@ -240,10 +240,21 @@ export interface TransactionOptions {
 }
 
 /**
- * The context of one `@WithSession()` call, from the method's `this` and arguments (it gets every
- * argument, so it may declare the ones it needs); `undefined` runs without a context.
+ * The context of one `@WithSession()` call, from the method's `this` (`T`) and arguments (`A`): it
+ * gets every argument, so it declares the leading ones it needs, and the decorator only fits a
+ * method whose leading parameters take them; `undefined` runs without a context.
  */
-export type SessionContextOf = (this: any, ...args: any[]) => SessionContext | undefined;
+export type SessionContextOf<A extends unknown[] = any[], T = any> = (this: T, ...args: A) => SessionContext | undefined;
+
+/**
+ * The decorator `@WithSession(fn)` gives: it fits a method whose leading parameters pass what `fn`
+ * declares (`A`), whatever follows; on any other method the compiler names the mismatch.
+ */
+export type SessionMethodDecorator<A extends unknown[]> = <M extends (...args: any[]) => unknown>(
+  target: object,
+  key: string | symbol,
+  descriptor: TypedPropertyDescriptor<M> & (Parameters<M> extends [...A, ...unknown[]] ? unknown : { contextFunctionExpects: A; methodTakes: Parameters<M> }),
+) => TypedPropertyDescriptor<M> | void;
 
 export interface WithSessionOptions {
   /** The database whose statements run with the context. Default: the default database (`default`). */
