@@ -55,13 +55,13 @@ export class StatementRunner implements LendingPool, Meter {
   /** One statement on a connection of this pool, which is always given back. */
   query<R extends QueryResultRow>(text: QueryInput, values?: unknown[]): Promise<QueryResult<R>> {
     if (this.#refusesNames && typeof text === 'object' && text !== null && text.name) return Promise.reject(this.#namedStatement(text));
-    if (this.#s.host.sessionContexts?.() !== undefined) {
-      try {
-        if (this.#sessionContext() !== undefined) return this.#queryInContext<R>(text, values);
-      } catch (err) {
-        return Promise.reject(err);
-      }
+    let ctx: CompiledSessionContext | undefined;
+    try {
+      ctx = this.#sessionContext();
+    } catch (err) {
+      return Promise.reject(err);
     }
+    if (ctx !== undefined) return this.#queryInContext<R>(text, values);
     return new Promise<QueryResult<R>>((resolve) => {
       this.#s.acquirer.borrow((err, conn) => {
         if (err !== undefined) rejectAtCaller(resolve, err);
