@@ -168,8 +168,10 @@ export function renderMarkdown(run: BenchRun): string {
       '(replicas also `default_transaction_read_only=on`). The reference pools get the same startup `options`, so a ratio shows what the ' +
       'library itself costs. PostgreSQL 15 arms and disarms a timer for `statement_timeout` on every statement; the rows marked ' +
       '"bare pg.Pool" show that server-side cost separately.',
-    '- **Leak detection** (`leakDetectionThresholdMs`, off by default) records where each client was taken: one `new Error()` per ' +
-      'checkout, formatted only when a leak is reported. Capturing a stack is the whole cost of the "leak detection on" rows.',
+    '- **Leak detection** (`leakDetectionThresholdMs`, off by default) records where each client lent to the caller was taken ' +
+      '(`connect()`, `withClient`, transactions): one `new Error()` per checkout, formatted only when a leak is reported. `db.query` gives its ' +
+      'connection back itself and records nothing, so scenario 1\'s "leak detection on" rows run the same path as the "off" ones; ' +
+      'scenario 2\'s "leak detection on" row gives the cost per lent client.',
     '- **AsyncLocalStorage.** On Node 20 the first `AsyncLocalStorage.run()` (the routing interceptor, `@ReadOnly()`) installs promise ' +
       'hooks that every later promise in the process pays for. Scenarios 3, 5 and 7 run each side in its own process so only ours pays it, as in a real app.',
     '- **Smoke mode** (`npm run bench:smoke`, used by CI) runs every scenario for a fraction of a second to keep the scripts working; ' +

@@ -59,10 +59,9 @@ export const queryPathScenario: Scenario = {
               samples: oursRates!.map((o, i) => o / rawRates![i]!),
               note: perQueryNote(runs[0]!, runs[1]!),
               whenNotMet: leak
-                ? 'With leakDetectionThresholdMs set, every checkout records the stack of the code that took the client (one `new Error()`; ' +
-                  'V8 captures its frames, async ones included, at once, and formats them only for a leak report). That capture is the ' +
-                  'whole difference from the "leak detection off" row at the same concurrency (see "Node CPU per query" below). It is off by ' +
-                  'default, as in HikariCP; turn it on where the stacks are worth that cost (staging, hunting a leak).'
+                ? 'Leak detection watches only the clients lent to the caller (connect(), withClient, transactions); db.query gives its ' +
+                  'connection back itself when the statement answers, so it records no stack and this row runs the same path as the ' +
+                  '"leak detection off" row: compare the noise-floor row of the same concurrency. Scenario 2 gives the cost where it applies.'
                 : 'Compare the noise-floor row of the same concurrency (equal code on both sides) and the CPU pinning line under ' +
                   'Machine: unpinned, on 2 cores shared with the PostgreSQL servers, this row and the noise floor have both read ' +
                   'several percent below 1.000× in runs of the same code. With an in-memory stand-in for the server (`bench/bench.profile.ts --fake`) ' +

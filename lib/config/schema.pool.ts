@@ -66,7 +66,9 @@ export const POOL_SETTINGS = {
     type: `0 or ms ≥ ${MIN_LEAK_DETECTION_THRESHOLD_MS}`,
     min: 0,
     default: 0,
-    doc: 'Warn, with the acquiring stack, when a client is held longer than this; `0` is off.',
+    doc:
+      'Warn, with the acquiring stack, when a client lent to your code (`connect()`, `withClient`, a transaction) is held longer than this; ' +
+      '`db.query` gives its connection back itself and is not watched. `0` is off.',
     check: (value: unknown, at: Field): number => {
       const given = ms(0)(value, at);
       if (given > 0 && given < MIN_LEAK_DETECTION_THRESHOLD_MS) at.fail(`0 (off) or an integer from ${MIN_LEAK_DETECTION_THRESHOLD_MS} and up`, value);

@@ -37,8 +37,12 @@ export class Acquirer implements AcquirerPart {
     this.#s = s;
   }
 
-  /** A checked-out connection for a caller, through the breaker, armed for leak detection; `done` gets it or the error. */
-  borrow(done: Done): void {
+  /**
+   * A checked-out connection for a caller, through the breaker; `done` gets it or the error.
+   * `watched`: the connection is lent to the caller's code (a client, a transaction), so leak
+   * detection watches it; the library's own statements give theirs back when they answer.
+   */
+  borrow(done: Done, watched = false): void {
     const s = this.#s;
     const t0 = performance.now();
     const breaker = s.breaker;
@@ -53,7 +57,7 @@ export class Acquirer implements AcquirerPart {
     }
     const mayOpen = trial || !breaker.isOpen;
     // Taken here, while the caller's frames are still on the stack; formatted only if it leaks.
-    const origin = s.leaks.enabled ? new Error('Client acquired here') : undefined;
+    const origin = watched && s.leaks.enabled ? new Error('Client acquired here') : undefined;
     const deadline = t0 + s.config.acquireTimeoutMs;
     if (!trial && origin === undefined) {
       this.acquire(t0, deadline, 0, done, false, mayOpen);
@@ -78,8 +82,8 @@ export class Acquirer implements AcquirerPart {
   }
 
   /** `borrow` as a promise; a failure carries the stack of the code awaiting it. */
-  borrowed(): Promise<PooledConnection> {
-    return new Promise<PooledConnection>((resolve) => this.borrow((err, conn) => (err !== undefined ? rejectAtCaller(resolve, err) : resolve(conn!))));
+  borrowed(watched = false): Promise<PooledConnection> {
+    return new Promise<PooledConnection>((resolve) => this.borrow((err, conn) => (err !== undefined ? rejectAtCaller(resolve, err) : resolve(conn!)), watched));
   }
 
   /**

@@ -66,8 +66,9 @@ export interface FactoryPart {
 
 /** The checkout path (acquirer.ts), as the other parts use it. */
 export interface AcquirerPart {
-  borrow(done: Done): void;
-  borrowed(): Promise<PooledConnection>;
+  /** `watched`: lent to the caller's code, so leak detection watches it. */
+  borrow(done: Done, watched?: boolean): void;
+  borrowed(watched?: boolean): Promise<PooledConnection>;
   acquire(t0: number, deadline: number, attempt: number, done: Done, quiet?: boolean, mayOpen?: boolean): void;
   pulse(): void;
 }

@@ -137,6 +137,11 @@ export class StatementRunner implements LendingPool, Meter {
 
   /** A client with a transaction opened by `begin` (plus the PgBouncer statement deadline, and the scope's session context). */
   begin(begin: string): Promise<PoolClient> {
+    return this.#open(begin, true);
+  }
+
+  /** `begin`; `watched`: the transaction is the caller's (leak detection watches it), not one of the library's own statements. */
+  #open(begin: string, watched: boolean): Promise<PoolClient> {
     const sql = begin + this.#transactionSettings;
     let ctx: CompiledSessionContext | undefined;
     try {
@@ -144,7 +149,7 @@ export class StatementRunner implements LendingPool, Meter {
     } catch (err) {
       return Promise.reject(err);
     }
-    const opened = this.#s.acquirer.borrowed().then((conn) => this.#begin(conn, sql, true));
+    const opened = this.#s.acquirer.borrowed(watched).then((conn) => this.#begin(conn, sql, watched, true));
     return ctx === undefined ? opened : opened.then((client) => this.#applyContext(client, ctx));
   }
 
@@ -171,11 +176,11 @@ export class StatementRunner implements LendingPool, Meter {
     }
     const acquirer = this.#s.acquirer;
     if (ctx === undefined) {
-      if (shared) return new Promise<PoolClient>((resolve) => acquirer.borrow((err, conn) => (err !== undefined ? rejectAtCaller(resolve, err) : resolve(lendShared(conn!, this)))));
-      return acquirer.borrowed().then((conn) => lend(conn, this));
+      if (shared) return new Promise<PoolClient>((resolve) => acquirer.borrow((err, conn) => (err !== undefined ? rejectAtCaller(resolve, err) : resolve(lendShared(conn!, this))), true));
+      return acquirer.borrowed(true).then((conn) => lend(conn, this));
     }
     const context = { ctx, begin: `BEGIN${this.#transactionSettings}` };
-    const lent = acquirer.borrowed().then((conn) => {
+    const lent = acquirer.borrowed(true).then((conn) => {
       this.#contextApplied(ctx);
       return lend(conn, this, context);
     });
@@ -246,7 +251,7 @@ export class StatementRunner implements LendingPool, Meter {
     );
   }
 
-  #begin(conn: PooledConnection, sql: string, retry: boolean): Promise<PoolClient> {
+  #begin(conn: PooledConnection, sql: string, watched: boolean, retry: boolean): Promise<PoolClient> {
     return new Promise<PoolClient>((resolve, reject) => {
       send(
         conn,
@@ -261,8 +266,8 @@ export class StatementRunner implements LendingPool, Meter {
           if (retry && ms < STALE_RETRY_WINDOW_MS && isSessionTerminated(err)) {
             this.#s.counters.staleRetries++;
             this.#s.acquirer
-              .borrowed()
-              .then((fresh) => this.#begin(fresh, sql, false))
+              .borrowed(watched)
+              .then((fresh) => this.#begin(fresh, sql, watched, false))
               .then(resolve, reject);
             return;
           }
@@ -302,7 +307,7 @@ export class StatementRunner implements LendingPool, Meter {
 
   /** One statement in a transaction with the scope's session context: BEGIN, the context, the statement, COMMIT. */
   async #queryInContext<R extends QueryResultRow>(text: QueryInput, values: unknown[] | undefined): Promise<QueryResult<R>> {
-    const client = await this.begin('BEGIN');
+    const client = await this.#open('BEGIN', false);
     let failure: unknown;
     try {
       const res = await this.run<R>(client, text, values, false);

@@ -56,6 +56,29 @@ describe('leak detection (real primary)', () => {
     expect(t.db.primary.pool.totalCount - t.db.primary.pool.idleCount).toBe(0);
   }, 15_000);
 
+  it("does not watch the library's own checkouts: a db.query statement running past the threshold is no leak", async () => {
+    const leaks = t.cluster.primary.counters.leaks;
+    const warned = t.logger.warnings('Possible connection leak').length;
+    const res = await t.db.query<{ port: number; recovery: boolean }>('SELECT pg_sleep(2.4), inet_server_port() AS port, pg_is_in_recovery() AS recovery');
+    expect(res.rows[0]).toMatchObject({ port: clusterConfig.ports.primary, recovery: false });
+    await sleep(300);
+    expect(t.cluster.primary.counters.leaks).toBe(leaks);
+    expect(t.logger.warnings('Possible connection leak')).toHaveLength(warned);
+    expect(t.events.filter((e) => e.type === 'leak')).toHaveLength(leaks);
+  }, 15_000);
+
+  it('watches a transaction the caller holds, with the stack of the code that opened it', async () => {
+    const leaks = t.cluster.primary.counters.leaks;
+    const warned = t.logger.warnings('Possible connection leak').length;
+    await t.db.transaction(async (tx) => {
+      await tx.query('SELECT 1');
+      await waitFor('the transaction reported', () => t.cluster.primary.counters.leaks === leaks + 1, 5000);
+    });
+    const warnings = t.logger.warnings('Possible connection leak').slice(warned);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toContain('hygiene-leak.e2e-spec.ts');
+  }, 15_000);
+
   it('rejects a threshold below 2000 ms (other than 0) at startup', async () => {
     const err = await startupError({ applicationName: `${APP}-config`, primary: nodeOptions('primary'), leakDetectionThresholdMs: 500, lazy: true });
     expect(err).toBeInstanceOf(PoolConfigurationError);
