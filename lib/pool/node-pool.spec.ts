@@ -103,6 +103,40 @@ describe('NodePool (fake client)', () => {
     expect(warnings.join('\n')).not.toContain('node-pool-spec');
   });
 
+  it("leak detection leaves the pool's own statements alone: one held past the threshold (until its deadline) is no leak", async () => {
+    const { pool, events, warnings } = track(makePool({ max: 1, statementTimeoutMs: 0, queryTimeoutMs: 200 }, {}, { leakDetectionThresholdMs: 50 }));
+    await pool.query('SELECT 1');
+    FakeClient.silent = true;
+    await expect(pool.query('SELECT pg_sleep(10)')).rejects.toBeInstanceOf(PoolStatementTimeoutError);
+    FakeClient.silent = false;
+    expect(pool.counters.leaks).toBe(0);
+    expect(events.filter((e) => e.type === 'leak')).toEqual([]);
+    expect(warnings.filter((w) => w.startsWith('Possible connection leak'))).toEqual([]);
+    const held = await pool.pool.connect();
+    await sleep(150);
+    expect(pool.counters.leaks).toBe(1);
+    held.release();
+  });
+
+  it("pg.Pool's connect(): one object per physical connection; a stale release() throws and never gives back a later checkout", async () => {
+    const { pool } = track(makePool({ max: 1 }));
+    const face = pool.pool;
+    const first = await face.connect();
+    const staleRelease = first.release;
+    first.release();
+    const second = await face.connect();
+    expect(second).toBe(first);
+    expect(() => staleRelease()).toThrow('Release called on client which has already been released to the pool.');
+    expect(pool.state()).toMatchObject({ inUse: 1, idle: 0 });
+    expect(checkoutOf(second)?.returned).toBe(false);
+    expect((await second.query('SELECT 1')).rows).toHaveLength(1);
+    second.release();
+    expect(checkoutOf(second)?.returned).toBe(true);
+    await expect(second.query('SELECT 1')).rejects.toBeInstanceOf(ClientReleasedError);
+    expect(() => second.release()).toThrow('Release called on client which has already been released to the pool.');
+    expect(pool.state()).toMatchObject({ inUse: 0, idle: 1 });
+  });
+
   it('reuses the most recently released connection and opens no more than max', async () => {
     const { pool } = track(makePool({ max: 2 }));
     const first = await clientOf(pool.query('SELECT 1'));
