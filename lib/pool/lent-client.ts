@@ -76,11 +76,16 @@ interface Leased {
   readonly lease: Checkout | undefined;
 }
 
-const checkouts = new WeakMap<object, Leased>();
+/**
+ * The key under which a handle of this library shows what it serves: its proxy answers it (no
+ * table from handles to checkouts to keep up, or for the collector to trace); any other object
+ * has nothing under this module's own symbol.
+ */
+const LEASED = Symbol('nestjs-pg-pools.leased');
 
 /** The checkout behind a handle this library lent (given back or not); `undefined` for a foreign object. */
 export function checkoutOf(handle: object): Checkout | undefined {
-  return checkouts.get(handle)?.lease;
+  return (handle as { [LEASED]?: Leased })[LEASED]?.lease;
 }
 
 /** `Checkout.ownError` for the checkout behind `handle` (`err` as it is for a foreign object). */
@@ -299,6 +304,7 @@ class LentView implements ProxyHandler<Client> {
   ) {}
 
   get(target: Client, prop: string | symbol): unknown {
+    if (prop === LEASED) return this.lending;
     return this.lending.property(target, prop, this.release);
   }
 
@@ -319,7 +325,6 @@ class LentView implements ProxyHandler<Client> {
 export function lend(conn: PooledConnection, pool: LendingPool, context?: LendContext): PoolClient {
   const lending = new Lending(conn, pool, context);
   const handle = new Proxy(conn.client, new LentView(lending, lending.releaser())) as unknown as PoolClient;
-  checkouts.set(handle, lending);
   return handle;
 }
 
@@ -337,7 +342,6 @@ class SharedView implements ProxyHandler<Client>, Leased {
 
   constructor(client: Client) {
     this.handle = new Proxy(client, this) as unknown as PoolClient;
-    checkouts.set(this.handle, this);
   }
 
   get lease(): Checkout | undefined {
@@ -345,6 +349,7 @@ class SharedView implements ProxyHandler<Client>, Leased {
   }
 
   get(target: Client, prop: string | symbol): unknown {
+    if (prop === LEASED) return this;
     if (prop === 'then') return undefined;
     const via = this.via;
     if (via !== undefined) return Reflect.get(via, prop) as unknown;
