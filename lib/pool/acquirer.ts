@@ -5,6 +5,8 @@ import { errorMessage, type Done, type PoolState, type AcquirerPart } from './po
 import type { PooledConnection } from './pooled-connection.js';
 import { needsValidation, validate } from './validation.js';
 
+const asIs = (conn: PooledConnection) => conn;
+
 /** Gives an error the stack of the code awaiting it (call from a promise reaction, like pg does). */
 function withCallerStack(err: unknown): never {
   if (err instanceof Error) Error.captureStackTrace(err);
@@ -83,7 +85,12 @@ export class Acquirer implements AcquirerPart {
 
   /** `borrow` as a promise; a failure carries the stack of the code awaiting it. */
   borrowed(watched = false): Promise<PooledConnection> {
-    return new Promise<PooledConnection>((resolve) => this.borrow((err, conn) => (err !== undefined ? rejectAtCaller(resolve, err) : resolve(conn!)), watched));
+    return this.borrowedAs(asIs, watched);
+  }
+
+  /** `borrowed`, resolved with `as(conn)` (a lent handle), built as the connection arrives rather than one promise step later. */
+  borrowedAs<T>(as: (conn: PooledConnection) => T, watched = false): Promise<T> {
+    return new Promise<T>((resolve) => this.borrow((err, conn) => (err !== undefined ? rejectAtCaller(resolve, err) : resolve(as(conn!))), watched));
   }
 
   /**

@@ -324,8 +324,7 @@ class LentView implements ProxyHandler<Client> {
  */
 export function lend(conn: PooledConnection, pool: LendingPool, context?: LendContext): PoolClient {
   const lending = new Lending(conn, pool, context);
-  const handle = new Proxy(conn.client, new LentView(lending, lending.releaser())) as unknown as PoolClient;
-  return handle;
+  return new Proxy(conn.client, new LentView(lending, lending.releaser())) as unknown as PoolClient;
 }
 
 /**

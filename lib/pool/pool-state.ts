@@ -69,6 +69,7 @@ export interface AcquirerPart {
   /** `watched`: lent to the caller's code, so leak detection watches it. */
   borrow(done: Done, watched?: boolean): void;
   borrowed(watched?: boolean): Promise<PooledConnection>;
+  borrowedAs<T>(as: (conn: PooledConnection) => T, watched?: boolean): Promise<T>;
   acquire(t0: number, deadline: number, attempt: number, done: Done, quiet?: boolean, mayOpen?: boolean): void;
   pulse(): void;
 }

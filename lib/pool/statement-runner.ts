@@ -176,8 +176,7 @@ export class StatementRunner implements LendingPool, Meter {
     }
     const acquirer = this.#s.acquirer;
     if (ctx === undefined) {
-      if (shared) return new Promise<PoolClient>((resolve) => acquirer.borrow((err, conn) => (err !== undefined ? rejectAtCaller(resolve, err) : resolve(lendShared(conn!, this))), true));
-      return acquirer.borrowed(true).then((conn) => lend(conn, this));
+      return acquirer.borrowedAs((conn) => (shared ? lendShared(conn, this) : lend(conn, this)), true);
     }
     const context = { ctx, begin: `BEGIN${this.#transactionSettings}` };
     const lent = acquirer.borrowed(true).then((conn) => {
