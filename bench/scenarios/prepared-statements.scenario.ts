@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
-import { benchCluster, rawPoolConfig } from '../bench.config.js';
+import { benchCluster, POOL_MAX, rawPoolConfig } from '../bench.config.js';
 import { closedLoop, interleaveSides, median, pairedRatio, type LoopResult } from '../bench.harness.js';
 import { createOursApp, librarySessionOptions } from '../bench.module.js';
 import { atLeast, figure, type Figure } from '../bench.results.js';
@@ -67,6 +67,31 @@ async function sessionMemory(query: (text: string) => Promise<pg.QueryResult>): 
     return { privateKiB: kib('Private_Clean') + kib('Private_Dirty'), statements };
   } catch {
     return { privateKiB: null, statements };
+  }
+}
+
+/** Sessions read per side: a pool's whole size. */
+const SESSIONS = POOL_MAX;
+
+/**
+ * Takes `SESSIONS` clients at once (so each is a different session), reads `sessionMemory` of each
+ * and gives them back: the mean private memory (undefined when /proc cannot be read) and the mean
+ * count of prepared statements.
+ */
+async function everySession(connect: () => Promise<pg.PoolClient>): Promise<{ sessions: number; privateKiB: number | undefined; statements: number }> {
+  const clients: pg.PoolClient[] = [];
+  try {
+    for (let i = 0; i < SESSIONS; i++) clients.push(await connect());
+    const read = await Promise.all(clients.map((c) => sessionMemory((text) => c.query(text))));
+    const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
+    const kib = read.map((r) => r.privateKiB);
+    return {
+      sessions: read.length,
+      privateKiB: kib.every((k): k is number => k !== null) ? mean(kib) : undefined,
+      statements: mean(read.map((r) => r.statements)),
+    };
+  } finally {
+    for (const c of clients) c.release();
   }
 }
 
@@ -217,25 +242,28 @@ export const preparedStatementsScenario: Scenario = {
           );
         }
       }
-      const oursMemory = await ours.db.withClient((c) => sessionMemory((text) => c.query(text)));
-      const rawClient = await raw.connect();
-      const rawMemory = await sessionMemory((text) => rawClient.query(text)).finally(() => rawClient.release());
-      const ourKiB = oursMemory.privateKiB;
-      const rawKiB = rawMemory.privateKiB;
-      log(`  memory per session: ours ${ourKiB ?? 'n/a'} KiB private (${oursMemory.statements} prepared) raw ${rawKiB ?? 'n/a'} KiB private`);
-      if (ourKiB !== null && rawKiB !== null) {
+      // Every pooled session of each side at once (each pool holds its 10 after the 64-caller runs):
+      // which statements one session prepared depends on which callers it served.
+      const oursMemory = await everySession(() => ours.db.routedPool.connect());
+      const rawMemory = await everySession(() => raw.connect());
+      log(
+        `  memory per session: ours ${oursMemory.privateKiB?.toFixed(0) ?? 'n/a'} KiB private (${oursMemory.statements.toFixed(1)} prepared, ${oursMemory.sessions} sessions) ` +
+          `raw ${rawMemory.privateKiB?.toFixed(0) ?? 'n/a'} KiB private (${rawMemory.sessions} sessions)`,
+      );
+      if (oursMemory.privateKiB !== undefined && rawMemory.privateKiB !== undefined) {
+        const more = oursMemory.privateKiB - rawMemory.privateKiB;
         figures.push(
           figure({
             id: '9.memory',
-            label: `Server process memory of one pooled session after the runs (${oursMemory.statements} statements prepared on ours)`,
-            ours: ourKiB,
-            raw: rawKiB,
-            reference: 'a raw pg.Pool session after the same runs',
+            label: `Server process memory per pooled session after the runs (mean of ${oursMemory.sessions} vs ${rawMemory.sessions} sessions; ${oursMemory.statements.toFixed(1)} statements prepared per session on ours)`,
+            ours: oursMemory.privateKiB,
+            raw: rawMemory.privateKiB,
+            reference: 'the raw pg.Pool sessions after the same runs',
             unit: 'KiB private',
-            value: ourKiB - rawKiB,
+            value: more,
             valueUnit: 'KiB more per connection',
             note:
-              `per prepared statement ≈ ${oursMemory.statements === 0 ? 'n/a' : ((ourKiB - rawKiB) / oursMemory.statements).toFixed(0)} KiB on the server. ` +
+              `per prepared statement ≈ ${oursMemory.statements === 0 ? 'n/a' : (more / oursMemory.statements).toFixed(0)} KiB on the server ` +
               'On the Node side the cache keeps one Map entry (text → name) per statement, and node-postgres one (name → text).',
           }),
         );
@@ -255,7 +283,7 @@ export const preparedStatementsScenario: Scenario = {
           'side, ours with preparedStatements.enabled false, so the gain of preparation alone shows in the note); ' +
           'ratio = median of per-pair throughput ratios. The Kysely rows run Kysely (PostgresDialect) on db.routedPool (outside a scope: ' +
           'the primary) and on the raw pool. Server CPU per query: utime + stime of /proc/<pid>/stat of the sessions of each side (found by ' +
-          'application_name), read before and after each slice, summed over the slices and divided by their queries. Memory: Private_Clean + Private_Dirty of /proc/<backend pid>/smaps_rollup for one session of each side after the runs.',
+          'application_name), read before and after each slice, summed over the slices and divided by their queries. Memory: Private_Clean + Private_Dirty of /proc/<backend pid>/smaps_rollup for every pooled session of each side after the runs (all 10 held at once), averaged per session.',
         figures,
         details: { primaryCounters: { hits: c.preparedHits, misses: c.preparedMisses, evictions: c.preparedEvictions, invalidations: c.preparedInvalidations }, oursMemory, rawMemory },
       };
