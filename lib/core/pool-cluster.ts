@@ -7,7 +7,7 @@ import { scrubSecrets } from '../config/redact.js';
 import { EndpointRoleError, NodeHungError, ReadOnlyInTransactionError } from '../pool.exceptions.js';
 import type { PoolEvent } from '../pool.events.js';
 import type { TransactionOptions } from '../pool.interfaces.js';
-import { ownError } from '../pool/lent-client.js';
+import { ownError } from '../pool/checkout.js';
 import type { TransactionHandle } from '../transactions/pinned-transaction.js';
 import { TransactionRunner } from '../transactions/transaction-runner.js';
 import { markWrite, routingStorage, type ScopedTransaction, type RoutingScope } from '../routing/routing-context.js';

@@ -1,6 +1,6 @@
 import { PoolConnectionError, PoolEndedError, PoolServerFullError } from '../pool.exceptions.js';
 import type { RemoveReason } from '../pool.events.js';
-import { sharedHandle } from './lent-client.js';
+import { sharedHandle } from './shared-handle.js';
 import { errorMessage, type Done, type PoolState, type AcquirerPart } from './pool-state.js';
 import type { PooledConnection } from './pooled-connection.js';
 import { needsValidation, validate } from './validation.js';

@@ -3,7 +3,7 @@ import type { PoolClient, PoolConfig } from 'pg';
 import { classifyFailure, FailureClass } from '../errors/failure-class.js';
 import { PoolAcquireTimeoutError, PoolEndedError, PoolServerFullError } from '../pool.exceptions.js';
 import type { NodeRole } from '../pool.interfaces.js';
-import { sharedHandle } from './lent-client.js';
+import { sharedHandle } from './shared-handle.js';
 import { errorMessage, type Done, type PoolState, type FactoryPart } from './pool-state.js';
 import { PooledConnection } from './pooled-connection.js';
 import { StatementCache } from './statement-cache.js';

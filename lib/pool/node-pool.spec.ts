@@ -2,7 +2,7 @@ import type { EventEmitter } from 'node:events';
 import type { PoolClient, QueryResult } from 'pg';
 import { FakeClient } from '../../test/support/fake-pg-client.js';
 import { resolveOptions } from '../config/resolve-options.js';
-import { checkoutOf, ownError, releasedWith, setGate } from './lent-client.js';
+import { checkoutOf, ownError, releasedWith, setGate } from './checkout.js';
 import { NodePool, type NodeHost } from './node-pool.js';
 import type { PoolModuleOptions } from '../pool.interfaces.js';
 import { ClientReleasedError, PoolAcquireTimeoutError, PoolStatementTimeoutError } from '../pool.exceptions.js';

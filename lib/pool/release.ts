@@ -2,7 +2,7 @@ import type { PoolClient } from 'pg';
 import { isServerRestartError } from '../errors/sql-state.js';
 import { PoolStatementTimeoutError } from '../pool.exceptions.js';
 import type { RemoveReason } from '../pool.events.js';
-import { sharedHandle } from './lent-client.js';
+import { sharedHandle } from './shared-handle.js';
 import { errorMessage, type PoolState, type ReleaserPart } from './pool-state.js';
 import type { PooledConnection } from './pooled-connection.js';
 import { releaseAction, retireOrPool, type ReleaseContext } from './release-policy.js';

@@ -4,9 +4,11 @@ import { ClientReleasedError, NamedStatementUnsupportedError, PoolStatementTimeo
 import type { CompiledSessionContext } from '../session/session-context.js';
 import { statementText } from '../session/statement-kind.js';
 import { rejectAtCaller } from './acquirer.js';
-import { endLease, leasedConnection, lend, lendShared, sharedHandle, wasReturned, type LendingPool } from './lent-client.js';
+import { endLease, leasedConnection, wasReturned } from './checkout.js';
+import { lend, type LendingPool } from './lent-client.js';
 import type { PoolState } from './pool-state.js';
 import type { PooledConnection } from './pooled-connection.js';
+import { lendShared, sharedHandle } from './shared-handle.js';
 import { send, sendAsync, sendWithin, type Meter } from './statement-deadline.js';
 
 /**

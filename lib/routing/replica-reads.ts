@@ -5,7 +5,7 @@ import { breaksConnection, leavesRotation, retryElsewhere } from '../errors/fail
 import type { NodePool, QueryInput } from '../pool/node-pool.js';
 import type { ResolvedOptions } from '../config/resolve-options.js';
 import { NoReplicaAvailableError } from '../pool.exceptions.js';
-import { ownError } from '../pool/lent-client.js';
+import { ownError } from '../pool/checkout.js';
 import type { Eligibility } from './eligibility.js';
 import type { ReadYourWrites } from './read-your-writes.js';
 import type { ReplicaPicker } from './replica-strategies.js';

@@ -3,7 +3,7 @@ import pg from 'pg';
 import type { PoolClient, QueryConfig, QueryResult } from 'pg';
 import type { RoutedHost } from './routed-host.js';
 import { isConnectionError, sqlState } from '../errors/sql-state.js';
-import { discards, RELEASED_TWICE, releasedWith } from '../pool/lent-client.js';
+import { discards, RELEASED_TWICE, releasedWith } from '../pool/checkout.js';
 import { callBack } from '../pool/node-callback.js';
 import { PoolError } from '../pool.exceptions.js';
 import { routingStorage } from './routing-context.js';

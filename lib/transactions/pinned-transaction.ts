@@ -2,7 +2,7 @@ import type { PoolClient, QueryResult, QueryResultRow } from 'pg';
 import type { NodePool, QueryInput } from '../pool/node-pool.js';
 import { TransactionEndedError, type TransactionOutcome } from '../pool.exceptions.js';
 import type { TransactionOptions } from '../pool.interfaces.js';
-import { Checkout, checkoutOf, setGate, type LendGate } from '../pool/lent-client.js';
+import { Checkout, checkoutOf, setGate, type LendGate } from '../pool/checkout.js';
 import { sendAsync } from '../pool/statement-deadline.js';
 
 export interface QueryRunner {
