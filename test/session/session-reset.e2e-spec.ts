@@ -1,6 +1,7 @@
 import type { PoolClient } from 'pg';
 import { startApp, type TestApp } from '../support/app.js';
 import { adminQuery, clusterConfig, nodeOptions } from '../support/cluster.js';
+import { waitForReplay } from '../support/routing.support.js';
 import { waitForNoSessions } from '../support/sessions.js';
 
 // What one borrower changes on a connection never reaches the next one: a pool of one connection
@@ -58,6 +59,8 @@ describe('session state does not cross a checkout', () => {
     await adminQuery('primary', 'GRANT pg_read_all_data TO app');
     await adminQuery('primary', 'CREATE SCHEMA IF NOT EXISTS tenant_b AUTHORIZATION app');
     await adminQuery('primary', 'CREATE TABLE IF NOT EXISTS session_reset_items (id int, name text)', [], { as: 'app' });
+    // The replica cases use the role and the schema: on a new cluster they must have reached replica1 first.
+    await waitForReplay('replica1');
     primary = await startApp({ preset: 'test', applicationName: APP, primary: nodeOptions('primary'), min: 1, max: 1, statementTimeoutMs: 7000, timezone: 'Europe/Paris' });
     replica = await startApp({
       preset: 'test',
