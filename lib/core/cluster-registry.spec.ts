@@ -6,8 +6,8 @@ import type { PoolCluster } from './pool-cluster.js';
 // The registry of one application's databases: import order, one name once, the consistency
 // headers, the metrics options of the first import, and what decorators outside DI find.
 
-function fakeCluster(name: string, consistencyHeader = 'x-pg-consistency-token'): PoolCluster {
-  return { name, options: { routing: { consistencyHeader } } } as unknown as PoolCluster;
+function fakeCluster(name: string, consistencyHeader = 'x-pg-consistency-token', fromRequest?: (request: unknown) => unknown): PoolCluster {
+  return { name, options: { routing: { consistencyHeader }, session: { fromRequest } } } as unknown as PoolCluster;
 }
 
 describe('ClusterRegistry', () => {
@@ -24,6 +24,20 @@ describe('ClusterRegistry', () => {
     expect(registry.consistencyHeaders()).toEqual(['x-pg-consistency-token', 'x-analytics-token']);
     for (const c of [main, reports, analytics]) registry.remove(c);
     expect(registry.all()).toEqual([]);
+  });
+
+  it('tells request scopes whether any database derives a session context from the request, as databases come and go', () => {
+    const registry = new ClusterRegistry();
+    const main = fakeCluster('default');
+    const tenants = fakeCluster('tenants', 'x-pg-consistency-token', () => ({ settings: { 'app.tenant_id': 'a' } }));
+    expect(registry.sessionContexts()).toBe(false);
+    registry.add(main, 0);
+    expect(registry.sessionContexts()).toBe(false);
+    registry.add(tenants, 1);
+    expect(registry.sessionContexts()).toBe(true);
+    registry.remove(tenants);
+    expect(registry.sessionContexts()).toBe(false);
+    registry.remove(main);
   });
 
   it('refuses a second database of the same name, and frees a name whose database failed to start', () => {

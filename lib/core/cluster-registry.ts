@@ -19,6 +19,7 @@ export class ClusterRegistry implements OnApplicationBootstrap {
   readonly #clusters: { cluster: PoolCluster; order: number }[] = [];
   #all: readonly PoolCluster[] = [];
   #headers: readonly string[] = [DEFAULT_CONSISTENCY_HEADER];
+  #sessionContexts = false;
   #metrics: { options: ResolvedMetricsOptions; order: number } | undefined;
 
   /** Each `PoolModule` import offers its `metrics` options; the first import's are the application's. */
@@ -80,7 +81,7 @@ export class ClusterRegistry implements OnApplicationBootstrap {
 
   /** True when a database derives a session context from each request (`session.fromRequest`). */
   sessionContexts(): boolean {
-    return this.#clusters.some((entry) => entry.cluster.options.session.fromRequest !== undefined);
+    return this.#sessionContexts;
   }
 
   /** The consistency headers the databases read, each once. */
@@ -91,6 +92,8 @@ export class ClusterRegistry implements OnApplicationBootstrap {
   #changed(): void {
     this.#all = this.#clusters.map((entry) => entry.cluster);
     this.#headers = this.#all.length === 0 ? [DEFAULT_CONSISTENCY_HEADER] : [...new Set(this.#all.map((c) => c.options.routing.consistencyHeader))];
+    // Asked by every request scope: worked out once per change of the databases.
+    this.#sessionContexts = this.#all.some((c) => c.options.session.fromRequest !== undefined);
   }
 }
 
