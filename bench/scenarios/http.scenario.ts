@@ -144,6 +144,7 @@ export const httpScenario: Scenario = {
         ['rawFastify', rawFastify, 'users'],
         ['oursPing', oursExpress, 'ping'],
         ['rawPing', rawExpress, 'ping'],
+        ['scopedPing', scopedExpress, 'ping'],
       ];
       const measured = await interleaveSides(
         timing.httpReps,
@@ -190,11 +191,12 @@ export const httpScenario: Scenario = {
       const ratio = (a: string, b: string) => pairedRatio(rates(runs[a]!), rates(runs[b]!));
       const scopedRatio = ratio('scoped', 'raw');
       const oursVsScoped = ratio('ours', 'scoped');
+      const pingVsScoped = ratio('oursPing', 'scopedPing');
       const node = process.versions.node.split('.')[0];
       for (const [name, runsOf] of Object.entries(runs)) {
         log(`  ${name.padEnd(12)} ${median(rates(runsOf)).toFixed(0)} req/s p99 ${median(runsOf.map((r) => r.p99))}ms cpu ${median(runsOf.map((r) => r.cpuUs)).toFixed(0)}µs/req`);
       }
-      log(`  ratios: express ${ratio('ours', 'raw').toFixed(3)}, fastify ${ratio('oursFastify', 'rawFastify').toFixed(3)}, ours vs raw+scope ${oursVsScoped.toFixed(3)}, ping ${ratio('oursPing', 'rawPing').toFixed(3)}`);
+      log(`  ratios: express ${ratio('ours', 'raw').toFixed(3)}, fastify ${ratio('oursFastify', 'rawFastify').toFixed(3)}, ours vs raw+scope ${oursVsScoped.toFixed(3)}, ping ${ratio('oursPing', 'rawPing').toFixed(3)}, ping vs raw+scope ${pingVsScoped.toFixed(3)}`);
       const scopeCost =
         `A request-scoped AsyncLocalStorage by itself (opened by a middleware, as ours is) takes the raw app to ${scopedRatio.toFixed(3)}× (row "For scale"): on Node ${node} ` +
         'AsyncLocalStorage propagates through promise hooks, which every promise of every request pays once any scope exists ' +
@@ -207,7 +209,7 @@ export const httpScenario: Scenario = {
           'so its @ReadOnly() GET /users/:id reads from the same server as the reference. Raw: the same route (the sample id parsing, ' +
           'statement, 404 and body) on a hand-written pg.Pool({ max: 10 }) provider on replica1, given the library session settings ' +
           '(statement_timeout, TimeZone, read-only), plus the sample PingController. A third app adds to raw (Express) only a middleware that runs each request in an AsyncLocalStorage scope, to show ' +
-          'what a request scope costs by itself. GET /ping is a route that never touches the database, on ours and on raw (Express). ' +
+          'what a request scope costs by itself. GET /ping is a route that never touches the database, on ours, on raw and on raw with the request scope (Express). ' +
           `All read ${USERS_ROWS} users in database ${HTTP_DATABASE}. autocannon (${CONNECTIONS} connections, loopback, cycling through the ids) ` +
           `runs ${timing.httpSeconds}s against each app and route in turn (order alternating); medians over ${timing.httpReps} repetitions. Node ${process.versions.node}. ` +
           'The CPU rows divide the CPU time (user + system) each server process spent during a run by the requests it completed: on a machine shared with other work, ' +
@@ -227,11 +229,16 @@ export const httpScenario: Scenario = {
             target: atLeast(0.98),
             whenNotMet:
               `The module's request scope is opened for every request, /ping included: the ALS run itself is cheap, but on Node ${node} once a scope exists every promise pays the promise hooks ` +
-              `(the raw app with only a request scope: ${scopedRatio.toFixed(3)}× on /users/:id).`,
+              `(the raw app with only a request scope: ${scopedRatio.toFixed(3)}× on /users/:id). Against that raw app with the same request scope, /ping with the module is ` +
+              `${pingVsScoped.toFixed(3)}× (row "GET /ping … vs the raw app with the same request scope"): what is left is the scope's, not the library's.`,
           }),
           cpu('5.cpu', 'Express: GET /users/:id, server CPU time per request', runs.ours!, runs.raw!, RAW),
           cpu('5.fastify.cpu', 'Fastify: GET /users/:id, server CPU time per request', runs.oursFastify!, runs.rawFastify!, RAW),
           cpu('5.ping.cpu', 'Express: GET /ping, server CPU time per request, with the module vs without', runs.oursPing!, runs.rawPing!, 'the same route without the module'),
+          versus('5.ping.vs-request-scope', 'Express: GET /ping with the module vs the raw app with the same request-scoped AsyncLocalStorage', runs.oursPing!, runs.scopedPing!, 'raw app + request scope', {
+            target: atLeast(0.98),
+          }),
+          cpu('5.ping.vs-request-scope.cpu', 'Express: GET /ping, server CPU time per request, with the module vs the raw app with the same request scope', runs.oursPing!, runs.scopedPing!, 'raw app + request scope'),
           cpu('5.vs-request-scope.cpu', "The library's own share in CPU per request: ours vs the raw app with the same request scope (Express)", runs.ours!, runs.scoped!, 'raw app + request scope'),
           versus('5.request-scope', 'For scale: the raw app plus only a request-scoped AsyncLocalStorage middleware (Express)', runs.scoped!, runs.raw!, RAW),
           versus('5.vs-request-scope', "The library's own share: ours vs the raw app with the same request-scoped AsyncLocalStorage (Express)", runs.ours!, runs.scoped!, 'raw app + request scope', {
