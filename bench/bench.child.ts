@@ -10,6 +10,8 @@ export const loaderPath = path.join(benchDir, 'bench.loader.js');
 
 export interface ChildOptions {
   execArgv?: string[];
+  /** The Node.js binary to run the worker with (the bench's own by default). */
+  execPath?: string;
   /** Added to the parent's environment. */
   env?: Record<string, string>;
 }
@@ -29,6 +31,7 @@ export class BenchChild {
   private constructor(readonly name: string, worker: string, args: string[], options: ChildOptions) {
     this.#child = fork(path.join(workersDir, worker), args, {
       execArgv: options.execArgv ?? [],
+      ...(options.execPath === undefined ? {} : { execPath: options.execPath }),
       env: { ...process.env, ...options.env },
       stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
     });

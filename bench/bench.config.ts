@@ -76,6 +76,24 @@ export function serverUrl(port: number, database: string): string {
   return `postgres://${encodeURIComponent(user)}:${encodeURIComponent(password)}@${host}:${port}/${encodeURIComponent(database)}`;
 }
 
+/** The current Node.js LTS line, which the HTTP scenario runs its apps on besides the bench's own Node. */
+export const LTS_LINE = '26';
+
+/**
+ * The Node.js binary of the LTS line, installed into the git-ignored .node/<line>/ by
+ * `bash scripts/node-lts.sh install <line>` (npm run bench and npm test do it first).
+ */
+export function ltsNode(): string {
+  const binary = path.join(repoRoot, '.node', LTS_LINE, 'bin', 'node');
+  if (!existsSync(binary)) {
+    throw new Error(
+      `Cannot run the HTTP scenario on Node ${LTS_LINE} because ${path.relative(repoRoot, binary)} is missing. ` +
+        `Please run \`bash scripts/node-lts.sh install ${LTS_LINE}\` first (npm run bench does).`,
+    );
+  }
+  return binary;
+}
+
 /** scripts/cluster.sh (it reads PGPOOLS_CLUSTER_OFFSET from the environment too). */
 export const clusterScript = path.join(repoRoot, 'scripts/cluster.sh');
 

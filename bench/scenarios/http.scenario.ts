@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import autocannon from 'autocannon';
 import pg from 'pg';
 import { BenchChild, loaderPath } from '../bench.child.js';
-import { benchCluster, clusterScript, HTTP_DATABASE, serverConfig, serverUrl, USERS_ROWS } from '../bench.config.js';
+import { benchCluster, clusterScript, HTTP_DATABASE, LTS_LINE, ltsNode, serverConfig, serverUrl, USERS_ROWS } from '../bench.config.js';
 import { interleaveSides, median, pairedRatio, pause, withDeadline } from '../bench.harness.js';
 import { atLeast, atMost, figure, type Figure } from '../bench.results.js';
 import type { Scenario } from '../bench.scenario.js';
@@ -106,7 +106,7 @@ const NAMES: Record<Side, string> = { ours: 'sample app', raw: 'raw', 'raw-scope
 
 export const httpScenario: Scenario = {
   id: '5',
-  title: 'HTTP: the sample app GET /users/:id and GET /ping vs the same routes on a hand-written pg.Pool provider, Express and Fastify',
+  title: `HTTP: the sample app GET /users/:id and GET /ping vs the same routes on a hand-written pg.Pool provider, Express and Fastify, on the bench's Node and on the current LTS (Node ${LTS_LINE})`,
   unpinnedBecause:
     'its client side is two processes, the app under test and the load generator (autocannon); kept on the client\'s CPU they would take turns ' +
     'on it, which no deployment does, and the apps would be measured starved of CPU (their CPU time per request is its own row).',
@@ -116,7 +116,8 @@ export const httpScenario: Scenario = {
     try {
       const { ports } = benchCluster;
       const execArgv = ['--import', loaderPath];
-      const start = async (side: Side, adapter: Adapter) => {
+      const lts = ltsNode();
+      const start = async (side: Side, adapter: Adapter, execPath?: string) => {
         const env: Record<string, string> =
           side === 'ours'
             ? {
@@ -126,9 +127,29 @@ export const httpScenario: Scenario = {
                 DB_POOL_MAX_SIZE: '10',
               }
             : {};
-        const server = await BenchChild.start(`http server (${NAMES[side]}, ${adapter})`, 'http-server.worker.js', [side, adapter], 60_000, { execArgv, env });
+        const on = execPath === undefined ? '' : `, Node ${LTS_LINE}`;
+        const server = await BenchChild.start(`http server (${NAMES[side]}, ${adapter}${on})`, 'http-server.worker.js', [side, adapter], 60_000, {
+          execArgv,
+          env,
+          ...(execPath === undefined ? {} : { execPath }),
+        });
         started.push(server.child);
         return { child: server.child, port: Number(server.ready.port) };
+      };
+      type Load = [string, { child: BenchChild; port: number }, 'users' | 'ping'];
+      /** Runs `loads` interleaved, then stops their apps: one block per Node.js runtime. */
+      const measure = async (loads: Load[], ids: readonly number[]): Promise<Record<string, HttpRun[]>> => {
+        const measured = await interleaveSides(
+          timing.httpReps,
+          loads.map(([, server, route]) => () => load(server.child, server.port, timing.httpSeconds, ids, route)),
+        );
+        await Promise.all([...new Set(loads.map(([, server]) => server.child))].map((c) => c.stop()));
+        const runs = Object.fromEntries(loads.map(([name], i) => [name, measured[i]!])) as Record<string, HttpRun[]>;
+        const bad = Object.values(runs).flat().reduce((n, r) => n + r.non2xx + r.errors, 0);
+        if (bad > 0) {
+          throw new Error(`Cannot trust the HTTP figures because ${bad} responses were not 2xx or failed. Please make sure that the cluster is up and both replicas stream.`);
+        }
+        return runs;
       };
       const oursExpress = await start('ours', 'express');
       const ids = await seedUsers();
@@ -136,25 +157,39 @@ export const httpScenario: Scenario = {
       const scopedExpress = await start('raw-scoped', 'express');
       const oursFastify = await start('ours', 'fastify');
       const rawFastify = await start('raw', 'fastify');
-      const loads: [string, { child: BenchChild; port: number }, 'users' | 'ping'][] = [
-        ['ours', oursExpress, 'users'],
-        ['raw', rawExpress, 'users'],
-        ['scoped', scopedExpress, 'users'],
-        ['oursFastify', oursFastify, 'users'],
-        ['rawFastify', rawFastify, 'users'],
-        ['oursPing', oursExpress, 'ping'],
-        ['rawPing', rawExpress, 'ping'],
-        ['scopedPing', scopedExpress, 'ping'],
-      ];
-      const measured = await interleaveSides(
-        timing.httpReps,
-        loads.map(([, server, route]) => () => load(server.child, server.port, timing.httpSeconds, ids, route)),
+      const runs = await measure(
+        [
+          ['ours', oursExpress, 'users'],
+          ['raw', rawExpress, 'users'],
+          ['scoped', scopedExpress, 'users'],
+          ['oursFastify', oursFastify, 'users'],
+          ['rawFastify', rawFastify, 'users'],
+          ['oursPing', oursExpress, 'ping'],
+          ['rawPing', rawExpress, 'ping'],
+          ['scopedPing', scopedExpress, 'ping'],
+        ],
+        ids,
       );
-      const runs = Object.fromEntries(loads.map(([name], i) => [name, measured[i]!])) as Record<string, HttpRun[]>;
-      const bad = Object.values(runs).flat().reduce((n, r) => n + r.non2xx + r.errors, 0);
-      if (bad > 0) {
-        throw new Error(`Cannot trust the HTTP figures because ${bad} responses were not 2xx or failed. Please make sure that the cluster is up and both replicas stream.`);
-      }
+      // The same apps on the current LTS, where AsyncLocalStorage no longer runs on promise hooks.
+      const ltsOursExpress = await start('ours', 'express', lts);
+      const ltsRawExpress = await start('raw', 'express', lts);
+      const ltsScopedExpress = await start('raw-scoped', 'express', lts);
+      const ltsOursFastify = await start('ours', 'fastify', lts);
+      const ltsRawFastify = await start('raw', 'fastify', lts);
+      const ltsRuns = await measure(
+        [
+          ['ours', ltsOursExpress, 'users'],
+          ['raw', ltsRawExpress, 'users'],
+          ['scoped', ltsScopedExpress, 'users'],
+          ['oursFastify', ltsOursFastify, 'users'],
+          ['rawFastify', ltsRawFastify, 'users'],
+          ['oursPing', ltsOursExpress, 'ping'],
+          ['rawPing', ltsRawExpress, 'ping'],
+          ['scopedPing', ltsScopedExpress, 'ping'],
+        ],
+        ids,
+      );
+      const ltsVersion = execFileSync(lts, ['--version'], { encoding: 'utf8', timeout: 10_000 }).trim().replace(/^v/, '');
       const rates = (side: HttpRun[]) => side.map((r) => r.rate);
       /** One throughput comparison: medians of both sides, the median per-pair ratio, and the pairs. */
       const versus = (id: string, label: string, a: HttpRun[], b: HttpRun[], reference: string, extra: Partial<Figure> = {}) =>
@@ -188,20 +223,34 @@ export const httpScenario: Scenario = {
           valueUnit: '×',
           samples: a.map((r, i) => r.cpuUs / b[i]!.cpuUs),
         });
-      const ratio = (a: string, b: string) => pairedRatio(rates(runs[a]!), rates(runs[b]!));
+      const ratioIn = (set: Record<string, HttpRun[]>, a: string, b: string) => pairedRatio(rates(set[a]!), rates(set[b]!));
+      const ratio = (a: string, b: string) => ratioIn(runs, a, b);
       const scopedRatio = ratio('scoped', 'raw');
       const oursVsScoped = ratio('ours', 'scoped');
       const pingVsScoped = ratio('oursPing', 'scopedPing');
       const node = process.versions.node.split('.')[0];
-      for (const [name, runsOf] of Object.entries(runs)) {
-        log(`  ${name.padEnd(12)} ${median(rates(runsOf)).toFixed(0)} req/s p99 ${median(runsOf.map((r) => r.p99))}ms cpu ${median(runsOf.map((r) => r.cpuUs)).toFixed(0)}µs/req`);
+      for (const [set, tag] of [[runs, `Node ${node}`], [ltsRuns, `Node ${LTS_LINE}`]] as const) {
+        for (const [name, runsOf] of Object.entries(set)) {
+          log(`  ${tag} ${name.padEnd(12)} ${median(rates(runsOf)).toFixed(0)} req/s p99 ${median(runsOf.map((r) => r.p99))}ms cpu ${median(runsOf.map((r) => r.cpuUs)).toFixed(0)}µs/req`);
+        }
       }
       log(`  ratios: express ${ratio('ours', 'raw').toFixed(3)}, fastify ${ratio('oursFastify', 'rawFastify').toFixed(3)}, ours vs raw+scope ${oursVsScoped.toFixed(3)}, ping ${ratio('oursPing', 'rawPing').toFixed(3)}, ping vs raw+scope ${pingVsScoped.toFixed(3)}`);
+      log(
+        `  Node ${LTS_LINE} ratios: express ${ratioIn(ltsRuns, 'ours', 'raw').toFixed(3)}, fastify ${ratioIn(ltsRuns, 'oursFastify', 'rawFastify').toFixed(3)}, ` +
+          `ping ${ratioIn(ltsRuns, 'oursPing', 'rawPing').toFixed(3)}, ping vs raw+scope ${ratioIn(ltsRuns, 'oursPing', 'scopedPing').toFixed(3)}`,
+      );
       const scopeCost =
         `A request-scoped AsyncLocalStorage by itself (opened by a middleware, as ours is) takes the raw app to ${scopedRatio.toFixed(3)}× (row "For scale"): on Node ${node} ` +
         'AsyncLocalStorage propagates through promise hooks, which every promise of every request pays once any scope exists ' +
-        '(Node 24 and later implement it without them, with AsyncContextFrame). The scope is what carries @ReadOnly(), ' +
+        `(Node 24 and later implement it without them, with AsyncContextFrame: see the Node ${LTS_LINE} rows). The scope is what carries @ReadOnly(), ` +
         `transactions and read-your-writes across awaits; against the raw app with the same request scope, ours is ${oursVsScoped.toFixed(3)}× (row "The library's own share").`;
+      const ltsScopeCost =
+        `On Node ${LTS_LINE} AsyncLocalStorage runs on AsyncContextFrame, without promise hooks. What /ping still pays is the request scope itself ` +
+        `(one Express middleware layer and one AsyncLocalStorage.run per request): the raw app with only that scope is ${ratioIn(ltsRuns, 'scopedPing', 'rawPing').toFixed(3)}× ` +
+        `of the raw app on /ping, and ours is ${ratioIn(ltsRuns, 'oursPing', 'scopedPing').toFixed(3)}× of it (rows "Node ${LTS_LINE}: … GET /ping … request scope"). ` +
+        'The library opens the scope before routing, so it cannot tell yet whether the route will touch the database.';
+      const on = `Node ${node}: `;
+      const onLts = `Node ${LTS_LINE}: `;
       return {
         method:
           `Apps in child processes, on Express and on Fastify. Ours: the sample app (sample-app/src AppModule: PoolModule.forRootAsync with library defaults, ` +
@@ -211,41 +260,66 @@ export const httpScenario: Scenario = {
           '(statement_timeout, TimeZone, read-only), plus the sample PingController. A third app adds to raw (Express) only a middleware that runs each request in an AsyncLocalStorage scope, to show ' +
           'what a request scope costs by itself. GET /ping is a route that never touches the database, on ours, on raw and on raw with the request scope (Express). ' +
           `All read ${USERS_ROWS} users in database ${HTTP_DATABASE}. autocannon (${CONNECTIONS} connections, loopback, cycling through the ids) ` +
-          `runs ${timing.httpSeconds}s against each app and route in turn (order alternating); medians over ${timing.httpReps} repetitions. Node ${process.versions.node}. ` +
+          `runs ${timing.httpSeconds}s against each app and route in turn (order alternating); medians over ${timing.httpReps} repetitions. ` +
+          `Two blocks, one after the other: the apps on the bench's own Node ${process.versions.node}, then the same apps (raw + request scope on Express only) on the current LTS, Node ${ltsVersion} ` +
+          `(.node/${LTS_LINE}, installed by \`bash scripts/node-lts.sh install ${LTS_LINE}\`); autocannon runs on the bench's Node in both. ` +
           'The CPU rows divide the CPU time (user + system) each server process spent during a run by the requests it completed: on a machine shared with other work, ' +
           'throughput ratios swing with whatever else runs, CPU per request much less.',
         figures: [
-          versus('5.req-per-s', `Express: GET /users/:id, ${CONNECTIONS} connections, both apps reading from replica1: throughput`, runs.ours!, runs.raw!, RAW, {
+          versus('5.req-per-s', `${on}Express: GET /users/:id, ${CONNECTIONS} connections, both apps reading from replica1: throughput`, runs.ours!, runs.raw!, RAW, {
             target: atLeast(0.95),
             whenNotMet: scopeCost,
           }),
-          p99('5.p99', `Express: GET /users/:id, ${CONNECTIONS} connections: p99 latency`, runs.ours!, runs.raw!),
-          versus('5.fastify.req-per-s', `Fastify: GET /users/:id, ${CONNECTIONS} connections, both apps reading from replica1: throughput`, runs.oursFastify!, runs.rawFastify!, RAW, {
+          p99('5.p99', `${on}Express: GET /users/:id, ${CONNECTIONS} connections: p99 latency`, runs.ours!, runs.raw!),
+          versus('5.fastify.req-per-s', `${on}Fastify: GET /users/:id, ${CONNECTIONS} connections, both apps reading from replica1: throughput`, runs.oursFastify!, runs.rawFastify!, RAW, {
             target: atLeast(0.95),
             whenNotMet: scopeCost,
           }),
-          p99('5.fastify.p99', `Fastify: GET /users/:id, ${CONNECTIONS} connections: p99 latency`, runs.oursFastify!, runs.rawFastify!),
-          versus('5.ping', 'Express: GET /ping (never touches the database), with the module vs without', runs.oursPing!, runs.rawPing!, 'the same route without the module', {
+          p99('5.fastify.p99', `${on}Fastify: GET /users/:id, ${CONNECTIONS} connections: p99 latency`, runs.oursFastify!, runs.rawFastify!),
+          versus('5.ping', `${on}Express: GET /ping (never touches the database), with the module vs without`, runs.oursPing!, runs.rawPing!, 'the same route without the module', {
             target: atLeast(0.98),
             whenNotMet:
               `The module's request scope is opened for every request, /ping included: the ALS run itself is cheap, but on Node ${node} once a scope exists every promise pays the promise hooks ` +
               `(the raw app with only a request scope: ${scopedRatio.toFixed(3)}× on /users/:id). Against that raw app with the same request scope, /ping with the module is ` +
               `${pingVsScoped.toFixed(3)}× (row "GET /ping … vs the raw app with the same request scope"): what is left is the scope's, not the library's.`,
           }),
-          cpu('5.cpu', 'Express: GET /users/:id, server CPU time per request', runs.ours!, runs.raw!, RAW),
-          cpu('5.fastify.cpu', 'Fastify: GET /users/:id, server CPU time per request', runs.oursFastify!, runs.rawFastify!, RAW),
-          cpu('5.ping.cpu', 'Express: GET /ping, server CPU time per request, with the module vs without', runs.oursPing!, runs.rawPing!, 'the same route without the module'),
-          versus('5.ping.vs-request-scope', 'Express: GET /ping with the module vs the raw app with the same request-scoped AsyncLocalStorage', runs.oursPing!, runs.scopedPing!, 'raw app + request scope', {
+          cpu('5.cpu', `${on}Express: GET /users/:id, server CPU time per request`, runs.ours!, runs.raw!, RAW),
+          cpu('5.fastify.cpu', `${on}Fastify: GET /users/:id, server CPU time per request`, runs.oursFastify!, runs.rawFastify!, RAW),
+          cpu('5.ping.cpu', `${on}Express: GET /ping, server CPU time per request, with the module vs without`, runs.oursPing!, runs.rawPing!, 'the same route without the module'),
+          versus('5.ping.vs-request-scope', `${on}Express: GET /ping with the module vs the raw app with the same request-scoped AsyncLocalStorage`, runs.oursPing!, runs.scopedPing!, 'raw app + request scope', {
             target: atLeast(0.98),
           }),
-          cpu('5.ping.vs-request-scope.cpu', 'Express: GET /ping, server CPU time per request, with the module vs the raw app with the same request scope', runs.oursPing!, runs.scopedPing!, 'raw app + request scope'),
-          cpu('5.vs-request-scope.cpu', "The library's own share in CPU per request: ours vs the raw app with the same request scope (Express)", runs.ours!, runs.scoped!, 'raw app + request scope'),
-          versus('5.request-scope', 'For scale: the raw app plus only a request-scoped AsyncLocalStorage middleware (Express)', runs.scoped!, runs.raw!, RAW),
-          versus('5.vs-request-scope', "The library's own share: ours vs the raw app with the same request-scoped AsyncLocalStorage (Express)", runs.ours!, runs.scoped!, 'raw app + request scope', {
+          cpu('5.ping.vs-request-scope.cpu', `${on}Express: GET /ping, server CPU time per request, with the module vs the raw app with the same request scope`, runs.oursPing!, runs.scopedPing!, 'raw app + request scope'),
+          cpu('5.vs-request-scope.cpu', `${on}The library's own share in CPU per request: ours vs the raw app with the same request scope (Express)`, runs.ours!, runs.scoped!, 'raw app + request scope'),
+          versus('5.request-scope', `${on}For scale: the raw app plus only a request-scoped AsyncLocalStorage middleware (Express)`, runs.scoped!, runs.raw!, RAW),
+          versus('5.vs-request-scope', `${on}The library's own share: ours vs the raw app with the same request-scoped AsyncLocalStorage (Express)`, runs.ours!, runs.scoped!, 'raw app + request scope', {
+            target: atLeast(0.95),
+          }),
+          versus('5.lts.req-per-s', `${onLts}Express: GET /users/:id, ${CONNECTIONS} connections, both apps reading from replica1: throughput`, ltsRuns.ours!, ltsRuns.raw!, RAW, {
+            target: atLeast(0.95),
+          }),
+          p99('5.lts.p99', `${onLts}Express: GET /users/:id, ${CONNECTIONS} connections: p99 latency`, ltsRuns.ours!, ltsRuns.raw!),
+          versus('5.lts.fastify.req-per-s', `${onLts}Fastify: GET /users/:id, ${CONNECTIONS} connections, both apps reading from replica1: throughput`, ltsRuns.oursFastify!, ltsRuns.rawFastify!, RAW, {
+            target: atLeast(0.95),
+          }),
+          p99('5.lts.fastify.p99', `${onLts}Fastify: GET /users/:id, ${CONNECTIONS} connections: p99 latency`, ltsRuns.oursFastify!, ltsRuns.rawFastify!),
+          versus('5.lts.ping', `${onLts}Express: GET /ping (never touches the database), with the module vs without`, ltsRuns.oursPing!, ltsRuns.rawPing!, 'the same route without the module', {
+            target: atLeast(0.98),
+            whenNotMet: ltsScopeCost,
+          }),
+          cpu('5.lts.cpu', `${onLts}Express: GET /users/:id, server CPU time per request`, ltsRuns.ours!, ltsRuns.raw!, RAW),
+          cpu('5.lts.fastify.cpu', `${onLts}Fastify: GET /users/:id, server CPU time per request`, ltsRuns.oursFastify!, ltsRuns.rawFastify!, RAW),
+          cpu('5.lts.ping.cpu', `${onLts}Express: GET /ping, server CPU time per request, with the module vs without`, ltsRuns.oursPing!, ltsRuns.rawPing!, 'the same route without the module'),
+          versus('5.lts.ping.request-scope', `${onLts}For scale: GET /ping on the raw app plus only a request-scoped AsyncLocalStorage middleware (Express)`, ltsRuns.scopedPing!, ltsRuns.rawPing!, 'the same route without the module'),
+          versus('5.lts.ping.vs-request-scope', `${onLts}Express: GET /ping with the module vs the raw app with the same request-scoped AsyncLocalStorage`, ltsRuns.oursPing!, ltsRuns.scopedPing!, 'raw app + request scope', {
+            target: atLeast(0.98),
+          }),
+          versus('5.lts.request-scope', `${onLts}For scale: the raw app plus only a request-scoped AsyncLocalStorage middleware (Express)`, ltsRuns.scoped!, ltsRuns.raw!, RAW),
+          versus('5.lts.vs-request-scope', `${onLts}The library's own share: ours vs the raw app with the same request-scoped AsyncLocalStorage (Express)`, ltsRuns.ours!, ltsRuns.scoped!, 'raw app + request scope', {
             target: atLeast(0.95),
           }),
         ],
-        details: runs,
+        details: { [`node ${process.versions.node}`]: runs, [`node ${ltsVersion}`]: ltsRuns },
       };
     } finally {
       await Promise.all(started.map((c) => c.stop()));
