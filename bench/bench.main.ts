@@ -135,7 +135,7 @@ async function main(): Promise<number> {
       else pinning.restore();
       const outcome = await withDeadline(
         scenario.run({ timing, smoke: args.smoke, log: (message) => console.log(message) }),
-        scenarioDeadlineMs,
+        Math.max(scenarioDeadlineMs, scenario.deadlineMs?.(timing) ?? 0),
         `scenario ${scenario.id}`,
       );
       if (scenario.unpinnedBecause !== undefined && pinning.available) {

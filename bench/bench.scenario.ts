@@ -21,5 +21,7 @@ export interface Scenario {
    * on CPUs of their own (bench/bench.affinity.ts): why. The report adds it to the method.
    */
   unpinnedBecause?: string;
+  /** How long the scenario may take with `timing`, when more than the bench's default deadline (8 minutes; 90 s for the smoke run). */
+  deadlineMs?(timing: BenchTiming): number;
   run(ctx: ScenarioContext): Promise<ScenarioOutcome>;
 }

@@ -110,6 +110,9 @@ export const httpScenario: Scenario = {
   unpinnedBecause:
     'its client side is two processes, the app under test and the load generator (autocannon); kept on the client\'s CPU they would take turns ' +
     'on it, which no deployment does, and the apps would be measured starved of CPU (their CPU time per request is its own row).',
+  // 16 loads (8 per runtime), each run once per repetition and per warm-up round, plus autocannon's
+  // start and the CPU reads around each run, plus starting and stopping 10 apps.
+  deadlineMs: (timing) => 16 * (timing.httpReps + 2) * (timing.httpSeconds + 1) * 1000 + 180_000,
   async run({ timing, log }) {
     ensureDatabase();
     const started: BenchChild[] = [];
