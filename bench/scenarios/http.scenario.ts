@@ -154,44 +154,33 @@ export const httpScenario: Scenario = {
         }
         return runs;
       };
-      const oursExpress = await start('ours', 'express');
-      const ids = await seedUsers();
-      const rawExpress = await start('raw', 'express');
-      const scopedExpress = await start('raw-scoped', 'express');
-      const oursFastify = await start('ours', 'fastify');
-      const rawFastify = await start('raw', 'fastify');
-      const runs = await measure(
-        [
-          ['ours', oursExpress, 'users'],
-          ['raw', rawExpress, 'users'],
-          ['scoped', scopedExpress, 'users'],
-          ['oursFastify', oursFastify, 'users'],
-          ['rawFastify', rawFastify, 'users'],
-          ['oursPing', oursExpress, 'ping'],
-          ['rawPing', rawExpress, 'ping'],
-          ['scopedPing', scopedExpress, 'ping'],
-        ],
-        ids,
-      );
+      let ids: readonly number[] | undefined;
+      /** Starts the five apps on `execPath` (the bench's own Node when undefined) and runs their eight loads. */
+      const runOn = async (execPath?: string): Promise<Record<string, HttpRun[]>> => {
+        const oursExpress = await start('ours', 'express', execPath);
+        // The sample app creates the users table as it starts; the users are added once.
+        ids ??= await seedUsers();
+        const rawExpress = await start('raw', 'express', execPath);
+        const scopedExpress = await start('raw-scoped', 'express', execPath);
+        const oursFastify = await start('ours', 'fastify', execPath);
+        const rawFastify = await start('raw', 'fastify', execPath);
+        return measure(
+          [
+            ['ours', oursExpress, 'users'],
+            ['raw', rawExpress, 'users'],
+            ['scoped', scopedExpress, 'users'],
+            ['oursFastify', oursFastify, 'users'],
+            ['rawFastify', rawFastify, 'users'],
+            ['oursPing', oursExpress, 'ping'],
+            ['rawPing', rawExpress, 'ping'],
+            ['scopedPing', scopedExpress, 'ping'],
+          ],
+          ids,
+        );
+      };
+      const runs = await runOn();
       // The same apps on the current LTS, where AsyncLocalStorage no longer runs on promise hooks.
-      const ltsOursExpress = await start('ours', 'express', lts);
-      const ltsRawExpress = await start('raw', 'express', lts);
-      const ltsScopedExpress = await start('raw-scoped', 'express', lts);
-      const ltsOursFastify = await start('ours', 'fastify', lts);
-      const ltsRawFastify = await start('raw', 'fastify', lts);
-      const ltsRuns = await measure(
-        [
-          ['ours', ltsOursExpress, 'users'],
-          ['raw', ltsRawExpress, 'users'],
-          ['scoped', ltsScopedExpress, 'users'],
-          ['oursFastify', ltsOursFastify, 'users'],
-          ['rawFastify', ltsRawFastify, 'users'],
-          ['oursPing', ltsOursExpress, 'ping'],
-          ['rawPing', ltsRawExpress, 'ping'],
-          ['scopedPing', ltsScopedExpress, 'ping'],
-        ],
-        ids,
-      );
+      const ltsRuns = await runOn(lts);
       const ltsVersion = execFileSync(lts, ['--version'], { encoding: 'utf8', timeout: 10_000 }).trim().replace(/^v/, '');
       const rates = (side: HttpRun[]) => side.map((r) => r.rate);
       /** One throughput comparison: medians of both sides, the median per-pair ratio, and the pairs. */
